@@ -1,0 +1,84 @@
+"""The engine facade: one object that the CLI, the magics and the REST API all use.
+
+Example::
+
+    from portside.engine.api import Engine
+    engine = Engine()                      # PORTSIDE_ROOT or the default root
+    engine.images.bootstrap("busybox")     # -> Image
+    [img.tags for img in engine.images.list()]
+
+The facade opens the store lazily: nothing touches the disk until a collection is used, so
+``portside --help`` and ``portside version`` stay cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from .config import Config, load_config
+
+
+class Engine:
+    """Entry point to every engine operation, in docker-py's shape (``engine.images.list()``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None, config: Config | None = None) -> None:
+        self.config = config or load_config()
+        if root is not None:
+            self.config.root = Path(root)
+        self.root = Path(self.config.root)
+
+    # --------------------------------------------------------------- storage (lazy)
+    @functools.cached_property
+    def db(self):
+        from .store.db import Database
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o711)
+        # importing the modules that own tables registers their schemas before the first open
+        from . import events  # noqa: F401
+        from .image import store  # noqa: F401
+
+        return Database(self.root / "metadata.db")
+
+    @functools.cached_property
+    def content(self):
+        from .store.content import ContentStore
+
+        return ContentStore(self.root / "content")
+
+    @functools.cached_property
+    def snapshots(self):
+        from .store.snapshots import Snapshots
+
+        return Snapshots(self.root / "snapshots", self.db)
+
+    @functools.cached_property
+    def image_store(self):
+        from .image.store import ImageStore
+
+        return ImageStore(self.db, self.content, self.snapshots)
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --------------------------------------------------------------- collections
+    @functools.cached_property
+    def images(self):
+        from .models.images import ImageCollection
+
+        return ImageCollection(self)
+
+    @functools.cached_property
+    def system(self):
+        from .models.system import System
+
+        return System(self)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()

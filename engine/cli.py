@@ -1,0 +1,250 @@
+"""The ``portside`` command line: one command table, Docker's names, flags, output and exit codes.
+
+The table (:data:`COMMANDS`) is also what ``%container`` in a notebook parses, so a command line
+means the same in both places. Each :class:`Command` declares its arguments on an
+``argparse`` parser and has a handler ``handler(ctx, args)`` that writes Docker-like text to
+``ctx.out`` and returns a Python value (``ps -q`` returns the ids) for the magics.
+
+Modules are imported inside handlers, so ``portside ps`` pays only for what ``ps`` needs.
+
+Exit codes follow Docker: 0 success, 125 an engine or usage error, 126/127 a container command
+that cannot be invoked or found, otherwise the container's own status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+from .errors import EngineError, InvalidArgument
+
+
+class UsageError(InvalidArgument):
+    """A bad command line (unknown flag, missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting, so magics can show one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            raise UsageError(message.strip())
+        raise _HelpShown(status)
+
+
+class _HelpShown(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass
+class Context:
+    """What a handler needs: the engine, where to write, where to read."""
+
+    engine: Any
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: Any = None            # binary stream
+    stdout_binary: Any = None    # binary stream for `save` to stdout, `cp -`
+    interactive: bool = False    # a terminal is attached (progress bars, -t)
+    magic: bool = False          # called from %container
+
+    def print(self, *parts: Any) -> None:
+        self.out.write(" ".join(str(p) for p in parts) + "\n")
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[Context, argparse.Namespace], Any]
+    aliases: tuple[str, ...] = ()
+    group: str | None = None           # "image", "container", "volume", "network", "system", ...
+    top_level: bool = False            # also reachable without the group (`images`, `rmi`)
+    top_name: str | None = None        # name at top level when it differs (`image ls` -> `images`)
+
+
+COMMANDS: list[Command] = []
+
+
+def command(name: str, help: str, *, group: str | None = None, aliases: tuple[str, ...] = (),
+            top_level: bool = False, top_name: str | None = None):
+    """Decorator registering ``handler`` with an ``arguments`` function set on it later."""
+
+    def wrap(fn: Callable) -> Callable:
+        args_fn = getattr(fn, "_arguments", lambda p: None)
+        COMMANDS.append(Command(name, help, args_fn, fn, aliases, group, top_level, top_name))
+        return fn
+
+    return wrap
+
+
+def arguments(fn_args: Callable[[argparse.ArgumentParser], None]):
+    def wrap(fn: Callable) -> Callable:
+        fn._arguments = fn_args
+        return fn
+    return wrap
+
+
+# The command modules register themselves on import.
+def _load_commands() -> None:
+    if COMMANDS:
+        return
+    from .commands import images, system  # noqa: F401
+    for optional in ("containers", "volumes", "networks", "build", "registry"):
+        try:
+            __import__(f"portside.engine.commands.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"portside.engine.commands.{optional}":
+                raise
+
+
+def build_parser(prog: str = "portside") -> argparse.ArgumentParser:
+    """The whole command tree as an argparse parser (shared by the CLI and the magics)."""
+    _load_commands()
+    parser = _Parser(prog=prog, description="A daemonless container engine, Docker's commands.",
+                     allow_abbrev=False)
+    parser.add_argument("-v", "--version", action="store_true", help="print version information")
+    parser.add_argument("--root", help="state folder (default: $PORTSIDE_ROOT)")
+    sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=_Parser)
+    groups: dict[str, Any] = {}
+    group_help = {"image": "Manage images", "container": "Manage containers",
+                  "volume": "Manage volumes", "network": "Manage networks",
+                  "system": "Manage portside", "builder": "Manage builds",
+                  "manifest": "Manage image manifests"}
+    for cmd in COMMANDS:
+        if cmd.group:
+            if cmd.group not in groups:
+                gp = sub.add_parser(cmd.group, help=group_help.get(cmd.group, ""),
+                                    allow_abbrev=False)
+                groups[cmd.group] = gp.add_subparsers(dest="_subcommand", metavar="COMMAND",
+                                                      parser_class=_Parser)
+            p = groups[cmd.group].add_parser(cmd.name, help=cmd.help, aliases=list(cmd.aliases),
+                                             allow_abbrev=False,
+                                             prog=f"{prog} {cmd.group} {cmd.name}")
+            cmd.arguments(p)
+            p.set_defaults(_handler=cmd.handler)
+        if not cmd.group or cmd.top_level:
+            name = cmd.top_name or cmd.name
+            p = sub.add_parser(name, help=cmd.help,
+                               aliases=list(cmd.aliases) if not cmd.group else [],
+                               allow_abbrev=False, prog=f"{prog} {name}")
+            cmd.arguments(p)
+            p.set_defaults(_handler=cmd.handler)
+    return parser
+
+
+def parse(argv: list[str], prog: str = "portside") -> argparse.Namespace:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "_handler", None) is None:
+        if getattr(args, "_command", None):
+            raise UsageError(f"{prog} {args._command}: a subcommand is required")
+        raise UsageError(f"{prog}: a command is required (see '{prog} --help')")
+    return args
+
+
+def run(argv: list[str], ctx: Context) -> Any:
+    """Parse and run one command line; returns the handler's value. Raises EngineError."""
+    args = parse(argv)
+    return args._handler(ctx, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from .api import Engine
+
+    try:
+        if argv and argv[0] in ("-v", "--version"):
+            argv = ["version", "--format", "portside version {{.Client.Version}}"]
+        args = parse(argv)
+        engine = Engine(root=args.root)
+        ctx = Context(engine=engine, stdin=sys.stdin.buffer, stdout_binary=sys.stdout.buffer,
+                      interactive=sys.stdout.isatty())
+        try:
+            result = args._handler(ctx, args)
+        finally:
+            engine.close()
+        sys.stdout.flush()
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
+    except _HelpShown as shown:
+        return shown.status
+    except EngineError as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"Error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+# ---------------------------------------------------------------- helpers shared by commands
+def parse_filters(items: list[str] | None) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        filters.setdefault(key.strip().lower(), []).append(value.strip())
+    return filters
+
+
+def print_table(ctx: Context, fmt: str | None, rows: list[dict], default: str,
+                headers: dict[str, str] | None = None) -> None:
+    from .formatting import format_table
+
+    text = format_table(fmt, rows, default=default, headers=headers)
+    if text:
+        ctx.out.write(text if text.endswith("\n") else text + "\n")
+
+
+def print_object(ctx: Context, fmt: str | None, objects: list[Any]) -> None:
+    from .formatting import format_object, render
+
+    if fmt and fmt != "json":
+        for obj in objects:
+            ctx.out.write(render(fmt, obj) + "\n")
+        return
+    if fmt == "json":
+        ctx.out.write(json.dumps(objects) + "\n")
+        return
+    ctx.out.write(format_object(None, objects) + "\n")
+
+
+def open_input(ctx: Context, path: str | None):
+    if path in (None, "-"):
+        if ctx.stdin is None:
+            raise InvalidArgument("no input: give a file with -i or pipe one to standard input")
+        return _NoClose(ctx.stdin)
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot open {path}: {exc.strerror}") from exc
+
+
+class _NoClose:
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command handlers for the CLI table, one module per resource."""

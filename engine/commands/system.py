@@ -1,0 +1,144 @@
+"""System commands: version, info, system check, system df, events."""
+
+from __future__ import annotations
+
+import json
+
+from ..cli import Context, arguments, command, print_object, print_table
+from ..units import human_size
+
+
+def _fmt_arg(p):
+    p.add_argument("-f", "--format", help="format output with a Go template or 'json'")
+
+
+@command("version", "Show the portside version information")
+@arguments(_fmt_arg)
+def version(ctx: Context, args):
+    info = ctx.engine.system.version()
+    if args.format:
+        from ..formatting import render
+
+        ctx.print(render(args.format, info) if args.format != "json" else json.dumps(info))
+        return info
+    c, s = info["Client"], info["Server"]
+    ctx.print(f"Client:\n Version:\t{c['Version']}\n Python:\t{c['PythonVersion']}\n"
+              f" OS/Arch:\tlinux/{c['Arch']}\n\nServer:\n Engine:\t{s['Engine']}\n"
+              f" Version:\t{s['Version']}\n Kernel:\t{s['KernelVersion']}".expandtabs(16))
+    return info
+
+
+@command("info", "Display system-wide information", group="system", top_level=True)
+@arguments(_fmt_arg)
+def info(ctx: Context, args):
+    data = ctx.engine.system.info()
+    if args.format:
+        from ..formatting import render
+
+        ctx.print(render(args.format, data) if args.format != "json" else json.dumps(data))
+        return data
+    lines = ["Server:"]
+    for key in ("Containers", "Running", "Paused", "Stopped", "Images", "ServerVersion", "Driver",
+                "DockerRootDir", "CgroupVersion", "DefaultRuntime", "KernelVersion",
+                "OperatingSystem", "OSType", "Architecture", "NCPU", "MemTotal"):
+        if key in data:
+            value = human_size(data[key]) if key == "MemTotal" else data[key]
+            label = {"DockerRootDir": "Root Dir", "ServerVersion": "Server Version",
+                     "CgroupVersion": "Cgroup Version", "DefaultRuntime": "Default Runtime",
+                     "KernelVersion": "Kernel Version", "OperatingSystem": "Operating System",
+                     "OSType": "OSType", "NCPU": "CPUs", "MemTotal": "Total Memory"}.get(key, key)
+            lines.append(f" {label}: {value}")
+    if data.get("Runtimes"):
+        lines.append(" Runtimes: " + " ".join(sorted(data["Runtimes"])))
+    if data.get("GPUs") is not None:
+        gpus = data["GPUs"]
+        lines.append(f" GPUs: {len(gpus)}")
+        for gpu in gpus:
+            lines.append(f"  {gpu.get('Index')}: {gpu.get('Model', '')} {gpu.get('UUID', '')}")
+    mirrors = data["RegistryConfig"]["Mirrors"]
+    if mirrors:
+        lines.append(" Registry Mirrors:")
+        lines += [f"  {m}" for m in mirrors]
+    ctx.out.write("\n".join(lines) + "\n")
+    return data
+
+
+def _check_args(p):
+    p.add_argument("--repair", action="store_true", help="fix what is wrong")
+
+
+@command("check", "Verify the store: blobs, references, images, snapshots", group="system")
+@arguments(_check_args)
+def check(ctx: Context, args):
+    problems = ctx.engine.system.check(repair=args.repair)
+    for problem in problems:
+        ctx.print(("repaired: " if args.repair else "") + problem)
+    if not problems:
+        ctx.print("store is consistent")
+        return 0
+    return 0 if args.repair else 1
+
+
+def _df_args(p):
+    p.add_argument("-v", "--verbose", action="store_true", help="show detailed information")
+    p.add_argument("--format", help="format output")
+
+
+@command("df", "Show disk usage", group="system")
+@arguments(_df_args)
+def df(ctx: Context, args):
+    rows = ctx.engine.system.df()
+    shown = []
+    for row in rows:
+        total = row["Size"]
+        pct = f" ({int(100 * row['Reclaimable'] / total)}%)" if total else ""
+        shown.append({"Type": row["Type"], "TotalCount": row["TotalCount"], "Active": row["Active"],
+                      "Size": human_size(total), "Reclaimable": human_size(row["Reclaimable"]) + pct})
+    print_table(ctx, args.format, shown,
+                "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+                {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+                 "Reclaimable": "RECLAIMABLE"})
+    return rows
+
+
+def _events_args(p):
+    p.add_argument("--since", help="show events created since this timestamp (unix seconds)")
+    p.add_argument("--until", help="stream events until this timestamp (unix seconds)")
+    p.add_argument("-f", "--filter", action="append", default=[], help="filter (type=, event=)")
+    p.add_argument("--format", help="format output (json or a Go template)")
+
+
+@command("events", "Get real time events from the engine", group="system", top_level=True)
+@arguments(_events_args)
+def events(ctx: Context, args):
+    import time
+
+    from .. import events as ev
+    from ..cli import parse_filters
+    from ..formatting import render
+
+    filters = parse_filters(args.filter)
+    since_ = float(args.since) if args.since else None
+    until = float(args.until) if args.until else None
+    stop = (lambda: until is not None and time.time() > until)
+    source = (ev.read_events(ctx.engine.db, since=since_, until=until, limit=1_000_000)
+              if until is not None and until <= time.time()
+              else ev.follow(ctx.engine.db, since=since_, stop=stop))
+    for event in source:
+        if "type" in filters and event.type not in filters["type"]:
+            continue
+        if "event" in filters and event.action not in filters["event"]:
+            continue
+        doc = event.to_docker()
+        if args.format == "json":
+            ctx.print(json.dumps(doc))
+        elif args.format:
+            ctx.print(render(args.format, doc))
+        else:
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(event.attributes.items()))
+            from ..image.oci import rfc3339
+
+            ctx.print(f"{rfc3339(event.time)} {event.type} {event.action} {event.actor}"
+                      + (f" ({attrs})" if attrs else ""))
+        ctx.out.flush()
+    return 0

@@ -1,0 +1,303 @@
+"""Images: the ``Image`` model (Docker's ``image inspect`` JSON) and its collection."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from ..errors import Conflict, InvalidArgument, NotFound
+from ..image import oci
+from ..image.reference import parse_reference
+from ..image.store import ImageRecord
+from ..units import since
+from .resource import Collection, Model
+
+#: Other parts of the engine (containers) register a function returning the ids of images in use,
+#: as {image id: [container ids]}; ``rmi`` and ``prune`` consult it.
+_IN_USE: dict[str, Callable[[], dict[str, list[str]]]] = {}
+
+
+def register_in_use(name: str, fn: Callable[[], dict[str, list[str]]]) -> None:
+    _IN_USE[name] = fn
+
+
+def images_in_use() -> dict[str, list[str]]:
+    used: dict[str, list[str]] = {}
+    for fn in _IN_USE.values():
+        for image_id, containers in fn().items():
+            used.setdefault(image_id, []).extend(containers)
+    return used
+
+
+class Image(Model):
+    """One image. ``attrs`` is Docker's ``image inspect`` document."""
+
+    @property
+    def tags(self) -> list[str]:
+        return [t for t in self.attrs.get("RepoTags") or []]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return (self.attrs.get("Config") or {}).get("Labels") or {}
+
+    def history(self) -> list[dict]:
+        return self.collection.history(self.id)
+
+    def tag(self, repository: str, tag: str | None = None) -> bool:
+        target = f"{repository}:{tag}" if tag else repository
+        self.collection.tag(self.id, target)
+        return True
+
+
+def familiar(name: str) -> str:
+    return parse_reference(name, default_tag=None).familiar()
+
+
+class ImageCollection(Collection):
+    model = Image
+
+    @property
+    def store(self):
+        return self.engine.image_store
+
+    # ------------------------------------------------------------ reading
+    def _inspect(self, rec: ImageRecord) -> dict:
+        config = self.store.config(rec)
+        snap = self.engine.snapshots
+        lowers = [str(snap.path(layer["chain_id"])) for layer in reversed(rec.layers)]
+        created = config.get("created") or oci.rfc3339(rec.created)
+        return {
+            "Id": rec.id,
+            "RepoTags": [familiar(r) for r in rec.repo_tags],
+            "RepoDigests": [familiar(r) for r in rec.repo_digests],
+            "Parent": rec.parent,
+            "Comment": (config.get("history") or [{}])[-1].get("comment", "") if config.get("history") else "",
+            "Created": created,
+            "DockerVersion": "",
+            "Author": config.get("author", ""),
+            "Config": config.get("config") or {},
+            "Architecture": config.get("architecture", ""),
+            "Variant": config.get("variant"),
+            "Os": config.get("os", ""),
+            "Size": rec.size,
+            "GraphDriver": {"Name": "overlay", "Data": {
+                "LowerDir": ":".join(lowers[1:]) if len(lowers) > 1 else None,
+                "UpperDir": lowers[0] if lowers else None,
+                "MergedDir": None, "WorkDir": None}},
+            "RootFS": {"Type": "layers", "Layers": [l["diff_id"] for l in rec.layers]},
+            "Metadata": {"LastTagTime": oci.rfc3339(rec.last_tag_time) if rec.last_tag_time
+                         else "0001-01-01T00:00:00Z"},
+            "Descriptor": {"mediaType": rec.manifest_media_type, "digest": rec.manifest_digest},
+        }
+
+    def get(self, name: str) -> Image:
+        """The image with that name, id or id prefix; raises NotFound."""
+        return Image(self._inspect(self.store.get(name)), self)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.store.resolve_id(name)
+            return True
+        except NotFound:
+            return False
+
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+             name: str | None = None) -> list[Image]:
+        """Images, newest first; ``filters`` as Docker's: reference, dangling, label, before, since."""
+        filters = dict(filters or {})
+        if name:
+            filters.setdefault("reference", []).append(name)
+        records = self.store.list()
+        out = []
+        before = since_ = None
+        if filters.get("before"):
+            before = self.store.get(filters["before"][0]).created
+        if filters.get("since"):
+            since_ = self.store.get(filters["since"][0]).created
+        for rec in records:
+            if "dangling" in filters:
+                want = filters["dangling"][0].lower() in ("true", "1")
+                if want != (not rec.repo_tags):
+                    continue
+            if before is not None and rec.created >= before:
+                continue
+            if since_ is not None and rec.created <= since_:
+                continue
+            image = Image(self._inspect(rec), self)
+            if "label" in filters and not all_labels_match(image.labels, filters["label"]):
+                continue
+            if "reference" in filters:
+                tags = [t for t in image.tags
+                        if any(reference_matches(t, pat) for pat in filters["reference"])]
+                if not tags:
+                    continue
+                image.attrs["RepoTags"] = tags
+            out.append(image)
+        return out
+
+    def summaries(self, images: list[Image], *, digests: bool = False) -> list[dict]:
+        """One row per (repository, tag) for ``images``, with Docker's field names."""
+        rows = []
+        for image in images:
+            pairs = []
+            for tag in image.tags:
+                repo, _, t = tag.rpartition(":")
+                pairs.append((repo, t))
+            if not pairs:
+                if image.attrs["RepoDigests"]:
+                    pairs = [(d.split("@")[0], "<none>") for d in image.attrs["RepoDigests"][:1]]
+                else:
+                    pairs = [("<none>", "<none>")]
+            created = oci.parse_time(image.attrs["Created"])
+            for repo, tag in pairs:
+                digest = "<none>"
+                for d in image.attrs["RepoDigests"]:
+                    if d.split("@")[0] == repo:
+                        digest = d.split("@", 1)[1]
+                rows.append({
+                    "ID": image.short_id, "FullID": image.id, "Repository": repo, "Tag": tag,
+                    "Digest": digest, "CreatedSince": since(created),
+                    "CreatedAt": oci.rfc3339(created), "Size": image.attrs["Size"],
+                    "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
+                    "VirtualSize": image.attrs["Size"], "Labels": image.labels,
+                })
+        return rows
+
+    def history(self, name: str) -> list[dict]:
+        """The image's history, newest first, with Docker's columns."""
+        rec = self.store.get(name)
+        config = self.store.config(rec)
+        history = config.get("history") or []
+        layers = list(rec.layers)
+        sizes = []
+        for entry in history:
+            if entry.get("empty_layer"):
+                sizes.append(0)
+            else:
+                layer = layers.pop(0) if layers else None
+                sizes.append(self._layer_size(layer) if layer else 0)
+        rows = []
+        for i, entry in enumerate(reversed(history)):
+            rows.append({
+                "ID": rec.id if i == 0 else "<missing>",
+                "Created": oci.parse_time(entry.get("created")),
+                "CreatedBy": entry.get("created_by", ""),
+                "Size": sizes[len(history) - 1 - i],
+                "Comment": entry.get("comment", ""),
+                "Tags": [familiar(r) for r in rec.repo_tags] if i == 0 else [],
+            })
+        return rows
+
+    def _layer_size(self, layer: dict) -> int:
+        try:
+            return int(self.engine.snapshots.get(layer["chain_id"]).get("size") or 0)
+        except NotFound:
+            return 0
+
+    # ------------------------------------------------------------ writing
+    def import_(self, stream: BinaryIO, repository: str | None = None, *,
+                changes: list[str] = (), message: str = "", source: str = "-") -> Image:
+        from ..image.importer import import_rootfs
+
+        rec = import_rootfs(self.store, stream, repository=repository, changes=changes,
+                            message=message, source=source)
+        return self.get(rec.id)
+
+    def bootstrap(self, what: str, *, tag: str | None = None, include: list[str] = (),
+                  mirror: str | None = None, log=None) -> Image:
+        from ..image.bootstrap import bootstrap
+
+        rec = bootstrap(self.store, what, tag=tag, include=list(include), mirror=mirror,
+                        tmp_root=self.engine.tmp_dir, log=log)
+        return self.get(rec.id)
+
+    def tag(self, source: str, target: str) -> Image:
+        return self.get(self.store.tag(source, target).id)
+
+    def save(self, names: list[str], out: BinaryIO) -> None:
+        from ..image.archive import save
+
+        save(self.store, names, out, tmp_dir=self.engine.tmp_dir)
+
+    def load(self, stream: BinaryIO, progress=None) -> list[tuple[Image, list[str]]]:
+        from ..image.archive import load
+
+        loaded = load(self.store, stream, tmp_root=self.engine.tmp_dir, progress=progress)
+        return [(self.get(rec.id), [r.familiar() for r in refs]) for rec, refs in loaded]
+
+    def remove(self, name: str, *, force: bool = False, noprune: bool = False) -> list[dict]:
+        """``rmi``: untag, and delete the image once no name is left. Returns Docker's
+        ``[{"Untagged": ...}, {"Deleted": ...}]`` list."""
+        rec = self.store.get(name)
+        used = images_in_use().get(rec.id, [])
+        result: list[dict] = []
+        by_name = False
+        try:
+            ref = parse_reference(name)
+            by_name = str(ref) in rec.refs
+        except InvalidArgument:
+            pass
+        if by_name:
+            if used and not force and len(rec.refs) == 1:
+                raise Conflict(f"conflict: unable to remove repository reference \"{name}\" "
+                               f"(must force) - container {used[0][:12]} is using its "
+                               f"referenced image {rec.short_id}")
+            image_id, last = self.store.untag(name)
+            result.append({"Untagged": familiar(str(parse_reference(name)))})
+            if last and not used:
+                self.store.delete(image_id)
+                result.append({"Deleted": image_id})
+            return result
+        if used and not force:
+            raise Conflict(f"conflict: unable to delete {rec.short_id} (must be forced) - "
+                           f"image is being used by container {used[0][:12]}")
+        if len(rec.repo_tags) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {rec.short_id} (must be forced) - "
+                           f"image is referenced in multiple repositories")
+        for r in rec.refs:
+            self.store.untag(r)
+            result.append({"Untagged": familiar(r)})
+        if used:
+            return result
+        self.store.delete(rec.id)
+        result.append({"Deleted": rec.id})
+        return result
+
+    def prune(self, *, all: bool = False, filters: dict | None = None) -> dict:
+        used = images_in_use()
+        deleted = []
+        reclaimed = 0
+        for rec in self.store.list():
+            if rec.id in used:
+                continue
+            if not all and rec.repo_tags:
+                continue
+            if filters and "label" in filters:
+                labels = (self.store.config(rec).get("config") or {}).get("Labels") or {}
+                if not all_labels_match(labels, filters["label"]):
+                    continue
+            for r in rec.refs:
+                self.store.untag(r)
+                deleted.append({"Untagged": familiar(r)})
+            self.store.delete(rec.id)
+            deleted.append({"Deleted": rec.id})
+            reclaimed += rec.size
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+
+def reference_matches(tag: str, pattern: str) -> bool:
+    """Docker's ``reference=`` filter: a glob against ``repo:tag`` or ``repo``."""
+    repo = tag.rpartition(":")[0]
+    if ":" not in pattern.rsplit("/", 1)[-1]:
+        return fnmatch.fnmatchcase(repo, pattern)
+    return fnmatch.fnmatchcase(tag, pattern)
+
+
+def all_labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
+    for item in wanted:
+        key, eq, value = item.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True

@@ -1,0 +1,195 @@
+"""``system check``, ``system df``, ``info`` and ``version``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..errors import NotFound
+from ..image import oci
+
+_CHECKS: dict = {}
+
+
+def register_check(name: str, fn) -> None:
+    """Other parts (containers, networks) add checks: ``fn(engine, repair) -> list[str]``."""
+    _CHECKS[name] = fn
+
+
+class System:
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def check(self, *, repair: bool = False) -> list[str]:
+        """Verify every blob, reference, image record and snapshot; returns the problems found
+        (with ``repair``, what was fixed). An empty list means the store is consistent."""
+        eng = self.engine
+        store = eng.image_store
+        problems: list[str] = []
+        # 1. blobs match their digests
+        bad_blobs = set()
+        for digest in list(eng.content.list()):
+            if not eng.content.verify(digest):
+                problems.append(f"blob {digest}: content does not match its digest")
+                bad_blobs.add(digest)
+                if repair:
+                    eng.content.delete(digest)
+        # 2. images: their manifest, config and layer blobs and snapshots exist
+        broken = []
+        for rec in store.list():
+            missing = [d for d in [rec.manifest_digest, rec.id] + [l["digest"] for l in rec.layers]
+                       if d in bad_blobs or not eng.content.exists(d)]
+            for layer in rec.layers:
+                if not eng.snapshots.exists(layer["chain_id"]):
+                    missing.append("snapshot " + layer["chain_id"])
+            if missing:
+                problems.append(f"image {rec.short_id}: missing {', '.join(missing)}")
+                broken.append(rec)
+        if repair:
+            for rec in broken:
+                for r in rec.refs:
+                    store.untag(r)
+                try:
+                    store.delete(rec.id)
+                except NotFound:
+                    pass
+        # 3. snapshots: records, directories, parents
+        problems += eng.snapshots.check(repair=repair)
+        # 4. leftovers of interrupted operations
+        ingests = eng.content.ingests() if hasattr(eng.content, "ingests") else []
+        if ingests:
+            problems.append(f"{len(ingests)} unfinished ingest(s) in content/ingest")
+            if repair:
+                eng.content.clean_ingest(0)
+        tmp = eng.root / "tmp"
+        leftovers = [p for p in tmp.iterdir()] if tmp.is_dir() else []
+        if leftovers:
+            problems.append(f"{len(leftovers)} leftover temporary folder(s) in tmp/")
+            if repair:
+                for p in leftovers:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+        # 5. unreferenced blobs and snapshots (a crash between writing and recording)
+        with eng.db.transaction() as conn:
+            blobs, chains = store.referenced(conn)
+            leased = store._leased(conn)
+        orphans = [d for d in eng.content.list() if d not in blobs and d not in leased]
+        orphan_chains = [r["chain_id"] for r in eng.snapshots.list()
+                         if r["chain_id"] not in chains and "snapshot:" + r["chain_id"] not in leased]
+        if orphans:
+            problems.append(f"{len(orphans)} unreferenced blob(s)")
+        if orphan_chains:
+            problems.append(f"{len(orphan_chains)} unreferenced snapshot(s)")
+        if repair and (orphans or orphan_chains):
+            store.collect(candidates_blobs=set(orphans), candidates_chains=set(orphan_chains))
+        for name, fn in _CHECKS.items():
+            problems += fn(eng, repair)
+        return problems
+
+    def df(self) -> list[dict]:
+        eng = self.engine
+        images = eng.images.list()
+        from .images import images_in_use
+
+        used = images_in_use()
+        total = sum(i.attrs["Size"] for i in images)
+        active = [i for i in images if i.id in used]
+        reclaim = total - sum(i.attrs["Size"] for i in active)
+        rows = [{"Type": "Images", "TotalCount": len(images), "Active": len(active),
+                 "Size": total, "Reclaimable": reclaim}]
+        for name, fn in _DF.items():
+            rows.append(fn(eng))
+        return rows
+
+    def info(self) -> dict:
+        eng = self.engine
+        from ..runtime_info import runtime_summary
+
+        images = eng.images.list()
+        info = {
+            "ID": "", "Name": platform.node(),
+            "Images": len(images),
+            "Driver": "overlay",
+            "DriverStatus": [["Backing Filesystem", _fs_type(eng.root)]],
+            "DockerRootDir": str(eng.root),
+            "KernelVersion": platform.release(),
+            "OperatingSystem": _os_name(),
+            "OSType": "linux",
+            "Architecture": platform.machine(),
+            "NCPU": os.cpu_count(),
+            "MemTotal": _mem_total(),
+            "ServerVersion": __version__,
+            "CgroupVersion": _cgroup_version(),
+            "RegistryConfig": {"Mirrors": eng.config.registry_mirrors,
+                               "InsecureRegistries": eng.config.insecure_registries},
+            "CDISpecDirs": eng.config.cdi_spec_dirs,
+        }
+        info.update(runtime_summary(eng))
+        for name, fn in _INFO.items():
+            info.update(fn(eng))
+        return info
+
+    def version(self) -> dict:
+        return {
+            "Client": {"Version": __version__, "ApiVersion": "1.43",
+                       "PythonVersion": platform.python_version(),
+                       "Os": "linux", "Arch": oci.host_platform()["architecture"]},
+            "Server": {"Version": __version__, "Engine": "portside (daemonless)",
+                       "KernelVersion": platform.release(), "Os": "linux",
+                       "Arch": oci.host_platform()["architecture"]},
+        }
+
+
+_DF: dict = {}
+_INFO: dict = {}
+
+
+def register_df(name: str, fn) -> None:
+    _DF[name] = fn
+
+
+def register_info(name: str, fn) -> None:
+    _INFO[name] = fn
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+                    best, fstype = parts[1], parts[2]
+    except OSError:
+        pass
+    return fstype
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return sys.platform
+
+
+def _mem_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cgroup_version() -> str:
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return "2"
+    return "1"

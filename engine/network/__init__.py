@@ -1,0 +1,1 @@
+"""portside.engine.network"""
