@@ -628,16 +628,44 @@ _HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
 _HTML_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 
 
-def go_json(value: Any, *, indent: int | None = None, escape_html: bool = True) -> str:
+def _go_values(value: Any, sort_maps: bool) -> Any:
+    """Turn ``value`` into plain JSON types, ordering keys as Go would.
+
+    Go sorts the keys of maps but keeps the declaration order of struct fields; here mappings
+    play Go maps (sorted when ``sort_maps``) and dataclasses play structs (field order).
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        if sort_maps:
+            try:
+                items.sort(key=lambda kv: str(kv[0]))
+            except TypeError:
+                pass
+        return {str(k): _go_values(v, sort_maps) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_go_values(v, sort_maps) for v in value]
+    plain = _jsonable(value)
+    if isinstance(plain, dict) and not isinstance(value, Mapping):
+        # A struct-like object: its fields keep their order.
+        return {k: _go_values(v, sort_maps) for k, v in plain.items()}
+    return _go_values(plain, sort_maps)
+
+
+def go_json(value: Any, *, indent: int | None = None, escape_html: bool = True,
+            sort_maps: bool = False) -> str:
     """Serialise ``value`` as Go's encoding/json does.
 
     Compact (``indent=None``) or indented; non-ASCII kept as is; with ``escape_html`` the
     characters ``<``, ``>``, ``&`` become ``\\u003c`` etc. (Go's default, seen in
-    ``docker inspect``); U+2028 and U+2029 are always escaped, as Go does.
+    ``docker inspect``); U+2028 and U+2029 are always escaped, as Go does. With ``sort_maps``
+    the keys of mappings are sorted (Go's maps) while dataclass fields keep their order
+    (Go's structs).
     """
     separators = (",", ":") if indent is None else (",", ": ")
-    out = json.dumps(value, indent=indent, separators=separators, ensure_ascii=False,
-                     default=_jsonable)
+    out = json.dumps(_go_values(value, sort_maps), indent=indent, separators=separators,
+                     ensure_ascii=False)
     if escape_html:
         return _HTML_ESCAPE_RE.sub(lambda m: _HTML_ESCAPES[m.group()], out)
     return out.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
@@ -753,6 +781,8 @@ def _format_one(verb: str, arg: Any, flags: str, prec: int | None) -> str:
     if verb == "T":
         return _go_type(arg)
     if verb == "s":
+        if arg is None:
+            return "%!s(<nil>)"
         s = go_str(arg, top=False)
         return s[:prec] if prec is not None else s
     if verb == "q":
@@ -779,6 +809,7 @@ def _format_one(verb: str, arg: Any, flags: str, prec: int | None) -> str:
         if isinstance(arg, (int, float)) and not isinstance(arg, bool):
             if verb in "gG" and prec is None:
                 s = _go_float(float(arg))
+                s = s.upper() if verb == "G" else s
                 return (plus + s if plus and not s.startswith("-") else s)
             p = 6 if prec is None else prec
             return format(float(arg), f"{plus}.{p}{verb}")
@@ -822,9 +853,8 @@ def _fn_index(item: Any, *keys: Any) -> Any:
                 raise _TemplateError(f"cannot index slice/array with type {_go_type(key)}")
             if not 0 <= key < len(item):
                 raise _TemplateError(f"index out of range: {key}")
-            item = item[key]
-            if isinstance(item, str) and len(item) == 1 and not isinstance(key, bool):
-                item = ord(item)  # indexing a Go string gives a byte
+            # Indexing a Go string gives a byte, which prints as a number.
+            item = ord(item[key]) if isinstance(item, str) else item[key]
         else:
             raise _TemplateError(f"can't index item of type {_go_type(item)}")
     return item
@@ -934,7 +964,8 @@ def _fn_truncate(s: Any, length: Any) -> str:
 def _fn_json(v: Any) -> str:
     if isinstance(v, (_Header, _HeaderContext)):
         return go_str(v)
-    return go_json(v, escape_html=False)
+    # Docker's json function turns HTML escaping off; template data are Go maps (sorted keys).
+    return go_json(v, escape_html=False, sort_maps=True)
 
 
 def _fn_html(*args: Any) -> str:

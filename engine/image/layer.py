@@ -789,10 +789,13 @@ class _Extractor:
                     os.close(fd)
 
 
-def _opaque(path: str) -> bool:
+def _opaque(path: str | int) -> bool:
+    """Whether a directory (path or fd) is an overlayfs opaque directory."""
     for attr in (OVERLAY_OPAQUE_XATTR, _USER_OVERLAY_OPAQUE_XATTR):
         try:
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+            value = os.getxattr(path, attr) if isinstance(path, int) else \
+                os.getxattr(path, attr, follow_symlinks=False)
+            if value == b"y":
                 return True
         except OSError:
             pass
@@ -928,7 +931,7 @@ class _Writer:
 
     def walk(self, dfd: int, parts: tuple[str, ...]) -> None:
         prefix = "/".join(parts) + "/" if parts else ""
-        if self.overlay_upper and _opaque(f"/proc/self/fd/{dfd}"):
+        if self.overlay_upper and _opaque(dfd):
             self._marker(prefix + OPAQUE_MARKER)
         rows = []
         with os.scandir(dfd) as it:

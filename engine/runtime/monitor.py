@@ -301,12 +301,12 @@ class _Monitor:
         self.partial[kind] = rest
         if not out:
             return
-        lines = []
-        for piece in out:
-            lines.append(json.dumps({"log": piece.decode("utf-8", "surrogateescape"),
-                                     "stream": stream, "time": stamp},
-                                    separators=(",", ":")))
-        blob = ("\n".join(lines) + "\n").encode("ascii")
+        # Hand-assembled (same bytes as json.dumps of the dict): the C string escaper alone is
+        # several times faster than building and dumping a dict per line.
+        tail = ',"stream":"%s","time":"%s"}\n' % (stream, stamp)
+        quote = json.encoder.encode_basestring_ascii
+        blob = "".join(['{"log":' + quote(piece.decode("utf-8", "surrogateescape")) + tail
+                        for piece in out]).encode("ascii")
         while blob:
             n = os.write(self.log_fd, blob)
             blob = blob[n:]
