@@ -36,22 +36,22 @@ e.g. ``template: :1:2: executing "" at <.Nope>: map has no entry for key "Nope"`
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import enum
 import functools
-import html as _html
 import json
 import math
 import re
 import unicodedata
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
+
+# decimal, datetime, html and urllib.parse are imported where used: `portside ps` should not
+# pay for them.
 
 from portside.engine.errors import InvalidArgument
 
-__all__ = ["format_object", "format_table", "go_json", "go_str", "render", "tabwrite"]
+__all__ = ["DOCKER_HEADERS", "format_object", "format_table", "go_json", "go_str", "header_for",
+           "render", "tabwrite"]
 
 # ----------------------------------------------------------------------------------------------
 # Errors
@@ -83,14 +83,32 @@ def _parse_error(text: str, pos: int, message: str) -> InvalidArgument:
 # ----------------------------------------------------------------------------------------------
 # Lexer: text and actions, and the tokens inside an action.
 
-@dataclasses.dataclass
-class _Tok:
-    kind: str      # field dot var ident string number char bool nil pipe lparen rparen
-                   # comma declare assign
+class _Node:
+    """Base of the lexer's tokens and the parse tree's nodes: positional fields in __slots__.
+
+    (Plain classes rather than dataclasses: creating a dozen dataclasses costs milliseconds at
+    import, and every ``portside ps`` imports this module.)
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class _Tok(_Node):
+    __slots__ = ("kind", "value", "pos", "end", "spaced")
+    # kind: field dot var ident string number bool nil pipe lparen rparen comma declare assign
+    kind: str
     value: Any
-    pos: int       # offset of the token in the template text
+    pos: int  # offset of the token in the template text
     end: int
-    spaced: bool   # white space right before it (so `.A .B` is two operands, `.A.B` one)
+    spaced: bool  # white space right before it (so `.A .B` is two operands, `.A.B` one)
 
 
 _SPACE = " \t\r\n"
@@ -245,72 +263,80 @@ def _lex_action(text: str, start: int) -> tuple[list[_Tok], int, bool]:
 # ----------------------------------------------------------------------------------------------
 # Parse tree
 
-@dataclasses.dataclass
-class _Text:
+class _Text(_Node):
+    __slots__ = ("text",)
     text: str
 
 
-@dataclasses.dataclass
-class _Field:          # .A.B (on dot), $x.A.B (on a variable), (pipe).A (on a value)
-    base: Any          # None for dot, a _Var, or a nested operand
+class _Field(_Node):
+    """``.A.B`` (on the dot), ``$x.A.B`` (on a variable), ``(pipe).A`` (on a value)."""
+
+    __slots__ = ("base", "names", "pos", "src")
+    base: Any  # None for the dot, else a _Var or a nested operand
     names: list[str]
     pos: int
     src: str
 
 
-@dataclasses.dataclass
-class _Var:
+class _Var(_Node):
+    __slots__ = ("name", "pos")
     name: str
     pos: int
 
 
-@dataclasses.dataclass
-class _Dot:
+class _Dot(_Node):
+    __slots__ = ("pos",)
     pos: int
 
 
-@dataclasses.dataclass
-class _Literal:
+class _Literal(_Node):
+    __slots__ = ("value", "pos")
     value: Any
     pos: int
 
 
-@dataclasses.dataclass
-class _Func:           # an identifier naming a function
+class _Func(_Node):
+    """An identifier naming a function."""
+
+    __slots__ = ("name", "pos")
     name: str
     pos: int
 
 
-@dataclasses.dataclass
-class _Command:
+class _Command(_Node):
+    __slots__ = ("args", "pos", "src")
     args: list[Any]
     pos: int
     src: str
 
 
-@dataclasses.dataclass
-class _Pipe:
+class _Pipe(_Node):
+    __slots__ = ("decl", "assign", "cmds", "pos")
     decl: list[str]
-    assign: bool       # "=" rather than ":="
+    assign: bool  # "=" rather than ":="
     cmds: list[_Command]
     pos: int
 
 
-@dataclasses.dataclass
-class _Action:
+class _Action(_Node):
+    __slots__ = ("pipe",)
     pipe: _Pipe
 
 
-@dataclasses.dataclass
-class _Control:        # if / with / range
+class _Control(_Node):
+    """``if`` / ``with`` / ``range`` with its body and its ``else`` part."""
+
+    __slots__ = ("kind", "pipe", "body", "orelse")
     kind: str
     pipe: _Pipe
     body: list[Any]
     orelse: list[Any]
 
 
-@dataclasses.dataclass
-class _Loop:           # {{break}} / {{continue}}
+class _Loop(_Node):
+    """``{{break}}`` / ``{{continue}}``."""
+
+    __slots__ = ("kind",)
     kind: str
 
 
@@ -543,6 +569,7 @@ def _go_float(f: float) -> str:
         return "+Inf" if f > 0 else "-Inf"
     if f == 0:
         return "-0" if math.copysign(1, f) < 0 else "0"
+    from decimal import Decimal
     sign, digits, exp = Decimal(repr(f)).as_tuple()
     ds = "".join(map(str, digits)).rstrip("0") or "0"
     assert isinstance(exp, int)
@@ -601,8 +628,9 @@ def _jsonable(value: Any) -> Any:
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
+    isoformat = getattr(value, "isoformat", None)  # datetime, date, time
+    if callable(isoformat):
+        return isoformat()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     if isinstance(value, Mapping):
@@ -969,6 +997,7 @@ def _fn_json(v: Any) -> str:
 
 
 def _fn_html(*args: Any) -> str:
+    import html as _html
     s = _fn_print(*args)
     return (_html.escape(s, quote=False).replace('"', "&#34;").replace("'", "&#39;")
             .replace("\0", "\ufffd"))
@@ -982,6 +1011,7 @@ def _fn_js(*args: Any) -> str:
 
 
 def _fn_urlquery(*args: Any) -> str:
+    import urllib.parse
     return urllib.parse.quote_plus(_fn_print(*args))
 
 
@@ -1029,11 +1059,11 @@ _FUNCS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
 # ----------------------------------------------------------------------------------------------
 # Executor
 
-class _Break(Exception):
+class _Break(Exception):  # noqa: N818 - control flow, not an error
     pass
 
 
-class _Continue(Exception):
+class _Continue(Exception):  # noqa: N818 - control flow, not an error
     pass
 
 
@@ -1314,8 +1344,10 @@ def tabwrite(text: str, *, minwidth: int = 10, padding: int = 3) -> str:
                 widths[k][col] = width
             i = j
     out = []
-    for cells, ws in zip(lines, widths):
-        parts = [cell + " " * (w - _display_width(cell)) for cell, w in zip(cells, ws)]
+    for cells, ws in zip(lines, widths, strict=True):
+        # zip stops before the last cell, which is never padded.
+        parts = [cell + " " * (w - _display_width(cell))
+                 for cell, w in zip(cells, ws, strict=False)]
         parts.append(cells[-1])
         out.append("".join(parts))
     return "\n".join(out) + ("\n" if trailing_newline else "")

@@ -20,7 +20,8 @@ error, and the container starts without one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.gpu.request import (CDIDeviceName, DeviceMapping, GPURequest, parse_device,
@@ -35,7 +36,7 @@ __all__ = ["GPURequest", "CDIDeviceName", "DeviceMapping", "parse_gpus", "parse_
 NVIDIA_KIND = "nvidia.com/gpu"
 
 
-def apply_edits(spec: dict, edits: "ContainerEdits") -> dict:
+def apply_edits(spec: dict, edits: ContainerEdits) -> dict:
     """Apply edits to an OCI spec dict; see :func:`portside.engine.gpu.cdi.apply_edits`."""
     from portside.engine.gpu.cdi import apply_edits as _apply
 
@@ -43,7 +44,7 @@ def apply_edits(spec: dict, edits: "ContainerEdits") -> dict:
 
 
 def resolve_cdi_devices(names: Iterable[str],
-                        dirs: Iterable[str] | None = None) -> "ContainerEdits":
+                        dirs: Iterable[str] | None = None) -> ContainerEdits:
     """Edits for ``--device vendor.com/class=name`` values, from the CDI spec folders.
 
     Args:
@@ -58,7 +59,7 @@ def resolve_cdi_devices(names: Iterable[str],
     return Registry(dirs).resolve(names)
 
 
-def _cdi_names(request: GPURequest | None, registry: "Registry",
+def _cdi_names(request: GPURequest | None, registry: Registry,
                image_env: Mapping[str, str]) -> list[str] | None:
     """The CDI device names a request maps to, or None when CDI cannot express it."""
     from portside.engine.gpu.edits import visible_devices
@@ -91,7 +92,7 @@ def resolve_gpus(request: GPURequest | None, host_root: Path = Path("/"), option
                  in_use: Iterable[str] | Mapping[str, int] = (),
                  cdi_dirs: Iterable[str] | None = None, ldconfig_output: str | None = None,
                  require_char_devices: bool = True,
-                 nvidia_ctk_path: str | None = None) -> tuple["ContainerEdits | None", str | None]:
+                 nvidia_ctk_path: str | None = None) -> tuple[ContainerEdits | None, str | None]:
     """Turn a ``--gpus`` request into edits, from CDI specs, ``nvidia-ctk`` or discovery.
 
     Args:

@@ -10,7 +10,7 @@ UUIDs); this module only decides.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from portside.engine.errors import GPUError
 from portside.engine.gpu.discover import GPU, NvidiaHost

@@ -34,7 +34,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.gpu.request import KIND_RE, NAME_RE, split_cdi_name
@@ -108,7 +109,7 @@ class ContainerEdits:
     ldconfig_refresh: bool = False
     warnings: list[str] = field(default_factory=list)
 
-    def extend(self, other: "ContainerEdits") -> "ContainerEdits":
+    def extend(self, other: ContainerEdits) -> ContainerEdits:
         """Append ``other``'s edits to these (in place) and return self."""
         self.env.extend(other.env)
         self.device_nodes.extend(other.device_nodes)

@@ -408,7 +408,7 @@ def nvidia_ctk_spec(search_path: str | None = None, timeout: float = 60.0):
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GPUError(f"--gpus: nvidia-ctk cdi generate failed: {exc}") from exc
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise GPUError(f"--gpus: nvidia-ctk cdi generate failed: {tail}")
     try:
         return parse_spec(json.loads(proc.stdout), "nvidia-ctk cdi generate")

@@ -27,7 +27,7 @@ term against the driver's CUDA version; ``NVIDIA_DISABLE_REQUIRE`` turns the che
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from portside.engine.errors import GPUError
 from portside.engine.gpu.cdi import ContainerEdits, DeviceNode, Mount

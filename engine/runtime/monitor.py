@@ -15,7 +15,7 @@ container, detached from the caller (new session, double fork, reparented to ini
 4. when the init exits, writes the exit status atomically to ``exit_file``, runs ``runtime delete``,
    and finally ``exec``s ``on_exit`` (e.g. the engine's ``--rm`` cleanup) or exits.
 
-The monitor runs as ``python3 -S -I monitor.py CONFIG``: no site-packages, no portside imports, only
+The monitor runs as ``python3 -S -I monitor.py portside-monitor CONFIG``: no site-packages, no portside imports, only
 a few stdlib modules (os, sys, select, signal, socket, json, time, struct, plus ctypes for prctl and
 fcntl for the tty size), so it costs about 11 MB of RSS per container.
 
@@ -91,7 +91,9 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
     try:
         with open(os.path.join(str(state_dir), "monitor.log"), "ab") as mlog:
             proc = subprocess.Popen(
-                [sys.executable, "-S", "-I", os.path.abspath(__file__), json.dumps(config)],
+                # "portside-monitor" names the process for ps and for leak checks in tests.
+                [sys.executable, "-S", "-I", os.path.abspath(__file__), "portside-monitor",
+                 json.dumps(config)],
                 stdin=subprocess.DEVNULL, stdout=mlog, stderr=mlog, pass_fds=(w,),
                 start_new_session=True, cwd="/")
         os.close(w)
@@ -213,7 +215,7 @@ def read_exit(exit_file):
 
 
 # =============================================================================================
-# monitor side (runs as `python3 -S -I monitor.py CONFIG`; stdlib only)
+# monitor side (runs as `python3 -S -I monitor.py portside-monitor CONFIG`; stdlib only)
 
 
 def _rfc3339(ns):
@@ -587,7 +589,7 @@ def _drain(fd):
 
 
 def _main(argv):
-    cfg = json.loads(argv[1])
+    cfg = json.loads(argv[2])
     # Second fork: the process the caller waits for exits now; the monitor is reparented to init
     # (or a subreaper above the caller) and, not being a session leader, never gets a terminal.
     if os.fork() > 0:

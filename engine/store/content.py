@@ -41,13 +41,20 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from portside.engine.errors import CorruptStore, IncorrectState, InvalidArgument, NotFound
+from portside.engine.errors import (
+    Conflict,
+    CorruptStore,
+    IncorrectState,
+    InvalidArgument,
+    NotFound,
+)
 
 __all__ = ["ContentStore", "Writer", "validate_digest", "digest_of"]
 
@@ -55,6 +62,11 @@ _DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 # Refs that may be used verbatim as a directory name; anything else is hashed.
 _SAFE_REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}")
 _CHUNK = 1 << 20
+
+# Ingest directories whose lock a thread of this process holds -> that thread's ident. Another
+# thread waits for the lock as another process would; the *same* thread would wait forever.
+_HELD: dict[Path, int] = {}
+_HELD_LOCK = threading.Lock()
 
 
 def validate_digest(digest: str) -> str:
@@ -228,6 +240,8 @@ class Writer:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+            with _HELD_LOCK:
+                _HELD.pop(self._dir, None)
 
     def _check_open(self) -> None:
         if self._done:
@@ -323,6 +337,7 @@ class ContentStore:
 
         Raises:
             InvalidArgument: ``ref`` is empty.
+            Conflict: this thread already has a writer open on ``ref`` (waiting would deadlock).
         """
         named = ref is not None
         if ref is None:
@@ -330,11 +345,18 @@ class ContentStore:
         if not ref:
             raise InvalidArgument("ingest ref must not be empty")
         directory = self.ingest / self._ref_dirname(ref)
+        with _HELD_LOCK:
+            if _HELD.get(directory) == threading.get_ident():
+                raise Conflict(f"ingest {ref} is already open in this thread")
         fd = _lock_ingest_dir(directory, blocking=True)
         assert fd is not None
+        with _HELD_LOCK:
+            _HELD[directory] = threading.get_ident()
         try:
             return Writer(self, ref, directory, fd, named)
         except BaseException:
+            with _HELD_LOCK:
+                _HELD.pop(directory, None)
             os.close(fd)
             raise
 

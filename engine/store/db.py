@@ -86,7 +86,11 @@ class Database:
         self._all: list[tuple[int, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         self._closed = False
-        self._conn()  # open now so a broken file fails here, and migrate
+        try:
+            self._conn()  # open now so a broken file or a failing migration fails here
+        except BaseException:
+            self.close()
+            raise
 
     # ----- schema registry -------------------------------------------------------------------
 

@@ -196,7 +196,8 @@ def test_detached_container_outlives_its_starter(lab: Lab) -> None:
     assert _rss_kb(ctr.monitor_pid) <= 15 * 1024
     lab.rt.kill(ctr.id, "KILL")
     assert ctr.wait_exit()["exit_code"] == 137
-    assert lab.rt.state(ctr.id) is None or lab.rt.state(ctr.id)["status"] == "stopped"
+    state = lab.rt.state(ctr.id)  # the monitor deletes it right after recording the exit
+    assert state is None or state["status"] == "stopped"
 
 
 def test_kill_by_name_and_number(lab: Lab) -> None:
@@ -252,7 +253,7 @@ def test_isolation_seen_from_inside(lab: Lab) -> None:
     assert "/" in mounts and "/proc" in mounts and "/dev/shm" in mounts
     strays = [m for m in mounts if m != "/" and not m.startswith(("/proc", "/sys", "/dev"))]
     assert strays == []
-    assert out.rstrip().endswith("inside")
+    assert "inside" in out.splitlines()  # the hostname
 
 
 def test_fifty_megabytes_logged_completely(lab: Lab) -> None:

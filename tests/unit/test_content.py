@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.errors import CorruptStore, IncorrectState, InvalidArgument, NotFound
+from portside.engine.errors import Conflict, CorruptStore, IncorrectState, InvalidArgument, NotFound
 from portside.engine.store import ContentStore, digest_of, validate_digest
 
 pytestmark = pytest.mark.unit
@@ -186,6 +186,16 @@ def test_same_ref_waits_for_live_writer(store: ContentStore) -> None:
     first.close()
     t.join(timeout=10)
     assert got == [5]
+
+
+def test_same_ref_twice_in_one_thread_is_a_conflict(store: ContentStore) -> None:
+    with store.writer("mine") as w:
+        with pytest.raises(Conflict, match="already open"):
+            store.writer("mine")
+        w.write(b"ok")
+        w.commit()
+    # Released: opening it again is fine.
+    store.writer("mine").abort()
 
 
 def test_clean_ingest_skips_live_writers(store: ContentStore) -> None:
