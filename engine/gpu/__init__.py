@@ -120,6 +120,10 @@ def resolve_gpus(request: GPURequest | None, host_root: Path = Path("/"), option
     from portside.engine.gpu.edits import gpu_edits
 
     env = dict(image_env or {})
+    from portside.engine.gpu.edits import visible_devices
+
+    if visible_devices(request, env) == "void":
+        return None, None  # not a GPU container: never touch the host's driver
     try:
         registry = Registry(cdi_dirs)
         names = _cdi_names(request, registry, env)

@@ -266,8 +266,18 @@ def _find_libraries(root: Path, ldconfig_output: str, driver_version: str) -> li
         if path != real and path not in links:
             links.append(path)
     libs = []
+    seen_files: set[tuple[int, int]] = set()
     for stem, reals in found.items():
-        chosen = list(reals)
+        chosen = []
+        for real in reals:
+            # On merged-/usr hosts /lib/x/libcuda.so.N and /usr/lib/x/libcuda.so.N are one file.
+            try:
+                st = os.stat(root / real.lstrip("/"))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen_files:
+                seen_files.add((st.st_dev, st.st_ino))
+                chosen.append(real)
         # The driver's own libraries carry its exact version; prefer those over stale copies.
         matching = [r for r in chosen if driver_version and r.endswith("." + driver_version)]
         for real in matching or chosen:

@@ -275,6 +275,7 @@ def _ingest_blob(store: ImageStore, path: Path, digest: str, leases: list[str]) 
                 break
             w.write(chunk)
         w.commit(expected_digest=digest, expected_size=path.stat().st_size)
+    faults.point("layer-blob-written")
 
 
 def _manifests_of(work: Path, index: dict) -> list[tuple[dict, bytes, dict]]:

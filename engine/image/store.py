@@ -215,6 +215,7 @@ class ImageStore:
                     return size
 
                 self.snapshots.create(chain, parent, layer.diff_id, populate)
+                faults.point("layer-unpacked")
             parent = chain
         return ids
 

@@ -122,8 +122,23 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
         reply = {}
     if reply.get("ok"):
         return int(reply["pid"])
+    if reply.get("pid"):
+        _wait_gone(int(reply["pid"]))  # so a failed start leaves no process behind
     message = reply.get("error") or "monitor exited before the container started"
     raise classify_error(message, container_id)
+
+
+def _wait_gone(pid, timeout=5.0):
+    """Wait until ``pid`` (not our child) has exited: gone from /proc or a zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    return
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return
+        time.sleep(0.005)
 
 
 def attach(attach_socket, stdin, stdout, stderr, *, detach_keys: bytes = b"\x10\x11",
@@ -373,10 +388,9 @@ class _Monitor:
         elif "exec:" in low and ("permission denied" in low or "exec format" in low):
             code = 126  # Docker's "cannot invoke"
         self.write_exit(code, error=message)
-        os.write(sync_fd, json.dumps({"error": message}).encode())
-        os.close(sync_fd)
         self.run(self.runtime("delete", "--force", self.cfg["id"]))
-        sys.exit(1)
+        os.write(sync_fd, json.dumps({"error": message, "pid": os.getpid()}).encode())
+        os._exit(1)
 
     def write_exit(self, code, error="", oom=False):
         path = self.cfg["exit_file"]

@@ -299,3 +299,14 @@ def test_tty_container(lab: Lab) -> None:
     ctr = lab.run(["sh", "-c", "tty; exit 3"], tty=True)
     assert ctr.wait_exit()["exit_code"] == 3
     assert b"/dev/pts/0" in ctr.output()
+
+
+def test_exec_runs_inside_the_container(lab: Lab) -> None:
+    ctr = lab.run(["sleep", "100"], hostname="execbox")
+    process = json.loads((ctr.dir / "config.json").read_text())["process"]
+    process["args"] = ["sh", "-c", "hostname; exit 4"]
+    proc = lab.rt.exec(ctr.id, process, stdio=(subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE))
+    out, _ = proc.communicate(timeout=10)
+    assert proc.wait() == 4 and out == b"execbox\n"
+    lab.rt.kill(ctr.id, "KILL")
+    assert ctr.wait_exit()["exit_code"] == 137

@@ -160,3 +160,14 @@ def test_nvidia_ctk_absent_or_failing(tmp_path: Path) -> None:
     path = _fake_ctk(tmp_path, 'echo "ERRO[0000] failed to initialize NVML" >&2\nexit 1\n')
     with pytest.raises(GPUError, match="nvidia-ctk cdi generate failed: ERRO.*NVML"):
         nvidia_ctk_spec(path)
+
+
+def test_merged_usr_duplicates_are_mounted_once(tmp_path: Path) -> None:
+    host = fake.build_fake_host(tmp_path, gpus=1, char_devices=False)
+    (host.root / "lib").mkdir(exist_ok=True)
+    os.symlink("../usr/lib/x86_64-linux-gnu", host.root / "lib/x86_64-linux-gnu")
+    text = host.ldconfig_output + \
+        "\tlibcuda.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libcuda.so.1\n"
+    found = discover(host.root, text, require_char_devices=False)
+    cuda = [lib for lib in found.libraries if "libcuda.so" in lib.path]
+    assert [lib.path for lib in cuda] == [host.lib("libcuda")]

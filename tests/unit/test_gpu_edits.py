@@ -263,6 +263,9 @@ def test_resolve_gpus_optional_on_a_host_without_gpu(tmp_path: Path) -> None:
                        "starting without a GPU (--gpus-optional)")
     with pytest.raises(GPUError, match="/dev/nvidiactl is missing"):
         resolve_gpus(parse_gpus("all"), tmp_path, optional=False, cdi_dirs=[])
+    # A container that asks for no GPU never looks at the host, so a CPU host is fine.
+    assert resolve_gpus(None, tmp_path, cdi_dirs=[]) == (None, None)
+    assert resolve_gpus(parse_gpus("0"), tmp_path, cdi_dirs=[]) == (None, None)
 
 
 def test_resolve_gpus_prefers_cdi_specs(tmp_path: Path) -> None:
