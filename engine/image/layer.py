@@ -159,6 +159,8 @@ class _HeadReader(io.RawIOBase):
         return head + self._stream.read(size - len(head))
 
     def readinto(self, buf: Any) -> int:
+        if not self._head and hasattr(self._stream, "readinto"):
+            return cast(int, self._stream.readinto(buf) or 0)
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
@@ -183,9 +185,10 @@ class _Decoded(io.RawIOBase):
             raise InvalidArgument(f"corrupt {self._kind} layer stream: {exc}") from exc
 
     def readinto(self, buf: Any) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        try:
+            return cast(int, self._decoder.readinto(buf))
+        except self._errors as exc:
+            raise InvalidArgument(f"corrupt {self._kind} layer stream: {exc}") from exc
 
 
 def _zstandard() -> Any:
@@ -233,19 +236,63 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     return cast(BinaryIO, _Decoded(decoder, errors, kind))
 
 
-class _HashingReader:
-    """Counts and hashes every byte read through it (the diff id of a layer being extracted)."""
+class _ForwardReader(io.RawIOBase):
+    """A forward-only view of a stream that hashes and counts every byte passing through.
+
+    tarfile's streaming mode copies its whole buffer on every small read, so extraction uses its
+    normal mode on an ``io.BufferedReader`` over this class instead. That mode only ever seeks
+    forward or within the buffer: a forward seek here reads and hashes the skipped bytes.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
         self._stream = stream
+        self._readinto = getattr(stream, "readinto", None)
         self.sha = hashlib.sha256()
         self.size = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True  # forward only; io.BufferedReader refuses to seek at all otherwise
+
+    def tell(self) -> int:
+        return self.size
+
+    def readinto(self, buf: Any) -> int:
+        if self._readinto is not None:
+            n = self._readinto(buf) or 0
+            with memoryview(buf) as view:
+                self.sha.update(view[:n])
+        else:
+            data = self._stream.read(len(buf))
+            n = len(data)
+            buf[:n] = data
+            self.sha.update(data)
+        self.size += n
+        return n
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            pos += self.size
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream cannot seek from its end")
+        if pos < self.size:
+            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
+        while self.size < pos:
+            data = self._stream.read(min(_BUF, pos - self.size))
+            if not data:
+                break
+            self.sha.update(data)
+            self.size += len(data)
+        return self.size
+
+    def drain(self) -> None:
+        """Read to the end: the padding after the end-of-archive blocks is part of the diff id."""
+        buf = bytearray(_BUF)
+        while self.readinto(buf):
+            pass
 
 
 class _HashingWriter:
@@ -802,12 +849,15 @@ def _opaque(path: str | int) -> bool:
     return False
 
 
-def _open_tar(stream: Any) -> tarfile.TarFile:
+def _open_tar(stream: BinaryIO) -> tuple[tarfile.TarFile, _ForwardReader]:
+    """Open a layer blob as a tar read strictly front to back, hashing the uncompressed bytes."""
+    raw = _ForwardReader(decompressed(stream))
     try:
-        return tarfile.open(fileobj=stream, mode="r|", bufsize=_BUF, encoding="utf-8",
-                            errors="surrogateescape")
+        tf = tarfile.open(fileobj=io.BufferedReader(raw, _BUF), mode="r:", encoding="utf-8",
+                          errors="surrogateescape", copybufsize=_BUF)
     except tarfile.TarError as exc:
         raise InvalidArgument(f"invalid layer tar: {exc}") from exc
+    return tf, raw
 
 
 def apply_layer(stream: BinaryIO, target: Path, *, overlay: bool = True,
@@ -838,22 +888,20 @@ def apply_layer(stream: BinaryIO, target: Path, *, overlay: bool = True,
     """
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    reader = _HashingReader(decompressed(stream))
+    tf, reader = _open_tar(stream)
     extractor = _Extractor(target, overlay=overlay, lower=lower)
     try:
-        tf = _open_tar(reader)
         try:
             while True:
                 ti = tf.next()
                 if ti is None:
                     break
-                tf.members.clear()  # a stream needs no index; a big rootfs would pile up TarInfos
+                tf.members.clear()  # one pass needs no index; a big rootfs would pile up TarInfos
                 extractor.entry(ti, tf)
         except tarfile.TarError as exc:
             raise InvalidArgument(f"invalid layer tar: {exc}") from exc
         extractor.finish()
-        while reader.read(_BUF):  # the end-of-archive padding belongs to the diff id too
-            pass
+        reader.drain()
     finally:
         extractor.close()
     return "sha256:" + reader.sha.hexdigest(), reader.size
@@ -871,7 +919,7 @@ def layer_paths(stream: BinaryIO) -> Iterator[tarfile.TarInfo]:
     Raises:
         InvalidArgument: the layer is not a valid (compressed) tar.
     """
-    tf = _open_tar(decompressed(stream))
+    tf, _ = _open_tar(stream)
     while True:
         try:
             ti = tf.next()
