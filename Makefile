@@ -14,7 +14,7 @@ APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-regis
 	iproute2 zstd apache2-utils golang-github-containers-common python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv test test-unit lab wheel clean
+.PHONY: help deps venv test test-unit lab wheel clean bench
 
 help:
 	@echo "make test   set up and run the whole test suite (as root)"
@@ -54,3 +54,9 @@ lab: deps venv
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info
+
+# Benchmarks (not tests): side by side with Docker (Debian's docker.io, its own dockerd) and podman.
+bench: deps venv
+	@dpkg-query -W -f='$${Status}' docker.io 2>/dev/null | grep -q "ok installed" || \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io
+	cd bench && ../$(PY) bench_import.py

@@ -74,6 +74,24 @@ class Engine:
         return ImageCollection(self)
 
     @functools.cached_property
+    def containers(self):
+        from .models.containers import ContainerCollection
+
+        return ContainerCollection(self)
+
+    @functools.cached_property
+    def volumes(self):
+        from .models.volumes import VolumeCollection
+
+        return VolumeCollection(self)
+
+    @functools.cached_property
+    def volume_manager(self):
+        from .volumes.manager import VolumeManager
+
+        return VolumeManager(self.db, self.root / "volumes")
+
+    @functools.cached_property
     def system(self):
         from .models.system import System
 

@@ -1,0 +1,203 @@
+"""Linux bridges and veth pairs: the wiring between a container and the host.
+
+A *bridge* is a virtual switch on the host. Each bridge network owns one (``portside0`` for the
+default network ``bridge``, ``ps-<id12>`` for user networks) and the bridge carries the network's
+gateway address, so the host is a router for every container behind it.
+
+A *veth pair* is a virtual cable: two interfaces, and what enters one leaves the other. The engine
+creates the pair from *inside* the container's namespace, naming its end ``eth0`` there and placing
+the peer straight into the host namespace (``IFLA_NET_NS_FD``) under a name like
+``psv<id10><n>``; the host end is then enslaved to the bridge. Creating the pair in place costs one
+netlink request, where creating both ends on the host and moving one costs two and a rename.
+
+Everything that touches the host's links lives in :class:`HostLinks` (one netlink socket in the
+caller's thread); :func:`configure_endpoint` runs inside a namespace worker
+(:func:`.netns.run_in`). Both map netlink errors to :class:`RuntimeFailure` naming the interface.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from portside.engine.errors import RuntimeFailure
+
+VETH_PREFIX = "psv"
+BRIDGE_PREFIX = "ps-"
+SYSCTL = Path("/proc/sys/net")
+
+
+def host_ifname(container_id: str, network_id: str) -> str:
+    """The host end's name: ``psv`` + 12 hex digits of hash(container, network); 15 chars max."""
+    digest = hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
+    return f"{VETH_PREFIX}{digest[:12]}"
+
+
+def bridge_name_for(network_id: str) -> str:
+    """A user network's bridge name: ``ps-<id12>`` (IFNAMSIZ allows 15 characters)."""
+    return f"{BRIDGE_PREFIX}{network_id[:12]}"
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """Write ``net.<key>`` (``key`` like ``ipv4/ip_forward``); raises RuntimeFailure on error."""
+    path = SYSCTL / key
+    try:
+        if path.read_text().strip() != value:
+            path.write_text(value)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot set net.{key.replace('/', '.')}: {exc.strerror}") from exc
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What :func:`configure_endpoint` builds inside a namespace."""
+
+    ifname: str
+    host_ifname: str
+    address: str
+    prefixlen: int
+    gateway: str | None
+    mac: str
+    mtu: int = 1500
+
+
+def configure_endpoint(ep: Endpoint, host_fd: int, loopback: bool) -> None:
+    """Inside a namespace worker: create the veth pair, address it and route through the gateway.
+
+    Args:
+        ep: the endpoint to build.
+        host_fd: an open fd of the host namespace, where the peer end goes.
+        loopback: also bring ``lo`` up (first endpoint of a fresh namespace).
+
+    Raises:
+        RuntimeFailure: a netlink request failed.
+    """
+    with IPRoute() as ipr:
+        try:
+            if loopback:
+                ipr.link("set", index=1, state="up")
+            ipr.link("add", ifname=ep.ifname, kind="veth", address=ep.mac, mtu=ep.mtu,
+                     peer={"ifname": ep.host_ifname, "net_ns_fd": host_fd, "mtu": ep.mtu})
+            index = ipr.link_lookup(ifname=ep.ifname)[0]
+            ipr.addr("add", index=index, address=ep.address, prefixlen=ep.prefixlen)
+            ipr.link("set", index=index, state="up")
+            if ep.gateway is not None and ep.ifname == "eth0":
+                ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
+        except NetlinkError as exc:
+            raise RuntimeFailure(f"cannot configure {ep.ifname} ({ep.host_ifname}): "
+                                 f"{exc.args[1] if len(exc.args) > 1 else exc}") from exc
+
+
+def loopback_up() -> None:
+    """Inside a namespace worker: bring ``lo`` up (``--network none`` has nothing else)."""
+    with IPRoute() as ipr:
+        ipr.link("set", index=1, state="up")
+
+
+def remove_inside(ifname: str) -> None:
+    """Inside a namespace worker: delete an interface (and so its veth peer); idempotent."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if found:
+            try:
+                ipr.link("del", index=found[0])
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:
+                    raise
+
+
+class HostLinks:
+    """Host-side link operations over one netlink socket (opened lazily in the caller's thread)."""
+
+    def __init__(self) -> None:
+        self._ipr: IPRoute | None = None
+
+    @property
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def close(self) -> None:
+        """Close the netlink socket."""
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    def index(self, ifname: str) -> int | None:
+        """The interface index of ``ifname`` on the host, or None."""
+        found = self.ipr.link_lookup(ifname=ifname)
+        return found[0] if found else None
+
+    def ensure_bridge(self, name: str, gateway: str, prefixlen: int) -> None:
+        """Create bridge ``name`` with ``gateway/prefixlen`` and bring it up; idempotent.
+
+        Also sets ``route_localnet`` on it, so DNAT of host connections to 127.0.0.1:PORT may
+        route out through the bridge, and turns on IPv4 forwarding.
+
+        Raises:
+            RuntimeFailure: netlink or sysctl failed.
+        """
+        try:
+            index = self.index(name)
+            if index is None:
+                try:
+                    self.ipr.link("add", ifname=name, kind="bridge")
+                except NetlinkError as exc:
+                    if exc.code != errno.EEXIST:  # another process won the race
+                        raise
+                index = self.index(name)
+                assert index is not None
+            have = {a.get_attr("IFA_ADDRESS") for a in self.ipr.get_addr(index=index)}
+            if gateway not in have:
+                try:
+                    self.ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+                except NetlinkError as exc:
+                    if exc.code != errno.EEXIST:
+                        raise
+            self.ipr.link("set", index=index, state="up")
+        except NetlinkError as exc:
+            raise RuntimeFailure(f"cannot set up bridge {name}: {exc}") from exc
+        write_sysctl(f"ipv4/conf/{name}/route_localnet", "1")
+        write_sysctl("ipv4/ip_forward", "1")
+
+    def delete(self, ifname: str) -> bool:
+        """Delete a host interface (bridge or veth end); idempotent; True when it existed."""
+        index = self.index(ifname)
+        if index is None:
+            return False
+        try:
+            self.ipr.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return False
+            raise RuntimeFailure(f"cannot delete interface {ifname}: {exc}") from exc
+        return True
+
+    def enslave(self, ifname: str, bridge: str) -> None:
+        """Attach a host veth end to a bridge and bring it up.
+
+        Raises:
+            RuntimeFailure: either interface is missing or netlink failed.
+        """
+        index, master = self.index(ifname), self.index(bridge)
+        if index is None or master is None:
+            raise RuntimeFailure(f"cannot attach {ifname} to bridge {bridge}: no such interface")
+        try:
+            self.ipr.link("set", index=index, master=master, state="up")
+        except NetlinkError as exc:
+            raise RuntimeFailure(f"cannot attach {ifname} to bridge {bridge}: {exc}") from exc
+
+    def names(self, prefix: str) -> list[str]:
+        """Host interface names that start with ``prefix``."""
+        out = []
+        for link in self.ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name and name.startswith(prefix):
+                out.append(name)
+        return out

@@ -1,0 +1,1172 @@
+"""The container lifecycle: every verb refreshes the state, asks the status, acts, saves.
+
+A container moves through Docker's states::
+
+    created ──start──▶ running ──(exit / stop / kill)──▶ exited ──start──▶ running …
+                        │  ▲
+                  pause ▼  │ unpause
+                       paused                    any stopped state ──rm──▶ (gone)
+
+The saved state can be stale: the process may have exited since, or somebody may have SIGKILLed the
+monitor. So, as youki does, each verb first **refreshes** the state from the ground truth — the exit
+file the monitor writes when the container's init exits, whether the monitor process still lives,
+and, when it does not, what the OCI runtime says — then asks the :class:`Status` whether the verb is
+allowed (``can_start()``, ``can_kill()``…; a wrong state raises :class:`IncorrectState`), acts, and
+saves.
+
+When a container's init exits, its monitor writes the exit file, deletes the runtime's container,
+then ``exec``\\ s ``python -m portside.engine.runtime.lifecycle ROOT ID``: :func:`on_exit` finishes the
+job (unmounts the root filesystem), then either removes the container (``--rm``), restarts it (its
+restart policy asks for it and the user did not stop it), or leaves it ``exited``. Every cleanup step
+is idempotent, so a refresh that finds the monitor dead can finish the job itself.
+
+Verbs that wait for the container to go away (``stop``, ``rm -f``, ``wait``) never hold the
+container's lock while they wait, because :func:`on_exit` needs it to finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from portside.engine.errors import (Conflict, EngineError, IncorrectState, InvalidArgument,
+                                    NotFound, RuntimeFailure)
+
+from .containers import ContainerPaths, ContainerRecord, ContainerStore, new_state, now_rfc3339
+from .names import random_name, validate_name
+
+if TYPE_CHECKING:
+    from .oci import OCIRuntime
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_STOP_TIMEOUT = 10
+
+
+class Status(str, enum.Enum):
+    """Docker's container statuses and what each allows."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+    DEAD = "dead"
+    REMOVING = "removing"
+
+    def can_start(self) -> bool:
+        return self in (Status.CREATED, Status.EXITED)
+
+    def can_kill(self) -> bool:
+        return self in (Status.RUNNING, Status.PAUSED)
+
+    def can_stop(self) -> bool:
+        return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+    def can_pause(self) -> bool:
+        return self == Status.RUNNING
+
+    def can_unpause(self) -> bool:
+        return self == Status.PAUSED
+
+    def can_exec(self) -> bool:
+        return self == Status.RUNNING
+
+    def can_remove(self) -> bool:
+        return self in (Status.CREATED, Status.EXITED, Status.DEAD)
+
+    def is_up(self) -> bool:
+        """The container's processes exist (running or frozen)."""
+        return self in (Status.RUNNING, Status.PAUSED)
+
+
+def status_of(rec: ContainerRecord) -> Status:
+    return Status(rec.status)
+
+
+# ----------------------------------------------------------------------------------- signals
+
+
+def parse_signal(value: str | int) -> int:
+    """``9``, ``KILL``, ``SIGKILL``, ``sigterm`` → the signal number.
+
+    Raises:
+        InvalidArgument: not a signal this host knows.
+    """
+    text = str(value).strip()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < signal.NSIG:
+            return num
+        raise InvalidArgument(f"invalid signal: {value}")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+    if sig is None:
+        m = {"SIGRTMIN": signal.SIGRTMIN, "SIGRTMAX": signal.SIGRTMAX}
+        if name in m:
+            return int(m[name])
+        raise InvalidArgument(f"invalid signal: {value}")
+    return int(sig)
+
+
+# ----------------------------------------------------------------------------------- process helpers
+
+
+def process_alive(pid: int, marker: str = "") -> bool:
+    """True when ``pid`` lives (not a zombie) and, with ``marker``, its argv mentions it."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rpartition(b")")[2].split()[0] == b"Z":
+                return False
+        if marker:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return marker.encode() in f.read()
+        return True
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.005) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+
+
+def _read_exit(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _mounted(target: Path) -> bool:
+    want = os.fsencode(str(target))
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                mp = line.split(b" ", 5)[4]
+                if mp == want or (b"\\" in mp and mp.decode("unicode_escape").encode() == want):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+# ----------------------------------------------------------------------------------- the lifecycle
+
+
+class Lifecycle:
+    """Container verbs on one engine's store.
+
+    Args:
+        engine: the :class:`~portside.engine.api.Engine` (its db, image store, config and root).
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.root = Path(engine.root)
+        self.store = ContainerStore(engine.db, self.root)
+        self._runtime: OCIRuntime | None = None
+        self._mounter = None
+
+    # ---- lazily made helpers ----------------------------------------------------------
+
+    @property
+    def runtime(self) -> OCIRuntime:
+        if self._runtime is None:
+            from .containers import run_dir_for
+            from .oci import OCIRuntime
+
+            state_root = run_dir_for(self.root) / "runtime"
+            preferred = self.engine.config.runtime
+            if preferred is None and shutil.which("runc"):
+                # Skip detect()'s `--version` probe for the common case: it costs a process.
+                self._runtime = OCIRuntime("runc", shutil.which("runc") or "runc", state_root)
+            else:
+                self._runtime = OCIRuntime.detect(preferred, state_root=state_root)
+        return self._runtime
+
+    @property
+    def mounter(self):
+        if self._mounter is None:
+            from portside.engine.store.mount import LinuxMounter
+
+            self._mounter = LinuxMounter()
+        return self._mounter
+
+    def paths(self, rec: ContainerRecord) -> ContainerPaths:
+        return self.store.paths(rec.id)
+
+    def _runtime_knows(self, rec: ContainerRecord) -> bool:
+        from .containers import run_dir_for
+
+        return (run_dir_for(self.root) / "runtime" / rec.id).exists()
+
+    # ---- refresh ---------------------------------------------------------------------------
+
+    def monitor_alive(self, rec: ContainerRecord) -> bool:
+        """Whether the container's monitor (or the cleanup it became) still runs."""
+        return process_alive(rec.monitor_pid, rec.id)
+
+    def refresh(self, rec: ContainerRecord, *, save: bool = True,
+                monitor_gone: bool = False) -> ContainerRecord:
+        """Bring ``rec.state`` in line with the truth, and save it when it changed.
+
+        Args:
+            rec: the record (modified in place).
+            save: write a changed state back (False for read-only listings).
+            monitor_gone: the caller knows the monitor is gone (:func:`on_exit` runs in its pid).
+        Returns:
+            ``rec``.
+        """
+        status = status_of(rec)
+        if status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            return rec
+        paths = self.paths(rec)
+        alive = False if monitor_gone else self.monitor_alive(rec)
+        exit_doc = _read_exit(paths.exit_file)
+        if exit_doc is None and status == Status.RESTARTING:
+            if alive:
+                return rec
+            exit_doc = {"exit_code": rec.state.get("ExitCode", 0), "error": ""}
+        if exit_doc is None:
+            if alive:
+                return rec
+            # The monitor died without recording an exit (SIGKILLed): ask the runtime.
+            rt_state = None
+            try:
+                rt_state = self.runtime.state(rec.id) if self._runtime_knows(rec) else None
+            except EngineError:
+                rt_state = None
+            rt_status = (rt_state or {}).get("status")
+            if rt_status in ("running", "created"):
+                if rec.state.get("Error") != "monitor exited":
+                    rec.state["Error"] = "monitor exited"
+                    if save:
+                        self.store.save(rec)
+                return rec
+            if rt_status == "paused":
+                rec.state.update(Status="paused", Paused=True, Running=True)
+                return rec
+            exit_doc = {"exit_code": 255, "error": "monitor exited; exit status unknown"}
+        stamp, ts = now_rfc3339()
+        rec.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                         ExitCode=int(exit_doc.get("exit_code", 255)),
+                         Error=exit_doc.get("error") or "",
+                         OOMKilled=bool(exit_doc.get("oom_killed")),
+                         FinishedAt=exit_doc.get("finished_at") or stamp,
+                         FinishedAtTs=(exit_doc.get("finished_at_ns") or ts * 1e9) / 1e9)
+        if not alive:
+            self.finalize(rec)
+        if save:
+            with contextlib.suppress(NotFound):
+                self.store.save(rec, "die", exitCode=str(rec.state["ExitCode"]))
+        return rec
+
+    def finalize(self, rec: ContainerRecord) -> None:
+        """Release what a stopped container still holds: runtime state, cgroup, rootfs mount,
+        network. Idempotent: every step checks first."""
+        if self._runtime_knows(rec):
+            with contextlib.suppress(EngineError):
+                self.runtime.delete(rec.id, force=True)
+        from .cgroups import Cgroup, cgroup_path_for
+
+        cg = Cgroup(cgroup_path_for(rec.id))
+        if cg.exists():
+            with contextlib.suppress(EngineError):
+                cg.remove()
+        self._detach_network(rec)
+        self.unmount_rootfs(rec)
+
+    # ---- rootfs ------------------------------------------------------------------------------
+
+    def mount_rootfs(self, rec: ContainerRecord) -> Path:
+        """Mount the container's overlay (image layers + its upper dir) on ``rootfs/``."""
+        paths = self.paths(rec)
+        if _mounted(paths.rootfs):
+            return paths.rootfs
+        image = self.engine.image_store.get(rec.image_id)
+        lowers = self.engine.image_store.rootfs_lowers(image)
+        if not lowers:
+            empty = paths.dir / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        for d in (paths.upper, paths.work, paths.rootfs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.mounter.mount_overlay(lowers, paths.upper, paths.work, paths.rootfs)
+        return paths.rootfs
+
+    def unmount_rootfs(self, rec: ContainerRecord) -> None:
+        paths = self.paths(rec)
+        for _ in range(8):  # a stacked mount (two racing mounters) needs one unmount each
+            if not _mounted(paths.rootfs):
+                return
+            try:
+                self.mounter.unmount(paths.rootfs)
+            except NotFound:
+                return
+            except RuntimeFailure:
+                self.mounter.unmount(paths.rootfs, lazy=True)
+
+    @contextlib.contextmanager
+    def rootfs(self, rec: ContainerRecord):
+        """The container's merged root filesystem, mounted for the block when it is not running."""
+        with self.store.lock(rec.id):
+            was = _mounted(self.paths(rec).rootfs)
+            path = self.mount_rootfs(rec)
+        try:
+            yield path
+        finally:
+            if not was:
+                with self.store.lock(rec.id):
+                    fresh = self.store.get_by_id(rec.id)
+                    if fresh is None or not status_of(fresh).is_up():
+                        self.unmount_rootfs(rec)
+
+    # ---- network (the lead wires the bridge in here) --------------------------------------
+
+    def _network_for(self, rec: ContainerRecord) -> str:
+        """The ``ContainerConfig.network`` value for the container: ``none``, ``host`` or a
+        netns path. The single place where bridge networks will be attached."""
+        mode = (rec.host_config.get("NetworkMode") or "none")
+        if mode in ("none", "default", "bridge", ""):
+            # Bridge networking is its own issue; until then the default is an empty netns.
+            return "none"
+        if mode == "host":
+            return "host"
+        if mode.startswith("container:"):
+            other = self.store.resolve(mode.split(":", 1)[1])
+            self.refresh(other)
+            if status_of(other) != Status.RUNNING or not other.state.get("Pid"):
+                raise IncorrectState(f"container {other.name} is not running")
+            return f"/proc/{other.state['Pid']}/ns/net"
+        raise InvalidArgument(f"network {mode} not found")
+
+    def _detach_network(self, rec: ContainerRecord) -> None:
+        """Counterpart of :meth:`_network_for` (nothing to release for none/host/container:)."""
+
+    # ---- create ------------------------------------------------------------------------------
+
+    def create(self, config: dict[str, Any], host_config: dict[str, Any], *,
+               name: str | None = None) -> ContainerRecord:
+        """Create a container from Docker-shaped ``Config`` and ``HostConfig`` documents.
+
+        ``config["Image"]`` names the image; the image's defaults (Env, Cmd, Entrypoint,
+        WorkingDir, User, Labels, StopSignal, Volumes, ExposedPorts) fill what the user left out,
+        with Docker's rule that ``--entrypoint`` discards the image's ``Cmd``.
+
+        Returns:
+            the new record (status ``created``).
+        Raises:
+            NotFound: no such image. InvalidArgument: no command, a bad name, a bad GPU request.
+            Conflict: the name is taken.
+        """
+        image_ref = config.get("Image") or ""
+        if not image_ref:
+            raise InvalidArgument("an image name is required")
+        store = self.engine.image_store
+        image = store.get(image_ref)
+        img_cfg = (store.config(image).get("config") or {})
+        merged = merge_config(img_cfg, config)
+        if not (merged.get("Entrypoint") or []) + (merged.get("Cmd") or []):
+            raise InvalidArgument("no command specified")
+        if name:
+            name = validate_name(name)
+        else:
+            name = random_name(self.store.name_taken)
+        cid = secrets.token_hex(32)
+        if not merged.get("Hostname"):
+            merged["Hostname"] = cid[:12]
+        host_config = normalize_host_config(host_config)
+        extra: dict[str, Any] = {}
+        gpus = host_config.get("Gpus")
+        if gpus or host_config.get("CDIDevices"):
+            extra["GPUs"] = self._resolve_gpus(merged, host_config, check_only=True)
+        rec = ContainerRecord(cid, name, image.id, time.time(), merged, host_config, new_state(),
+                              0, [], extra)
+        self.store.add(rec)
+        try:
+            rec.mounts = self._prepare_volumes(rec, img_cfg)
+            self.store.save(rec)
+        except BaseException:
+            with contextlib.suppress(EngineError):
+                self._release_volumes(rec, remove_anonymous=True)
+            self.unmount_rootfs(rec)
+            self.store.delete(rec)
+            raise
+        return rec
+
+    # ---- volumes ---------------------------------------------------------------------------
+
+    def _volume_manager(self):
+        try:
+            return self.engine.volume_manager
+        except ModuleNotFoundError:
+            return None
+
+    def _prepare_volumes(self, rec: ContainerRecord, img_cfg: dict[str, Any]) -> list[dict]:
+        hc = rec.host_config
+        binds = list(hc.get("Binds") or [])
+        mounts = list(hc.get("Mounts") or [])
+        image_volumes = sorted((rec.config.get("Volumes") or {}).keys())
+        volumes_from = []
+        for ref in hc.get("VolumesFrom") or []:
+            src_name, _, mode = ref.partition(":")
+            other = self.store.resolve(src_name)
+            for m in other.mounts:
+                entry = {k: v for k, v in m.items() if k != "oci"}
+                if mode == "ro":
+                    entry["RW"] = False
+                    entry["Mode"] = "ro"
+                volumes_from.append(entry)
+        if not (binds or mounts or image_volumes or volumes_from):
+            return []
+        manager = self._volume_manager()
+        if manager is None:
+            return _plain_binds(binds, mounts, image_volumes, volumes_from)
+        needs_seed = bool(image_volumes) or any(":" in b and not b.startswith("/") for b in binds)
+        rootfs = None
+        try:
+            if needs_seed:
+                rootfs = self.mount_rootfs(rec)
+            return manager.prepare_mounts(rec.id, binds=binds, mounts=mounts,
+                                          volumes_from=volumes_from,
+                                          image_volumes=image_volumes, rootfs=rootfs)
+        finally:
+            if rootfs is not None:
+                self.unmount_rootfs(rec)
+
+    def _release_volumes(self, rec: ContainerRecord, remove_anonymous: bool) -> None:
+        manager = self._volume_manager()
+        if manager is not None:
+            manager.release(rec.id, remove_anonymous)
+
+    # ---- GPUs ------------------------------------------------------------------------------
+
+    def gpus_in_use(self, exclude: str = "") -> list[str]:
+        used: list[str] = []
+        for other in self.store.list():
+            if other.id != exclude and other.status in ("running", "paused"):
+                used.extend(other.extra.get("GPUs") or [])
+        return used
+
+    def _resolve_gpus(self, config: dict[str, Any], host_config: dict[str, Any],
+                      check_only: bool = False):
+        from portside.engine.gpu import parse_gpus, resolve_cdi_devices, resolve_gpus
+
+        env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+        edits = None
+        warning = None
+        if host_config.get("Gpus"):
+            edits, warning = resolve_gpus(parse_gpus(host_config["Gpus"]),
+                                          optional=bool(host_config.get("GpusOptional")),
+                                          image_env=env, in_use=self.gpus_in_use(),
+                                          cdi_dirs=self.engine.config.cdi_spec_dirs)
+        if host_config.get("CDIDevices"):
+            cdi = resolve_cdi_devices(host_config["CDIDevices"], self.engine.config.cdi_spec_dirs)
+            edits = cdi if edits is None else edits.extend(cdi)
+        if check_only:
+            if warning:
+                host_config.setdefault("Warnings", []).append(warning)
+            chosen: list[str] = []
+            if edits is not None:
+                for e in edits.env:
+                    if e.startswith("NVIDIA_VISIBLE_DEVICES="):
+                        chosen = [g for g in e.split("=", 1)[1].split(",") if g]
+                if not chosen:
+                    chosen = [getattr(d, "path", str(d)) for d in edits.device_nodes]
+            return chosen
+        return edits
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def start(self, ref: str | ContainerRecord) -> ContainerRecord:
+        """Start a created or exited container; returns once its process runs.
+
+        Raises:
+            IncorrectState: it is running or paused.
+            CommandNotFound, CannotInvoke: the command is missing / not executable (127 / 126).
+            RuntimeFailure: the runtime failed.
+        """
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            status = status_of(rec)
+            if status.is_up():
+                raise IncorrectState(f"container {rec.name} is already running")
+            if not status.can_start():
+                raise IncorrectState(f"container {rec.name} is {status.value}")
+            rec.state["ManuallyStopped"] = False
+            self._start_locked(rec)
+        return rec
+
+    def _fresh(self, rec: ContainerRecord) -> ContainerRecord:
+        fresh = self.store.get_by_id(rec.id)
+        if fresh is None:
+            raise NotFound(f"no such container: {rec.name}")
+        return self.refresh(fresh)
+
+    def _start_locked(self, rec: ContainerRecord) -> None:
+        from .monitor import spawn_monitor
+
+        paths = self.paths(rec)
+        with contextlib.suppress(FileNotFoundError):
+            paths.exit_file.unlink()
+        # A previous run's leftovers (monitor killed) would make `runtime create` fail.
+        self.finalize(rec)
+        try:
+            self.mount_rootfs(rec)
+            spec = self.build_spec(rec)
+            from .spec import write_spec
+
+            write_spec(paths.bundle, spec)
+            paths.state_dir.mkdir(parents=True, exist_ok=True)
+            on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle", str(self.root),
+                       rec.id]
+            rec.monitor_pid = spawn_monitor(
+                runtime_path=self.runtime.path, runtime_root=self.runtime.state_root,
+                container_id=rec.id, bundle=paths.bundle, state_dir=paths.state_dir,
+                log_path=paths.log, tty=bool(rec.config.get("Tty")),
+                stdin_open=bool(rec.config.get("OpenStdin")),
+                attach_socket=paths.attach_socket, exit_file=paths.exit_file, on_exit=on_exit)
+        except EngineError as exc:
+            self.finalize(rec)
+            with contextlib.suppress(FileNotFoundError):
+                paths.exit_file.unlink()
+            rec.state.update(Error=str(exc), ExitCode=getattr(exc, "exit_code", 125),
+                             Running=False, Pid=0)
+            if rec.status not in ("created", "exited"):
+                rec.state["Status"] = "exited"
+            with contextlib.suppress(NotFound):
+                self.store.save(rec)
+            raise
+        try:
+            pid = int((paths.state_dir / "init.pid").read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        stamp, ts = now_rfc3339()
+        rec.state.update(Status="running", Running=True, Paused=False, Restarting=False, Pid=pid,
+                         ExitCode=0, Error="", OOMKilled=False, StartedAt=stamp, StartedAtTs=ts,
+                         FinishedAt=ZERO_TIME, FinishedAtTs=0.0)
+        self.store.save(rec, "start")
+
+    def build_spec(self, rec: ContainerRecord) -> dict[str, Any]:
+        """The OCI runtime spec of the container (rootfs must be mounted)."""
+        from .cgroups import cgroup_path_for
+        from .spec import ContainerConfig, ProcessConfig, generate_spec
+
+        cfg, hc = rec.config, rec.host_config
+        paths = self.paths(rec)
+        args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        uid, gid, groups = resolve_user(paths.rootfs, cfg.get("User") or "")
+        workdir = cfg.get("WorkingDir") or "/"
+        if not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be "
+                                  f"an absolute path")
+        network = self._network_for(rec)
+        self._write_etc_files(rec, network)
+        mounts = []
+        for etc in ("hostname", "hosts", "resolv.conf"):
+            if any(m.get("Destination") == f"/etc/{etc}" for m in rec.mounts):
+                continue
+            opts = ["rbind", "rprivate"] + (["ro"] if hc.get("ReadonlyRootfs") else [])
+            mounts.append({"destination": f"/etc/{etc}", "type": "bind",
+                           "source": str(paths.etc_file(etc)), "options": opts})
+        for m in rec.mounts:
+            if m.get("oci"):
+                mounts.append(m["oci"])
+        for tmpfs_dest, opts in (hc.get("Tmpfs") or {}).items():
+            mounts.append({"destination": tmpfs_dest, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", *([o for o in opts.split(",") if o])]})
+        devices, dev_rules = _device_mappings(hc.get("Devices") or [])
+        ulimits = {}
+        for u in hc.get("Ulimits") or []:
+            ulimits["RLIMIT_" + u["Name"].upper()] = (int(u["Soft"]), int(u["Hard"]))
+        env = list(cfg.get("Env") or [])
+        if not any(e.startswith("HOSTNAME=") for e in env):
+            env.append(f"HOSTNAME={cfg.get('Hostname', '')}")
+        container_cfg = ContainerConfig(
+            process=ProcessConfig(args=args, env=env, cwd=workdir, uid=uid, gid=gid,
+                                  additional_gids=groups, terminal=bool(cfg.get("Tty")),
+                                  rlimits=ulimits or None,
+                                  no_new_privileges="no-new-privileges" in
+                                  (hc.get("SecurityOpt") or [])),
+            rootfs=str(paths.rootfs), hostname=cfg.get("Hostname", ""),
+            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+            cap_add=list(hc.get("CapAdd") or []), cap_drop=list(hc.get("CapDrop") or []),
+            privileged=bool(hc.get("Privileged")),
+            shm_size=int(hc.get("ShmSize") or 64 * 1024**2),
+            memory=int(hc["Memory"]) if hc.get("Memory") else None,
+            cpus=(hc["NanoCpus"] / 1e9) if hc.get("NanoCpus") else None,
+            pids_limit=hc.get("PidsLimit") or None, mounts=mounts, network=network,
+            cgroups_path=cgroup_path_for(rec.id), devices=devices,
+            device_cgroup_rules=dev_rules,
+            seccomp="seccomp=unconfined" not in (hc.get("SecurityOpt") or []))
+        spec = generate_spec(container_cfg)
+        if hc.get("Gpus") or hc.get("CDIDevices"):
+            edits = self._resolve_gpus(cfg, hc)
+            if edits is not None:
+                from portside.engine.gpu import apply_edits
+
+                spec = apply_edits(spec, edits)
+        return spec
+
+    def _write_etc_files(self, rec: ContainerRecord, network: str) -> None:
+        import socket
+
+        paths = self.paths(rec)
+        hc = rec.host_config
+        hostname = rec.config.get("Hostname", "")
+        if network == "host":
+            hostname = socket.gethostname()
+        paths.etc_file("hostname").write_text(hostname + "\n")
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
+                 "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+        if network != "host":
+            lines.append(f"127.0.1.1\t{hostname}")
+        for entry in hc.get("ExtraHosts") or []:
+            host, _, ip = entry.partition(":")
+            lines.append(f"{ip}\t{host}")
+        paths.etc_file("hosts").write_text("\n".join(lines) + "\n")
+        try:
+            host_resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            host_resolv = ""
+        dns = hc.get("Dns") or []
+        if dns:
+            keep = [ln for ln in host_resolv.splitlines() if not ln.startswith("nameserver")]
+            host_resolv = "\n".join([f"nameserver {d}" for d in dns] + keep) + "\n"
+        elif network != "host":
+            # Docker drops loopback resolvers: they mean nothing in another network namespace.
+            keep = [ln for ln in host_resolv.splitlines()
+                    if not (ln.startswith("nameserver") and
+                            (ln.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
+            host_resolv = "\n".join(keep) + "\n"
+        paths.etc_file("resolv.conf").write_text(host_resolv)
+
+    # ---- stop / kill / restart ---------------------------------------------------------------
+
+    def kill(self, ref: str | ContainerRecord, sig: str | int = "KILL") -> ContainerRecord:
+        """Send a signal to the container's init (Docker's ``kill -s``).
+
+        Raises:
+            IncorrectState: it is not running. InvalidArgument: an unknown signal.
+        """
+        num = parse_signal(sig)
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            if not status_of(rec).can_kill():
+                raise IncorrectState(f"container {rec.name} is not running")
+            self._signal(rec, num)
+            self.store.save(rec, "kill", signal=str(num))
+        return rec
+
+    def _signal(self, rec: ContainerRecord, num: int, all_: bool = False) -> None:
+        try:
+            self.runtime.kill(rec.id, num, all=all_)
+        except (NotFound, RuntimeFailure):
+            # Not in the runtime any more (it just exited): signal the pid we know, if it lives.
+            pid = rec.state.get("Pid") or 0
+            if pid and process_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, num)
+        if status_of(rec) == Status.PAUSED and num in (signal.SIGKILL, signal.SIGTERM):
+            # A frozen process cannot act on a signal: thaw it so the signal lands.
+            with contextlib.suppress(EngineError):
+                self.runtime.resume(rec.id)
+            rec.state.update(Status="running", Paused=False)
+
+    def stop(self, ref: str | ContainerRecord, timeout: int | None = None) -> ContainerRecord:
+        """Docker's ``stop``: the stop signal, up to ``timeout`` seconds, then SIGKILL.
+
+        A container that is not running is left as it is (Docker does not fail either).
+        """
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            if timeout is None:
+                timeout = rec.config.get("StopTimeout")
+                timeout = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
+            rec.state["ManuallyStopped"] = True
+            self.store.save(rec)
+            if not status_of(rec).can_stop():
+                return rec
+            if status_of(rec) == Status.RESTARTING:
+                self._kill_monitor(rec)
+            else:
+                sig = parse_signal(rec.config.get("StopSignal") or "SIGTERM")
+                self._signal(rec, sig)
+        if not self._wait_exit(rec, max(timeout, 0)):
+            with contextlib.suppress(EngineError):
+                self._signal(rec, signal.SIGKILL, all_=True)
+            self._wait_exit(rec, 30)
+        self._wait_monitor(rec)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            if status_of(rec) == Status.EXITED:
+                with contextlib.suppress(NotFound):
+                    self.store.save(rec, "stop")
+        return rec
+
+    def _kill_monitor(self, rec: ContainerRecord) -> None:
+        if self.monitor_alive(rec):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec.monitor_pid, signal.SIGKILL)
+
+    def _exited(self, rec: ContainerRecord) -> bool:
+        if self.paths(rec).exit_file.exists():
+            return True
+        if self.monitor_alive(rec):
+            return False
+        pid = rec.state.get("Pid") or 0
+        return not (pid and process_alive(pid))
+
+    def _wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
+        return wait_until(lambda: self._exited(rec), timeout)
+
+    def _wait_monitor(self, rec: ContainerRecord, timeout: float = 15) -> None:
+        """Wait for the monitor and the cleanup it ``exec``\\ s into to finish."""
+        wait_until(lambda: not self.monitor_alive(rec), timeout)
+
+    def restart(self, ref: str | ContainerRecord, timeout: int | None = None) -> ContainerRecord:
+        """Stop (if running) then start."""
+        rec = self.stop(ref, timeout)
+        return self.start(rec.id)
+
+    def wait(self, ref: str | ContainerRecord, timeout: float | None = None) -> int:
+        """Block until the container is not running; returns its exit code.
+
+        Raises:
+            RuntimeFailure: the timeout passed first.
+        """
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fresh = self.store.get_by_id(rec.id)
+            if fresh is None:
+                return int(rec.state.get("ExitCode", 0))
+            rec = fresh
+            if status_of(rec) in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+                if self._exited(rec):
+                    self._wait_monitor(rec)
+                    fresh = self.store.get_by_id(rec.id)
+                    if fresh is None:
+                        return _exit_code(rec, self.paths(rec))
+                    rec = fresh
+                    if status_of(rec) == Status.RESTARTING or (
+                            status_of(rec) == Status.RUNNING and not self._exited(rec)):
+                        continue
+                    with self.store.lock(rec.id):
+                        rec = self._fresh(rec)
+                    if not status_of(rec).is_up():
+                        return int(rec.state.get("ExitCode", 0))
+            elif status_of(rec) != Status.CREATED:
+                return int(rec.state.get("ExitCode", 0))
+            if deadline is not None and time.monotonic() > deadline:
+                raise RuntimeFailure(f"timed out waiting for container {rec.name}")
+            time.sleep(0.02)
+
+    # ---- pause ---------------------------------------------------------------------------------
+
+    def pause(self, ref: str | ContainerRecord) -> ContainerRecord:
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            status = status_of(rec)
+            if status == Status.PAUSED:
+                raise IncorrectState(f"container {rec.name} is already paused")
+            if not status.can_pause():
+                raise IncorrectState(f"container {rec.name} is not running")
+            self.runtime.pause(rec.id)
+            rec.state.update(Status="paused", Paused=True)
+            self.store.save(rec, "pause")
+        return rec
+
+    def unpause(self, ref: str | ContainerRecord) -> ContainerRecord:
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            if not status_of(rec).can_unpause():
+                raise IncorrectState(f"container {rec.name} is not paused")
+            self.runtime.resume(rec.id)
+            rec.state.update(Status="running", Paused=False)
+            self.store.save(rec, "unpause")
+        return rec
+
+    # ---- remove ----------------------------------------------------------------------------------
+
+    def remove(self, ref: str | ContainerRecord, *, force: bool = False,
+               volumes: bool = False) -> None:
+        """Docker's ``rm``: with ``force`` a running container is killed first; ``volumes``
+        also removes its anonymous volumes.
+
+        Raises:
+            Conflict: it runs and ``force`` is not given.
+        """
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            status = status_of(rec)
+            if status.can_stop():
+                if not force:
+                    raise Conflict(f"You cannot remove a {status.value} container {rec.id}. "
+                                   f"Stop the container before attempting removal or force "
+                                   f"remove")
+                rec.state["ManuallyStopped"] = True
+                self.store.save(rec)
+                if status == Status.RESTARTING:
+                    self._kill_monitor(rec)
+                else:
+                    self._signal(rec, signal.SIGKILL, all_=True)
+        if status.can_stop():
+            if not self._wait_exit(rec, 10):
+                # The monitor is stuck or gone: make sure nothing of the container survives.
+                self._kill_monitor(rec)
+            self._wait_monitor(rec)
+        with self.store.lock(rec.id):
+            fresh = self.store.get_by_id(rec.id)
+            if fresh is None:
+                return
+            rec = fresh
+            self._kill_monitor(rec)  # a cleanup process still around must not race the removal
+            self.finalize(rec)
+            if self.paths(rec).upper.exists() and self._runtime_knows(rec):
+                raise RuntimeFailure(f"container {rec.name} could not be removed from the runtime")
+            self._release_volumes(rec, remove_anonymous=volumes or
+                                  bool(rec.host_config.get("AutoRemove")))
+            self.store.delete(rec)
+
+    def rename(self, ref: str | ContainerRecord, new_name: str) -> ContainerRecord:
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        new_name = validate_name(new_name)
+        with self.store.lock(rec.id):
+            rec = self._fresh(rec)
+            if rec.name == new_name:
+                raise InvalidArgument(f"Renaming a container with the same name as its current "
+                                      f"name: {new_name}")
+            self.store.rename(rec, new_name)
+        return rec
+
+    # ---- exec ------------------------------------------------------------------------------------
+
+    def exec_process(self, rec: ContainerRecord, cmd: list[str], *, env: list[str] = (),
+                     workdir: str = "", user: str = "", tty: bool = False) -> dict[str, Any]:
+        """The OCI ``process`` for ``exec``: the container's own, with this command."""
+        if not cmd:
+            raise InvalidArgument("exec: no command given")
+        spec = json.loads((self.paths(rec).bundle / "config.json").read_text())
+        proc = dict(spec["process"])
+        proc["args"] = list(cmd)
+        proc["terminal"] = tty
+        base_env = [e for e in proc.get("env", [])]
+        for e in env:
+            key = e.split("=", 1)[0]
+            base_env = [b for b in base_env if b.split("=", 1)[0] != key] + [e]
+        if tty and not any(e.startswith("TERM=") for e in base_env):
+            base_env.append("TERM=xterm")
+        proc["env"] = base_env
+        if workdir:
+            proc["cwd"] = workdir
+        if user:
+            uid, gid, groups = resolve_user(self.paths(rec).rootfs, user)
+            proc["user"] = {"uid": uid, "gid": gid, **({"additionalGids": groups} if groups else {})}
+        proc.pop("rlimits", None) if not proc.get("rlimits") else None
+        return proc
+
+    def exec_run(self, ref: str | ContainerRecord, cmd: list[str], *, detach: bool = False,
+                 tty: bool = False, env: list[str] = (), workdir: str = "", user: str = "",
+                 stdin=None, stdout=None, stderr=None):
+        """Run ``cmd`` in the running container.
+
+        Returns:
+            the runtime process (``Popen``); its ``wait()`` is the command's exit status
+            (126/127 when it cannot be run). With ``detach`` it has already finished.
+        Raises:
+            IncorrectState: the container is not running (or paused).
+        """
+        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+        rec = self.refresh(rec)
+        status = status_of(rec)
+        if status == Status.PAUSED:
+            raise Conflict(f"container {rec.name} is paused, unpause the container before exec")
+        if not status.can_exec():
+            raise IncorrectState(f"container {rec.name} is not running")
+        process = self.exec_process(rec, cmd, env=env, workdir=workdir, user=user, tty=tty)
+        from portside.engine import events
+
+        with self.engine.db.transaction() as conn:
+            events.emit(conn, "container", "exec_create", rec.id, name=rec.name,
+                        execID=secrets.token_hex(8))
+        return self.runtime.exec(rec.id, process, detach=detach, tty=tty,
+                                 stdio=(stdin, stdout, stderr))
+
+    # ---- on exit -----------------------------------------------------------------------------
+
+    def on_exit(self, container_id: str) -> None:
+        """Run in the monitor's pid after the container's init exited: finish the cleanup, then
+        remove (``--rm``), restart (restart policy) or leave the container exited."""
+        delay = 0.0
+        with self.store.lock(container_id):
+            rec = self.store.get_by_id(container_id)
+            if rec is None or rec.monitor_pid != os.getpid():
+                return  # removed meanwhile, or restarted by somebody else
+            self.refresh(rec, monitor_gone=True)
+            rec = self.store.get_by_id(container_id)
+            if rec is None:
+                return
+            if not status_of(rec).is_up():
+                # A reader may have recorded the exit already; the cleanup is still ours to do.
+                self.finalize(rec)
+            hc = rec.host_config
+            if hc.get("AutoRemove"):
+                self._release_volumes(rec, remove_anonymous=True)
+                self.store.delete(rec)
+                return
+            if not self._should_restart(rec):
+                return
+            count = int(rec.state.get("RestartCount", 0))
+            delay = min(0.1 * (2 ** min(count, 10)), 10.0)
+            rec.state.update(Status="restarting", Restarting=True,
+                             RestartCount=count + 1)
+            self.store.save(rec)
+        time.sleep(delay)
+        with self.store.lock(container_id):
+            rec = self.store.get_by_id(container_id)
+            if rec is None or rec.state.get("ManuallyStopped") or rec.status != "restarting":
+                if rec is not None and rec.status == "restarting":
+                    rec.state.update(Status="exited", Restarting=False)
+                    self.store.save(rec)
+                return
+            rec.state["Status"] = "exited"
+            try:
+                self._start_locked(rec)
+            except EngineError:
+                pass
+
+    @staticmethod
+    def _should_restart(rec: ContainerRecord) -> bool:
+        if rec.state.get("ManuallyStopped"):
+            return False
+        policy = rec.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        code = int(rec.state.get("ExitCode", 0))
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return code != 0 and (limit == 0 or int(rec.state.get("RestartCount", 0)) < limit)
+        return False
+
+
+def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:
+    doc = _read_exit(paths.exit_file)
+    return int(doc["exit_code"]) if doc else int(rec.state.get("ExitCode", 0))
+
+
+# ----------------------------------------------------------------------------------- config helpers
+
+
+def merge_config(image: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """Docker's rules for combining an image's config with ``run``'s options.
+
+    Env is the image's with the user's overriding by name; a user ``Entrypoint`` (even empty)
+    replaces the image's and drops the image's ``Cmd``; Labels merge; other fields fall back to the
+    image's when the user gave none.
+    """
+    out = dict(user)
+    env = list(image.get("Env") or [])
+    for e in user.get("Env") or []:
+        key = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+    out["Env"] = env
+    if user.get("Entrypoint") is not None:
+        out["Entrypoint"] = [x for x in user["Entrypoint"] if x != ""] or None
+        out["Cmd"] = user.get("Cmd") or None
+    else:
+        out["Entrypoint"] = image.get("Entrypoint")
+        out["Cmd"] = user.get("Cmd") or image.get("Cmd")
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not out.get(key):
+            out[key] = image.get(key) or ""
+    labels = dict(image.get("Labels") or {})
+    labels.update(user.get("Labels") or {})
+    out["Labels"] = labels
+    vols = dict(image.get("Volumes") or {})
+    vols.update(user.get("Volumes") or {})
+    out["Volumes"] = vols or None
+    ports = dict(image.get("ExposedPorts") or {})
+    ports.update(user.get("ExposedPorts") or {})
+    out["ExposedPorts"] = ports or None
+    for key, default in (("Tty", False), ("OpenStdin", False), ("AttachStdin", False),
+                         ("AttachStdout", False), ("AttachStderr", False), ("Hostname", ""),
+                         ("Domainname", "")):
+        out.setdefault(key, default)
+    return out
+
+
+def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
+    """Fill Docker's defaults into a HostConfig."""
+    out = dict(hc)
+    out.setdefault("Binds", None)
+    out.setdefault("NetworkMode", "none")
+    out.setdefault("PortBindings", {})
+    out.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    out.setdefault("AutoRemove", False)
+    out.setdefault("CapAdd", None)
+    out.setdefault("CapDrop", None)
+    out.setdefault("Privileged", False)
+    out.setdefault("ReadonlyRootfs", False)
+    out.setdefault("ShmSize", 64 * 1024 * 1024)
+    out.setdefault("Memory", 0)
+    out.setdefault("NanoCpus", 0)
+    out.setdefault("PidsLimit", None)
+    out.setdefault("DeviceRequests", None)
+    out.setdefault("Devices", [])
+    out.setdefault("VolumesFrom", None)
+    out.setdefault("Mounts", None)
+    policy = out["RestartPolicy"] or {}
+    if policy.get("Name") not in ("no", "always", "on-failure", "unless-stopped", ""):
+        raise InvalidArgument(f"invalid restart policy: {policy.get('Name')}")
+    if out["AutoRemove"] and policy.get("Name") not in ("no", "", None):
+        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
+    return out
+
+
+def _plain_binds(binds: list[str], mounts: list[Any], image_volumes: list[str],
+                 volumes_from: list[dict]) -> list[dict[str, Any]]:
+    """Host-path bind mounts without the volume manager (only ``-v /host:/ctn[:ro]``)."""
+    out = []
+    for b in binds:
+        parts = b.split(":")
+        if len(parts) < 2 or not parts[0].startswith("/"):
+            raise InvalidArgument(f"named volumes are not available yet: {b}")
+        src, dst = parts[0], parts[1]
+        ro = len(parts) > 2 and "ro" in parts[2].split(",")
+        if not os.path.exists(src):
+            os.makedirs(src, exist_ok=True)
+        out.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro else "",
+                    "RW": not ro, "Propagation": "rprivate",
+                    "oci": {"destination": dst, "type": "bind", "source": src,
+                            "options": ["rbind", "rprivate"] + (["ro"] if ro else [])}})
+    if mounts or image_volumes or volumes_from:
+        raise InvalidArgument("volumes are not available yet: only -v /host:/path binds work")
+    return out
+
+
+def _device_mappings(devices: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """``--device /dev/X[:/dev/Y][:rwm]`` → OCI devices and their cgroup rules."""
+    import stat as st
+
+    out, rules = [], []
+    for d in devices:
+        host = d["PathOnHost"]
+        try:
+            info = os.stat(host)
+        except OSError as exc:
+            raise InvalidArgument(f"error gathering device information while adding custom "
+                                  f"device {host!r}: {exc.strerror}") from exc
+        kind = "c" if st.S_ISCHR(info.st_mode) else "b" if st.S_ISBLK(info.st_mode) else ""
+        if not kind:
+            raise InvalidArgument(f"not a device node: {host}")
+        major, minor = os.major(info.st_rdev), os.minor(info.st_rdev)
+        out.append({"path": d.get("PathInContainer") or host, "type": kind, "major": major,
+                    "minor": minor, "fileMode": st.S_IMODE(info.st_mode), "uid": 0, "gid": 0})
+        rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
+                      "access": d.get("CgroupPermissions") or "rwm"})
+    return out, rules
+
+
+def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int]]:
+    """Docker's ``-u``: ``name|uid[:group|gid]`` resolved against the container's
+    ``/etc/passwd`` and ``/etc/group`` (read without following links out of the rootfs).
+
+    Raises:
+        InvalidArgument: a name the container does not know.
+    """
+    if not user:
+        return 0, 0, []
+    name, _, group = user.partition(":")
+
+    def table(path: str) -> list[list[str]]:
+        from .cp import read_file_in_root
+
+        try:
+            text = read_file_in_root(rootfs, path).decode(errors="replace")
+        except (NotFound, EngineError, OSError):
+            return []
+        return [ln.split(":") for ln in text.splitlines() if ln and not ln.startswith("#")]
+
+    passwd = None
+    if name.isdigit():
+        uid = int(name)
+        gid = 0
+        for row in table("/etc/passwd") if not group else []:
+            if len(row) > 3 and row[2] == name:
+                gid = int(row[3])
+    else:
+        passwd = table("/etc/passwd")
+        match = [r for r in passwd if r and r[0] == name and len(r) > 3]
+        if not match:
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(match[0][2]), int(match[0][3])
+    groups: list[int] = []
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            rows = [r for r in table("/etc/group") if r and r[0] == group and len(r) > 2]
+            if not rows:
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in "
+                                      f"group file")
+            gid = int(rows[0][2])
+    return uid, gid, groups
+
+
+# ----------------------------------------------------------------------------------- entry point
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m portside.engine.runtime.lifecycle ROOT ID``: the monitor's on-exit hook."""
+    if len(argv) != 3:
+        print("usage: lifecycle ROOT CONTAINER_ID", file=sys.stderr)
+        return 2
+    from portside.engine.api import Engine
+
+    root, cid = argv[1], argv[2]
+    if not os.path.isdir(root):
+        return 0
+    engine = Engine(root=root)
+    try:
+        Lifecycle(engine).on_exit(cid)
+    except EngineError as exc:
+        print(f"on-exit {cid[:12]}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

@@ -1,0 +1,759 @@
+"""REST handlers for the side panel: the engine's models spoken as JSON over HTTP.
+
+Every URL sits under ``<base_url>portside/api/`` and is listed once in :data:`ROUTES`, a flat table
+of ``(pattern, handler)``. The contract is written down in ``openapi.yaml`` beside this file.
+
+How a request is served:
+
+* Each handler derives from :class:`PortsideHandler`, which holds the shared
+  :class:`~portside.engine.api.Engine` (from the Tornado settings) and runs engine calls on a thread
+  pool with :meth:`PortsideHandler.call`: the engine blocks on disks, runc and registries, the
+  server's event loop must not.
+* Every verb is wrapped in ``@tornado.web.authenticated``: a request without the server's token or
+  session cookie is refused with 403 before any engine code runs.
+* Errors leave as JSON ``{"code": <HTTP status>, "message": "...", "type": "<error class>"}``. The
+  engine's error classes are mapped to statuses in one place, :func:`http_error`:
+  ``NotFound`` 404, ``InvalidArgument`` 400, ``AlreadyExists``/``Conflict``/``IncorrectState`` 409,
+  anything else 500.
+* Lists answer with the rows the CLI prints for ``--format json`` (they are produced by the same
+  command table), plus a few extra fields the panel needs (``FullID``, ``GPUs``, ``UsedBy``...).
+* Streams (``events``, ``logs?follow=1``, ``prune``, ``pull``) answer with newline-delimited JSON
+  (``application/x-ndjson``) sent in chunks as things happen. A long operation streams
+  ``{"status": "started"}``, then ``{"status": "progress", ...}`` lines, then one final
+  ``{"status": "done", "result": ...}`` or ``{"status": "error", "code": ..., "message": ...}``
+  (the HTTP status is already 200 by then, so errors ride in the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado.iostream import StreamClosedError
+
+from portside.engine.errors import EngineError, NotFound
+
+#: Settings keys under which the shared objects live in the Tornado application.
+ENGINE_KEY = "portside_engine"
+EXECUTOR_KEY = "portside_executor"
+
+#: HTTP statuses the API uses for engine errors; any other engine status becomes 500 (a registry's
+#: 401 must not read as "your Jupyter token is wrong").
+_MAPPED_STATUSES = (400, 404, 409)
+
+#: How often a long operation looks for new progress while it runs (seconds).
+_PROGRESS_POLL = 0.1
+
+
+# ---------------------------------------------------------------------------------- errors
+def http_error(exc: BaseException) -> tornado.web.HTTPError:
+    """Map any exception to the HTTP error the API answers with (the one mapping in the API).
+
+    Args:
+        exc: what an engine call (or the handler) raised.
+
+    Returns:
+        A ``tornado.web.HTTPError`` whose ``status_code`` is the engine error's ``http_status``
+        when that is 400, 404 or 409, else 500; its ``log_message`` is the one-line message and
+        its ``reason`` the error class name.
+    """
+    if isinstance(exc, tornado.web.HTTPError):
+        return exc
+    if isinstance(exc, EngineError):
+        status = exc.http_status if exc.http_status in _MAPPED_STATUSES else 500
+        err = tornado.web.HTTPError(status, "%s", str(exc), reason=None)
+        err.portside_type = type(exc).__name__  # type: ignore[attr-defined]
+        return err
+    err = tornado.web.HTTPError(500, "%s", f"internal error: {type(exc).__name__}: {exc}")
+    err.portside_type = type(exc).__name__  # type: ignore[attr-defined]
+    return err
+
+
+def error_body(err: tornado.web.HTTPError) -> dict[str, Any]:
+    """The JSON body of an error: ``{code, message, type}``."""
+    message = (err.log_message % err.args) if err.log_message and err.args else err.log_message
+    return {"code": err.status_code, "message": message or err.reason or "error",
+            "type": getattr(err, "portside_type", "HTTPError")}
+
+
+def _jsonable(value: Any) -> Any:
+    """Progress events and results as JSON: dataclasses become dicts tagged with their kind."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"kind": type(value).__name__, **dataclasses.asdict(value)}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "attrs") and isinstance(value.attrs, dict):
+        return value.attrs
+    return value
+
+
+# ---------------------------------------------------------------------------------- base class
+class PortsideHandler(APIHandler):
+    """Base of every portside handler: the engine, the thread pool, JSON in and out."""
+
+    @property
+    def engine(self) -> Any:
+        """The shared engine (created when the extension loaded)."""
+        return self.settings[ENGINE_KEY]
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the API's thread pool and return its value.
+
+        Raises:
+            tornado.web.HTTPError: whatever ``fn`` raised, mapped by :func:`http_error`.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.settings[EXECUTOR_KEY],
+                                              lambda: fn(*args, **kwargs))
+        except tornado.web.HTTPError:
+            raise
+        except Exception as exc:  # every failure leaves through the one mapping
+            raise http_error(exc) from exc
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON ``{code, message, type}`` (Tornado calls this for every failure)."""
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        err = http_error(exc) if exc is not None else tornado.web.HTTPError(status_code)
+        if err.status_code != status_code:
+            self.set_status(err.status_code)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(error_body(err)))
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        """Finish with ``value`` as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(_jsonable(value)))
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean query argument: ``1``, ``true``, ``yes`` (any case) or empty mean true."""
+        value = self.get_query_argument(name, None)
+        if value is None:
+            return default
+        return value.strip().lower() in ("", "1", "true", "yes", "on")
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        """An integer query argument; a bad value is a 400."""
+        value = self.get_query_argument(name, None)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise tornado.web.HTTPError(400, "%s", f"{name} must be an integer: {value}") from None
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object (empty when there is no body); not an object is a 400."""
+        if not self.request.body:
+            return {}
+        try:
+            data = json.loads(self.request.body)
+        except ValueError:
+            raise tornado.web.HTTPError(400, "%s", "request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise tornado.web.HTTPError(400, "%s", "request body must be a JSON object")
+        return data
+
+    # ------------------------------------------------------------------ streaming
+    _closed = False
+
+    def on_connection_close(self) -> None:
+        # the client went away: stream loops and follower threads look at this flag
+        self._closed = True
+        super().on_connection_close()
+
+    async def start_stream(self) -> None:
+        """Send the headers of a newline-delimited JSON stream now, before any line."""
+        self.set_header("Content-Type", "application/x-ndjson; charset=UTF-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # no proxy buffering of the stream
+        await self.flush()
+
+    async def send(self, obj: Any) -> bool:
+        """Send one JSON line; returns False once the client has gone."""
+        if self._closed:
+            return False
+        try:
+            self.write(json.dumps(_jsonable(obj)) + "\n")
+            await self.flush()
+        except StreamClosedError:
+            self._closed = True
+        return not self._closed
+
+    async def pump(self, make: Callable[[Callable[[], bool]], Iterator[Any]],
+                   each: Callable[[Any], Any]) -> None:
+        """Send ``each(item)`` for every item a blocking generator yields, until it ends or the
+        client leaves.
+
+        The generator runs in its own daemon thread (it may block for a long time, e.g. on a
+        silent container's log), hands items over through an asyncio queue, and is asked to stop
+        through the ``stop()`` callable it receives.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+        stop_flag = threading.Event()
+
+        def stop() -> bool:
+            return stop_flag.is_set() or self._closed
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the server's loop has closed: nobody is listening
+                stop_flag.set()
+
+        def run() -> None:
+            gen = None
+            try:
+                gen = make(stop)
+                for item in gen:
+                    put(item)
+                    if stop():
+                        break
+                put(done)
+            except Exception as exc:  # handed to the loop, reported in the stream
+                put(exc)
+            finally:
+                close = getattr(gen, "close", None)
+                if close is not None:
+                    close()
+
+        threading.Thread(target=run, name="portside-stream", daemon=True).start()
+        try:
+            while not self._closed:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    continue
+                if item is done:
+                    break
+                if isinstance(item, Exception):
+                    await self.send({"status": "error", **error_body(http_error(item))})
+                    break
+                if not await self.send(each(item)):
+                    break
+        finally:
+            stop_flag.set()
+
+    async def operation(self, fn: Callable[..., Any], *, progress_kw: str | None = None,
+                        events: bool = True) -> None:
+        """Run a long engine operation and stream its progress, then its result.
+
+        Args:
+            fn: the operation; called on the thread pool.
+            progress_kw: when set, ``fn`` is called with this keyword bound to a callback whose
+                arguments are streamed as ``{"status": "progress", "progress": ...}``.
+            events: also stream the engine events the operation appends (``untag``, ``delete``,
+                ``destroy``...) as ``{"status": "progress", "event": ...}``.
+        """
+        from portside.engine.events import read_events
+
+        await self.start_stream()
+        loop = asyncio.get_running_loop()
+        pending: list[Any] = []
+        lock = threading.Lock()
+
+        def progress(item: Any) -> None:
+            with lock:
+                pending.append(item)
+
+        kwargs = {progress_kw: progress} if progress_kw else {}
+        db = self.engine.db if events else None
+        last = (await self.call(_last_event_id, db)) if events else 0
+        await self.send({"status": "started"})
+        future = loop.run_in_executor(self.settings[EXECUTOR_KEY], lambda: fn(**kwargs))
+
+        async def drain() -> None:
+            nonlocal last
+            with lock:
+                items, pending[:] = list(pending), []
+            for item in items:
+                await self.send({"status": "progress", "progress": item})
+            if db is not None:
+                for event in await self.call(read_events, db, after_id=last):
+                    last = event.id
+                    await self.send({"status": "progress", "event": event.to_docker()})
+
+        while not future.done():
+            await asyncio.wait([future], timeout=_PROGRESS_POLL)
+            await drain()
+        await drain()
+        try:
+            result = future.result()
+        except Exception as exc:
+            await self.send({"status": "error", **error_body(http_error(exc))})
+            return
+        await self.send({"status": "done", "result": result})
+
+
+def _last_event_id(db: Any) -> int:
+    """The id of the newest event (0 when there is none)."""
+    rows = db.query("SELECT COALESCE(MAX(id), 0) AS m FROM events")
+    return int(rows[0]["m"])
+
+
+# ---------------------------------------------------------------------------------- listing
+def cli_rows(engine: Any, argv: list[str]) -> list[dict[str, Any]]:
+    """Rows exactly as ``portside <argv> --format json`` prints them, through the command table.
+
+    Raises:
+        NotFound: the engine has no such command yet (e.g. containers not built in).
+    """
+    from portside.engine.cli import Context, UsageError, run
+
+    out = io.StringIO()
+    try:
+        run([*argv, "--format", "json"], Context(engine=engine, out=out, err=io.StringIO()))
+    except UsageError as exc:
+        if "invalid choice" in str(exc):
+            raise NotFound(f"not available in this engine: {' '.join(argv)}") from exc
+        raise
+    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+
+
+def _gpus(attrs: dict[str, Any]) -> str:
+    """The ``--gpus`` a container asked for, in Docker's words (``all``, ``2``, ``device=0,1``)."""
+    requests = ((attrs.get("HostConfig") or {}).get("DeviceRequests")) or []
+    words = []
+    for req in requests:
+        caps = [c for group in (req.get("Capabilities") or []) for c in group]
+        if "gpu" not in caps and req.get("Driver") not in ("nvidia", "cdi"):
+            continue
+        if req.get("DeviceIDs"):
+            words.append("device=" + ",".join(req["DeviceIDs"]))
+        elif req.get("Count", 0) == -1:
+            words.append("all")
+        elif req.get("Count"):
+            words.append(str(req["Count"]))
+    return " ".join(words)
+
+
+def container_rows(engine: Any, all_: bool = True) -> list[dict[str, Any]]:
+    """``ps -a --format json`` rows plus ``FullID``, ``StartedAt``, ``FinishedAt``, ``GPUs``."""
+    rows = cli_rows(engine, ["ps", "-a"] if all_ else ["ps"])
+    by_name = {}
+    for c in engine.containers.list(all=True):
+        by_name[c.name.lstrip("/")] = c.attrs
+    for row in rows:
+        attrs = by_name.get(str(row.get("Names", "")).split(",")[0], {})
+        state = attrs.get("State") or {}
+        row["FullID"] = attrs.get("Id", row.get("ID"))
+        row["StartedAt"] = state.get("StartedAt", "")
+        row["FinishedAt"] = state.get("FinishedAt", "")
+        row["GPUs"] = _gpus(attrs)
+    return rows
+
+
+def image_rows(engine: Any) -> list[dict[str, Any]]:
+    """``images --format json`` rows plus ``SizeBytes`` (the size as a number)."""
+    rows = cli_rows(engine, ["images"])
+    sizes = {img.id: img.attrs.get("Size", 0) for img in engine.images.list()}
+    for row in rows:
+        row["SizeBytes"] = sizes.get(row.get("FullID"), 0)
+    return rows
+
+
+def _du(path: str) -> int:
+    """Bytes used by the files under ``path`` (symlinks not followed; 0 when it is missing)."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def volume_users(engine: Any) -> dict[str, list[str]]:
+    """Volume name -> names of the containers that mount it."""
+    users: dict[str, list[str]] = {}
+    if not hasattr(engine, "containers"):
+        return users
+    try:
+        containers = engine.containers.list(all=True)
+    except (ImportError, AttributeError):
+        return users
+    for c in containers:
+        for mount in c.attrs.get("Mounts") or []:
+            if mount.get("Type") == "volume" and mount.get("Name"):
+                users.setdefault(mount["Name"], []).append(c.name.lstrip("/"))
+    return users
+
+
+def volume_rows(engine: Any, with_size: bool = True) -> list[dict[str, Any]]:
+    """``volume ls --format json`` rows plus ``UsedBy`` and ``SizeBytes``."""
+    rows = cli_rows(engine, ["volume", "ls"])
+    users = volume_users(engine)
+    for row in rows:
+        row["UsedBy"] = sorted(users.get(row.get("Name", ""), []))
+        mountpoint = row.get("Mountpoint") or ""
+        row["SizeBytes"] = _du(mountpoint) if with_size and mountpoint else None
+    return rows
+
+
+def _require(engine: Any, collection: str) -> Any:
+    """``engine.<collection>``, or NotFound when this engine does not offer it."""
+    try:
+        return getattr(engine, collection)
+    except (AttributeError, ImportError) as exc:
+        raise NotFound(f"not available in this engine: {collection}") from exc
+
+
+# ---------------------------------------------------------------------------------- handlers
+class InfoHandler(PortsideHandler):
+    """``GET /info``: the engine's version document and which collections it offers."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        def info() -> dict[str, Any]:
+            offers = {}
+            for name in ("images", "containers", "volumes", "networks"):
+                try:
+                    offers[name] = getattr(self.engine, name) is not None
+                except (AttributeError, ImportError):
+                    offers[name] = False
+            return {"version": self.engine.system.version(), "root": str(self.engine.root),
+                    "collections": offers}
+        self.reply(await self.call(info))
+
+
+class ImagesHandler(PortsideHandler):
+    """``GET /images``: the images, one row per tag as ``portside images --format json``."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(image_rows, self.engine))
+
+
+class ImagesPruneHandler(PortsideHandler):
+    """``POST /images/prune?all=1``: remove unused images, streaming progress."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        everything = self.flag("all")
+        await self.operation(lambda: self.engine.images.prune(all=everything))
+
+
+class ImagesPullHandler(PortsideHandler):
+    """``POST /images/pull`` ``{"reference": "busybox:latest"}``: pull, streaming progress."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        ref = self.body().get("reference")
+        if not isinstance(ref, str) or not ref:
+            raise tornado.web.HTTPError(400, "%s", "reference is required")
+        images = self.engine.images
+        if hasattr(images, "pull"):
+            def run(progress: Callable[[Any], None]) -> Any:
+                return images.pull(ref, progress=progress)
+        else:
+            def run(progress: Callable[[Any], None]) -> Any:
+                from portside.engine.registry.pull import pull
+
+                return images.get(pull(self.engine, ref, progress=progress).id)
+        await self.operation(run, progress_kw="progress")
+
+
+class ImageHandler(PortsideHandler):
+    """``GET /images/{name}`` inspects; ``DELETE /images/{name}?force=1`` removes (``rmi``)."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        self.reply(await self.call(lambda: self.engine.images.get(name).attrs))
+
+    @tornado.web.authenticated
+    async def delete(self, name: str) -> None:
+        force = self.flag("force")
+        self.reply(await self.call(self.engine.images.remove, name, force=force))
+
+
+class ImageTagHandler(PortsideHandler):
+    """``POST /images/{name}/tag`` ``{"target": "repo:tag"}``: add a name to an image."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        target = self.body().get("target")
+        if not isinstance(target, str) or not target:
+            raise tornado.web.HTTPError(400, "%s", "target is required")
+        image = await self.call(self.engine.images.tag, name, target)
+        self.reply(image.attrs, 201)
+
+
+class ContainersHandler(PortsideHandler):
+    """``GET /containers?all=1`` lists (``ps``); ``POST /containers`` runs one detached."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(container_rows, self.engine, self.flag("all", True)))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        spec = self.body()
+        image = spec.get("image")
+        if not isinstance(image, str) or not image:
+            raise tornado.web.HTTPError(400, "%s", "image is required")
+        command = spec.get("command")
+        if command is not None and not (isinstance(command, list)
+                                        and all(isinstance(c, str) for c in command)):
+            raise tornado.web.HTTPError(400, "%s", "command must be a list of strings")
+        kwargs: dict[str, Any] = {"detach": True}
+        if spec.get("name"):
+            kwargs["name"] = str(spec["name"])
+
+        def run() -> Any:
+            containers = _require(self.engine, "containers")
+            return containers.run(image, command or None, **kwargs)
+        container = await self.call(run)
+        self.reply(container.attrs, 201)
+
+
+class ContainersPruneHandler(PortsideHandler):
+    """``POST /containers/prune``: remove stopped containers, streaming progress."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        await self.operation(lambda: _require(self.engine, "containers").prune())
+
+
+class ContainerHandler(PortsideHandler):
+    """``GET /containers/{name}`` inspects; ``DELETE ...?force=1&v=1`` removes."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        self.reply(await self.call(
+            lambda: _require(self.engine, "containers").get(name).attrs))
+
+    @tornado.web.authenticated
+    async def delete(self, name: str) -> None:
+        force, volumes = self.flag("force"), self.flag("v")
+
+        def remove() -> None:
+            _require(self.engine, "containers").get(name).remove(force=force, v=volumes)
+        await self.call(remove)
+        self.set_status(204)
+        self.finish()
+
+
+class ContainerActionHandler(PortsideHandler):
+    """``POST /containers/{name}/{start|stop|restart|kill}`` (``?t=`` seconds, ``?signal=``)."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str, action: str) -> None:
+        timeout = self.int_arg("t")
+        signal = self.get_query_argument("signal", None)
+
+        def act() -> dict[str, Any]:
+            container = _require(self.engine, "containers").get(name)
+            if action == "start":
+                container.start()
+            elif action == "stop":
+                container.stop(**({"timeout": timeout} if timeout is not None else {}))
+            elif action == "restart":
+                container.restart(**({"timeout": timeout} if timeout is not None else {}))
+            else:
+                container.kill(**({"signal": signal} if signal else {}))
+            container.reload()
+            return container.attrs
+        self.reply(await self.call(act))
+
+
+class ContainerLogsHandler(PortsideHandler):
+    """``GET /containers/{name}/logs?tail=N&timestamps=1&follow=1``.
+
+    Without ``follow`` the answer is ``{"logs": "..."}``; with it, a stream of ``{"text": "..."}``
+    lines that ends when the container stops or the client leaves.
+    """
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        tail = self.int_arg("tail")
+        timestamps = self.flag("timestamps")
+        opts: dict[str, Any] = {"timestamps": timestamps}
+        if tail is not None:
+            opts["tail"] = tail
+        container = await self.call(lambda: _require(self.engine, "containers").get(name))
+        if not self.flag("follow"):
+            data = await self.call(container.logs, **opts)
+            self.reply({"logs": data.decode("utf-8", "replace") if isinstance(data, bytes)
+                        else str(data)})
+            return
+        await self.start_stream()
+
+        def make(stop: Callable[[], bool]) -> Iterator[Any]:
+            return iter(container.logs(stream=True, follow=True, **opts))
+        await self.pump(make, lambda chunk: {"text": chunk})
+
+
+class VolumesHandler(PortsideHandler):
+    """``GET /volumes?size=0`` lists (``volume ls``); ``POST /volumes`` ``{"name"}`` creates."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(volume_rows, self.engine, self.flag("size", True)))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        spec = self.body()
+        name = spec.get("name")
+        if name is not None and not isinstance(name, str):
+            raise tornado.web.HTTPError(400, "%s", "name must be a string")
+
+        def create() -> Any:
+            volumes = _require(self.engine, "volumes")
+            return volumes.create(name) if name else volumes.create()
+        volume = await self.call(create)
+        self.reply(volume.attrs, 201)
+
+
+class VolumesPruneHandler(PortsideHandler):
+    """``POST /volumes/prune``: remove unused volumes, streaming progress."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        await self.operation(lambda: _require(self.engine, "volumes").prune())
+
+
+class VolumeHandler(PortsideHandler):
+    """``GET /volumes/{name}`` inspects (with ``UsedBy``); ``DELETE ...?force=1`` removes."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        def inspect() -> dict[str, Any]:
+            attrs = dict(_require(self.engine, "volumes").get(name).attrs)
+            attrs["UsedBy"] = sorted(volume_users(self.engine).get(attrs.get("Name", name), []))
+            return attrs
+        self.reply(await self.call(inspect))
+
+    @tornado.web.authenticated
+    async def delete(self, name: str) -> None:
+        force = self.flag("force")
+        await self.call(lambda: _require(self.engine, "volumes").get(name).remove(force=force))
+        self.set_status(204)
+        self.finish()
+
+
+class NetworksHandler(PortsideHandler):
+    """``GET /networks``: the networks (404 until the engine offers them)."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        def rows() -> list[dict[str, Any]]:
+            _require(self.engine, "networks")
+            return cli_rows(self.engine, ["network", "ls"])
+        self.reply(await self.call(rows))
+
+
+class NetworkHandler(PortsideHandler):
+    """``GET /networks/{name}``: inspect one network."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        self.reply(await self.call(
+            lambda: _require(self.engine, "networks").get(name).attrs))
+
+
+class EventsHandler(PortsideHandler):
+    """``GET /events?since=<unix time>``: engine events as they happen, Docker's JSON shape."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        since_arg = self.get_query_argument("since", None)
+        try:
+            since = float(since_arg) if since_arg not in (None, "") else None
+        except ValueError:
+            raise tornado.web.HTTPError(400, "%s", f"since must be a number: {since_arg}") \
+                from None
+        from portside.engine.events import follow
+
+        db = await self.call(lambda: self.engine.db)
+        await self.start_stream()
+
+        def make(stop: Callable[[], bool]) -> Iterator[Any]:
+            return follow(db, since=since, interval=0.2, stop=stop)
+        await self.pump(make, lambda event: event.to_docker())
+
+
+# ---------------------------------------------------------------------------------- routes
+_NAME = r"(?P<name>[^/]+)"
+
+#: The whole API: (pattern relative to ``<base_url>portside/api/``, handler). Literal routes come
+#: before the ``{name}`` ones that would otherwise swallow them. Names with ``/`` or ``:`` travel
+#: percent-encoded (``busybox%3Alatest``); Tornado decodes them before the handler sees them.
+ROUTES: list[tuple[str, type[PortsideHandler]]] = [
+    (r"info", InfoHandler),
+    (r"images", ImagesHandler),
+    (r"images/prune", ImagesPruneHandler),
+    (r"images/pull", ImagesPullHandler),
+    (rf"images/{_NAME}", ImageHandler),
+    (rf"images/{_NAME}/tag", ImageTagHandler),
+    (r"containers", ContainersHandler),
+    (r"containers/prune", ContainersPruneHandler),
+    (rf"containers/{_NAME}", ContainerHandler),
+    (rf"containers/{_NAME}/(?P<action>start|stop|restart|kill)", ContainerActionHandler),
+    (rf"containers/{_NAME}/logs", ContainerLogsHandler),
+    (r"volumes", VolumesHandler),
+    (r"volumes/prune", VolumesPruneHandler),
+    (rf"volumes/{_NAME}", VolumeHandler),
+    (r"networks", NetworksHandler),
+    (rf"networks/{_NAME}", NetworkHandler),
+    (r"events", EventsHandler),
+]
+
+API_PREFIX = "portside/api"
+
+
+def setup_handlers(web_app: Any, engine: Any = None, *, workers: int = 8) -> None:
+    """Register :data:`ROUTES` on a Jupyter server's Tornado application.
+
+    Args:
+        web_app: ``serverapp.web_app``.
+        engine: the engine to serve (default: ``Engine()``, i.e. ``$PORTSIDE_ROOT``); created
+            lazily, so a server start does not touch the store.
+        workers: threads for engine calls.
+    """
+    from portside.engine.api import Engine
+
+    web_app.settings.setdefault(ENGINE_KEY, engine if engine is not None else Engine())
+    web_app.settings.setdefault(
+        EXECUTOR_KEY, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portside-api"))
+    base_url = web_app.settings.get("base_url", "/")
+    handlers = [(url_path_join(base_url, API_PREFIX, pattern) + "/?$", handler)
+                for pattern, handler in ROUTES]
+    web_app.add_handlers(".*$", handlers)
+
+
+def route_paths(examples: dict[str, str]) -> Iterable[tuple[str, type[PortsideHandler]]]:
+    """Each route with its groups filled from ``examples`` (used by tests and docs).
+
+    Args:
+        examples: group name -> sample value (``{"name": "x", "action": "stop"}``).
+    """
+    import re
+
+    for pattern, handler in ROUTES:
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: examples[m.group(1)], pattern)
+        yield f"{API_PREFIX}/{path}", handler
