@@ -92,6 +92,12 @@ class Engine:
         return VolumeManager(self.db, self.root / "volumes")
 
     @functools.cached_property
+    def builds(self):
+        from .models.build import BuildCollection
+
+        return BuildCollection(self)
+
+    @functools.cached_property
     def system(self):
         from .models.system import System
 
