@@ -15,6 +15,22 @@ from ..image import oci
 
 _CHECKS: dict = {}
 
+#: Modules that register rows for ``system df``, checks and ``info`` fields when imported.
+_CONTRIBUTORS = ("volumes", "containers", "networks", "build")
+
+
+def _load_contributors() -> None:
+    """Import the model modules that add to check/df/info (kept out of CLI start-up)."""
+    import importlib
+
+    for name in _CONTRIBUTORS:
+        module = f"portside.engine.models.{name}"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
 
 def register_check(name: str, fn) -> None:
     """Other parts (containers, networks) add checks: ``fn(engine, repair) -> list[str]``."""
@@ -28,6 +44,7 @@ class System:
     def check(self, *, repair: bool = False) -> list[str]:
         """Verify every blob, reference, image record and snapshot; returns the problems found
         (with ``repair``, what was fixed). An empty list means the store is consistent."""
+        _load_contributors()
         eng = self.engine
         store = eng.image_store
         problems: list[str] = []
@@ -91,6 +108,7 @@ class System:
         return problems
 
     def df(self) -> list[dict]:
+        _load_contributors()
         eng = self.engine
         images = eng.images.list()
         from .images import images_in_use
@@ -106,6 +124,7 @@ class System:
         return rows
 
     def info(self) -> dict:
+        _load_contributors()
         eng = self.engine
         from ..runtime_info import runtime_summary
 

@@ -38,8 +38,8 @@ from ..errors import Conflict, InvalidArgument, NotFound
 from ..events import emit
 from ..store.db import Database
 from .seed import copy_tree, is_empty_dir, resolve_in_root
-from .specs import (MountSpec, check_duplicates, parse_mount, parse_tmpfs, parse_volume,
-                    valid_mode, validate_volume_name)
+from .specs import (MountSpec, check_duplicates, mount_from_api, parse_mount, parse_tmpfs,
+                    parse_volume, valid_mode, validate_volume_name)
 
 __all__ = ["VolumeManager", "ANONYMOUS_LABEL", "dir_size"]
 
@@ -276,7 +276,7 @@ class VolumeManager:
 
     # ------------------------------------------------------------------ container mounts
     def prepare_mounts(self, container_id: str, *, binds: Sequence[str] = (),
-                       mounts: Sequence[str] = (),
+                       mounts: Sequence[str | dict] = (),
                        volumes_from: Sequence[Any] = (),
                        image_volumes: Iterable[str] = (), rootfs: Path | None = None,
                        tmpfs: Sequence[str] = ()) -> list[dict]:
@@ -285,10 +285,11 @@ class VolumeManager:
         Args:
             container_id: the container's full id (usage is recorded under it).
             binds: ``-v`` values (``NAME:/p[:MODE]``, ``/host:/p[:MODE]``, ``/p``).
-            mounts: ``--mount`` values (``type=volume,src=data,dst=/data,ro``...).
+            mounts: ``--mount`` values (``type=volume,src=data,dst=/data,ro``...), or Docker API
+                ``HostConfig.Mounts`` objects (dicts with ``Type``, ``Source``, ``Target``...).
             volumes_from: one item per ``--volumes-from``: either the other container's
                 ``Mounts`` list, or a tuple ``(mounts, mode)`` where mode is the flag's suffix
-                (``"ro"``, ``"rw"`` or ``""``). Each mount keeps its ``RW`` unless mode is
+                (``"ro"``, ``"rw"`` or ``""``); a single mount record (a dict) is accepted too. Each mount keeps its ``RW`` unless mode is
                 ``"ro"``; its volumes are shared, its tmpfs mounts are fresh ones.
             image_volumes: the image's ``VOLUME`` paths (``Config.Volumes`` keys).
             rootfs: the container's root filesystem on the host (the merged overlay). A new or
@@ -316,7 +317,8 @@ class VolumeManager:
                 anonymous_paths.append(spec.target)
             else:
                 user.append(spec)
-        user += [parse_mount(raw) for raw in mounts]
+        user += [mount_from_api(raw) if isinstance(raw, dict) else parse_mount(raw)
+                 for raw in mounts]
         user += [parse_tmpfs(raw) for raw in tmpfs]
         check_duplicates(user)
         for spec in user:
@@ -402,6 +404,8 @@ class VolumeManager:
     def _from_records(self, item: Any) -> list[MountSpec]:
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str):
             records, mode = item
+        elif isinstance(item, dict):
+            records, mode = [item], ""  # one mount record, already adjusted by the caller
         else:
             records, mode = item, ""
         if not valid_mode(mode):
@@ -445,7 +449,7 @@ class VolumeManager:
             return  # Docker copies only into an empty volume: existing data is never touched
         copy_tree(src, data)
 
-    def release(self, container_id: str, *, remove_anonymous: bool = False) -> list[str]:
+    def release(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
         """Drop a container's volume usage (the container is being removed).
 
         Args:

@@ -30,6 +30,7 @@ Docker's, word for word, so scripts and people that know them recognise them::
 from __future__ import annotations
 
 import csv
+import io
 import posixpath
 import re
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument
 
-__all__ = ["MountSpec", "parse_volume", "parse_mount", "parse_tmpfs", "valid_mode",
+__all__ = ["MountSpec", "parse_volume", "parse_mount", "mount_from_api", "parse_tmpfs", "valid_mode",
            "validate_volume_name", "check_duplicates", "PROPAGATIONS"]
 
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
@@ -335,6 +336,47 @@ def parse_mount(raw: str) -> MountSpec:
                      readonly=readonly, propagation=propagation, nocopy=nocopy,
                      nonrecursive=nonrecursive, volume_driver=driver, volume_labels=labels,
                      volume_options=options, tmpfs_size=size, tmpfs_mode=tmode)
+
+
+def mount_from_api(mount: dict) -> MountSpec:
+    """Parse one Docker API ``HostConfig.Mounts`` object (docker-py's ``Mount``).
+
+    ``{"Type": "bind", "Source": "/h", "Target": "/c", "ReadOnly": True,
+    "BindOptions": {"Propagation": "rshared"}, "VolumeOptions": {"NoCopy": True, "Labels": {},
+    "DriverConfig": {"Name": "local", "Options": {}}}, "TmpfsOptions": {"SizeBytes": 1048576,
+    "Mode": 1023}}`` -- the same rules and messages as :func:`parse_mount`.
+
+    Raises:
+        InvalidArgument: as :func:`parse_mount`.
+    """
+    fields = [f"type={mount.get('Type') or 'volume'}", f"target={mount.get('Target', '')}"]
+    if mount.get("Source"):
+        fields.append(f"source={mount['Source']}")
+    if mount.get("ReadOnly"):
+        fields.append("readonly")
+    bind = mount.get("BindOptions") or {}
+    if bind.get("Propagation"):
+        fields.append(f"bind-propagation={bind['Propagation']}")
+    if bind.get("NonRecursive"):
+        fields.append("bind-nonrecursive")
+    vol = mount.get("VolumeOptions") or {}
+    if vol.get("NoCopy"):
+        fields.append("volume-nocopy")
+    for key, value in (vol.get("Labels") or {}).items():
+        fields.append(f"volume-label={key}={value}")
+    driver = vol.get("DriverConfig") or {}
+    if driver.get("Name"):
+        fields.append(f"volume-driver={driver['Name']}")
+    for key, value in (driver.get("Options") or {}).items():
+        fields.append(f"volume-opt={key}={value}")
+    tmpfs = mount.get("TmpfsOptions") or {}
+    if tmpfs.get("SizeBytes"):
+        fields.append(f"tmpfs-size={int(tmpfs['SizeBytes'])}")
+    if tmpfs.get("Mode"):
+        fields.append(f"tmpfs-mode={int(tmpfs['Mode']):o}")
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    return parse_mount(line.getvalue())
 
 
 # ----------------------------------------------------------------------------- --tmpfs
