@@ -227,6 +227,32 @@ class ImageCollection(Collection):
         loaded = load(self.store, stream, tmp_root=self.engine.tmp_dir, progress=progress)
         return [(self.get(rec.id), [r.familiar() for r in refs]) for rec, refs in loaded]
 
+    # ------------------------------------------------------------ registries
+    def _registries(self):
+        from .registry import Registries
+
+        return Registries(self.engine)
+
+    def pull(self, name: str, platform: str | None = None, progress=None,
+             tls_verify: bool | None = None) -> Image:
+        return self._registries().pull(name, platform, progress, tls_verify)
+
+    def push(self, name: str, progress=None, tls_verify: bool | None = None) -> str:
+        return self._registries().push(name, progress, tls_verify)
+
+    def login(self, registry: str, username: str, password: str):
+        return self._registries().login(registry, username, password)
+
+    def logout(self, registry: str):
+        return self._registries().logout(registry)
+
+    def search(self, term: str, limit: int = 25, filters: dict | None = None) -> list[dict]:
+        return self._registries().search(term, limit, filters)
+
+    def manifest_inspect(self, name: str) -> dict:
+        return self._registries().manifest_inspect(name)
+
+    # ------------------------------------------------------------ removal
     def remove(self, name: str, *, force: bool = False, noprune: bool = False) -> list[dict]:
         """``rmi``: untag, and delete the image once no name is left. Returns Docker's
         ``[{"Untagged": ...}, {"Deleted": ...}]`` list."""

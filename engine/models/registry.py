@@ -60,10 +60,7 @@ class Registries:
                                 tls_verify=True if tls_verify is None else tls_verify,
                                 credentials=creds)
         try:
-            client.ping()
-            if client.auth.header(()) is None and client.auth._bearer is None:
-                # The registry never asked for credentials; Docker stores them anyway.
-                pass
+            client.ping()  # a 401 that our credentials cannot answer raises Unauthorized
         finally:
             client.close()
         CredentialStore().store(domain, creds)

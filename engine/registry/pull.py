@@ -33,7 +33,7 @@ from ..image.store import ImageRecord, LayerRef
 from ..store.content import digest_of, validate_digest
 from . import progress as pg
 from . import record_sources
-from .client import RegistryClient
+from .client import RegistryClient, is_insecure
 from .credentials import CredentialStore
 
 #: What we ask for: indexes first so a multi-arch image resolves to our platform.
@@ -150,16 +150,28 @@ def _document(data: bytes, expected_digest: str | None, expected_size: int | Non
 
 
 def endpoints(engine, ref: Reference, *, tls_verify: bool | None = None) -> list[RegistryClient]:
-    """The clients to try for ``ref``: mirrors (for Docker Hub) in order, then the origin."""
+    """The clients to try for ``ref``: its mirrors in order, then the origin.
+
+    ``registry-mirrors`` entries are URLs (mirrors of Docker Hub, as in Docker's daemon.json)
+    or ``DOMAIN=URL`` (a mirror of that registry). Mirrors get no credentials.
+    """
     cfg = engine.config
     creds = CredentialStore().get(ref.domain)
     verify = True if tls_verify is None else tls_verify
     out = []
-    if ref.domain == DEFAULT_DOMAIN:
-        for mirror in cfg.registry_mirrors:
-            url = mirror if "://" in mirror else "https://" + mirror
-            out.append(RegistryClient(ref.domain, base_url=url, tls_verify=verify,
-                                      insecure_registries=cfg.insecure_registries))
+    for mirror in cfg.registry_mirrors:
+        # "URL" mirrors Docker Hub (Docker's meaning); "DOMAIN=URL" mirrors that registry
+        # (as podman's registries.conf can).
+        domain, eq, url = mirror.partition("=")
+        if not eq:
+            domain, url = DEFAULT_DOMAIN, mirror
+        if domain != ref.domain:
+            continue
+        if "://" not in url:
+            url = ("http://" if is_insecure(url.split("/")[0], cfg.insecure_registries)
+                   else "https://") + url
+        out.append(RegistryClient(ref.domain, base_url=url, tls_verify=verify,
+                                  insecure_registries=cfg.insecure_registries))
     out.append(RegistryClient(ref.domain, insecure_registries=cfg.insecure_registries,
                               tls_verify=verify, credentials=creds))
     return out

@@ -234,9 +234,11 @@ class StandIn:
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[str, bytes]] = {}
+        self.seen: list[str] = []
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         routes = self.routes
+        seen = self.seen
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -252,6 +254,7 @@ class StandIn:
 
             def _serve(self, head: bool) -> None:
                 path = urllib.parse.urlsplit(self.path).path
+                seen.append(path)
                 if path == "/v2/":
                     found: tuple[str, bytes] | None = ("application/json", b"{}")
                 else:

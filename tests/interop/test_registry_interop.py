@@ -1,0 +1,159 @@
+"""Real peers and a real registry: what portside pushes, skopeo inspects and podman pulls and
+runs; what skopeo and podman push, portside pulls with the same digests."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from integration.registry_fixture import Registry
+
+pytestmark = pytest.mark.interop
+
+for tool in ("podman", "skopeo", "docker-registry"):
+    if not shutil.which(tool):
+        pytestmark = [pytest.mark.interop,
+                      pytest.mark.skip(reason=f"{tool} is not installed (make test installs it)")]
+
+PODMAN_RUN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    reg = Registry(tmp_path / "registry").start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def podman(tmp_path: Path):
+    base = tmp_path / "podman"
+    runroot = Path(tempfile.mkdtemp(prefix="pspod-", dir="/tmp"))
+    args = ["podman", "--root", str(base / "root"), "--runroot", str(runroot),
+            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+            "--tmpdir", str(base / "tmp")]
+
+    def run(*more: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(args + list(more), capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=180)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {' '.join(more)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    yield run
+    subprocess.run(args + ["rm", "-af"], capture_output=True)
+    subprocess.run(args + ["system", "reset", "-f"], capture_output=True)
+    subprocess.run(["umount", "-R", str(base)], capture_output=True)
+    subprocess.run(["umount", "-R", str(runroot)], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(runroot, ignore_errors=True)
+
+
+def _skopeo_raw(ref: str) -> bytes:
+    return subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                          capture_output=True, check=True).stdout
+
+
+def test_portside_push_is_read_by_skopeo_and_run_by_podman(cli, busybox_image, registry, podman):
+    name = f"{registry.host}/interop/bb:1"
+    cli("tag", busybox_image, name)
+    image_id = cli("images", "-q", "--no-trunc", name).out.strip()
+    digest = cli("push", name).out.strip().splitlines()[-1].split("digest: ")[1].split()[0]
+    inspect = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{name}"],
+        capture_output=True, check=True, text=True).stdout)
+    assert inspect["Digest"] == digest
+    raw = _skopeo_raw(name)
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    assert json.loads(raw)["config"]["digest"] == image_id
+    podman("pull", "--tls-verify=false", name)
+    assert podman("images", "-q", "--no-trunc", name).stdout.strip() == image_id
+    ran = podman("run", "--rm", "--network", "none", *PODMAN_RUN_LIMITS, name,
+                 "sh", "-c", "echo pushed-by-portside")
+    assert ran.stdout.strip() == "pushed-by-portside"
+
+
+def _oci_layout(path: Path) -> None:
+    """Two layers, gzip and zstd, written by hand as an OCI layout skopeo can push."""
+    import zstandard
+
+    from portside.engine.image import oci as o
+
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        digest = o.sha256_digest(data)
+        (blobs / digest[7:]).write_bytes(data)
+        return digest
+
+    def tar(entries) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    l1 = tar([("hello.txt", b"hello\n")])
+    l2 = tar([("data/blob", bytes(range(256)) * 400)])
+    c1, c2 = gzip.compress(l1, mtime=0), zstandard.ZstdCompressor().compress(l2)
+    cfg = o.canonical_json(o.new_config(diff_ids=[o.sha256_digest(l1), o.sha256_digest(l2)],
+                                        history=[{}, {}], config={"Cmd": ["sh"]}))
+    manifest = o.canonical_json(o.new_manifest(
+        o.descriptor(o.OCI_CONFIG, put(cfg), len(cfg)),
+        [o.descriptor(o.OCI_LAYER_GZIP, put(c1), len(c1)),
+         o.descriptor(o.OCI_LAYER_ZSTD, put(c2), len(c2))]))
+    man = put(manifest)
+    (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": o.OCI_MANIFEST, "digest": man, "size": len(manifest),
+         "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+
+
+def test_skopeo_push_of_gzip_and_zstd_layers_pulls_with_equal_digests(cli, engine, registry,
+                                                                      tmp_path):
+    layout = tmp_path / "layout"
+    _oci_layout(layout)
+    name = f"{registry.host}/skopeo/zz:v1"
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:v1",
+                    f"docker://{name}"], check=True, capture_output=True)
+    raw = _skopeo_raw(name)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    out = cli("pull", name).out
+    assert f"Digest: {digest}" in out
+    rec = engine.image_store.get(name)
+    assert rec.manifest_digest == digest
+    assert rec.id == json.loads(raw)["config"]["digest"]
+    lowers = engine.image_store.rootfs_lowers(rec)
+    assert (lowers[1] / "hello.txt").read_bytes() == b"hello\n"
+    assert (lowers[0] / "data/blob").stat().st_size == 256 * 400
+
+
+def test_podman_push_pulls_in_portside_with_equal_ids(cli, engine, registry, podman, tmp_path):
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as t:
+        info = tarfile.TarInfo("greeting")
+        data = b"from podman\n"
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    podman("import", str(rootfs), "localhost/frompodman:1")
+    name = f"{registry.host}/podman/img:1"
+    podman("push", "--tls-verify=false", "localhost/frompodman:1", f"docker://{name}")
+    raw = _skopeo_raw(name)
+    out = cli("pull", name).out
+    assert "Digest: sha256:" + hashlib.sha256(raw).hexdigest() in out
+    podman_id = podman("images", "-q", "--no-trunc", "localhost/frompodman:1").stdout.strip()
+    assert cli("images", "-q", "--no-trunc", name).out.strip() == podman_id
+    rec = engine.image_store.get(name)
+    assert (engine.image_store.rootfs_lowers(rec)[0] / "greeting").read_bytes() == data
