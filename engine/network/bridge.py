@@ -30,17 +30,18 @@ from portside.engine.errors import RuntimeFailure
 VETH_PREFIX = "psv"
 BRIDGE_PREFIX = "ps-"
 SYSCTL = Path("/proc/sys/net")
+IFNAMSIZ = 15  # the kernel's limit on interface names, without the terminating NUL
 
 
 def host_ifname(container_id: str, network_id: str) -> str:
     """The host end's name: ``psv`` + 12 hex digits of hash(container, network); 15 chars max."""
     digest = hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
-    return f"{VETH_PREFIX}{digest[:12]}"
+    return f"{VETH_PREFIX}{digest[:IFNAMSIZ - len(VETH_PREFIX)]}"
 
 
 def bridge_name_for(network_id: str) -> str:
     """A user network's bridge name: ``ps-<id12>`` (IFNAMSIZ allows 15 characters)."""
-    return f"{BRIDGE_PREFIX}{network_id[:12]}"
+    return f"{BRIDGE_PREFIX}{network_id[:IFNAMSIZ - len(BRIDGE_PREFIX)]}"
 
 
 def write_sysctl(key: str, value: str) -> None:
@@ -66,7 +67,11 @@ class Endpoint:
     mtu: int = 1500
 
 
-def configure_endpoint(ep: Endpoint, host_fd: int, loopback: bool) -> None:
+class HostNameTaken(Exception):
+    """The host end's name already exists on the host (a leftover); the caller clears and retries."""
+
+
+def configure_endpoint(ep: Endpoint, host_fd: int, loopback: bool) -> int:
     """Inside a namespace worker: create the veth pair, address it and route through the gateway.
 
     Args:
@@ -74,20 +79,31 @@ def configure_endpoint(ep: Endpoint, host_fd: int, loopback: bool) -> None:
         host_fd: an open fd of the host namespace, where the peer end goes.
         loopback: also bring ``lo`` up (first endpoint of a fresh namespace).
 
+    Returns:
+        The host end's interface index (the inner end's ``IFLA_LINK``), so the host side needs no
+        lookup by name.
+
     Raises:
+        HostNameTaken: ``ep.host_ifname`` already exists on the host.
         RuntimeFailure: a netlink request failed.
     """
     with IPRoute() as ipr:
         try:
             if loopback:
                 ipr.link("set", index=1, state="up")
-            ipr.link("add", ifname=ep.ifname, kind="veth", address=ep.mac, mtu=ep.mtu,
-                     peer={"ifname": ep.host_ifname, "net_ns_fd": host_fd, "mtu": ep.mtu})
-            index = ipr.link_lookup(ifname=ep.ifname)[0]
-            ipr.addr("add", index=index, address=ep.address, prefixlen=ep.prefixlen)
-            ipr.link("set", index=index, state="up")
+            try:
+                ipr.link("add", ifname=ep.ifname, kind="veth", address=ep.mac, mtu=ep.mtu,
+                         state="up",
+                         peer={"ifname": ep.host_ifname, "net_ns_fd": host_fd, "mtu": ep.mtu})
+            except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise HostNameTaken(ep.host_ifname) from exc
+                raise
+            link = ipr.link("get", ifname=ep.ifname)[0]
+            ipr.addr("add", index=link["index"], address=ep.address, prefixlen=ep.prefixlen)
             if ep.gateway is not None and ep.ifname == "eth0":
                 ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
+            return int(link.get_attr("IFLA_LINK"))
         except NetlinkError as exc:
             raise RuntimeFailure(f"cannot configure {ep.ifname} ({ep.host_ifname}): "
                                  f"{exc.args[1] if len(exc.args) > 1 else exc}") from exc
@@ -116,6 +132,7 @@ class HostLinks:
 
     def __init__(self) -> None:
         self._ipr: IPRoute | None = None
+        self._bridges: dict[str, int] = {}
 
     @property
     def ipr(self) -> IPRoute:
@@ -131,8 +148,12 @@ class HostLinks:
 
     def index(self, ifname: str) -> int | None:
         """The interface index of ``ifname`` on the host, or None."""
-        found = self.ipr.link_lookup(ifname=ifname)
-        return found[0] if found else None
+        try:
+            return int(self.ipr.link("get", ifname=ifname)[0]["index"])
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.ENOENT):
+                return None
+            raise RuntimeFailure(f"cannot look up interface {ifname}: {exc}") from exc
 
     def ensure_bridge(self, name: str, gateway: str, prefixlen: int) -> None:
         """Create bridge ``name`` with ``gateway/prefixlen`` and bring it up; idempotent.
@@ -171,6 +192,7 @@ class HostLinks:
         index = self.index(ifname)
         if index is None:
             return False
+        self._bridges.pop(ifname, None)
         try:
             self.ipr.link("del", index=index)
         except NetlinkError as exc:
@@ -179,19 +201,30 @@ class HostLinks:
             raise RuntimeFailure(f"cannot delete interface {ifname}: {exc}") from exc
         return True
 
-    def enslave(self, ifname: str, bridge: str) -> None:
-        """Attach a host veth end to a bridge and bring it up.
+    def enslave(self, index: int, bridge: str) -> None:
+        """Attach a host veth end (by index) to a bridge and bring it up.
+
+        The bridge's index is cached; a stale cache (bridge re-made) is retried once.
 
         Raises:
             RuntimeFailure: either interface is missing or netlink failed.
         """
-        index, master = self.index(ifname), self.index(bridge)
-        if index is None or master is None:
-            raise RuntimeFailure(f"cannot attach {ifname} to bridge {bridge}: no such interface")
-        try:
-            self.ipr.link("set", index=index, master=master, state="up")
-        except NetlinkError as exc:
-            raise RuntimeFailure(f"cannot attach {ifname} to bridge {bridge}: {exc}") from exc
+        for attempt in (0, 1):
+            master = self._bridges.get(bridge) if attempt == 0 else None
+            if master is None:
+                master = self.index(bridge)
+                if master is None:
+                    raise RuntimeFailure(f"cannot attach interface {index} to bridge {bridge}: "
+                                         "no such bridge")
+                self._bridges[bridge] = master
+            try:
+                self.ipr.link("set", index=index, master=master, state="up")
+                return
+            except NetlinkError as exc:
+                self._bridges.pop(bridge, None)
+                if attempt == 1:
+                    raise RuntimeFailure(f"cannot attach interface {index} to bridge {bridge}: "
+                                         f"{exc}") from exc
 
     def names(self, prefix: str) -> list[str]:
         """Host interface names that start with ``prefix``."""

@@ -36,24 +36,26 @@ from portside.engine.errors import RuntimeFailure
 TABLE = "portside"
 FAMILY = "inet"
 
-BASE = f"""\
-add table {FAMILY} {TABLE}
-add chain {FAMILY} {TABLE} ports
-add chain {FAMILY} {TABLE} masq
-add chain {FAMILY} {TABLE} nets
-add chain {FAMILY} {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
-add chain {FAMILY} {TABLE} output {{ type nat hook output priority dstnat; policy accept; }}
-add chain {FAMILY} {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
-add chain {FAMILY} {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
-flush chain {FAMILY} {TABLE} prerouting
-flush chain {FAMILY} {TABLE} output
-flush chain {FAMILY} {TABLE} postrouting
-flush chain {FAMILY} {TABLE} forward
-add rule {FAMILY} {TABLE} prerouting fib daddr type local jump ports
-add rule {FAMILY} {TABLE} output fib daddr type local jump ports
-add rule {FAMILY} {TABLE} postrouting jump masq
-add rule {FAMILY} {TABLE} forward ct state established,related accept
-add rule {FAMILY} {TABLE} forward jump nets
+def _base(t: str) -> str:
+    """The table, its chains and the fixed hook rules, as an idempotent script."""
+    return f"""\
+add table {t}
+add chain {t} ports
+add chain {t} masq
+add chain {t} nets
+add chain {t} prerouting {{ type nat hook prerouting priority -100; policy accept; }}
+add chain {t} output {{ type nat hook output priority -100; policy accept; }}
+add chain {t} postrouting {{ type nat hook postrouting priority 100; policy accept; }}
+add chain {t} forward {{ type filter hook forward priority 0; policy accept; }}
+flush chain {t} prerouting
+flush chain {t} output
+flush chain {t} postrouting
+flush chain {t} forward
+add rule {t} prerouting fib daddr type local jump ports
+add rule {t} output fib daddr type local jump ports
+add rule {t} postrouting jump masq
+add rule {t} forward ct state established,related accept
+add rule {t} forward jump nets
 """
 
 
@@ -82,7 +84,7 @@ def _q(text: str) -> str:
     return '"' + text.replace('"', "") + '"'
 
 
-def _nft(script: str, *args: str) -> str:
+def _nft(script: str, *args: str, table: str = f"{FAMILY} {TABLE}") -> str:
     exe = shutil.which("nft") or "/usr/sbin/nft"
     try:
         proc = subprocess.run([exe, *args, "-f", "-"], input=script, capture_output=True,
@@ -91,7 +93,7 @@ def _nft(script: str, *args: str) -> str:
         raise RuntimeFailure(f"cannot run nft: {exc.strerror}") from exc
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["failed"])[0]
-        raise RuntimeFailure(f"nft table {FAMILY} {TABLE}: {first}")
+        raise RuntimeFailure(f"nft table {table}: {first}")
     return proc.stdout
 
 
@@ -105,11 +107,19 @@ def _list(*what: str) -> dict:
 
 
 class Firewall:
-    """The ``inet portside`` table; every method is idempotent."""
+    """The ``inet portside`` table; every method is idempotent.
+
+    Args:
+        table: the table's name in family ``inet``; ``portside`` except in tests.
+    """
+
+    def __init__(self, table: str = TABLE) -> None:
+        self.table = table
+        self.t = f"{FAMILY} {table}"
 
     def ensure_base(self) -> None:
         """Create the table and its chains if missing (the hook chains are rewritten)."""
-        _nft(BASE)
+        _nft(_base(self.t), table=self.t)
 
     def sync_networks(self, networks: Sequence[NetRule]) -> None:
         """Rewrite the per-network rules from ``networks`` in one transaction.
@@ -117,27 +127,27 @@ class Firewall:
         Raises:
             RuntimeFailure: nft rejected the script.
         """
-        lines = [BASE, f"flush chain {FAMILY} {TABLE} masq", f"flush chain {FAMILY} {TABLE} nets"]
+        lines = [_base(self.t), f"flush chain {self.t} masq", f"flush chain {self.t} nets"]
         bridges = [n.bridge for n in networks]
         for net in networks:
             br = _q(net.bridge)
             others = [b for b in bridges if b != net.bridge]
-            lines.append(f"add rule {FAMILY} {TABLE} nets iifname {br} oifname {br} accept")
+            lines.append(f"add rule {self.t} nets iifname {br} oifname {br} accept")
             if others:
                 group = "{ " + ", ".join(_q(b) for b in others) + " }"
-                lines.append(f"add rule {FAMILY} {TABLE} nets iifname {br} oifname {group} drop")
+                lines.append(f"add rule {self.t} nets iifname {br} oifname {group} drop")
             if net.internal:
-                lines.append(f"add rule {FAMILY} {TABLE} nets iifname {br} drop")
-                lines.append(f"add rule {FAMILY} {TABLE} nets oifname {br} drop")
+                lines.append(f"add rule {self.t} nets iifname {br} drop")
+                lines.append(f"add rule {self.t} nets oifname {br} drop")
                 continue
-            lines.append(f"add rule {FAMILY} {TABLE} nets oifname {br} ct status dnat accept")
-            lines.append(f"add rule {FAMILY} {TABLE} nets iifname {br} accept")
-            lines.append(f"add rule {FAMILY} {TABLE} nets oifname {br} drop")
-            lines.append(f"add rule {FAMILY} {TABLE} masq ip saddr {net.subnet} oifname != {br} "
+            lines.append(f"add rule {self.t} nets oifname {br} ct status dnat accept")
+            lines.append(f"add rule {self.t} nets iifname {br} accept")
+            lines.append(f"add rule {self.t} nets oifname {br} drop")
+            lines.append(f"add rule {self.t} masq ip saddr {net.subnet} oifname != {br} "
                          f"masquerade")
-            lines.append(f"add rule {FAMILY} {TABLE} masq ip saddr 127.0.0.0/8 oifname {br} "
+            lines.append(f"add rule {self.t} masq ip saddr 127.0.0.0/8 oifname {br} "
                          f"masquerade")
-        _nft("\n".join(lines) + "\n")
+        _nft("\n".join(lines) + "\n", table=self.t)
 
     def add_ports(self, container_id: str, rules: Iterable[PortRule]) -> None:
         """Append the DNAT rules of one container, commented ``ctr=<id>``.
@@ -148,16 +158,16 @@ class Firewall:
         lines = []
         for r in rules:
             match = f"ip daddr {r.host_ip} " if r.host_ip else "meta nfproto ipv4 "
-            lines.append(f"add rule {FAMILY} {TABLE} ports {match}{r.proto} dport {r.host_port} "
+            lines.append(f"add rule {self.t} ports {match}{r.proto} dport {r.host_port} "
                          f"dnat ip to {r.container_ip}:{r.container_port} "
                          f"comment {_q('ctr=' + container_id)}")
         if lines:
-            _nft(BASE + "\n".join(lines) + "\n")
+            _nft(_base(self.t) + "\n".join(lines) + "\n", table=self.t)
 
     def port_handles(self) -> dict[str, list[int]]:
         """Rule handles in the ``ports`` chain by container id (from the ``ctr=`` comments)."""
         out: dict[str, list[int]] = {}
-        for item in _list("chain", FAMILY, TABLE, "ports").get("nftables", []):
+        for item in _list("chain", FAMILY, self.table, "ports").get("nftables", []):
             rule = item.get("rule")
             if not rule:
                 continue
@@ -170,14 +180,15 @@ class Firewall:
         """Delete exactly the rules commented ``ctr=<container_id>``; returns how many."""
         handles = self.port_handles().get(container_id, [])
         if handles:
-            _nft("".join(f"delete rule {FAMILY} {TABLE} ports handle {h}\n" for h in handles))
+            _nft("".join(f"delete rule {self.t} ports handle {h}\n" for h in handles),
+                 table=self.t)
         return len(handles)
 
     def exists(self) -> bool:
         """True when the table is present."""
-        return bool(_list("table", FAMILY, TABLE).get("nftables"))
+        return bool(_list("table", FAMILY, self.table).get("nftables"))
 
     def delete_table(self) -> None:
         """Remove the whole table (``system reset``); idempotent."""
         if self.exists():
-            _nft(f"delete table {FAMILY} {TABLE}\n")
+            _nft(f"delete table {self.t}\n", table=self.t)
