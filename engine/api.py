@@ -92,6 +92,30 @@ class Engine:
         return VolumeManager(self.db, self.root / "volumes")
 
     @functools.cached_property
+    def network_manager(self):
+        from .models.networks import existing_bridge_subnet
+        from .network.manager import NetworkManager
+
+        # Several state roots on one host (tests, users) share the portside0 bridge: adopt the
+        # subnet it already has rather than choosing a second one.
+        subnet = self.config.default_subnet or existing_bridge_subnet("portside0")
+        run_dir = Path("/run/portside") if os.geteuid() == 0 else self.root / "run"
+        return NetworkManager(self.db, run_dir / self.root_key, default_subnet=subnet)
+
+    @functools.cached_property
+    def networks(self):
+        from .models.networks import NetworkCollection
+
+        return NetworkCollection(self)
+
+    @property
+    def root_key(self) -> str:
+        """A short name for this state root, for per-root files in shared places (/run)."""
+        import hashlib
+
+        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+
+    @functools.cached_property
     def builds(self):
         from .models.build import BuildCollection
 
@@ -104,5 +128,7 @@ class Engine:
         return System(self)
 
     def close(self) -> None:
+        if "network_manager" in self.__dict__:
+            self.network_manager.close()
         if "db" in self.__dict__:
             self.db.close()

@@ -62,8 +62,11 @@ def candidates() -> Iterator[IPv4Network]:
             yield IPv4Network(f"172.{second}.{third}.0/24")
 
 
-def host_routes() -> list[IPv4Network]:
+def host_routes(exclude_dev: str | None = None) -> list[IPv4Network]:
     """IPv4 destinations the host routes now (every table but ``local``), default route excluded.
+
+    ``exclude_dev`` leaves out routes through that interface (our own bridge, which another state
+    root on the same host may already have set up).
 
     This is the kernel seam: unit tests pass route lists to :func:`choose_subnet` directly.
     """
@@ -71,7 +74,10 @@ def host_routes() -> list[IPv4Network]:
 
     nets: list[IPv4Network] = []
     with IPRoute() as ipr:
+        skip = ipr.link_lookup(ifname=exclude_dev) if exclude_dev else []
         for route in ipr.route("dump", family=socket.AF_INET):
+            if skip and route.get_attr("RTA_OIF") in skip:
+                continue
             if (route.get_attr("RTA_TABLE") or route.get("table")) == 255:
                 continue
             dst_len = route.get("dst_len")

@@ -156,7 +156,7 @@ class NetworkManager:
                 if not conn.execute("SELECT 1 FROM net_networks WHERE name=?",
                                     (DEFAULT_NETWORK,)).fetchone():
                     existing = self._existing(conn)
-                    routes = [r for r in ipam.host_routes()
+                    routes = [r for r in ipam.host_routes(exclude_dev=self.bridge_name)
                               if not any(r == s for _, s in existing)]
                     if self.default_subnet:
                         subnet = ipam.parse_subnet(self.default_subnet)
