@@ -56,6 +56,9 @@ class Context:
     stdout_binary: Any = None    # binary stream for `save` to stdout, `cp -`
     interactive: bool = False    # a terminal is attached (progress bars, -t)
     magic: bool = False          # called from %container
+    #: where long operations (pull, push, build, load) send their typed progress events; None
+    #: means the handler draws them on the terminal itself
+    progress: Callable[[Any], None] | None = None
 
     def print(self, *parts: Any) -> None:
         self.out.write(" ".join(str(p) for p in parts) + "\n")

@@ -370,6 +370,7 @@ class Agent(object):
                 self._send_error(exc)
         if status == "ok" and result is not None:
             self.ns["_"] = result
+            self.capture.drain()  # what the cell printed precedes its value
             self.wire.send({"type": "execute_result", "data": _mime_bundle(result),
                             "metadata": {}, "execution_count": n})
         self._flush_figures()

@@ -120,12 +120,26 @@ def container_popen_factory(engine: Any, container: str, *, user: str | None = N
     def factory(argv: list[str]) -> subprocess.Popen:
         ctr = engine.containers.get(container)
         argv = [python if argv[0] == "python3" else argv[0], *argv[1:]]
-        env_list = [f"{k}={v}" for k, v in (env or {}).items()]
-        return ctr.exec_popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, user=user, workdir=workdir,
-                              env=env_list or None)
+        return exec_popen(ctr, argv, user=user, workdir=workdir, env=env,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     return factory
+
+
+def exec_popen(ctr: Any, argv: list[str], *, user: str | None = None, workdir: str | None = None,
+               env: dict[str, str] | None = None, stdin: Any = None, stdout: Any = None,
+               stderr: Any = None) -> subprocess.Popen:
+    """Start ``argv`` in the running container ``ctr`` (an engine ``Container``) with pipes.
+
+    Uses ``Container.exec_popen`` when the engine has it, else the lifecycle's ``exec_run``
+    (the same runtime call, one layer down).
+    """
+    env_list = [f"{k}={v}" for k, v in (env or {}).items()]
+    if hasattr(ctr, "exec_popen"):
+        return ctr.exec_popen(argv, user=user, workdir=workdir, env=env_list or None, tty=False,
+                              stdin=stdin, stdout=stdout, stderr=stderr)
+    return ctr.lc.exec_run(ctr.id, argv, tty=False, env=env_list, workdir=workdir or "",
+                           user=user or "", stdin=stdin, stdout=stdout, stderr=stderr)
 
 
 class AgentSession:
@@ -165,7 +179,11 @@ class AgentSession:
         if self.proc is not None:
             self._reap()
             self._lost_namespace = True
-        proc = self.popen_factory(["python3", "-u", "-c", BOOTSTRAP])
+        try:
+            proc = self.popen_factory(["python3", "-u", "-c", BOOTSTRAP])
+        except FileNotFoundError as exc:
+            raise NoPython(f"no python3 in {self.label}: use %%container exec --shell "
+                           f"{self.label} to run the cell with sh") from exc
         self.proc = proc
         self._in_fd = proc.stdout.fileno()
         self._out_fd = proc.stdin.fileno()

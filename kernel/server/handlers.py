@@ -374,7 +374,8 @@ def _du(path: str) -> int:
     stack = [path]
     while stack:
         try:
-            entries = list(os.scandir(stack.pop()))
+            with os.scandir(stack.pop()) as it:
+                entries = list(it)
         except OSError:
             continue
         for entry in entries:
@@ -389,19 +390,17 @@ def _du(path: str) -> int:
 
 
 def volume_users(engine: Any) -> dict[str, list[str]]:
-    """Volume name -> names of the containers that mount it."""
-    users: dict[str, list[str]] = {}
-    if not hasattr(engine, "containers"):
-        return users
+    """Volume name -> names of the containers that mount it (ids where a name is unknown)."""
     try:
-        containers = engine.containers.list(all=True)
-    except (ImportError, AttributeError):
-        return users
-    for c in containers:
-        for mount in c.attrs.get("Mounts") or []:
-            if mount.get("Type") == "volume" and mount.get("Name"):
-                users.setdefault(mount["Name"], []).append(c.name.lstrip("/"))
-    return users
+        used = engine.volumes.in_use()
+    except (AttributeError, ImportError):
+        return {}
+    names: dict[str, str] = {}
+    try:
+        names = {c.id: c.name.lstrip("/") for c in engine.containers.list(all=True)}
+    except (AttributeError, ImportError):  # containers not built into this engine yet
+        pass
+    return {vol: [names.get(i, i[:12]) for i in ids] for vol, ids in used.items()}
 
 
 def volume_rows(engine: Any, with_size: bool = True) -> list[dict[str, Any]]:
@@ -585,7 +584,8 @@ class ContainerLogsHandler(PortsideHandler):
     """``GET /containers/{name}/logs?tail=N&timestamps=1&follow=1``.
 
     Without ``follow`` the answer is ``{"logs": "..."}``; with it, a stream of ``{"text": "..."}``
-    lines that ends when the container stops or the client leaves.
+    lines (with ``"stream": "stdout"|"stderr"``) that ends when the container stops or the
+    client leaves.
     """
 
     @tornado.web.authenticated
@@ -605,7 +605,19 @@ class ContainerLogsHandler(PortsideHandler):
 
         def make(stop: Callable[[], bool]) -> Iterator[Any]:
             return iter(container.logs(stream=True, follow=True, **opts))
-        await self.pump(make, lambda chunk: {"text": chunk})
+        await self.pump(make, _log_line)
+
+
+def _log_line(chunk: Any) -> dict[str, str]:
+    """One streamed piece of output: ``(stream, bytes)`` pairs or plain bytes, as JSON."""
+    if isinstance(chunk, tuple) and len(chunk) == 2:
+        stream, data = chunk
+        return {"stream": str(stream), "text": _text(data)}
+    return {"text": _text(chunk)}
+
+
+def _text(data: Any) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
 
 
 class VolumesHandler(PortsideHandler):
@@ -630,11 +642,12 @@ class VolumesHandler(PortsideHandler):
 
 
 class VolumesPruneHandler(PortsideHandler):
-    """``POST /volumes/prune``: remove unused volumes, streaming progress."""
+    """``POST /volumes/prune?all=1``: remove unused (anonymous, or all) volumes, streaming."""
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        await self.operation(lambda: _require(self.engine, "volumes").prune())
+        everything = self.flag("all")
+        await self.operation(lambda: _require(self.engine, "volumes").prune(all=everything))
 
 
 class VolumeHandler(PortsideHandler):
@@ -699,17 +712,19 @@ class EventsHandler(PortsideHandler):
 
 # ---------------------------------------------------------------------------------- routes
 _NAME = r"(?P<name>[^/]+)"
+#: Image names may hold slashes (``example/box:1``), as in Docker's ``/images/{name:.*}``.
+_IMAGE = r"(?P<name>.+)"
 
 #: The whole API: (pattern relative to ``<base_url>portside/api/``, handler). Literal routes come
-#: before the ``{name}`` ones that would otherwise swallow them. Names with ``/`` or ``:`` travel
-#: percent-encoded (``busybox%3Alatest``); Tornado decodes them before the handler sees them.
+#: before the ``{name}`` ones that would otherwise swallow them. Names may travel percent-encoded
+#: (``busybox%3Alatest``, ``example%2Fbox``); Tornado decodes them before the handler sees them.
 ROUTES: list[tuple[str, type[PortsideHandler]]] = [
     (r"info", InfoHandler),
     (r"images", ImagesHandler),
     (r"images/prune", ImagesPruneHandler),
     (r"images/pull", ImagesPullHandler),
-    (rf"images/{_NAME}", ImageHandler),
-    (rf"images/{_NAME}/tag", ImageTagHandler),
+    (rf"images/{_IMAGE}/tag", ImageTagHandler),
+    (rf"images/{_IMAGE}", ImageHandler),
     (r"containers", ContainersHandler),
     (r"containers/prune", ContainersPruneHandler),
     (rf"containers/{_NAME}", ContainerHandler),

@@ -1,0 +1,506 @@
+"""``%container`` and ``%%container``: the whole ``portside`` command line inside a notebook.
+
+A line magic runs any CLI command through the CLI's own command table
+(:func:`portside.engine.cli.parse`), so ``%container run --gpus all -v /data:/data IMG`` means what
+``portside run ...`` means. Handlers print Docker-like text and return Python values; the magic
+shows listings (``ps``, ``images``, ``volume ls`` ...) as HTML tables that are also lists
+(``ids = %container ps -q``), and streams everything else as it is printed.
+
+Commands that only make sense in a notebook are handled here:
+
+``%%container exec NAME [--shell] [-u USER] [-w DIR] [-e K=V]``
+    The cell runs inside the running container: as Python through the agent
+    (:mod:`portside.kernel.agent`, one namespace per container and user, kept across cells), or
+    with ``sh -c`` (``--shell``), its output streamed.
+``%container attach NAME`` / ``%container detach``
+    Route every following cell to the container; lines starting with ``%container`` still run
+    on the host. Tab completion then offers the container namespace's names.
+``%container send NAME VAR...`` / ``%container recv NAME VAR...``
+    Copy variables between the host kernel and the container's namespace.
+``%%container build [-t NAME:TAG] [--build-arg K=V] [CONTEXT]``
+    The cell is the Dockerfile; the context defaults to the notebook's folder; progress is drawn
+    as widgets (:mod:`portside.kernel.widgets`).
+
+A bad command line is an IPython ``UsageError`` (one line); an engine error is one line naming
+the thing at fault; only an exception from the user's own code in a container shows a traceback,
+and that traceback is the container's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Bool, Unicode
+
+from .client import AgentError, AgentSession, RemoteError, container_popen_factory, exec_popen
+from .display import Listing, Record
+
+#: Subcommands whose value is data: their printed text is captured and returned as a Listing.
+DATA_COMMANDS = frozenset({"ps", "ls", "list", "images", "history", "inspect", "info", "version",
+                           "df", "top", "port", "search"})
+#: Commands handled by the magics themselves (not in the CLI table, or notebook-specific).
+NOTEBOOK_COMMANDS = ("attach", "detach", "send", "recv")
+
+
+class _ArgParser(argparse.ArgumentParser):
+    """argparse raising IPython's UsageError (one line) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            raise UsageError(message.strip())
+        raise _Shown()
+
+
+class _Shown(Exception):
+    """--help was printed."""
+
+
+def _exec_parser() -> _ArgParser:
+    p = _ArgParser(prog="%%container exec", add_help=True,
+                   description="Run the cell inside a running container.")
+    p.add_argument("container", help="container name or id")
+    p.add_argument("--shell", action="store_true", help="run the cell with sh -c, not Python")
+    p.add_argument("-u", "--user", help="user[:group] to run as")
+    p.add_argument("-w", "--workdir", help="working directory for the cell")
+    p.add_argument("-e", "--env", action="append", default=[], help="set K=V in the environment")
+    return p
+
+
+def _build_parser() -> _ArgParser:
+    p = _ArgParser(prog="%%container build", description="Build an image; the cell is the Dockerfile.")
+    p.add_argument("context", nargs="?", help="build context folder (default: the notebook's)")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name the image NAME[:TAG]")
+    p.add_argument("--build-arg", action="append", default=[], help="set a build-time ARG K=V")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--target", help="stop at this stage")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    return p
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"{what}: expected K=V, got {item!r}")
+        out[key] = value if eq else os.environ.get(key, "")
+    return out
+
+
+class RemoteResult:
+    """The value of a container cell's last expression, shown as the cell's ``Out``."""
+
+    def __init__(self, data: dict, metadata: dict | None = None) -> None:
+        self.data = data
+        self.metadata = metadata or {}
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        return str(self.data.get("text/plain", ""))
+
+
+class _LazyWidget:
+    """A progress callback that displays its widget on the first event only."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.widget: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if self.widget is None:
+            from IPython.display import display
+
+            self.widget = self.factory()
+            display(self.widget)
+        self.widget(event)
+
+
+def _publish(msg: dict) -> None:
+    """Republish one agent output frame in the host kernel (it becomes the same Jupyter message)."""
+    kind = msg.get("type")
+    if kind == "stream":
+        stream = sys.stderr if msg.get("name") == "stderr" else sys.stdout
+        stream.write(msg.get("text", ""))
+        stream.flush()
+    elif kind == "display_data":
+        from IPython.display import publish_display_data
+
+        publish_display_data(msg.get("data", {}), msg.get("metadata") or {})
+
+
+@magics_class
+class ContainerMagics(Magics):
+    """``%container`` / ``%%container``: portside's commands and container cells in IPython."""
+
+    default_shell = Unicode("/bin/sh", config=True,
+                            help="Shell that runs %%container exec --shell cells.")
+    agent_python = Unicode("python3", config=True,
+                           help="Python interpreter inside containers that runs the agent.")
+    root = Unicode(None, allow_none=True, config=True,
+                   help="Engine state folder (default: $PORTSIDE_ROOT or the engine's default).")
+    show_restart_note = Bool(True, config=True,
+                             help="Say so when a container's agent was restarted (namespace lost).")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._engine: Any = None
+        self._engine_root: str | None = None
+        self.sessions: dict[tuple[str, str | None], AgentSession] = {}
+        self.attached: tuple[str, str | None] | None = None
+        self._matcher: Any = None
+
+    # ------------------------------------------------------------------ engine
+    @property
+    def engine(self) -> Any:
+        """The engine for the current root (re-made when ``$PORTSIDE_ROOT`` changes)."""
+        root = self.root or os.environ.get("PORTSIDE_ROOT") or ""
+        if self._engine is None or root != self._engine_root:
+            from portside.engine.api import Engine
+
+            if self._engine is not None:
+                self._engine.close()
+            self._engine = Engine(root=root or None)
+            self._engine_root = root
+        return self._engine
+
+    # ------------------------------------------------------------------ entry point
+    @line_cell_magic
+    def container(self, line: str, cell: str | None = None) -> Any:
+        """Run a portside command: ``%container ps``, ``%%container build -t NAME``, ...
+
+        Every command of the ``portside`` command line works (see ``%container --help``); in
+        addition: ``%%container exec NAME`` (cell in a container), ``attach``/``detach``,
+        ``send``/``recv`` of variables, and ``%%container build`` with the cell as Dockerfile.
+        """
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%container: {exc}") from None
+        if not argv:
+            raise UsageError("%container: a command is required (see %container --help)")
+        cmd, rest = argv[0], argv[1:]
+        try:
+            if cell is not None:
+                if cmd == "exec":
+                    return self._exec_cell(rest, cell)
+                if cmd == "build":
+                    return self._build_cell(rest, cell)
+                raise UsageError(f"%%container {cmd}: only 'exec' and 'build' take a cell")
+            if cmd == "attach":
+                return self._attach(rest)
+            if cmd == "detach":
+                return self._detach(rest)
+            if cmd in ("send", "recv"):
+                return self._transfer(cmd, rest)
+            return self._cli(argv)
+        except _Shown:
+            return None
+        except AgentError as exc:
+            raise UsageError(str(exc)) from None
+        except UsageError:
+            raise
+        except Exception as exc:
+            from portside.engine.errors import EngineError
+
+            if isinstance(exc, EngineError):
+                raise UsageError(str(exc)) from None
+            raise
+
+    # ------------------------------------------------------------------ the CLI table
+    def _cli(self, argv: list[str]) -> Any:
+        from portside.engine import cli
+
+        try:
+            args = cli.parse(argv, prog="%container")
+        except cli._HelpShown:
+            return None
+        if getattr(args, "root", None):
+            self.root = args.root
+        command = getattr(args, "_subcommand", None) or getattr(args, "_command", None)
+        top = getattr(args, "_command", None)
+        if top in ("run", "start", "exec", "create"):
+            # no terminal in a notebook: run attached, output streamed, interrupt stops it
+            if getattr(args, "tty", False):
+                args.tty = False
+        data = command in DATA_COMMANDS
+        out = io.StringIO() if data else sys.stdout
+        ctx = cli.Context(engine=self.engine, out=out, err=sys.stderr, stdin=None,
+                          stdout_binary=None, interactive=False, magic=True)
+        if command == "pull" or top == "pull":
+            from .widgets import PullProgress
+
+            ctx.progress = _LazyWidget(PullProgress)  # type: ignore[attr-defined]
+        elif command == "build" or top == "build":
+            from .widgets import BuildProgress
+
+            ctx.progress = _LazyWidget(BuildProgress)  # type: ignore[attr-defined]
+        result = args._handler(ctx, args)
+        if data:
+            text = out.getvalue()
+            rich = not (getattr(args, "quiet", False) or getattr(args, "format", None))
+            if isinstance(result, (list, tuple)):
+                return Listing(result, text, rich=rich)
+            if isinstance(result, dict):
+                return Record(result, text)
+            if text:
+                sys.stdout.write(text)
+            return None
+        if isinstance(result, int) and not isinstance(result, bool):
+            if result and top in ("run", "start", "exec", "attach"):
+                sys.stderr.write(f"exit status {result}\n")
+            return None
+        if isinstance(result, (list, tuple, dict)) or result is None:
+            return None  # already printed (rm, tag, load, ...)
+        return result
+
+    # ------------------------------------------------------------------ container cells
+    def session(self, container: str, user: str | None = None) -> AgentSession:
+        """The agent session for ``container`` (one per container and user), made on first use."""
+        key = (container, user)
+        sess = self.sessions.get(key)
+        if sess is None:
+            factory = container_popen_factory(self.engine, container, user=user,
+                                              python=self.agent_python)
+            sess = self.sessions[key] = AgentSession(factory, label=container)
+        return sess
+
+    def _exec_cell(self, argv: list[str], cell: str) -> Any:
+        args = _exec_parser().parse_args(argv)
+        env = _pairs(args.env, "-e")
+        if args.shell:
+            return self._shell_cell(args, cell, env)
+        sess = self.session(args.container, args.user)
+        outputs: dict[str, Any] = {}
+
+        def sink(msg: dict) -> None:
+            if msg.get("type") in ("execute_result", "error"):
+                outputs[msg["type"]] = msg
+            else:
+                _publish(msg)
+
+        reply = sess.execute(cell, sink, cwd=args.workdir, env=env or None)
+        if reply.get("restarted") and self.show_restart_note:
+            sys.stderr.write(f"note: the agent in {args.container} was restarted; earlier "
+                             "variables are gone\n")
+        if "error" in outputs:
+            err = outputs["error"]
+            raise RemoteError(err.get("ename", "Error"), err.get("evalue", ""),
+                              err.get("traceback", []))
+        if "execute_result" in outputs:
+            res = outputs["execute_result"]
+            return RemoteResult(res.get("data", {}), res.get("metadata"))
+        return None
+
+    def _shell_cell(self, args: argparse.Namespace, cell: str, env: dict[str, str]) -> None:
+        ctr = self.engine.containers.get(args.container)
+        proc = exec_popen(ctr, [self.default_shell, "-c", cell], user=args.user,
+                          workdir=args.workdir, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        code = stream_process(proc)
+        if code == 127:
+            raise UsageError(f"{self.default_shell} not found in {args.container}")
+        if code:
+            sys.stderr.write(f"exit status {code}\n")
+
+    # ------------------------------------------------------------------ build
+    def _build_cell(self, argv: list[str], cell: str) -> None:
+        from .widgets import BuildProgress, print_summary
+
+        args = _build_parser().parse_args(argv)
+        context = os.path.abspath(args.context or os.getcwd())
+        if not os.path.isdir(context):
+            raise UsageError(f"build context is not a folder: {context}")
+        engine = self.engine
+        build = getattr(engine, "build", None)
+        if build is None:
+            try:
+                build = engine.builds.build
+            except (ImportError, AttributeError):
+                build = None
+        if build is None:
+            raise UsageError("the image builder is not available in this portside")
+        widget = BuildProgress(title=f"Building {', '.join(args.tag) or 'image'}")
+        if not args.quiet:
+            from IPython.display import display
+
+            display(widget)
+        kwargs: dict[str, Any] = {"tags": args.tag, "build_args": _pairs(args.build_arg, "--build-arg")}
+        if args.no_cache:
+            kwargs["no_cache"] = True
+        if args.target:
+            kwargs["target"] = args.target
+        last: Any = None
+        try:
+            result = build(cell, context, progress=widget, **kwargs)
+            if hasattr(result, "__next__"):
+                for event in result:
+                    widget(event)
+                    last = event
+            else:
+                last = result
+        except Exception as exc:
+            widget.failed(str(exc))
+            raise
+        final = widget.result or last
+        if final is None:
+            return None
+        if args.quiet:
+            print(getattr(final, "image_id", None) or getattr(final, "id", final))
+        else:
+            print_summary(final)
+        return None
+
+    # ------------------------------------------------------------------ send / recv
+    def _transfer(self, cmd: str, argv: list[str]) -> None:
+        if len(argv) < 2:
+            raise UsageError(f"%container {cmd}: usage: %container {cmd} CONTAINER VAR [VAR...]")
+        container, names = argv[0], argv[1:]
+        sess = self.session(container)
+        ns = self.shell.user_ns
+        for name in names:
+            if not name.isidentifier():
+                raise UsageError(f"%container {cmd}: not a variable name: {name}")
+            if cmd == "send":
+                if name not in ns:
+                    raise UsageError(f"%container send: name {name!r} is not defined")
+                sess.send(name, ns[name])
+            else:
+                ns[name] = sess.recv(name)
+        return None
+
+    # ------------------------------------------------------------------ attach
+    def _attach(self, argv: list[str]) -> None:
+        p = _ArgParser(prog="%container attach",
+                       description="Run every following cell in a container.")
+        p.add_argument("container")
+        p.add_argument("-u", "--user")
+        args = p.parse_args(argv)
+        # start (or reuse) the agent now, so a missing container or python3 is reported here
+        self.session(args.container, args.user).start()
+        self.attached = (args.container, args.user)
+        transforms = self.shell.input_transformers_cleanup
+        if self._route_cell not in transforms:
+            transforms.append(self._route_cell)
+        self._install_matcher()
+        print(f"Cells now run in {args.container}; '%container detach' returns to the host.")
+
+    def _detach(self, argv: list[str]) -> None:
+        if argv:
+            raise UsageError("%container detach: takes no arguments")
+        was = self.attached
+        self.attached = None
+        if self._route_cell in self.shell.input_transformers_cleanup:
+            self.shell.input_transformers_cleanup.remove(self._route_cell)
+        if self._matcher is not None and self._matcher in self.shell.Completer.custom_matchers:
+            self.shell.Completer.custom_matchers.remove(self._matcher)
+        self._matcher = None
+        if was:
+            print(f"Cells run on the host again (the namespace in {was[0]} is kept).")
+
+    def _route_cell(self, lines: list[str]) -> list[str]:
+        """Input transformer: wrap the lines of a cell that are not ``%container`` in exec calls."""
+        if self.attached is None or not lines:
+            return lines
+        name, user = self.attached
+        head = "exec " + shlex.quote(name) + (f" -u {shlex.quote(user)}" if user else "")
+        if lines[0].lstrip().startswith("%%"):
+            return lines  # a cell magic (%%container build, %%time ...) stays on the host
+        out: list[str] = []
+        block: list[str] = []
+
+        def flush() -> None:
+            code = "".join(block)
+            if code.strip():
+                out.append(f"get_ipython().run_cell_magic('container', {head!r}, {code!r})\n")
+            block.clear()
+
+        for line in lines:
+            if line.lstrip().startswith("%container"):
+                flush()
+                out.append(line if line.endswith("\n") else line + "\n")
+            else:
+                block.append(line if line.endswith("\n") else line + "\n")
+        flush()
+        return out
+
+    def _install_matcher(self) -> None:
+        if self._matcher is not None:
+            return
+        from IPython.core.completer import SimpleCompletion, context_matcher
+
+        magics = self
+
+        @context_matcher(priority=100)  # first, so its "suppress" hides the host names
+        def container_matcher(context: Any) -> dict:
+            attached = magics.attached
+            line = context.line_with_cursor
+            if attached is None or line.lstrip().startswith("%"):
+                return {"completions": [], "suppress": False}
+            sess = magics.sessions.get(attached)
+            if sess is None or not sess.alive:
+                return {"completions": [], "suppress": False}
+            code = context.text_until_cursor
+            try:
+                got = sess.complete(code)
+            except Exception:
+                return {"completions": [], "suppress": False}
+            token = context.token
+            replaced = (got.get("end") or 0) - (got.get("start") or 0)
+            stem = token[:len(token) - replaced] if replaced <= len(token) else ""
+            return {"completions": [SimpleCompletion(text=stem + m, type="container")
+                                    for m in got.get("matches") or []],
+                    "suppress": True}
+
+        self._matcher = container_matcher
+        self.shell.Completer.custom_matchers.append(container_matcher)
+
+    def close(self) -> None:
+        """Stop every agent this magics instance started."""
+        for sess in self.sessions.values():
+            sess.close()
+        self.sessions.clear()
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+def stream_process(proc: subprocess.Popen) -> int:
+    """Copy a process's stdout/stderr to ours as they come; Ctrl-C interrupts it. Returns its status."""
+    def pump(src: Any, dst: Any) -> None:
+        for chunk in iter(lambda: src.read1(65536), b""):
+            dst.write(chunk.decode(errors="replace"))
+            dst.flush()
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, sys.stdout), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, sys.stderr), daemon=True)]
+    for t in threads:
+        t.start()
+    interrupted = 0
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            interrupted += 1
+            import signal as _signal
+
+            proc.send_signal(_signal.SIGINT if interrupted == 1 else _signal.SIGKILL)
+    for t in threads:
+        t.join(timeout=5)
+    proc.stdout.close()
+    proc.stderr.close()
+    return code

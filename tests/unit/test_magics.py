@@ -1,0 +1,217 @@
+"""The ``%container`` magics through IPython's own shell (``run_line_magic``, ``run_cell``).
+
+Container cells use an agent started by a host popen factory (the kernel seam); the command table,
+the engine (on a fresh ``PORTSIDE_ROOT``), IPython's transformers, display machinery and completer
+are all real.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+pytest.importorskip("IPython")
+
+from IPython.core.error import UsageError  # noqa: E402
+from IPython.utils.capture import capture_output  # noqa: E402
+
+from portside.kernel.client import AgentSession, host_popen_factory  # noqa: E402
+from portside.kernel.display import Listing, parse_text_table  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "portside")
+    return shell
+
+
+@pytest.fixture
+def magics(ip, portside_root, monkeypatch):
+    monkeypatch.setenv("PORTSIDE_ROOT", str(portside_root))
+    m = ip.magics_manager.registry["ContainerMagics"]
+    yield m
+    if m.attached:
+        m._detach([])
+    m.close()
+
+
+@pytest.fixture
+def fake_ctr(magics):
+    """A container named 'box' whose agent runs on the host (the popen factory seam)."""
+    magics.sessions[("box", None)] = AgentSession(host_popen_factory(sys.executable), label="box")
+    return "box"
+
+
+def test_extension_registers_the_magic(ip):
+    assert "container" in ip.magics_manager.magics["line"]
+    assert "container" in ip.magics_manager.magics["cell"]
+
+
+def test_images_quiet_is_a_list(ip, magics):
+    ids = ip.run_line_magic("container", "images -q")
+    assert isinstance(ids, list) and ids == []
+    table = ip.run_line_magic("container", "images")
+    assert isinstance(table, Listing)
+    assert "REPOSITORY" in repr(table)
+    html = table._repr_html_()
+    assert "<th style='text-align:left'>IMAGE ID</th>" in html
+
+
+@pytest.mark.parametrize("line, message", [
+    ("", "a command is required"),
+    ("images --bogus", "unrecognized arguments: --bogus"),
+    ("nosuchcommand", "invalid choice"),
+    ("ps 'unterminated", "No closing quotation"),
+    ("send box", "usage"),
+    ("exec", None),
+])
+def test_bad_command_line_is_one_line_usage_error(ip, magics, line, message):
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("container", line)
+    assert "\n" not in str(info.value)
+    if message:
+        assert message in str(info.value)
+
+
+def test_engine_error_is_one_line_naming_the_thing(ip, magics):
+    with pytest.raises(UsageError, match="no such image: nothere|No such image: nothere"):
+        ip.run_line_magic("container", "tag nothere other:1")
+
+
+def test_text_table_parser():
+    headers, rows = parse_text_table("REPOSITORY   TAG     IMAGE ID       SIZE\n"
+                                     "busybox      latest  0123456789ab   2.1MB\n"
+                                     "<none>       <none>  ba9876543210   10kB\n")
+    assert headers == ["REPOSITORY", "TAG", "IMAGE ID", "SIZE"]
+    assert rows[1] == ["<none>", "<none>", "ba9876543210", "10kB"]
+    assert parse_text_table("just some words\n") is None
+
+
+def test_exec_cell_keeps_state_and_shows_results(ip, magics, fake_ctr):
+    with capture_output() as cap:
+        ip.run_cell("%%container exec box\nimport sys\ncount = 10\nprint('in container', "
+                    "sys.executable is not None)")
+    assert "in container True" in cap.stdout
+    with capture_output() as cap:
+        result = ip.run_cell("%%container exec box -e GREETING=hi\nimport os\n"
+                             "count + 1, os.environ['GREETING']")
+    assert result.success
+    assert repr(result.result) == "(11, 'hi')"
+
+
+def test_exec_cell_rich_display(ip, magics, fake_ctr):
+    with capture_output() as cap:
+        ip.run_cell("%%container exec box\nclass H:\n    def _repr_html_(self):\n"
+                    "        return '<i>rich</i>'\ndisplay(H())")
+    assert any(o.data.get("text/html") == "<i>rich</i>" for o in cap.outputs)
+
+
+def test_exec_cell_error_shows_container_traceback(ip, magics, fake_ctr):
+    with capture_output() as cap:
+        result = ip.run_cell("%%container exec box\ndef f():\n    raise ValueError('bad value')\nf()")
+    assert not result.success
+    assert type(result.error_in_exec).__name__ == "RemoteError"
+    text = cap.stdout + cap.stderr
+    assert "ValueError: bad value" in text and "<cell-" in text
+    assert "magics.py" not in text and "client.py" not in text
+
+
+def test_send_and_recv_between_host_and_container(ip, magics, fake_ctr):
+    ip.user_ns["weights"] = [0.5, 1.5]
+    ip.run_line_magic("container", "send box weights")
+    ip.run_cell("%%container exec box\ntotal = sum(weights) * 2")
+    ip.user_ns.pop("total", None)
+    ip.run_line_magic("container", "recv box total")
+    assert ip.user_ns["total"] == 4.0
+    with pytest.raises(UsageError, match="not defined"):
+        ip.run_line_magic("container", "recv box undefined_thing")
+
+
+def complete(ip, code: str) -> list[str]:
+    from IPython.core.completer import provisionalcompleter
+
+    with provisionalcompleter():
+        return [c.text for c in ip.Completer.completions(code, len(code))]
+
+
+def test_attach_routes_cells_until_detach(ip, magics, fake_ctr):
+    ip.user_ns.pop("where", None)
+    with capture_output() as cap:
+        ip.run_line_magic("container", "attach box")
+    assert "box" in cap.stdout
+    ip.run_cell("where = 'container'")
+    assert "where" not in ip.user_ns, "the cell ran on the host"
+    # %container lines still run on the host, in the middle of an attached cell too
+    ip.run_cell("where = where + '!'\n%container recv box where\n")
+    assert ip.user_ns["where"] == "container!"
+    result = ip.run_cell("where * 2")
+    assert repr(result.result) == "'container!container!'"
+    # completion offers the container's names, not the host's
+    ip.user_ns["whereabouts_on_host"] = 1
+    got = complete(ip, "whe")
+    assert "where" in got and "whereabouts_on_host" not in got
+    assert "where.upper" in complete(ip, "where.upp")  # attributes of the container value
+    ip.run_line_magic("container", "detach")
+    ip.run_cell("where = 'host'")
+    assert ip.user_ns["where"] == "host"
+
+
+def test_agent_death_is_one_line_and_next_cell_restarts(ip, magics, fake_ctr):
+    ip.run_cell("%%container exec box\nstate = 1")
+    with capture_output():
+        result = ip.run_cell("%%container exec box\nimport os\nos._exit(9)")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "empty namespace" in str(result.error_in_exec)
+    with capture_output() as cap:
+        result = ip.run_cell("%%container exec box\n'alive'")
+    assert repr(result.result) == "'alive'"
+    assert "restarted" in cap.stderr
+
+
+def test_build_widget_renders_a_fake_event_stream():
+    pytest.importorskip("ipywidgets")
+    from portside.kernel.widgets import BuildDone, BuildLog, BuildProgress, BuildStep, summary_line
+
+    widget = BuildProgress()
+    events = [BuildStep(1, 3, "FROM busybox", cached=True),
+              BuildStep(2, 3, "RUN echo hi", cached=False), BuildLog("hi"),
+              BuildStep(3, 3, "CMD [\"sh\"]", cached=True),
+              BuildDone("sha256:abc", ["demo:1"])]
+    for event in events:
+        widget(event)
+    assert widget.steps.value == 3 and widget.steps.max == 3
+    assert widget.steps.bar_style == "success"
+    assert widget.cache_hits == 2 and widget.cache.value == "cache hits: 2"
+    assert "hi" in widget.lines and "Step 2/3 : RUN echo hi" in widget.lines
+    assert "Built sha256:abc as demo:1" == widget.current.value
+    assert summary_line(widget.result) == "Successfully built sha256:abc; tagged demo:1"
+
+
+def test_pull_widget_draws_a_bar_per_layer():
+    pytest.importorskip("ipywidgets")
+    progress = pytest.importorskip("portside.engine.registry.progress")
+    from portside.kernel.widgets import PullProgress
+
+    widget = PullProgress()
+    widget(progress.Message("latest: Pulling from library/busybox"))
+    widget(progress.LayerEvent("aaaaaaaaaaaa", progress.DOWNLOADING, 50, 100))
+    widget(progress.LayerEvent("bbbbbbbbbbbb", progress.ALREADY_EXISTS))
+    widget(progress.LayerEvent("aaaaaaaaaaaa", progress.PULL_COMPLETE, 0, 100))
+    assert set(widget.bars) == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
+    assert widget.bars["aaaaaaaaaaaa"].value == 100
+    assert widget.header.value == "latest: Pulling from library/busybox"
+
+
+def test_kernelspec_content():
+    from portside.kernel.kernelspec import spec
+
+    data = spec("/usr/bin/python3")
+    assert data["display_name"] == "Python 3 (portside)"
+    assert data["argv"][0] == "/usr/bin/python3"
+    assert "--IPKernelApp.exec_lines=%load_ext portside" in data["argv"]
