@@ -11,10 +11,10 @@ PY := $(VENV)/bin/python
 export PORTSIDE_TEST_CACHE ?= /var/cache/portside-test
 
 APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-registry nftables \
-	iproute2 zstd apache2-utils golang-github-containers-common python3-venv
+	iproute2 zstd apache2-utils golang-github-containers-common python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv test test-unit lab wheel clean bench
+.PHONY: help deps venv test test-unit lab labext jupyter-links wheel clean bench
 
 help:
 	@echo "make test   set up and run the whole test suite (as root)"
@@ -34,7 +34,21 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[test]'
+	$(MAKE) --no-print-directory jupyter-links
 	touch $@
+
+# The editable install does not copy data files: point the venv's Jupyter at the repository's
+# prebuilt side panel, the server extension switch and the "Python 3 (portside)" kernel.
+jupyter-links:
+	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
+	ln -sfn $(CURDIR)/kernel/labextension $(VENV)/share/jupyter/labextensions/portside
+	install -m 644 jupyter-config/jupyter_server_config.d/portside.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/portside.json
+	$(PY) -m portside.kernel.kernelspec install --sys-prefix >/dev/null
+
+# Rebuild the side panel from labextension/ (needs Node.js >= 20.19; the wheel ships the result).
+labext: venv
+	cd labextension && npm install --no-audit --no-fund && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build
 
 venv: $(VENV)/.installed
 
@@ -47,10 +61,12 @@ test-unit: venv
 wheel: venv
 	$(PY) -m pip wheel --no-deps -w dist .
 
-lab: deps venv
+LAB_PORT ?= 8888
+lab: deps venv labext
 	$(VENV)/bin/portside images -q --filter reference=portside/debian:bookworm | grep -q . || \
 	  $(VENV)/bin/portside image bootstrap debian:bookworm --include python3 -t portside/debian:bookworm
-	@echo "JupyterLab arrives with the notebook issue; the engine CLI is ready: $(VENV)/bin/portside --help"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) \
+	  --no-browser --ServerApp.root_dir=$(CURDIR)/notebooks
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info
