@@ -1,0 +1,1130 @@
+"""The builder: typed Dockerfile stages in, images out.
+
+A build walks each *stage* of a parsed Dockerfile (see :mod:`portside.engine.build`) from its
+``FROM`` to its last instruction, keeping a :class:`StageState`: the image config being edited,
+the layer stack, the history and the *cache key* of the last step.  Each instruction is one
+``match`` arm:
+
+* metadata instructions (``ENV``, ``CMD``, ``LABEL``, ``USER``, ``EXPOSE``...) only edit the
+  config and add an ``empty_layer`` history entry, as BuildKit does;
+* ``RUN``, ``COPY``, ``ADD`` and ``WORKDIR`` change files: they work in an overlay
+  :class:`~.run.Workspace` over the current layers, and what they changed (the overlay's upper
+  directory) becomes the next layer.
+
+Before a file-changing step runs, its cache key (parent key + expanded instruction + the content
+of the files it reads, :mod:`.cache`) is looked up; a hit reuses the stored layer and nothing
+runs.  Stages that do not depend on each other are built on separate threads; only the target
+stage (``--target``, else the last) and the stages it needs are built at all.
+
+Failures leave nothing half-made: a failing step raises after its workspace is unmounted and
+removed, new blobs and snapshots stay leased until the image record that references them is
+committed (or are collected later), and no image is recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import stat
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from portside.engine.build import (
+    Add, Arg, Cmd, Copy, Dockerfile, Entrypoint, Env, Expose, From, Healthcheck, Instruction,
+    Label, Maintainer, Onbuild, Run, Shell, SourceContent, Stage, Step, Stopsignal, User,
+    Volume, Workdir, expand_from, parse_dockerfile, parse_mount, resolve_meta_args, resolve_stage,
+)
+from portside.engine.build.cache import BuildCache, cache_key
+from portside.engine.build.context import BuildContext, clean_path
+from portside.engine.build.progress import (
+    BuildDone, BuildStep, Progress, StepCached, StepDone, StepLog, Warning,
+)
+from portside.engine.build.run import (
+    RunRequest, Workspace, clean_stale, commit_upper, lookup_user, resolve_in_root,
+    run_in_workspace,
+)
+from portside.engine.errors import DockerfileError, EngineError, InvalidArgument, NotFound
+from portside.engine.image.store import ImageRecord, LayerRef
+
+__all__ = ["Builder", "StageState", "BuildOptions", "PREDEFINED_ARGS", "builtin_args"]
+
+#: Build arguments every Dockerfile may use without declaring them (proxies), as with Docker.
+PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                   "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+
+_DEFAULT_SHELL = ["/bin/sh", "-c"]
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+Layers = list[tuple[LayerRef, str]]
+
+
+def builtin_args(platform: dict[str, str] | None = None) -> dict[str, str]:
+    """The automatic platform arguments (``TARGETPLATFORM``, ``BUILDARCH``...)."""
+    from portside.engine.image.oci import host_platform
+
+    host = host_platform()
+    target = platform or host
+
+    def text(p: dict[str, str]) -> str:
+        return "/".join(x for x in (p["os"], p["architecture"], p.get("variant") or "") if x)
+
+    return {
+        "TARGETPLATFORM": text(target), "TARGETOS": target["os"],
+        "TARGETARCH": target["architecture"], "TARGETVARIANT": target.get("variant") or "",
+        "BUILDPLATFORM": text(host), "BUILDOS": host["os"], "BUILDARCH": host["architecture"],
+        "BUILDVARIANT": host.get("variant") or "",
+    }
+
+
+def _parse_platform(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    parts = text.split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise InvalidArgument(f"invalid platform: {text} (expected os/arch[/variant])")
+    plat = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) > 2 and parts[2]:
+        plat["variant"] = parts[2]
+    return plat
+
+
+@dataclass
+class BuildOptions:
+    """How to build (everything but the Dockerfile and the context)."""
+
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    tags: Sequence[str] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    source_date_epoch: int | None = None
+    platform: str | None = None
+
+
+@dataclass
+class StageState:
+    """A stage while it is being built: config, layers, history and the last cache key."""
+
+    index: int
+    name: str
+    config: dict[str, Any]
+    layers: Layers
+    history: list[dict]
+    key: str
+    platform: dict[str, str]
+    author: str | None = None
+    created: float | None = None
+    image_id: str | None = None     # base image, for COPY --from=<image> keys
+    cmd_set: bool = False           # a CMD was given in this stage (ENTRYPOINT keeps it)
+
+    def lowers(self, snapshots) -> list[Path]:
+        """Snapshot directories of the current layers, topmost first."""
+        return [snapshots.path(chain) for _, chain in reversed(self.layers)]
+
+    @property
+    def env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in self.config.get("Env") or []:
+            key, _, value = item.partition("=")
+            out[key] = value
+        return out
+
+    def set_env(self, key: str, value: str) -> None:
+        items = [e for e in self.config.get("Env") or [] if e.partition("=")[0] != key]
+        items.append(f"{key}={value}")
+        self.config["Env"] = items
+
+
+def _describe(inst: Instruction) -> str:
+    """The expanded instruction as a stable string (line numbers and original text left out)."""
+    values = {f.name: getattr(inst, f.name) for f in fields(inst)
+              if f.name not in ("start_line", "end_line", "original")}
+    return type(inst).__name__ + repr(sorted(values.items()))
+
+
+def _first_line(inst: Instruction) -> str:
+    text = inst.original.strip().splitlines()[0] if inst.original.strip() else type(inst).__name__
+    return " ".join(text.split()) if len(text) < 400 else text[:400] + "…"
+
+
+class _Cancelled(EngineError):
+    """Another stage failed; this one stops at its next step."""
+
+
+class Builder:
+    """Builds one Dockerfile in one engine root.
+
+    Args:
+        engine: the :class:`~portside.engine.api.Engine`.
+        progress: a callable receiving progress events (see :mod:`.progress`), or None.
+    """
+
+    def __init__(self, engine, progress: Callable[[Any], None] | None = None) -> None:
+        self.engine = engine
+        self.store = engine.image_store
+        self.snapshots = engine.snapshots
+        self.cache = BuildCache(engine.db, self.store)
+        self.progress = Progress(progress)
+        self.tmp_root = Path(engine.root) / "build-cache" / "tmp"
+        self.runtime_root = Path(engine.root) / "run" / "runtime"
+        self._failed = threading.Event()
+        self._used_keys: list[str] = []
+        self._futures: dict[int, Future[StageState]] = {}
+
+    # ------------------------------------------------------------------ entry point
+    def build(self, dockerfile: Dockerfile | str, context: BuildContext,
+              options: BuildOptions | None = None) -> ImageRecord:
+        """Build the target stage of ``dockerfile`` and record it as an image.
+
+        Args:
+            dockerfile: a parsed Dockerfile or its text.
+            context: where COPY/ADD read files.
+            options: build arguments, target, tags, labels, cache and reproducibility settings.
+
+        Returns:
+            The new image's record.
+
+        Raises:
+            DockerfileError: the Dockerfile is malformed (the message starts ``Dockerfile:N:``).
+            NotFound: a base image, stage or source file does not exist.
+            BuildError: a ``RUN`` failed (step, exit code and last output lines).
+            InvalidArgument: a bad option, a COPY outside the context, a checksum mismatch.
+        """
+        options = options or BuildOptions()
+        started = time.monotonic()
+        df = parse_dockerfile(dockerfile) if isinstance(dockerfile, str) else dockerfile
+        stages = df.stages
+        if self.tmp_root.is_dir():
+            clean_stale(self.tmp_root)
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        self.platform = _parse_platform(options.platform)
+        self.builtin = builtin_args(self.platform)
+        self.options = options
+        self.df = df
+        self.context = context
+
+        if options.target:
+            target = resolve_stage(stages, options.target)
+            if target is None:
+                raise InvalidArgument(f"failed to reach build target {options.target} in "
+                                      "Dockerfile: no such stage")
+        else:
+            target = len(stages) - 1
+        graph = df.dependencies(options.build_args)
+        needed: set[int] = set()
+        todo = [target]
+        while todo:
+            i = todo.pop()
+            if i not in needed:
+                needed.add(i)
+                todo.extend(graph.get(i, ()))
+        self._warn_unused_args(df, options.build_args)
+
+        with self.store.lease() as leases:
+            self.leases = leases
+            states = self._build_stages(stages, sorted(needed), graph)
+            final = states[target]
+            record = self._commit_image(final, options)
+        self.cache.touch(self._used_keys)
+        self.progress.emit(BuildDone(record.id, tuple(options.tags),
+                                     time.monotonic() - started))
+        return record
+
+    def _warn_unused_args(self, df: Dockerfile, build_args: Mapping[str, str]) -> None:
+        declared = {kv.key for a in df.meta_args for kv in a.args}
+        for stage in df.stages:
+            for inst in stage.instructions:
+                if isinstance(inst, Arg):
+                    declared.update(kv.key for kv in inst.args)
+        unused = sorted(k for k in build_args if k not in declared and k not in PREDEFINED_ARGS)
+        if unused:
+            self.progress.emit(Warning(f"One or more build-args {unused} were not consumed"))
+
+    # ------------------------------------------------------------------ stages
+    def _build_stages(self, stages: Sequence[Stage], order: list[int],
+                      graph: Mapping[int, frozenset[int]]) -> dict[int, StageState]:
+        futures = self._futures
+        if len(order) == 1:
+            # the common case: no thread at all
+            return {order[0]: self._build_stage(stages[order[0]], futures)}
+        with ThreadPoolExecutor(max_workers=len(order), thread_name_prefix="build-stage") as pool:
+            for i in order:
+                futures[i] = pool.submit(self._guarded_stage, stages[i], futures)
+            results: dict[int, StageState] = {}
+            first_error: BaseException | None = None
+            for i in order:
+                try:
+                    results[i] = futures[i].result()
+                except _Cancelled:
+                    continue
+                except BaseException as exc:  # keep the first real failure
+                    if first_error is None:
+                        first_error = exc
+            if first_error is not None:
+                raise first_error
+            return results
+
+    def _guarded_stage(self, stage: Stage, futures: Mapping[int, Future[StageState]]
+                       ) -> StageState:
+        try:
+            return self._build_stage(stage, futures)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def _stage_label(self, stage: Stage) -> str:
+        if len(self.df.stages) == 1:
+            return ""
+        return stage.name or f"stage-{stage.index}"
+
+    def _build_stage(self, stage: Stage, futures: Mapping[int, Future[StageState]]
+                     ) -> StageState:
+        opts = self.options
+        meta = resolve_meta_args(self.df.meta_args, opts.build_args, self.builtin,
+                                 self.df.escape)
+        from_inst = expand_from(stage.from_, meta, self.df.escape)
+        label = self._stage_label(stage)
+        total = len(stage.instructions)
+        step_id = self.progress.new_step()
+        self.progress.emit(BuildStep(step_id, 1, total, label, f"FROM {from_inst.base}"))
+        t0 = time.monotonic()
+        try:
+            state = self._from(stage, from_inst, futures)
+        except EngineError as exc:
+            self.progress.emit(StepDone(step_id, time.monotonic() - t0, str(exc)))
+            raise
+        self.progress.emit(StepDone(step_id, time.monotonic() - t0))
+
+        # ONBUILD triggers of the base run right after FROM, then are cleared.
+        triggers = list(state.config.get("OnBuild") or [])
+        state.config["OnBuild"] = None
+        instructions = list(stage.instructions)
+        if triggers:
+            extra: list[Instruction] = []
+            for expr in triggers:
+                try:
+                    sub = parse_dockerfile("FROM scratch\n" + expr + "\n").stages[0]
+                except DockerfileError as exc:
+                    raise DockerfileError(f"invalid ONBUILD trigger {expr!r}: {exc.detail}",
+                                          stage.start_line) from None
+                extra.extend(replace(i, start_line=stage.start_line, end_line=stage.start_line)
+                             for i in sub.instructions[1:])
+            instructions[1:1] = extra
+            stage = replace(stage, instructions=tuple(instructions))
+            total = len(instructions)
+        expanded = self.df.expand(stage, opts.build_args, base_env=state.env,
+                                  builtin=self.builtin)
+        for n, step in enumerate(expanded.steps[1:], start=2):
+            if self._failed.is_set():
+                raise _Cancelled("cancelled")
+            self._step(state, step, n, total, label)
+        return state
+
+    def _from(self, stage: Stage, inst: From, futures: Mapping[int, Future[StageState]]
+              ) -> StageState:
+        sde = self.options.source_date_epoch
+        base = inst.base
+        ref_index = resolve_stage(self.df.stages, base, before=stage.index)
+        name = stage.name or str(stage.index)
+        if ref_index is not None:
+            parent = futures[ref_index].result() if ref_index in futures else None
+            if parent is None:
+                raise InvalidArgument(f"stage {base} is not built")
+            return StageState(stage.index, name, copy.deepcopy(parent.config),
+                              list(parent.layers), list(parent.history), parent.key,
+                              dict(parent.platform), parent.author, parent.created,
+                              parent.image_id)
+        if base.lower() == "scratch":
+            from portside.engine.image.oci import host_platform
+
+            plat = self.platform or host_platform()
+            return StageState(stage.index, name, {}, [], [],
+                              cache_key("scratch", json.dumps(plat, sort_keys=True), str(sde)),
+                              plat)
+        rec = self._base_image(base, inst.platform)
+        cfg = self.store.config(rec)
+        layers: Layers = [(LayerRef(l["diff_id"], l["digest"], l["size"], l["media_type"]),
+                           l["chain_id"]) for l in rec.layers]
+        plat = {"os": cfg.get("os", "linux"), "architecture": cfg.get("architecture", "")}
+        if cfg.get("variant"):
+            plat["variant"] = cfg["variant"]
+        return StageState(stage.index, name, copy.deepcopy(cfg.get("config") or {}), layers,
+                          list(cfg.get("history") or []),
+                          cache_key("from", rec.id, str(sde)), plat, cfg.get("author"),
+                          None, rec.id)
+
+    def _base_image(self, ref: str, platform: str | None) -> ImageRecord:
+        try:
+            return self.store.get(ref)
+        except NotFound:
+            pass
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid base image reference {ref!r}: {exc}") from None
+        if os.environ.get("PORTSIDE_BUILD_PULL", "1") != "0":
+            try:
+                image = self.engine.images.pull(ref, platform=platform)
+                return self.store.get(image.id)
+            except EngineError as exc:
+                raise NotFound(f"base image {ref} not found: not in the local store and pulling "
+                               f"it failed: {exc}") from None
+            except Exception as exc:  # a pull that fails in an unexpected way
+                raise NotFound(f"base image {ref} not found: not in the local store and pulling "
+                               f"it failed: {exc}") from None
+        raise NotFound(f"base image {ref} not found in the local store")
+
+    # ------------------------------------------------------------------ steps
+    def _step(self, state: StageState, step: Step, n: int, total: int, label: str) -> None:
+        inst = step.instruction
+        step_id = self.progress.new_step()
+        self.progress.emit(BuildStep(step_id, n, total, label, _first_line(inst)))
+        t0 = time.monotonic()
+        try:
+            cached = self._dispatch(state, step, step_id, f"[{label + ' ' if label else ''}"
+                                    f"{n}/{total}] {_first_line(inst)}")
+        except EngineError as exc:
+            if isinstance(exc, DockerfileError) and exc.start_line is None and inst.start_line:
+                exc = DockerfileError(exc.detail, inst.start_line, inst.end_line)
+            self.progress.emit(StepDone(step_id, time.monotonic() - t0, str(exc)))
+            raise exc from None
+        if cached:
+            self.progress.emit(StepCached(step_id))
+        self.progress.emit(StepDone(step_id, time.monotonic() - t0))
+
+    def _now(self) -> float:
+        sde = self.options.source_date_epoch
+        return float(sde) if sde is not None else time.time()
+
+    def _meta(self, state: StageState, inst: Instruction, created_by: str,
+              extra: str = "") -> bool:
+        """Finish a metadata-only step: new key, history entry (time from the cache)."""
+        from portside.engine.image.oci import empty_layer_history
+
+        key = cache_key(state.key, _describe(inst), extra)
+        entry = None if self.options.no_cache else self.cache.get(key)
+        if entry is None:
+            entry = self.cache.put(key, state.key, created_by, self._now(), None)
+        else:
+            self._used_keys.append(key)
+        state.key = key
+        state.created = entry.created
+        state.history.append(empty_layer_history(created_by, entry.created))
+        return False
+
+    def _dispatch(self, state: StageState, step: Step, step_id: int, where: str) -> bool:
+        """Apply one instruction to ``state``; returns whether the result came from the cache."""
+        cfg = state.config
+        inst = step.instruction
+        match inst:
+            case Run():
+                return self._run(state, step, step_id, where)
+            case Copy() | Add():
+                return self._copy(state, step, where)
+            case Workdir(path=path):
+                current = cfg.get("WorkingDir") or "/"
+                new = clean_path(path if path.startswith("/") else current.rstrip("/") + "/" + path)
+                cfg["WorkingDir"] = new
+                return self._workdir(state, inst, new)
+            case Env(pairs=pairs):
+                for kv in pairs:
+                    state.set_env(kv.key, kv.value or "")
+                text = " ".join(f"{kv.key}={kv.value or ''}" for kv in pairs)
+                return self._meta(state, inst, f"ENV {text}")
+            case Arg(args=args):
+                values = {kv.key: step.args.get(kv.key) for kv in args}
+                text = " ".join(f"{k}={v}" if v is not None else k for k, v in values.items())
+                return self._meta(state, inst, f"ARG {text}", json.dumps(values, sort_keys=True))
+            case Label(pairs=pairs):
+                labels = dict(cfg.get("Labels") or {})
+                labels.update((kv.key, kv.value or "") for kv in pairs)
+                cfg["Labels"] = labels
+                text = " ".join(f"{kv.key}={kv.value or ''}" for kv in pairs)
+                return self._meta(state, inst, f"LABEL {text}")
+            case Expose(ports=ports):
+                exposed = dict(cfg.get("ExposedPorts") or {})
+                for port in ports:
+                    for p in port.split():
+                        exposed[p if "/" in p else f"{p}/tcp"] = {}
+                cfg["ExposedPorts"] = exposed
+                return self._meta(state, inst, "EXPOSE map[" + " ".join(sorted(exposed)) + "]")
+            case Volume(paths=paths):
+                volumes = dict(cfg.get("Volumes") or {})
+                for p in paths:
+                    volumes[p] = {}
+                cfg["Volumes"] = volumes
+                return self._meta(state, inst, "VOLUME " + json.dumps(list(paths)))
+            case Shell(shell=shell):
+                cfg["Shell"] = list(shell)
+                return self._meta(state, inst, "SHELL " + json.dumps(list(shell)))
+            case User(user=user):
+                cfg["User"] = user
+                return self._meta(state, inst, f"USER {user}")
+            case Maintainer(maintainer=who):
+                state.author = who
+                return self._meta(state, inst, f"MAINTAINER {who}")
+            case Onbuild(expression=expr):
+                cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), expr]
+                return self._meta(state, inst, f"ONBUILD {expr}")
+            case Healthcheck():
+                cfg["Healthcheck"] = _healthcheck(inst)
+                return self._meta(state, inst, _first_line(inst))
+            case Stopsignal(signal=signal):
+                cfg["StopSignal"] = signal
+                return self._meta(state, inst, f"STOPSIGNAL {signal}")
+            case Cmd():
+                cfg["Cmd"] = self._command(state, inst)
+                state.cmd_set = True
+                return self._meta(state, inst, "CMD " + json.dumps(cfg["Cmd"]))
+            case Entrypoint():
+                cfg["Entrypoint"] = self._command(state, inst)
+                if not state.cmd_set:
+                    # Docker: an ENTRYPOINT resets a CMD inherited from the base image.
+                    cfg["Cmd"] = None
+                return self._meta(state, inst, "ENTRYPOINT " + json.dumps(cfg["Entrypoint"]))
+            case From():
+                raise DockerfileError("unexpected FROM inside a stage")
+        raise DockerfileError(f"unsupported instruction: {type(inst).__name__}")
+
+    def _command(self, state: StageState, inst: Cmd | Entrypoint | Run) -> list[str]:
+        if inst.shell_form:
+            shell = list(state.config.get("Shell") or _DEFAULT_SHELL)
+            return [*shell, *inst.command]
+        return list(inst.command)
+
+    # ------------------------------------------------------------------ layer steps
+    def _layer_step(self, state: StageState, key: str, created_by: str,
+                    work: Callable[[Workspace], None]) -> bool:
+        """Look ``key`` up; on a miss run ``work`` in a workspace and commit its changes."""
+        from portside.engine.image.oci import empty_layer_history
+
+        entry = None if self.options.no_cache else self.cache.get(key)
+        if entry is not None:
+            self._used_keys.append(key)
+            cached = True
+        else:
+            cached = False
+            layers = None
+            with Workspace(self.tmp_root, state.lowers(self.snapshots)) as ws:
+                work(ws)
+                ws.unmount()
+                if ws.changed():
+                    parent_chain = state.layers[-1][1] if state.layers else None
+                    ref, chain = commit_upper(ws.upper, self.store, parent_chain, self.leases,
+                                              source_date_epoch=self.options.source_date_epoch)
+                    layers = (*state.layers, (ref, chain))
+            entry = self.cache.put(key, state.key, created_by, self._now(), layers)
+        state.key = key
+        state.created = entry.created
+        if entry.layers is None:
+            state.history.append(empty_layer_history(created_by, entry.created))
+        else:
+            for ref, chain in entry.layers[len(state.layers):]:
+                self.leases.append(ref.digest)
+                self.leases.append("snapshot:" + chain)
+            state.layers = list(entry.layers)
+            from portside.engine.image.oci import rfc3339
+
+            state.history.append({"created": rfc3339(entry.created), "created_by": created_by,
+                                  "comment": "buildkit.dockerfile.v0"})
+        return cached
+
+    def _workdir(self, state: StageState, inst: Workdir, path: str) -> bool:
+        user = state.config.get("User") or ""
+
+        def work(ws: Workspace) -> None:
+            target = resolve_in_root(ws.merged, path)
+            if not target.exists():
+                target.mkdir(parents=True, mode=0o755)
+                if user:
+                    uid, gid, _ = lookup_user(ws.merged, user)
+                    os.chown(target, uid, gid)
+
+        key = cache_key(state.key, _describe(inst), path, user)
+        return self._layer_step(state, key, f"WORKDIR {path}", work)
+
+    def _run(self, state: StageState, step: Step, step_id: int, where: str) -> bool:
+        inst = step.instruction
+        assert isinstance(inst, Run)
+        cfg = state.config
+        args = self._run_args(state, inst)
+        env_map = dict(step.args)
+        for name in PREDEFINED_ARGS:
+            if name in self.options.build_args:
+                env_map[name] = self.options.build_args[name]
+        env_map.update(state.env)
+        if "PATH" not in env_map:
+            env_map["PATH"] = _DEFAULT_PATH
+        env = [f"{k}={v}" for k, v in env_map.items()]
+        network = (inst.network or "default").lower()
+        if network not in ("default", "none", "host"):
+            raise InvalidArgument(f"RUN --network={inst.network}: only none, host and default "
+                                  "are supported")
+        mounts, mount_keys = self._run_mounts(state, inst)
+        extra = json.dumps({"args": dict(sorted(step.args.items())), "mounts": mount_keys},
+                           sort_keys=True)
+        key = cache_key(state.key, _describe(inst), extra)
+        proxies = {n for n in PREDEFINED_ARGS}
+        shown_args = " ".join(f"{k}={v}" for k, v in sorted(step.args.items())
+                              if k not in proxies)
+        shown = ["/bin/sh", "-c", args[1]] if args and args[0] == "\0script" else args
+        created_by = ("RUN " + (f"|{len(step.args)} {shown_args} " if shown_args else "")
+                      + " ".join(shown) + " # buildkit")
+
+        def work(ws: Workspace) -> None:
+            argv = args
+            with self._mounted_sources(mounts) as oci_mounts:
+                if argv and argv[0] == "\0script":
+                    script = ws.dir / "heredoc-script"
+                    script.write_text(argv[1])
+                    script.chmod(0o755)
+                    oci_mounts.append({"destination": "/dev/.heredoc-script", "type": "bind",
+                                       "source": str(script), "options": ["rbind", "ro"]})
+                    argv = ["/dev/.heredoc-script"]
+                run_in_workspace(ws, RunRequest(
+                    args=argv, env=env, cwd=cfg.get("WorkingDir") or "/",
+                    user=cfg.get("User") or "", network=network, mounts=oci_mounts,
+                    step=where), runtime_root=self.runtime_root,
+                    on_line=lambda line: self.progress.emit(StepLog(step_id, line)))
+
+        return self._layer_step(state, key, created_by, work)
+
+    def _run_args(self, state: StageState, inst: Run) -> list[str]:
+        shell = list(state.config.get("Shell") or _DEFAULT_SHELL)
+        if not inst.shell_form:
+            return list(inst.command)
+        command = inst.command[0] if inst.command else ""
+        if inst.heredocs:
+            doc = inst.heredocs[0]
+            body = doc.content
+            if doc.chomp:
+                body = "".join(l.lstrip("\t") for l in body.splitlines(keepends=True))
+            stripped = command.strip()
+            if len(inst.heredocs) == 1 and stripped.startswith("<<") and \
+                    stripped.lstrip("<-").strip("'\"") == doc.name:
+                # "RUN <<EOF": the document is the script
+                if body.startswith("#!"):
+                    # a script with its own interpreter: mounted as a file and executed
+                    return ["\0script", body]
+                return [*shell, body]
+            # "RUN cmd <<EOF": hand the shell the whole here-document, it knows the syntax
+            text = command
+            for doc in inst.heredocs:
+                content = doc.content
+                text += "\n" + content + ("" if content.endswith("\n") or not content else "\n") \
+                    + doc.name
+            return [*shell, text]
+        return [*shell, command]
+
+    def _run_mounts(self, state: StageState, inst: Run) -> tuple[list[dict], list[Any]]:
+        """RUN --mount=type=cache|bind|tmpfs: (mount descriptions, what goes into the key)."""
+        mounts: list[dict] = []
+        keys: list[Any] = []
+        for spec in inst.mounts:
+            opts = parse_mount(spec)
+            kind = opts.get("type", "bind")
+            target = opts.get("target") or opts.get("dst") or opts.get("destination")
+            if not target:
+                raise InvalidArgument(f"RUN --mount={spec}: a target is required")
+            if not target.startswith("/"):
+                target = "/" + target
+            if kind == "cache":
+                ident = opts.get("id") or target
+                host = Path(self.engine.root) / "build-cache" / "mounts" / \
+                    hashlib.sha256(ident.encode()).hexdigest()[:32]
+                host.mkdir(parents=True, exist_ok=True)
+                mounts.append({"kind": "host", "source": str(host), "target": target,
+                               "ro": False})
+                keys.append(["cache", target])
+            elif kind == "tmpfs":
+                mounts.append({"kind": "tmpfs", "target": target})
+                keys.append(["tmpfs", target])
+            elif kind == "bind":
+                source = opts.get("source") or opts.get("src") or "."
+                ro = opts.get("rw", opts.get("readwrite", "false")) != "true"
+                if opts.get("from"):
+                    mounts.append({"kind": "from", "from": opts["from"], "source": source,
+                                   "target": target, "ro": ro})
+                    keys.append(["bind-from", self._source_key(opts["from"]), source, target])
+                else:
+                    path = self.context.resolve(source, what="RUN --mount")
+                    rel = self.context.relative(path)
+                    mounts.append({"kind": "host", "source": str(path), "target": target,
+                                   "ro": True})
+                    keys.append(["bind", self.context.content_hash([rel]), target])
+            else:
+                raise InvalidArgument(f"RUN --mount: unsupported mount type {kind!r}")
+        return mounts, keys
+
+    class _MountStack:
+        def __init__(self, builder: "Builder", mounts: list[dict]) -> None:
+            self.builder = builder
+            self.mounts = mounts
+            self.views: list[Any] = []
+
+        def __enter__(self) -> list[dict]:
+            out: list[dict] = []
+            try:
+                for m in self.mounts:
+                    if m["kind"] == "tmpfs":
+                        out.append({"destination": m["target"], "type": "tmpfs",
+                                    "source": "tmpfs", "options": ["nosuid", "nodev"]})
+                        continue
+                    source = m["source"]
+                    if m["kind"] == "from":
+                        view = self.builder._source_view(m["from"])
+                        self.views.append(view)
+                        root = view.__enter__()
+                        source = str(resolve_in_root(root, m["source"]))
+                    out.append({"destination": m["target"], "type": "bind", "source": source,
+                                "options": ["rbind", "ro" if m["ro"] else "rw"]})
+            except BaseException:
+                self.__exit__()
+                raise
+            return out
+
+        def __exit__(self, *exc: object) -> None:
+            while self.views:
+                self.views.pop().__exit__(None, None, None)
+
+    def _mounted_sources(self, mounts: list[dict]) -> "Builder._MountStack":
+        return Builder._MountStack(self, mounts)
+
+    # ------------------------------------------------------------------ COPY / ADD
+    def _source_key(self, ref: str) -> str:
+        state = self._other_stage(ref)
+        if state is not None:
+            return state.key
+        return self._base_image(ref, None).id
+
+    def _other_stage(self, ref: str) -> StageState | None:
+        index = resolve_stage(self.df.stages, ref)
+        if index is None:
+            return None
+        fut = self._futures.get(index)
+        if fut is None:
+            raise InvalidArgument(f"stage {ref} is not built")
+        return fut.result()
+
+    def _source_view(self, ref: str) -> "_ReadOnlyView":
+        state = self._other_stage(ref)
+        if state is not None:
+            lowers = state.lowers(self.snapshots)
+        else:
+            lowers = self.store.rootfs_lowers(self._base_image(ref, None))
+        return _ReadOnlyView(self.tmp_root, lowers)
+
+    def _copy(self, state: StageState, step: Step, where: str) -> bool:
+        inst = step.instruction
+        assert isinstance(inst, (Copy, Add))
+        what = "COPY" if isinstance(inst, Copy) else "ADD"
+        from_ref = inst.from_stage if isinstance(inst, Copy) else None
+        workdir = state.config.get("WorkingDir") or "/"
+        dest = inst.dest
+        dest_is_dir_hint = dest.endswith("/") or dest in (".", "..")
+        if not dest.startswith("/"):
+            dest = workdir.rstrip("/") + "/" + dest
+        dest = clean_path(dest)
+        if dest_is_dir_hint and not dest.endswith("/"):
+            dest += "/"
+        heredocs = list(inst.heredocs)
+        urls = [s for s in inst.sources if isinstance(inst, Add) and _is_url(s)]
+        local = [s for s in inst.sources if s not in urls]
+        env = {**step.args, **state.env}
+
+        if from_ref is not None:
+            key_extra = ["from", self._source_key(from_ref), *local]
+            expanded: list[str] = []
+        else:
+            expanded = self.context.expand_sources(local, what=what) if local else []
+            key_extra = ["context", self.context.content_hash(expanded) if expanded else ""]
+        count = len(expanded if from_ref is None else local) + len(urls) + len(heredocs)
+        if count > 1 and not dest.endswith("/"):
+            raise InvalidArgument(f"When using {what} with more than one source file, the "
+                                  "destination must be a directory and end with a /")
+        downloads: list[tuple[str, Path]] = []
+        tmp_downloads: Path | None = None
+        try:
+            if urls:
+                tmp_downloads = self.tmp_root / ("download-" + os.urandom(8).hex())
+                tmp_downloads.mkdir()
+                for url in urls:
+                    path = tmp_downloads / str(len(downloads))
+                    digest = _download(url, path, inst.checksum if isinstance(inst, Add) else None)
+                    downloads.append((url, path))
+                    key_extra += ["url", url, digest]
+            key_extra += ["heredocs", repr([(d.path, _expand_heredoc(d, env)) for d in heredocs])]
+            key = cache_key(state.key, _describe(inst), json.dumps(key_extra))
+            owner = inst.chown
+            mode = _parse_chmod(inst.chmod)
+            words = [f"--from={from_ref}"] if from_ref is not None else []
+            words += [*inst.sources, *(f"<<{d.path}" for d in heredocs), inst.dest]
+            created_by = f"{what} {' '.join(words)} # buildkit"
+
+            def work(ws: Workspace) -> None:
+                uid = gid = 0
+                if owner:
+                    uid, gid = _chown_ids(ws.merged, owner)
+                copier = _Copier(ws.merged, uid, gid, mode, self.options.source_date_epoch)
+                if from_ref is not None:
+                    with self._source_view(from_ref) as root:
+                        view = _RootfsContext(root)
+                        srcs = view.expand_sources(local, what=what)
+                        copier.copy_sources(view, srcs, dest, extract=False)
+                else:
+                    copier.copy_sources(self.context, expanded, dest,
+                                        extract=isinstance(inst, Add))
+                for url, path in downloads:
+                    name = _url_name(url)
+                    copier.copy_file(path, dest + name if dest.endswith("/") else dest,
+                                     file_mode=0o600 if mode is None else mode)
+                for doc in heredocs:
+                    data = _expand_heredoc(doc, env)
+                    target = dest + doc.path if dest.endswith("/") else dest
+                    copier.write_file(target, data.encode(), 0o644 if mode is None else mode)
+
+            return self._layer_step(state, key, created_by, work)
+        finally:
+            if tmp_downloads is not None:
+                shutil.rmtree(tmp_downloads, ignore_errors=True)
+
+    # ------------------------------------------------------------------ the image
+    def _commit_image(self, state: StageState, options: BuildOptions) -> ImageRecord:
+        from portside.engine.image.oci import new_config
+        from portside.engine.image.reference import parse_reference
+
+        cfg = copy.deepcopy(state.config)
+        if options.labels:
+            labels = dict(cfg.get("Labels") or {})
+            labels.update(options.labels)
+            cfg["Labels"] = labels
+        cfg = {k: v for k, v in cfg.items() if v not in (None, [], {})
+               or k in ("Cmd", "Entrypoint") and v is not None}
+        if not cfg.get("Env"):
+            cfg["Env"] = [f"PATH={_DEFAULT_PATH}"]
+        sde = options.source_date_epoch
+        created = float(sde) if sde is not None else (state.created or time.time())
+        doc = new_config(diff_ids=[ref.diff_id for ref, _ in state.layers],
+                         history=state.history, config=cfg, created=created,
+                         author=state.author, platform_=state.platform)
+        tags = [parse_reference(t) for t in options.tags]
+        return self.store.create(doc, [ref for ref, _ in state.layers], tags=tags,
+                                 leases=self.leases, action="build")
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers for COPY and ADD
+
+
+class _RootfsContext(BuildContext):
+    """Another stage's or image's files seen as a COPY source (no ignore file; absolute
+    symlinks resolve inside that root filesystem, as they would in a container)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, use_ignore=False)
+
+    def resolve(self, source: str, *, what: str = "COPY") -> Path:
+        assert self.root is not None
+        return resolve_in_root(self.root, source)
+
+
+class _ReadOnlyView:
+    """A read-only overlay of some snapshots (another stage or image), for COPY --from."""
+
+    def __init__(self, tmp_root: Path, lowers: Sequence[Path]) -> None:
+        self.ws = Workspace(tmp_root, lowers)
+
+    def __enter__(self) -> Path:
+        ws = self.ws
+        ws.dir.mkdir(parents=True)
+        (ws.dir / "pid").write_text(str(os.getpid()))
+        ws.merged.mkdir()
+        lowers = ws.lowers
+        if not lowers:
+            return ws.merged  # scratch: an empty directory
+        from portside.engine.store.mount import LinuxMounter
+
+        try:
+            LinuxMounter().mount_overlay(lowers, None, None, ws.merged, readonly=True)
+            ws._mounted = True
+        except BaseException:
+            shutil.rmtree(ws.dir, ignore_errors=True)
+            raise
+        return ws.merged
+
+    def __exit__(self, *exc: object) -> None:
+        self.ws.__exit__(*exc)
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _url_name(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return name or "index.html"
+
+
+def _download(url: str, path: Path, checksum: str | None) -> str:
+    """Fetch ``url`` into ``path``; verify ``checksum`` (``sha256:<hex>``); return its digest."""
+    import urllib.error
+    import urllib.request
+
+    if checksum is not None:
+        algo, _, want = checksum.partition(":")
+        if algo != "sha256" or len(want) != 64:
+            raise InvalidArgument(f"ADD --checksum={checksum}: expected sha256:<64 hex digits>")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as out:
+            while chunk := resp.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NotFound(f"ADD failed: cannot download {url}: {reason}") from None
+    digest = "sha256:" + h.hexdigest()
+    if checksum is not None and digest != checksum:
+        raise InvalidArgument(f"ADD {url}: checksum mismatch: expected {checksum}, got {digest}")
+    return digest
+
+
+def _expand_heredoc(doc: SourceContent, env: Mapping[str, str]) -> str:
+    if not doc.expand:
+        return doc.data
+    import re
+
+    def sub(m: "re.Match[str]") -> str:
+        name = m.group(1) or m.group(2)
+        return env.get(name, "")
+
+    return re.sub(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))", sub, doc.data)
+
+
+def _parse_chmod(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise InvalidArgument(f"invalid --chmod={text}: expected an octal mode") from None
+    if mode > 0o7777:
+        raise InvalidArgument(f"invalid --chmod={text}: expected an octal mode")
+    return mode
+
+
+def _chown_ids(root: Path, spec: str) -> tuple[int, int]:
+    user, sep, group = spec.partition(":")
+    uid, gid, _ = lookup_user(root, user if user else "0")
+    if not sep:
+        # Docker: a user without a group uses the same number as the group
+        gid = uid
+    else:
+        _, gid, _ = lookup_user(root, f"{user or '0'}:{group}")
+    return uid, gid
+
+
+def _archive_kind(path: Path) -> str | None:
+    """``tar``, ``gzip``, ``bzip2``, ``xz``, ``zstd`` or None (not an archive ADD extracts)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bzip2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+class _Copier:
+    """Places files into a mounted workspace with Docker's COPY rules and ownership."""
+
+    def __init__(self, root: Path, uid: int, gid: int, mode: int | None,
+                 sde: int | None) -> None:
+        self.root = root
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.sde = sde
+
+    def _target(self, image_path: str) -> Path:
+        return resolve_in_root(self.root, image_path, follow_last=False)
+
+    def _parent(self, image_path: str) -> Path:
+        parent = image_path.rstrip("/").rsplit("/", 1)[0] or "/"
+        self.mkdirs(parent)
+        return resolve_in_root(self.root, parent)
+
+    def mkdirs(self, image_path: str) -> Path:
+        target = resolve_in_root(self.root, image_path)
+        if target.is_dir():
+            return target
+        missing = []
+        cur = target
+        while not cur.exists() and cur != self.root:
+            missing.append(cur)
+            cur = cur.parent
+        for d in reversed(missing):
+            if os.path.lexists(d):
+                os.unlink(d)
+            d.mkdir(mode=0o755)
+            os.chmod(d, 0o755)
+            os.chown(d, self.uid, self.gid)
+        if not target.is_dir():
+            raise InvalidArgument(f"cannot copy to {image_path}: not a directory")
+        return target
+
+    def mkdirs_host(self, path: Path) -> None:
+        """Create the missing directories of ``path`` (inside the root) as root-owned 0755."""
+        missing = []
+        while not path.is_dir() and path != self.root:
+            missing.append(path)
+            path = path.parent
+        for d in reversed(missing):
+            d.mkdir(mode=0o755)
+            os.chown(d, self.uid, self.gid)
+
+    def _clear(self, path: Path, keep_dir: bool) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def _meta(self, path: Path, st: os.stat_result, *, is_link: bool = False) -> None:
+        os.chown(path, self.uid, self.gid, follow_symlinks=False)
+        if not is_link:
+            os.chmod(path, self.mode if self.mode is not None else stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    def copy_sources(self, ctx: BuildContext, sources: list[str], dest: str, *,
+                     extract: bool) -> None:
+        """Copy each context-relative source to ``dest`` (an image path)."""
+        for source in sources:
+            path = ctx.resolve(source)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise NotFound(f"file not found in build context: {source}") from None
+            if stat.S_ISDIR(st.st_mode):
+                # Docker: copying a directory copies its contents
+                target = self.mkdirs(dest)
+                top = ctx.relative(path)
+                self._copy_tree(ctx, top, target)
+                continue
+            if extract and _archive_kind(path) is not None:
+                self._extract(path, dest)
+                continue
+            base = os.path.basename(source.rstrip("/")) or os.path.basename(str(path))
+            dest_dir = dest.endswith("/") or resolve_in_root(self.root, dest).is_dir()
+            self.copy_file(path, dest.rstrip("/") + "/" + base if dest_dir else dest)
+
+    def _copy_tree(self, ctx: BuildContext, top: str, target: Path) -> None:
+        prefix = len(top) + 1 if top else 0
+        for rel, st in ctx.walk(top):
+            inner = rel[prefix:] if rel != top else ""
+            if not inner:
+                # the directory itself: its mode goes onto dest (Docker copies it)
+                if target != self.root:
+                    self._meta(target, st)
+                continue
+            host_src = ctx.root / rel  # type: ignore[operator]
+            dst = target / inner
+            if not dst.parent.is_dir():
+                # a file re-included ("!dir/keep") inside an excluded directory
+                self.mkdirs_host(dst.parent)
+            self._place(host_src, st, dst)
+        # directories' mtimes after their contents are in place
+        for rel, st in ctx.walk(top):
+            inner = rel[prefix:] if rel != top else ""
+            if inner and stat.S_ISDIR(st.st_mode):
+                os.utime(target / inner, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def _place(self, src: Path, st: os.stat_result, dst: Path) -> None:
+        kind = stat.S_IFMT(st.st_mode)
+        self._clear(dst, keep_dir=kind == stat.S_IFDIR)
+        if kind == stat.S_IFDIR:
+            if not dst.is_dir():
+                dst.mkdir()
+            self._meta(dst, st)
+        elif kind == stat.S_IFREG:
+            shutil.copyfile(src, dst, follow_symlinks=False)
+            self._meta(dst, st)
+        elif kind == stat.S_IFLNK:
+            os.symlink(os.readlink(src), dst)
+            self._meta(dst, st, is_link=True)
+        # devices, fifos and sockets in a context are skipped, as Docker does
+
+    def copy_file(self, src: Path, image_path: str, file_mode: int | None = None) -> None:
+        """Copy one host file to ``image_path`` (replacing what is there)."""
+        parent = self._parent(image_path)
+        name = image_path.rstrip("/").rsplit("/", 1)[-1]
+        dst = parent / name
+        st = os.stat(src)
+        self._clear(dst, keep_dir=False)
+        shutil.copyfile(src, dst)
+        os.chown(dst, self.uid, self.gid)
+        os.chmod(dst, file_mode if file_mode is not None else
+                 (self.mode if self.mode is not None else stat.S_IMODE(st.st_mode)))
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def write_file(self, image_path: str, data: bytes, mode: int) -> None:
+        """Create ``image_path`` with ``data`` (a COPY here-document)."""
+        parent = self._parent(image_path)
+        dst = parent / image_path.rstrip("/").rsplit("/", 1)[-1]
+        self._clear(dst, keep_dir=False)
+        dst.write_bytes(data)
+        os.chown(dst, self.uid, self.gid)
+        os.chmod(dst, mode)
+
+    def _extract(self, archive: Path, dest: str) -> None:
+        """ADD of a local archive: unpack it into ``dest`` with layer-extraction confinement."""
+        from portside.engine.image.layer import apply_layer
+
+        kind = _archive_kind(archive)
+        target = self.mkdirs(dest)
+        with open(archive, "rb") as raw:
+            stream: Any = raw
+            if kind == "bzip2":
+                import bz2
+                stream = bz2.BZ2File(raw)
+            elif kind == "xz":
+                import lzma
+                stream = lzma.LZMAFile(raw)
+            try:
+                apply_layer(stream, target, overlay=False)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"ADD {archive.name}: refusing to extract the archive: "
+                                      f"{exc}") from None
+
+
+def _healthcheck(inst: Healthcheck) -> dict[str, Any]:
+    out: dict[str, Any] = {"Test": list(inst.test)}
+    for key, value in (("Interval", inst.interval), ("Timeout", inst.timeout),
+                       ("StartPeriod", inst.start_period),
+                       ("StartInterval", inst.start_interval)):
+        if value is not None:
+            out[key] = int(value * 1e9)
+    if inst.retries is not None:
+        out["Retries"] = inst.retries
+    return out

@@ -1,0 +1,127 @@
+"""Build commands: ``build`` (also ``image build``) and ``builder prune``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..cli import Context, arguments, command
+from ..errors import InvalidArgument, NotFound
+
+
+def _key_values(items: list[str], what: str, *, from_env: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid {what}: {item!r} (expected KEY=VALUE)")
+        if not eq:
+            if from_env:
+                # docker: "--build-arg NAME" takes the value from the environment, if set
+                if key in os.environ:
+                    out[key] = os.environ[key]
+                continue
+            value = ""
+        out[key] = value
+    return out
+
+
+def _build_args(p):
+    p.add_argument("path", help="context directory, or - to read a tar (or a Dockerfile) "
+                                "from standard input")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name and tag (name:tag)")
+    p.add_argument("-f", "--file", help="the Dockerfile (default: PATH/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], help="set a build argument")
+    p.add_argument("--target", help="the build stage to build")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--label", action="append", default=[], help="set an image label")
+    p.add_argument("--iidfile", help="write the image id to this file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--progress", default="auto", choices=("auto", "plain", "tty", "json",
+                                                          "quiet", "rawjson"),
+                   help="progress output: auto, plain or json")
+    p.add_argument("--platform", help="target platform (os/arch)")
+    p.add_argument("--pull", action="store_true", help="accepted for compatibility")
+
+
+@command("build", "Build an image from a Dockerfile", group="image", top_level=True)
+@arguments(_build_args)
+def build(ctx: Context, args):
+    from ..build.progress import renderer
+
+    quiet = args.quiet or args.progress == "quiet"
+    mode = "json" if args.progress in ("json", "rawjson") else args.progress
+    progress = renderer(mode, ctx.out, ctx.err, quiet=quiet)
+    dockerfile = None
+    dockerfile_path = None
+    context = None
+    if args.file and args.file != "-":
+        # -f is a path on the client, relative to the current directory (as with docker)
+        try:
+            dockerfile = Path(args.file).read_text()
+        except OSError as exc:
+            raise NotFound(f"failed to read dockerfile {args.file}: {exc.strerror}") from None
+    if args.path == "-":
+        if ctx.stdin is None:
+            raise InvalidArgument("build -: nothing on standard input")
+        data = ctx.stdin.read()
+        if args.file == "-":
+            raise InvalidArgument("build: cannot read both the context and the Dockerfile "
+                                  "from standard input")
+        if _looks_like_archive(data):
+            import io
+
+            context = io.BytesIO(data)
+        else:
+            dockerfile = data.decode()
+    else:
+        if not os.path.isdir(args.path):
+            raise NotFound(f"unable to prepare context: path {args.path!r} not found")
+        context = Path(args.path)
+        if args.file == "-":
+            if ctx.stdin is None:
+                raise InvalidArgument("build -f -: nothing on standard input")
+            dockerfile = ctx.stdin.read().decode()
+    image = ctx.engine.builds.build(
+        dockerfile, context, dockerfile_path=dockerfile_path, tags=args.tag,
+        build_args=_key_values(args.build_arg, "build argument", from_env=True),
+        target=args.target, no_cache=args.no_cache,
+        labels=_key_values(args.label, "label"), progress=progress, platform=args.platform)
+    if args.iidfile:
+        Path(args.iidfile).write_text(image.id)
+    if quiet:
+        ctx.print(image.id)
+    return image.id
+
+
+def _looks_like_archive(data: bytes) -> bool:
+    if data[:2] == b"\x1f\x8b" or data[:4] == b"\x28\xb5\x2f\xfd":
+        return True
+    return len(data) >= 262 and data[257:262] == b"ustar"
+
+
+def _prune_args(p):
+    p.add_argument("-a", "--all", action="store_true", help="remove all cache, not only "
+                                                            "dangling")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+
+
+@command("prune", "Remove build cache", group="builder")
+@arguments(_prune_args)
+def builder_prune(ctx: Context, args):
+    if not args.force and ctx.stdin is not None and not ctx.magic and sys.stdin.isatty():
+        ctx.out.write("WARNING! This will remove all dangling build cache. "
+                      "Are you sure you want to continue? [y/N] ")
+        ctx.out.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    result = ctx.engine.builds.prune(all=args.all)
+    from ..units import human_size
+
+    if result["CachesDeleted"]:
+        ctx.print("Deleted build cache objects:")
+        for key in result["CachesDeleted"]:
+            ctx.print(key.split(":", 1)[-1][:25])
+    ctx.print(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
+    return result

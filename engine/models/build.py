@@ -1,0 +1,131 @@
+"""Builds: ``engine.builds.build(...)`` turns a Dockerfile and a context into an :class:`Image`.
+
+The collection is the one entry point the CLI (``portside build``), the notebook magics and the
+REST API share::
+
+    image = engine.builds.build(context=Path("proj"), tags=["proj:dev"],
+                                build_args={"PY": "3.12"}, progress=print)
+    engine.builds.prune(all=True)          # builder prune -a
+
+Progress is a callable receiving the typed events of :mod:`portside.engine.build.progress`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
+
+from ..errors import InvalidArgument, NotFound
+from .resource import Collection
+
+
+class BuildCollection(Collection):
+    """Image builds and the build cache of one engine root."""
+
+    def build(self, dockerfile: str | None = None, context: Path | str | BinaryIO | None = None,
+              *, dockerfile_path: str | os.PathLike | None = None, tags: Iterable[str] = (),
+              build_args: Mapping[str, str] | None = None, target: str | None = None,
+              no_cache: bool = False, labels: Mapping[str, str] | None = None,
+              progress: Callable[[Any], None] | None = None,
+              source_date_epoch: int | None = None, platform: str | None = None):
+        """Build an image.
+
+        Args:
+            dockerfile: the Dockerfile's text; when None it is read from ``dockerfile_path``
+                or ``Dockerfile`` in the context.
+            context: a directory, a binary stream of a tar archive (``docker build -``), or
+                None for no context (COPY then finds nothing).
+            dockerfile_path: the Dockerfile's path (absolute, or relative to the context).
+            tags: names for the image (``name:tag``).
+            build_args: ``--build-arg`` values.
+            target: the stage to build (default: the last).
+            no_cache: run every step even when a cached result exists.
+            labels: labels added to the image.
+            progress: receives progress events.
+            source_date_epoch: timestamps for reproducible images (``SOURCE_DATE_EPOCH``).
+            platform: target platform for ``TARGETPLATFORM`` & co (``linux/amd64``).
+
+        Returns:
+            The new :class:`~portside.engine.models.images.Image`.
+
+        Raises:
+            DockerfileError, NotFound, InvalidArgument, BuildError: see
+            :meth:`portside.engine.build.builder.Builder.build`.
+        """
+        from ..build.builder import Builder, BuildOptions
+
+        engine = self.engine
+        ctx = self._context(context, dockerfile_path)
+        try:
+            if dockerfile is None:
+                dockerfile = self._read_dockerfile(ctx, dockerfile_path)
+            if source_date_epoch is None and os.environ.get("SOURCE_DATE_EPOCH"):
+                try:
+                    source_date_epoch = int(os.environ["SOURCE_DATE_EPOCH"])
+                except ValueError:
+                    raise InvalidArgument("SOURCE_DATE_EPOCH must be an integer") from None
+            options = BuildOptions(build_args=dict(build_args or {}), target=target,
+                                   tags=list(tags), labels=dict(labels or {}),
+                                   no_cache=no_cache, source_date_epoch=source_date_epoch,
+                                   platform=platform)
+            record = Builder(engine, progress).build(dockerfile, ctx, options)
+        finally:
+            ctx.close()
+        return engine.images.get(record.id)
+
+    def _context(self, context, dockerfile_path):
+        from ..build.context import BuildContext
+
+        name = "Dockerfile"
+        if dockerfile_path is not None and not os.path.isabs(dockerfile_path):
+            name = str(dockerfile_path)
+        if context is None:
+            return BuildContext.empty()
+        if isinstance(context, (str, os.PathLike)):
+            return BuildContext.from_dir(Path(context), dockerfile=name)
+        if isinstance(context, (bytes, bytearray)):
+            context = io.BytesIO(context)
+        tmp = Path(self.engine.root) / "build-cache" / "tmp"
+        return BuildContext.from_tar(context, tmp, dockerfile=name)
+
+    @staticmethod
+    def _read_dockerfile(ctx, dockerfile_path) -> str:
+        if dockerfile_path is not None and os.path.isabs(dockerfile_path):
+            try:
+                return Path(dockerfile_path).read_text()
+            except OSError as exc:
+                raise NotFound(f"cannot read Dockerfile {dockerfile_path}: {exc.strerror}") \
+                    from None
+        name = str(dockerfile_path) if dockerfile_path is not None else "Dockerfile"
+        if ctx.root is None:
+            raise InvalidArgument("no Dockerfile: give its text or a context that holds one")
+        try:
+            return ctx.read_text(name)
+        except NotFound:
+            if dockerfile_path is None:
+                for alt in ("Containerfile", "dockerfile"):
+                    if (ctx.root / alt).is_file():
+                        return ctx.read_text(alt)
+            raise NotFound(f"failed to read Dockerfile: open {name}: no such file in the "
+                           "build context") from None
+
+    def prune(self, all: bool = False) -> dict:
+        """Remove build cache entries (``builder prune [-a]``).
+
+        Args:
+            all: every entry; otherwise only those whose result no image uses.
+
+        Returns:
+            ``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``.
+        """
+        from ..build.cache import BuildCache
+
+        return BuildCache(self.engine.db, self.engine.image_store).prune(all=all)
+
+    def cache_entries(self) -> list[dict]:
+        """The build cache's entries, most recently used first."""
+        from ..build.cache import BuildCache
+
+        return BuildCache(self.engine.db, self.engine.image_store).entries()
