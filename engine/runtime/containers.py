@@ -259,23 +259,36 @@ class ContainerStore:
             events.emit(conn, "container", "create", rec.id, name=rec.name,
                         image=rec.config.get("Image", ""))
 
-    def save(self, rec: ContainerRecord, event: str | None = None, **attributes: str) -> None:
+    def save(self, rec: ContainerRecord, event: str | None = None, *,
+             expect: tuple[str, int] | None = None, **attributes: str) -> bool:
         """Write the record's mutable parts (state, monitor pid, mounts, extra, configs).
 
+        Args:
+            expect: ``(status, monitor pid)`` the stored record must still have; a reader that
+                refreshed without the lock passes it so it never overwrites a newer state.
+        Returns:
+            False when ``expect`` did not match (nothing written).
         Raises:
             NotFound: the container was removed meanwhile.
         """
+        sql = ("UPDATE containers SET state = ?, monitor_pid = ?, mounts = ?, extra = ?, "
+               "config = ?, host_config = ? WHERE id = ?")
+        params: list = [json.dumps(rec.state), rec.monitor_pid, json.dumps(rec.mounts),
+                        json.dumps(rec.extra), json.dumps(rec.config),
+                        json.dumps(rec.host_config), rec.id]
+        if expect is not None:
+            sql += " AND json_extract(state, '$.Status') = ? AND monitor_pid = ?"
+            params += [expect[0], expect[1]]
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE containers SET state = ?, monitor_pid = ?, mounts = ?, extra = ?, "
-                "config = ?, host_config = ? WHERE id = ?",
-                (json.dumps(rec.state), rec.monitor_pid, json.dumps(rec.mounts),
-                 json.dumps(rec.extra), json.dumps(rec.config), json.dumps(rec.host_config),
-                 rec.id))
+            cur = conn.execute(sql, params)
             if cur.rowcount == 0:
+                if expect is not None and conn.execute(
+                        "SELECT 1 FROM containers WHERE id = ?", (rec.id,)).fetchone():
+                    return False
                 raise NotFound(f"no such container: {rec.name}")
             if event:
                 events.emit(conn, "container", event, rec.id, name=rec.name, **attributes)
+        return True
 
     def rename(self, rec: ContainerRecord, new_name: str) -> None:
         """Give a container a new name.

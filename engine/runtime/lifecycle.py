@@ -242,13 +242,15 @@ class Lifecycle:
         status = status_of(rec)
         if status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             return rec
+        seen = (status.value, rec.monitor_pid)
         paths = self.paths(rec)
         alive = False if monitor_gone else self.monitor_alive(rec)
-        exit_doc = _read_exit(paths.exit_file)
-        if exit_doc is None and status == Status.RESTARTING:
+        if status == Status.RESTARTING:
             if alive:
-                return rec
+                return rec  # the monitor's cleanup is waiting to start it again
             exit_doc = {"exit_code": rec.state.get("ExitCode", 0), "error": ""}
+        else:
+            exit_doc = _read_exit(paths.exit_file)
         if exit_doc is None:
             if alive:
                 return rec
@@ -280,7 +282,8 @@ class Lifecycle:
             self.finalize(rec)
         if save:
             with contextlib.suppress(NotFound):
-                self.store.save(rec, "die", exitCode=str(rec.state["ExitCode"]))
+                # Compare-and-set: the monitor's cleanup may have moved on (restarting) meanwhile.
+                self.store.save(rec, "die", expect=seen, exitCode=str(rec.state["ExitCode"]))
         return rec
 
     def finalize(self, rec: ContainerRecord) -> None:

@@ -1,0 +1,490 @@
+"""``docker cp``: copying files out of and into a container without ever leaving its root.
+
+The danger: the container's files belong to whoever controls the container. If ``cp`` resolved
+``/data/x`` with ordinary path lookup on the host, a symlink the container planted (``/data -> /``,
+``x -> ../../../etc/shadow``) would make the engine — running as root — read or overwrite the host's
+files. Docker and podman have both shipped CVEs of exactly this shape.
+
+The defence here is the kernel's own: every path inside the container is opened with
+``openat2(2)`` and ``RESOLVE_IN_ROOT`` relative to a directory fd of the container's root. With that
+flag the kernel treats the fd as ``/`` for the whole lookup — absolute symlinks resolve against it,
+``..`` stops at it, and ``/proc`` magic links are refused (``RESOLVE_NO_MAGICLINKS``) — so no
+symlink can point outside, however it is written, and there is no check-then-use race. Below a
+resolved directory, entries are only ever opened with ``O_NOFOLLOW`` relative to their parent fd.
+
+Volumes: a path under a mount destination (``-v data:/data``, ``/etc/hostname``) is looked up in
+that mount's source, confined to it in the same way, as the container would see it.
+
+Docker's rules for where things land (``cp SRC DEST``):
+
+* a file to an existing directory goes inside it; to anything else it becomes that path;
+* a directory to an existing directory goes inside it (``SRC/.``: its *contents* do); to a path that
+  does not exist, it is created there;
+* ``-`` as DEST writes a tar stream of SRC; ``-`` as SRC extracts a tar stream into the DEST
+  directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
+
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def openat2_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
+    """Open ``path`` relative to ``root_fd`` as if ``root_fd`` were ``/`` (``RESOLVE_IN_ROOT``).
+
+    Args:
+        root_fd: a directory fd (``O_PATH`` is fine) standing for the container's root.
+        path: the path inside the container; absolute or relative, both mean from the root.
+        flags: ``os.O_*`` flags; add ``os.O_NOFOLLOW`` to open a final symlink itself.
+        mode: the mode for ``O_CREAT``.
+    Returns:
+        the new fd (close-on-exec).
+    Raises:
+        OSError: as ``openat2(2)`` fails (ENOENT, ELOOP, ENOTDIR…).
+    """
+    rel = path.lstrip("/") or "."
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    fd = _libc.syscall(SYS_OPENAT2, root_fd, os.fsencode(rel), ctypes.byref(how),
+                       ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(fd)
+
+
+def _norm(path: str) -> str:
+    """Lexically normalised absolute path inside the container (``..`` stops at ``/``)."""
+    return posixpath.normpath("/" + path.lstrip("/")).replace("//", "/")
+
+
+@dataclass
+class ContainerFS:
+    """A container's file tree as the container sees it: its rootfs plus mounts over it.
+
+    Args:
+        rootfs: the mounted merged root filesystem on the host.
+        mounts: ``(destination in the container, source directory or file on the host)``.
+    """
+
+    rootfs: Path
+    mounts: list[tuple[str, str]]
+
+    def locate(self, path: str) -> tuple[str, str]:
+        """Which tree holds ``path``: ``(host directory acting as root, path inside it)``."""
+        norm = _norm(path)
+        best = ("", str(self.rootfs), norm)
+        for dest, source in self.mounts:
+            d = _norm(dest)
+            if (norm == d or norm.startswith(d.rstrip("/") + "/")) and len(d) > len(best[0]):
+                best = (d, source, "/" + norm[len(d):].lstrip("/"))
+        _, base, inner = best
+        if os.path.isfile(base) and not os.path.isdir(base):
+            # A file mount (/etc/hostname): its "root" is its directory, inner is its name.
+            return os.path.dirname(base), "/" + os.path.basename(base) + inner.rstrip("/")
+        return base, inner
+
+    @contextlib.contextmanager
+    def open(self, path: str, flags: int = os.O_RDONLY, mode: int = 0,
+             follow: bool = True) -> Iterator[int]:
+        """An fd for ``path`` resolved inside the container (closed after the block).
+
+        Raises:
+            NotFound: no such file in the container.
+        """
+        base, inner = self.locate(path)
+        with self.open_located(base, inner, flags, path, mode, follow) as fd:
+            yield fd
+
+    @contextlib.contextmanager
+    def open_located(self, base: str, inner: str, flags: int, shown: str, mode: int = 0,
+                     follow: bool = True) -> Iterator[int]:
+        """Like :meth:`open` for a path already split by :meth:`locate` (``shown`` in errors)."""
+        path = shown
+        root_fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                fd = openat2_in_root(root_fd, inner, flags | (0 if follow else os.O_NOFOLLOW), mode)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise NotFound(f"Could not find the file {path} in container") from exc
+                raise RuntimeFailure(f"cannot open {path} in container: {exc.strerror}") from exc
+        finally:
+            os.close(root_fd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        """Stat ``path`` without following a final symlink; None when it does not exist."""
+        try:
+            with self.open(path, os.O_PATH, follow=False) as fd:
+                return os.fstat(fd)
+        except NotFound:
+            return None
+
+    def stat(self, path: str) -> os.stat_result | None:
+        """Stat ``path`` following symlinks (inside the container); None when missing."""
+        try:
+            with self.open(path, os.O_PATH) as fd:
+                return os.fstat(fd)
+        except NotFound:
+            return None
+
+
+def read_file_in_root(rootfs: Path, path: str, limit: int = 16 << 20) -> bytes:
+    """Read a (small) file of the container, confined to ``rootfs``."""
+    fs = ContainerFS(Path(rootfs), [])
+    with fs.open(path, os.O_RDONLY) as fd:
+        chunks = []
+        total = 0
+        while total < limit:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
+        return b"".join(chunks)
+
+
+# ----------------------------------------------------------------------------------- out of the container
+
+
+def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.mtime = int(st.st_mtime)
+    return ti
+
+
+def _add_entry(tf: tarfile.TarFile, dir_fd: int, entry: str, name: str) -> None:
+    """Add ``entry`` (a name inside ``dir_fd``, never followed) to the tar as ``name``."""
+    st = os.lstat(entry, dir_fd=dir_fd)
+    ti = _tarinfo(name, st)
+    if stat.S_ISREG(st.st_mode):
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "rb") as f:
+            ti.size = os.fstat(f.fileno()).st_size
+            tf.addfile(ti, f)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        ti.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        ti.type = tarfile.SYMTYPE
+        ti.linkname = os.readlink(entry, dir_fd=dir_fd)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(st.st_mode):
+        ti.type = tarfile.FIFOTYPE
+    else:
+        return  # sockets are not archived
+    tf.addfile(ti)
+
+
+def write_archive(fs: ContainerFS, path: str, out: BinaryIO) -> os.stat_result:
+    """Write a tar stream of ``path`` (file, directory or symlink) from the container to ``out``.
+
+    Entries are named after ``path``'s last component; with a trailing ``/.`` they are the
+    directory's contents (named ``./…``).
+
+    Returns:
+        the ``lstat`` of ``path``.
+    Raises:
+        NotFound: no such path in the container.
+    """
+    contents = path.endswith("/.")
+    norm = _norm(path)
+    name = posixpath.basename(norm) or "."
+    base, inner = fs.locate(norm)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        if contents or inner == "/":
+            # The directory itself is a root we resolve in (the container's / or a volume).
+            prefix = "." if contents else name
+            with fs.open_located(base, inner, os.O_RDONLY | os.O_DIRECTORY, path) as dfd:
+                st = os.fstat(dfd)
+                tf.addfile(_dir_info(prefix, st))
+                _walk(tf, dfd, prefix)
+            return st
+        parent, leaf = posixpath.split(inner)
+        with fs.open_located(base, parent or "/", os.O_RDONLY | os.O_DIRECTORY, path) as pfd:
+            try:
+                st = os.lstat(leaf, dir_fd=pfd)
+            except FileNotFoundError as exc:
+                raise NotFound(f"Could not find the file {path} in container") from exc
+            _add_entry(tf, pfd, leaf, name)
+            if stat.S_ISDIR(st.st_mode):
+                dfd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=pfd)
+                try:
+                    _walk(tf, dfd, name)
+                finally:
+                    os.close(dfd)
+            return st
+
+
+def _dir_info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = _tarinfo(name, st)
+    ti.type = tarfile.DIRTYPE
+    return ti
+
+
+def _walk(tf: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
+    for entry in sorted(os.listdir(dir_fd)):
+        name = f"{prefix}/{entry}"
+        _add_entry(tf, dir_fd, entry, name)
+        st = os.lstat(entry, dir_fd=dir_fd)
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=dir_fd)
+            try:
+                _walk(tf, sub, name)
+            finally:
+                os.close(sub)
+
+
+def copy_out(fs: ContainerFS, src: str, dest: str) -> None:
+    """``cp CONTAINER:SRC DEST`` onto the host with Docker's placement rules.
+
+    Raises:
+        NotFound: SRC is missing. InvalidArgument: DEST's parent is missing, or a directory
+        would overwrite a file.
+    """
+    import tempfile
+
+    st = fs.lstat(src.rstrip("/") if src.rstrip("/") else "/")
+    if st is None:
+        raise NotFound(f"Could not find the file {src} in container")
+    src_is_dir = stat.S_ISDIR(st.st_mode)
+    if src.endswith("/") and not src_is_dir:
+        raise InvalidArgument(f"not a directory: {src}")
+    contents = src.endswith("/.")
+    dest_path = Path(dest)
+    if dest_path.is_dir():
+        target_dir = dest_path
+        name = None if contents else (posixpath.basename(_norm(src)) or None)
+    else:
+        if dest.endswith("/") :
+            raise InvalidArgument(f"destination directory {dest} does not exist")
+        if not dest_path.parent.is_dir():
+            raise InvalidArgument(f"destination directory {dest_path.parent} does not exist")
+        if src_is_dir:
+            dest_path.mkdir()
+            target_dir, name, contents = dest_path, None, True
+        else:
+            target_dir, name = dest_path.parent, dest_path.name
+    with tempfile.TemporaryFile() as spool:
+        write_archive(fs, src if not (contents and not src.endswith("/.")) else
+                      src.rstrip("/") + "/.", spool)
+        spool.seek(0)
+        base = posixpath.basename(_norm(src))
+        with tarfile.open(fileobj=spool, mode="r") as tf:
+            members = []
+            for m in tf.getmembers():
+                if name is not None:
+                    rest = m.name[len(base):] if m.name.startswith(base) else m.name
+                    m.name = name + rest
+                members.append(m)
+            tf.extractall(target_dir, members=members, filter="tar", numeric_owner=True)
+
+
+# ----------------------------------------------------------------------------------- into the container
+
+
+def _ensure_dir(fs: ContainerFS, path: str) -> int:
+    """An fd of the directory ``path`` in the container, creating missing components (confined)."""
+    norm = _norm(path)
+    parts = [p for p in norm.split("/") if p]
+    base, inner = fs.locate(norm)
+    root_fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            return openat2_in_root(root_fd, inner, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            pass
+        built = ""
+        for part in [p for p in inner.split("/") if p]:
+            parent = openat2_in_root(root_fd, built or "/", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=parent)
+            finally:
+                os.close(parent)
+            built += "/" + part
+        del parts
+        return openat2_in_root(root_fd, inner, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot create directory {path} in container: {exc.strerror}") \
+            from exc
+    finally:
+        os.close(root_fd)
+
+
+def extract_archive(fs: ContainerFS, dest_dir: str, stream: BinaryIO, *,
+                    keep_owner: bool = True) -> int:
+    """Unpack a tar stream into the container's directory ``dest_dir``, confined to the container.
+
+    Member names are taken relative to ``dest_dir``; each parent is resolved with
+    ``RESOLVE_IN_ROOT`` and each entry created with ``O_NOFOLLOW`` in its parent, so neither a
+    symlink already in the container nor one inside the archive can redirect a write to the host.
+
+    Returns:
+        the number of entries written.
+    Raises:
+        NotFound: ``dest_dir`` is missing. InvalidArgument: it is not a directory, or the tar is bad.
+    """
+    st = fs.stat(dest_dir)
+    if st is None:
+        raise NotFound(f"Could not find the file {dest_dir} in container")
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"extraction point is not a directory: {dest_dir}")
+    count = 0
+    try:
+        tf = tarfile.open(fileobj=stream, mode="r|*")
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"bad tar stream: {exc}") from exc
+    with tf:
+        for m in tf:
+            rel = _norm(m.name).lstrip("/")
+            if not rel or rel == ".":
+                continue
+            target = _norm(dest_dir + "/" + rel)
+            parent, name = posixpath.split(target)
+            pfd = _ensure_dir(fs, parent)
+            try:
+                _write_member(fs, tf, m, pfd, name, keep_owner)
+            finally:
+                os.close(pfd)
+            count += 1
+    return count
+
+
+def _write_member(fs: ContainerFS, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str,
+                  keep_owner: bool) -> None:
+    try:
+        existing = os.lstat(name, dir_fd=pfd)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None:
+        if m.isdir() and stat.S_ISDIR(existing.st_mode):
+            os.chmod(name, m.mode, dir_fd=pfd, follow_symlinks=False)
+            return
+        if stat.S_ISDIR(existing.st_mode):
+            if not m.isdir():
+                raise InvalidArgument(f"cannot overwrite directory {m.name} with non-directory")
+        else:
+            os.unlink(name, dir_fd=pfd)
+    uid, gid = (m.uid, m.gid) if keep_owner else (0, 0)
+    if m.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
+        try:
+            src = tf.extractfile(m)
+            assert src is not None
+            while True:
+                chunk = src.read(1 << 20)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, m.mode)
+            os.utime(fd, (m.mtime, m.mtime))
+        finally:
+            os.close(fd)
+        return
+    if m.isdir():
+        os.mkdir(name, 0o755, dir_fd=pfd)
+    elif m.issym():
+        os.symlink(m.linkname, name, dir_fd=pfd)
+    elif m.islnk():
+        lparent, lname = posixpath.split("/" + m.linkname.lstrip("/"))
+        # Hard link targets are archive-relative; resolve them in the container like any path.
+        with fs.open(lparent or "/", os.O_RDONLY | os.O_DIRECTORY) as lfd:
+            os.link(lname, name, src_dir_fd=lfd, dst_dir_fd=pfd, follow_symlinks=False)
+        return
+    elif m.ischr() or m.isblk():
+        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+        os.mknod(name, kind | m.mode, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+    elif m.isfifo():
+        os.mkfifo(name, m.mode, dir_fd=pfd)
+    else:
+        return
+    os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+    if not m.issym():
+        os.chmod(name, m.mode, dir_fd=pfd, follow_symlinks=False)
+
+
+def host_archive(src: str, out: BinaryIO, arcname: str) -> None:
+    """Tar a host path (file or directory) as ``arcname`` for :func:`extract_archive`; owners
+    become root, as Docker does for files copied into a container."""
+    def owner(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = "root"
+        return ti
+
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(src, arcname=arcname, recursive=True, filter=owner)
+
+
+def copy_in(fs: ContainerFS, src: str, dest: str, stdin: BinaryIO | None = None) -> None:
+    """``cp SRC CONTAINER:DEST`` (SRC ``-``: a tar stream on ``stdin``) with Docker's rules.
+
+    Raises:
+        NotFound: SRC or DEST's parent is missing. InvalidArgument: bad combination.
+    """
+    import tempfile
+
+    if src == "-":
+        if stdin is None:
+            raise InvalidArgument("cp: no tar stream on standard input")
+        extract_archive(fs, dest, stdin)
+        return
+    if not os.path.lexists(src):
+        raise NotFound(f"no such file or directory: {src}")
+    src_is_dir = os.path.isdir(src) and not os.path.islink(src)
+    contents = src.endswith("/.")
+    dst_st = fs.stat(dest)
+    if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+        target_dir = dest
+        arcname = "." if contents else os.path.basename(os.path.normpath(src))
+    else:
+        if dest.endswith("/") and dst_st is None:
+            raise NotFound(f"destination directory {dest} does not exist in container")
+        if dst_st is not None and src_is_dir:
+            raise InvalidArgument(f"cannot copy a directory to a file: {dest}")
+        parent, name = posixpath.split(_norm(dest))
+        pst = fs.stat(parent)
+        if pst is None or not stat.S_ISDIR(pst.st_mode):
+            raise NotFound(f"destination directory {parent} does not exist in container")
+        target_dir, arcname = parent, name
+    with tempfile.TemporaryFile() as spool:
+        host_archive((src[:-2] or "/") if contents else src, spool, arcname)
+        spool.seek(0)
+        extract_archive(fs, target_dir, spool, keep_owner=True)
