@@ -106,6 +106,12 @@ class BuildOptions:
     no_cache: bool = False
     source_date_epoch: int | None = None
     platform: str | None = None
+    #: where the Dockerfile came from, for the ``io.portside.source`` label
+    #: (``notebook:analysis.ipynb#cell=3f2a`` or ``dockerfile:/path/Dockerfile``); default: the
+    #: Dockerfile's name in the context
+    source: str | None = None
+    #: add the provenance labels (see :func:`provenance_labels`)
+    provenance: bool = True
 
 
 @dataclass
@@ -122,6 +128,8 @@ class StageState:
     author: str | None = None
     created: float | None = None
     image_id: str | None = None     # base image, for COPY --from=<image> keys
+    base_name: str | None = None    # the base image as FROM named it (provenance)
+    base_digest: str | None = None  # its manifest digest (provenance)
     cmd_set: bool = False           # a CMD was given in this stage (ENTRYPOINT keeps it)
 
     def lowers(self, snapshots) -> list[Path]:
@@ -177,6 +185,8 @@ class Builder:
         self._failed = threading.Event()
         self._used_keys: list[str] = []
         self._futures: dict[int, Future[StageState]] = {}
+        self._context_reads: list[str] = []
+        self._dockerfile_text: str | None = None
 
     # ------------------------------------------------------------------ entry point
     def build(self, dockerfile: Dockerfile | str, context: BuildContext,
@@ -200,6 +210,7 @@ class Builder:
         options = options or BuildOptions()
         started = time.monotonic()
         df = parse_dockerfile(dockerfile) if isinstance(dockerfile, str) else dockerfile
+        self._dockerfile_text = dockerfile if isinstance(dockerfile, str) else None
         stages = df.stages
         if self.tmp_root.is_dir():
             clean_stale(self.tmp_root)
@@ -340,7 +351,8 @@ class Builder:
             return StageState(stage.index, name, copy.deepcopy(parent.config),
                               list(parent.layers), list(parent.history), parent.key,
                               dict(parent.platform), parent.author, parent.created,
-                              parent.image_id)
+                              parent.image_id, base_name=parent.base_name,
+                              base_digest=parent.base_digest)
         if base.lower() == "scratch":
             from portside.engine.image.oci import host_platform
 
@@ -358,7 +370,7 @@ class Builder:
         return StageState(stage.index, name, copy.deepcopy(cfg.get("config") or {}), layers,
                           list(cfg.get("history") or []),
                           cache_key("from", rec.id, str(sde)), plat, cfg.get("author"),
-                          None, rec.id)
+                          None, rec.id, base_name=base, base_digest=rec.manifest_digest)
 
     def _base_image(self, ref: str, platform: str | None) -> ImageRecord:
         try:
@@ -656,7 +668,9 @@ class Builder:
                     rel = self.context.relative(path)
                     mounts.append({"kind": "host", "source": str(path), "target": target,
                                    "ro": True})
-                    keys.append(["bind", self.context.content_hash([rel]), target])
+                    digest = self.context.content_hash([rel])
+                    self._context_reads.append(f"bind {rel} {digest}")
+                    keys.append(["bind", digest, target])
             else:
                 raise InvalidArgument(f"RUN --mount: unsupported mount type {kind!r}")
         return mounts, keys
@@ -742,7 +756,11 @@ class Builder:
             expanded: list[str] = []
         else:
             expanded = self.context.expand_sources(local, what=what) if local else []
-            key_extra = ["context", self.context.content_hash(expanded) if expanded else ""]
+            digest = self.context.content_hash(expanded) if expanded else ""
+            if expanded:
+                # provenance: the digest of what the build read from its context
+                self._context_reads.append(f"copy {json.dumps(expanded)} {digest}")
+            key_extra = ["context", digest]
         count = len(expanded if from_ref is None else local) + len(urls) + len(heredocs)
         if count > 1 and not dest.endswith("/"):
             raise InvalidArgument(f"When using {what} with more than one source file, the "
@@ -799,6 +817,12 @@ class Builder:
         from portside.engine.image.reference import parse_reference
 
         cfg = copy.deepcopy(state.config)
+        sde = options.source_date_epoch
+        created = float(sde) if sde is not None else (state.created or time.time())
+        if options.provenance:
+            labels = dict(cfg.get("Labels") or {})
+            labels.update(self._provenance(state, options, created))
+            cfg["Labels"] = labels
         if options.labels:
             labels = dict(cfg.get("Labels") or {})
             labels.update(options.labels)
@@ -807,14 +831,50 @@ class Builder:
                or k in ("Cmd", "Entrypoint") and v is not None}
         if not cfg.get("Env"):
             cfg["Env"] = [f"PATH={_DEFAULT_PATH}"]
-        sde = options.source_date_epoch
-        created = float(sde) if sde is not None else (state.created or time.time())
         doc = new_config(diff_ids=[ref.diff_id for ref, _ in state.layers],
                          history=state.history, config=cfg, created=created,
                          author=state.author, platform_=state.platform)
         tags = [parse_reference(t) for t in options.tags]
+        annotations = None
+        if options.provenance:
+            from portside.engine.lock import (
+                LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_SOURCE,
+            )
+            labels = cfg.get("Labels") or {}
+            annotations = {k: labels[k] for k in (LABEL_CREATED, LABEL_BASE_NAME,
+                                                  LABEL_BASE_DIGEST, LABEL_SOURCE)
+                           if labels.get(k)}
         return self.store.create(doc, [ref for ref, _ in state.layers], tags=tags,
-                                 leases=self.leases, action="build")
+                                 leases=self.leases, action="build", annotations=annotations)
+
+    def _provenance(self, state: StageState, options: BuildOptions,
+                    created: float) -> dict[str, str]:
+        """Labels saying where the image came from and what went into it.
+
+        Every value is independent of the machine and the engine root (a relative source, the
+        base's manifest digest, digests of the inputs), so two roots still build equal ids.
+        """
+        from portside.engine.image.oci import rfc3339
+        from portside.engine.lock import (
+            LABEL_ARGS, LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CONTEXT, LABEL_CREATED,
+            LABEL_DOCKERFILE, LABEL_SDE, LABEL_SOURCE, dockerfile_digest,
+        )
+
+        labels = {LABEL_CREATED: rfc3339(created)}
+        if state.base_digest:
+            labels[LABEL_BASE_NAME] = state.base_name or ""
+            labels[LABEL_BASE_DIGEST] = state.base_digest
+        source = options.source or f"dockerfile:{self.context.dockerfile or 'Dockerfile'}"
+        labels[LABEL_SOURCE] = source
+        if self._dockerfile_text is not None:
+            labels[LABEL_DOCKERFILE] = dockerfile_digest(self._dockerfile_text)
+        reads = "\n".join(sorted(self._context_reads))
+        labels[LABEL_CONTEXT] = "sha256:" + hashlib.sha256(reads.encode()).hexdigest()
+        labels[LABEL_ARGS] = json.dumps(dict(sorted(options.build_args.items())),
+                                        separators=(",", ":"))
+        if options.source_date_epoch is not None:
+            labels[LABEL_SDE] = str(options.source_date_epoch)
+        return labels
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 
 from ..cli import Context, arguments, command, parse_filters, print_object, print_table
 from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
+from ..runtime.containers import network_mode
 from . import images as _images
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
@@ -73,7 +74,7 @@ def _create_args(p: argparse.ArgumentParser) -> None:
     a("-l", "--label", action="append", default=[], help="set meta data on a container")
     a("--label-file", action="append", default=[], help="read in a line delimited file of labels")
     a("--restart", default="no", help="restart policy: no, on-failure[:N], always, unless-stopped")
-    a("--network", "--net", dest="network", default="none", help="connect a container to a network")
+    a("--network", "--net", dest="network", default="default", help="connect a container to a network")
     a("-p", "--publish", action="append", default=[], help="publish a container's port(s)")
     a("-P", "--publish-all", action="store_true", help="publish all exposed ports")
     a("--expose", action="append", default=[], help="expose a port or a range of ports")
@@ -247,9 +248,7 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
             raise InvalidArgument(f"invalid argument {args.cpus!r} for --cpus") from exc
         if cpus <= 0:
             raise InvalidArgument(f"invalid argument {args.cpus!r} for --cpus")
-    network = args.network or "none"
-    if network == "default":
-        network = "none"
+    network = args.network or "default"
     host_config: dict = {
         "Binds": list(args.volume) or None,
         "NetworkMode": network,
@@ -707,6 +706,15 @@ def status_text(rec, now: float | None = None) -> str:
 
 def _ports_text(rec) -> str:
     parts = []
+    live = (rec.extra.get("NetworkSettings") or {}).get("Ports")
+    if live is not None and rec.status in ("running", "paused"):
+        for port, binds in sorted(live.items()):
+            for b in binds or []:
+                parts.append(f"{b['HostIp']}:{b['HostPort']}->{port}")
+        for port in sorted((rec.config.get("ExposedPorts") or {})):
+            if port not in live:
+                parts.append(port)
+        return ", ".join(parts)
     for port, binds in sorted((rec.host_config.get("PortBindings") or {}).items()):
         for b in binds or []:
             ip = b.get("HostIp") or "0.0.0.0"
@@ -736,7 +744,8 @@ def ps_row(coll, rec, *, no_trunc: bool = False, size: bool = False) -> dict:
         "Names": rec.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in rec.mounts),
-        "Networks": rec.host_config.get("NetworkMode") or "none",
+        "Networks": ",".join((rec.extra.get("NetworkSettings") or {}).get("Networks") or {})
+                    or network_mode(rec.host_config),
         "GPUs": ",".join(rec.extra.get("GPUs") or []),
         "LocalVolumes": str(sum(1 for m in rec.mounts if m.get("Type") == "volume")),
         "Size": "",

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Iterator
 
 from ..errors import ContainerExit, InvalidArgument, NotFound
 from ..image.store import register_references
-from ..runtime.containers import ContainerRecord, ContainerStore
+from ..runtime.containers import ContainerRecord, ContainerStore, network_mode
 from .images import register_in_use
 from .resource import Collection, Model
 from .system import register_check, register_df, register_info
@@ -301,7 +301,7 @@ class ContainerCollection(Collection):
                                           "RW", "Propagation") if k in m} for m in rec.mounts]
         up = rec.status in ("running", "paused")
         hc = dict(rec.host_config)
-        mode = hc.get("NetworkMode") or "none"
+        mode = network_mode(hc)
         ports = {p: None for p in (cfg.get("ExposedPorts") or {})}
         return {
             "Id": rec.id,
@@ -326,14 +326,7 @@ class ContainerCollection(Collection):
             "GraphDriver": {"Name": "overlay", "Data": self._graph_data(rec)},
             "Mounts": mounts,
             "Config": cfg,
-            "NetworkSettings": {
-                "Bridge": "", "SandboxID": "", "SandboxKey": "",
-                "Ports": ports,
-                "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
-                "Networks": {mode: {"NetworkID": "", "EndpointID": "", "Gateway": "",
-                                    "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}}
-                if mode not in ("host",) or up else {},
-            },
+            "NetworkSettings": _network_settings(rec, mode, ports, up),
             "GPUs": rec.extra.get("GPUs") or [],
         }
 
@@ -504,7 +497,7 @@ def docker_py_kwargs(image: str, command: str | list[str] | None,
     restart = kw.get("restart_policy") or {"Name": "no", "MaximumRetryCount": 0}
     host_config: dict[str, Any] = {
         "Binds": binds or None, "AutoRemove": bool(kw.get("auto_remove")),
-        "NetworkMode": kw.get("network_mode") or kw.get("network") or "none",
+        "NetworkMode": kw.get("network_mode") or kw.get("network") or "default",
         "Privileged": bool(kw.get("privileged")), "CapAdd": kw.get("cap_add"),
         "CapDrop": kw.get("cap_drop"), "ReadonlyRootfs": bool(kw.get("read_only")),
         "ShmSize": (parse_size(shm) if isinstance(shm, str) else shm) or 64 * 1024**2,
@@ -579,6 +572,25 @@ def _matches(coll: ContainerCollection, rec: ContainerRecord, filters: dict[str,
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
     return True
+
+
+def _network_settings(rec: ContainerRecord, mode: str, ports: dict, up: bool) -> dict[str, Any]:
+    """Docker's NetworkSettings: the live addresses and ports while the container runs."""
+    live = rec.extra.get("NetworkSettings") if up else None
+    networks: dict[str, Any] = {}
+    if live:
+        for name, ep in (live.get("Networks") or {}).items():
+            networks[name] = {"NetworkID": "", "EndpointID": "", "Gateway": "",
+                              "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": 0,
+                              "MacAddress": ep.get("MacAddress", "")}
+        ports = dict(ports, **(live.get("Ports") or {}))
+    elif mode != "host":
+        networks[mode] = {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                          "IPPrefixLen": 0, "MacAddress": ""}
+    first = next(iter(networks.values()), {})
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": (live or {}).get("SandboxKey") or "",
+            "Ports": ports, "IPAddress": first.get("IPAddress", ""), "IPPrefixLen": 0,
+            "Gateway": "", "MacAddress": first.get("MacAddress", ""), "Networks": networks}
 
 
 # ----------------------------------------------------------------------------------- registrations

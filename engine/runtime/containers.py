@@ -324,3 +324,9 @@ def now_rfc3339() -> tuple[str, float]:
     ns = time.time_ns()
     sec, frac = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z", ns / 1e9
+
+
+def network_mode(host_config: dict[str, Any]) -> str:
+    """The network a HostConfig asks for; Docker's ``default`` is the ``bridge`` network."""
+    mode = host_config.get("NetworkMode") or "default"
+    return "bridge" if mode == "default" else mode

@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 from portside.engine.errors import (Conflict, EngineError, IncorrectState, InvalidArgument,
                                     NotFound, RuntimeFailure)
 
-from .containers import ContainerPaths, ContainerRecord, ContainerStore, new_state, now_rfc3339
+from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode, new_state,
+                         now_rfc3339)
 from .names import random_name, validate_name
 
 if TYPE_CHECKING:
@@ -350,10 +351,10 @@ class Lifecycle:
 
     def _network_for(self, rec: ContainerRecord) -> str:
         """The ``ContainerConfig.network`` value for the container: ``none``, ``host`` or a
-        netns path. The single place where bridge networks will be attached."""
-        mode = (rec.host_config.get("NetworkMode") or "none")
-        if mode in ("none", "default", "bridge", ""):
-            # Bridge networking is its own issue; until then the default is an empty netns.
+        netns path. Bridge and user networks are attached here (a named netns with a veth on
+        the network's bridge, published ports, and the /etc files of the network)."""
+        mode = network_mode(rec.host_config)
+        if mode == "none":
             return "none"
         if mode == "host":
             return "host"
@@ -363,10 +364,49 @@ class Lifecycle:
             if status_of(other) != Status.RUNNING or not other.state.get("Pid"):
                 raise IncorrectState(f"container {other.name} is not running")
             return f"/proc/{other.state['Pid']}/ns/net"
-        raise InvalidArgument(f"network {mode} not found")
+        return self._attach_network(rec, mode)
+
+    def _attach_network(self, rec: ContainerRecord, network: str) -> str:
+        from ..network.ports import parse_publish, publish_all
+
+        hc = rec.host_config
+        specs = []
+        for key, binds in sorted((hc.get("PortBindings") or {}).items()):
+            port, _, proto = key.partition("/")
+            for bind in binds or [{}]:
+                ip, host = bind.get("HostIp") or "", bind.get("HostPort") or ""
+                text = f"{ip}:{host}:{port}" if ip else (f"{host}:{port}" if host else port)
+                specs += parse_publish(f"{text}/{proto or 'tcp'}")
+        if hc.get("PublishAllPorts"):
+            bound = {s.key for s in specs}
+            specs += [s for s in publish_all(rec.config.get("ExposedPorts") or {})
+                      if s.key not in bound]
+        manager = self.engine.network_manager
+        att = manager.attach(rec.id, rec.name, networks=[network], ports=specs,
+                             hostname=rec.config.get("Hostname") or rec.id[:12],
+                             add_hosts=list(hc.get("ExtraHosts") or []),
+                             dns=list(hc.get("Dns") or []) or None)
+        ports: dict[str, list[dict]] = {}
+        for spec in att.ports:
+            ports.setdefault(spec.key, []).append({"HostIp": spec.host_ip or "0.0.0.0",
+                                                   "HostPort": str(spec.host_port)})
+        rec.extra["NetworkSettings"] = {
+            "Networks": {name: {"IPAddress": ip, "MacAddress": att.macs.get(name, ""),
+                                "IPPrefixLen": 0}
+                         for name, ip in att.ips.items()},
+            "Ports": ports,
+            "SandboxKey": att.netns_path,
+        }
+        rec.extra["EtcFiles"] = {k: str(v) for k, v in att.etc_files.items()}
+        return att.netns_path
 
     def _detach_network(self, rec: ContainerRecord) -> None:
-        """Counterpart of :meth:`_network_for` (nothing to release for none/host/container:)."""
+        """Counterpart of :meth:`_network_for`: release the sandbox, leases and port rules."""
+        if rec.extra.get("NetworkSettings") is None:
+            return
+        self.engine.network_manager.detach(rec.id)
+        rec.extra.pop("NetworkSettings", None)
+        rec.extra.pop("EtcFiles", None)
 
     # ---- create ------------------------------------------------------------------------------
 
@@ -587,14 +627,17 @@ class Lifecycle:
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be "
                                   f"an absolute path")
         network = self._network_for(rec)
-        self._write_etc_files(rec, network)
+        etc_files = rec.extra.get("EtcFiles") or {}
+        if not etc_files:
+            self._write_etc_files(rec, network)
         mounts = []
         for etc in ("hostname", "hosts", "resolv.conf"):
             if any(m.get("Destination") == f"/etc/{etc}" for m in rec.mounts):
                 continue
             opts = ["rbind", "rprivate"] + (["ro"] if hc.get("ReadonlyRootfs") else [])
+            source = etc_files.get(f"/etc/{etc}") or str(paths.etc_file(etc))
             mounts.append({"destination": f"/etc/{etc}", "type": "bind",
-                           "source": str(paths.etc_file(etc)), "options": opts})
+                           "source": source, "options": opts})
         for m in rec.mounts:
             if m.get("oci"):
                 mounts.append(m["oci"])
@@ -1033,7 +1076,7 @@ def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     """Fill Docker's defaults into a HostConfig."""
     out = dict(hc)
     out.setdefault("Binds", None)
-    out.setdefault("NetworkMode", "none")
+    out.setdefault("NetworkMode", "default")
     out.setdefault("PortBindings", {})
     out.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
     out.setdefault("AutoRemove", False)

@@ -1,0 +1,532 @@
+"""The lock file: every image a notebook uses, pinned to its digest, with its build's inputs.
+
+A name like ``exp:1`` or ``python:3.12`` is a *moving* pointer: a rebuild, a ``tag`` or a registry
+push makes it name other bytes. ``portside.lock`` (beside the notebook, or in the current folder)
+records what each name meant when the notebook last worked::
+
+    # portside.lock: images pinned by `portside lock`; set locked = true to enforce it
+    version = 1
+    locked = true
+    source_date_epoch = 1714000000
+
+    [images."exp:1"]
+    id = "sha256:4f1c…"                  # the image id (digest of its config)
+    manifest = "sha256:9ab0…"            # the digest of its manifest
+    source = "build"                     # build | pull | local
+
+    [images."exp:1".build]
+    dockerfile = "sha256:77e2…"          # digest of the Dockerfile's text
+    context = "sha256:0c3d…"             # digest of the context files the build read
+    args = { PY = "3.12" }
+    source_date_epoch = 1714000000
+    base = "portside/debian:bookworm"
+
+The file is TOML because it diffs line by line in a review; Python's ``tomllib`` reads it and
+:func:`dumps` (a small writer for just these shapes) writes it, keys sorted so a re-lock that
+changes nothing rewrites the same bytes.
+
+With the lock *enforced* (``locked = true`` in it, or ``PORTSIDE_LOCKED=1``) names resolve
+through it (:func:`enforce`), and any drift is one-line error that says what changed::
+
+    portside.lock pins exp:1 to sha256:4f1c2a9b0e11, but the Dockerfile changed
+    (sha256:77e2… → sha256:91aa…)
+
+Build inputs come from the labels every build writes (:mod:`portside.engine.build.builder`):
+``io.portside.build.dockerfile``, ``.context``, ``.args``, ``.source-date-epoch`` and the base
+image's ``org.opencontainers.image.base.name`` / ``.base.digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import Conflict, InvalidArgument, NotFound
+
+__all__ = ["LOCK_NAME", "BuildInputs", "LockedImage", "LockFile", "find_lock", "load",
+           "dumps", "enforce", "enforce_pull", "is_locked", "check_build", "locked_build",
+           "dockerfile_digest", "pin", "LABEL_DOCKERFILE", "LABEL_CONTEXT", "LABEL_ARGS",
+           "LABEL_SDE", "LABEL_SOURCE", "LABEL_BASE_NAME", "LABEL_BASE_DIGEST", "LABEL_CREATED",
+           "LABEL_RECIPE"]
+
+LOCK_NAME = "portside.lock"
+VERSION = 1
+
+LABEL_CREATED = "org.opencontainers.image.created"
+LABEL_BASE_NAME = "org.opencontainers.image.base.name"
+LABEL_BASE_DIGEST = "org.opencontainers.image.base.digest"
+LABEL_SOURCE = "io.portside.source"
+LABEL_DOCKERFILE = "io.portside.build.dockerfile"
+LABEL_CONTEXT = "io.portside.build.context"
+LABEL_ARGS = "io.portside.build.args"
+LABEL_SDE = "io.portside.build.source-date-epoch"
+LABEL_RECIPE = "io.portside.recipe"
+
+
+# ------------------------------------------------------------------------------------ model
+@dataclass
+class BuildInputs:
+    """What went into a build; two builds with equal inputs should give the same image."""
+
+    dockerfile: str
+    context: str | None = None
+    args: dict[str, str] = field(default_factory=dict)
+    source_date_epoch: int | None = None
+    base: str | None = None
+
+    def to_toml(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"dockerfile": self.dockerfile, "args": dict(self.args)}
+        if self.context is not None:
+            doc["context"] = self.context
+        if self.source_date_epoch is not None:
+            doc["source_date_epoch"] = self.source_date_epoch
+        if self.base:
+            doc["base"] = self.base
+        return doc
+
+    @classmethod
+    def from_toml(cls, doc: Mapping[str, Any]) -> "BuildInputs":
+        return cls(str(doc.get("dockerfile", "")), doc.get("context"),
+                   {str(k): str(v) for k, v in (doc.get("args") or {}).items()},
+                   doc.get("source_date_epoch"), doc.get("base"))
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> "BuildInputs | None":
+        """The inputs a build recorded in its image's labels, or None (not built here)."""
+        if LABEL_DOCKERFILE not in labels:
+            return None
+        try:
+            args = json.loads(labels.get(LABEL_ARGS) or "{}")
+        except ValueError:
+            args = {}
+        sde = labels.get(LABEL_SDE)
+        return cls(labels[LABEL_DOCKERFILE], labels.get(LABEL_CONTEXT) or None,
+                   {str(k): str(v) for k, v in args.items()},
+                   int(sde) if sde not in (None, "") else None,
+                   labels.get(LABEL_BASE_NAME) or None)
+
+
+@dataclass
+class LockedImage:
+    """One pinned name."""
+
+    name: str
+    id: str
+    manifest: str = ""
+    repo_digest: str | None = None
+    source: str = "local"          # build | pull | local
+    build: BuildInputs | None = None
+
+    def to_toml(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"id": self.id, "manifest": self.manifest, "source": self.source}
+        if self.repo_digest:
+            doc["repo_digest"] = self.repo_digest
+        if self.build is not None:
+            doc["build"] = self.build.to_toml()
+        return doc
+
+    @classmethod
+    def from_toml(cls, name: str, doc: Mapping[str, Any]) -> "LockedImage":
+        if not isinstance(doc.get("id"), str) or not doc["id"].startswith("sha256:"):
+            raise InvalidArgument(f"{LOCK_NAME}: images.{name!r} has no valid id")
+        build = doc.get("build")
+        return cls(name, doc["id"], str(doc.get("manifest", "")), doc.get("repo_digest"),
+                   str(doc.get("source", "local")),
+                   BuildInputs.from_toml(build) if isinstance(build, dict) else None)
+
+
+def _short(digest: str | None) -> str:
+    if not digest:
+        return "(none)"
+    return digest[:19] + "…" if digest.startswith("sha256:") and len(digest) > 19 else digest
+
+
+def _key(name: str) -> str:
+    """The name as the lock stores it: Docker's familiar form (``busybox:latest``)."""
+    from .image.reference import parse_reference
+
+    try:
+        return parse_reference(name).familiar()
+    except InvalidArgument:
+        return name
+
+
+@dataclass
+class LockFile:
+    """A ``portside.lock`` in memory. ``path`` is where :meth:`save` writes it."""
+
+    path: Path
+    locked: bool = False
+    source_date_epoch: int | None = None
+    images: dict[str, LockedImage] = field(default_factory=dict)
+
+    # -------------------------------------------------------------- reading and writing
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "LockFile":
+        """Parse a lock file.
+
+        Raises:
+            NotFound: no file there. InvalidArgument: not a valid lock file.
+        """
+        import tomllib
+
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise NotFound(f"no lock file: {p}") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidArgument(f"{p.name}: not valid TOML: {exc}") from None
+        if doc.get("version", VERSION) != VERSION:
+            raise InvalidArgument(f"{p.name}: unsupported lock version {doc.get('version')}")
+        sde = doc.get("source_date_epoch")
+        if sde is not None and not isinstance(sde, int):
+            raise InvalidArgument(f"{p.name}: source_date_epoch must be an integer")
+        images = {name: LockedImage.from_toml(name, entry)
+                  for name, entry in (doc.get("images") or {}).items()}
+        return cls(p, bool(doc.get("locked", False)), sde, images)
+
+    def dumps(self) -> str:
+        doc: dict[str, Any] = {"version": VERSION, "locked": self.locked}
+        if self.source_date_epoch is not None:
+            doc["source_date_epoch"] = self.source_date_epoch
+        doc["images"] = {name: img.to_toml() for name, img in sorted(self.images.items())}
+        header = (f"# {LOCK_NAME}: the images this notebook uses, pinned by `portside lock`.\n"
+                  "# Set locked = true (or PORTSIDE_LOCKED=1) to make every name resolve through "
+                  "it.\n")
+        return header + dumps(doc)
+
+    def save(self) -> None:
+        """Write the file atomically (a reader never sees half a lock)."""
+        tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+        tmp.write_text(self.dumps())
+        os.replace(tmp, self.path)
+
+    # -------------------------------------------------------------- queries
+    def get(self, name: str) -> LockedImage | None:
+        """The entry pinning ``name`` (any spelling of it), or None."""
+        return self.images.get(_key(name)) or self.images.get(name)
+
+    def resolve(self, name: str) -> str:
+        """The pinned reference for ``name``: its image id.
+
+        Raises:
+            Conflict: ``name`` is not in the lock.
+        """
+        entry = self.get(name)
+        if entry is None:
+            raise Conflict(f"{self.path.name} does not pin {name} (run `portside lock {name}`)")
+        return entry.id
+
+    def pins(self, image_id: str) -> bool:
+        return any(e.id == image_id for e in self.images.values())
+
+
+# ------------------------------------------------------------------------------------ TOML
+def _toml_key(key: str) -> str:
+    if key and all(c.isalnum() or c in "-_" for c in key):
+        return key
+    return _toml_str(key)
+
+
+def _toml_str(value: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes (\" \\ \n \uXXXX)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                                for k, v in sorted(value.items())) + " }"
+    raise InvalidArgument(f"cannot write {type(value).__name__} to TOML")
+
+
+def dumps(doc: Mapping[str, Any], _prefix: str = "") -> str:
+    """Write a document as TOML: scalars first, then one ``[table]`` per nested mapping.
+
+    Mappings named ``args`` (build arguments) are written inline, so each image's entry stays a
+    small block; every other mapping becomes its own table.
+    """
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and key != "args":
+            tables.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for key, value in tables:
+        name = f"{_prefix}.{_toml_key(key)}" if _prefix else _toml_key(key)
+        has_scalars = any(not isinstance(v, dict) or k == "args" for k, v in value.items())
+        body = dumps(value, name)
+        if has_scalars or not value:
+            out += f"\n[{name}]\n" + body
+        else:
+            out += body
+    return out
+
+
+# ------------------------------------------------------------------------------------ finding
+def find_lock(start: str | os.PathLike | None = None) -> Path:
+    """Where the lock file is (or would be): ``$PORTSIDE_LOCK``, else ``portside.lock`` in
+    ``start`` (default: the current folder, which is the notebook's folder in a kernel)."""
+    explicit = os.environ.get("PORTSIDE_LOCK")
+    if explicit:
+        return Path(explicit)
+    return Path(start or os.getcwd()) / LOCK_NAME
+
+
+def load(path: str | os.PathLike | None = None) -> LockFile | None:
+    """The lock file at ``path`` (default :func:`find_lock`), or None when there is none."""
+    p = Path(path) if path is not None else find_lock()
+    if not p.is_file():
+        return None
+    return LockFile.read(p)
+
+
+def is_locked(lock: LockFile | None = None) -> bool:
+    """Whether names must resolve through the lock: ``PORTSIDE_LOCKED=1`` or ``locked = true``."""
+    env = os.environ.get("PORTSIDE_LOCKED", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    if lock is None:
+        lock = load()
+    return bool(lock and lock.locked)
+
+
+def _required_lock(lock: LockFile | None) -> LockFile:
+    lock = lock if lock is not None else load()
+    if lock is None:
+        raise NotFound(f"the lock is enforced but there is no {find_lock()}")
+    return lock
+
+
+# ------------------------------------------------------------------------------------ pinning
+def dockerfile_digest(text: str) -> str:
+    """The digest the lock records for a Dockerfile's text."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def pin(engine: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> LockedImage:
+    """Pin ``name`` (as it is in the store now) into ``lock``; its base image too, when it was
+    built here and the base is in the store.
+
+    Returns:
+        The new entry.
+
+    Raises:
+        NotFound: no such image.
+    """
+    rec = engine.image_store.get(name)
+    config = engine.image_store.config(rec)
+    labels = (config.get("config") or {}).get("Labels") or {}
+    build = BuildInputs.from_labels(labels)
+    repo_digest = rec.repo_digests[0] if rec.repo_digests else None
+    source = "build" if build is not None else ("pull" if repo_digest else "local")
+    key = _key(name) if not name.startswith("sha256:") else name
+    entry = LockedImage(key, rec.id, rec.manifest_digest,
+                        _key(repo_digest) if repo_digest else None, source, build)
+    lock.images[key] = entry
+    if build is not None and lock.source_date_epoch is None:
+        lock.source_date_epoch = build.source_date_epoch
+    if follow_base and build is not None and build.base:
+        try:
+            base_rec = engine.image_store.get(build.base)
+        except (NotFound, InvalidArgument):
+            base_rec = None
+        if base_rec is not None and _key(build.base) not in lock.images:
+            pin(engine, lock, build.base, follow_base=True)
+    return entry
+
+
+def lock_images(engine: Any, names: Iterable[str] = (), *, path: str | os.PathLike | None = None,
+                update: bool = False, source_date_epoch: int | None = None) -> LockFile:
+    """``portside lock``: write or update the lock file.
+
+    Args:
+        engine: the engine.
+        names: images to pin; with none, the names already in the lock are re-checked.
+        path: the lock file (default :func:`find_lock`).
+        update: re-pin names already in the lock to what they are now (otherwise a name that
+            moved is an error, so a lock never changes silently).
+        source_date_epoch: the value to record (default: kept, else the first pinned build's,
+            else now).
+
+    Returns:
+        The saved lock.
+
+    Raises:
+        NotFound: an image does not exist.
+        Conflict: a pinned name moved and ``update`` is False.
+    """
+    p = Path(path) if path is not None else find_lock()
+    lock = LockFile.read(p) if p.is_file() else LockFile(p)
+    if source_date_epoch is not None:
+        lock.source_date_epoch = source_date_epoch
+    todo = list(names) or list(lock.images)
+    for name in todo:
+        old = lock.get(name)
+        if old is not None and not update:
+            try:
+                current = engine.image_store.resolve_id(name)
+            except NotFound:
+                current = None
+            if current is not None and current != old.id:
+                raise Conflict(f"{p.name} pins {old.name} to {_short(old.id)}, but it is now "
+                               f"{_short(current)} (use --update to re-pin)")
+            if current is None:
+                continue  # pinned and absent here: keep the pin
+        pin(engine, lock, name)
+    if lock.source_date_epoch is None:
+        lock.source_date_epoch = int(time.time())
+    lock.save()
+    return lock
+
+
+# ------------------------------------------------------------------------------------ enforcing
+def enforce(engine: Any, name: str, lock: LockFile | None = None) -> str:
+    """Resolve ``name`` through the lock when it is enforced (``run``, ``create``, ``FROM``).
+
+    Returns:
+        The image id to use (``name`` itself when the lock is not enforced).
+
+    Raises:
+        Conflict: the lock does not pin ``name``, or ``name`` now names another image.
+        NotFound: the pinned image is not in this store (pull or build it first).
+    """
+    lock = lock if lock is not None else load()
+    if not is_locked(lock):
+        return name
+    lock = _required_lock(lock)
+    if name.startswith("sha256:") or "@sha256:" in name:
+        return name  # a digest cannot drift
+    entry = lock.get(name)
+    if entry is None:
+        raise Conflict(f"{lock.path.name} does not pin {name} (run `portside lock {name}`)")
+    try:
+        current = engine.image_store.resolve_id(name)
+    except NotFound:
+        current = None
+    if current is not None and current != entry.id:
+        raise Conflict(f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, but "
+                       f"{entry.name} is now {_short(current)} (re-tagged or rebuilt)")
+    if not engine.images.exists(entry.id):
+        how = "pull" if entry.repo_digest else "build"
+        raise NotFound(f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, which is not "
+                       f"in this store ({how} it first)")
+    return entry.id
+
+
+def enforce_pull(name: str, lock: LockFile | None = None) -> str:
+    """The reference ``pull`` must fetch when the lock is enforced: ``repo@sha256:…``.
+
+    Raises:
+        Conflict: the lock does not pin ``name`` to a registry digest.
+    """
+    lock = lock if lock is not None else load()
+    if not is_locked(lock):
+        return name
+    lock = _required_lock(lock)
+    if "@sha256:" in name:
+        return name
+    entry = lock.get(name)
+    if entry is None or not entry.repo_digest:
+        raise Conflict(f"{lock.path.name} does not pin {name} to a registry digest "
+                       f"(run `portside lock {name}` after pulling it)")
+    return entry.repo_digest
+
+
+def check_build(lock: LockFile, tag: str, inputs: BuildInputs) -> LockedImage:
+    """Compare a build's inputs with what the lock pinned for ``tag``.
+
+    Returns:
+        The entry.
+
+    Raises:
+        Conflict: ``tag`` is not pinned, or an input differs (the message names which, with the
+            old and new values).
+    """
+    entry = lock.get(tag)
+    if entry is None:
+        raise Conflict(f"{lock.path.name} does not pin {tag} (run `portside lock {tag}`)")
+    old = entry.build
+    head = f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, but"
+    if old is None:
+        raise Conflict(f"{head} it was not built by portside (no recorded build inputs)")
+    if old.dockerfile != inputs.dockerfile:
+        raise Conflict(f"{head} the Dockerfile changed ({_short(old.dockerfile)} → "
+                       f"{_short(inputs.dockerfile)})")
+    for key in sorted(set(old.args) | set(inputs.args)):
+        a, b = old.args.get(key), inputs.args.get(key)
+        if a != b:
+            raise Conflict(f"{head} build arg {key} changed ({a if a is not None else '(unset)'}"
+                           f" → {b if b is not None else '(unset)'})")
+    if old.source_date_epoch != inputs.source_date_epoch:
+        raise Conflict(f"{head} SOURCE_DATE_EPOCH changed ({old.source_date_epoch} → "
+                       f"{inputs.source_date_epoch})")
+    if inputs.context is not None and old.context != inputs.context:
+        raise Conflict(f"{head} the build context changed ({_short(old.context)} → "
+                       f"{_short(inputs.context)})")
+    return entry
+
+
+def locked_build(engine: Any, dockerfile: str, context: Any, *, tags: Iterable[str] = (),
+                 build_args: Mapping[str, str] | None = None,
+                 source_date_epoch: int | None = None, lock: LockFile | None = None,
+                 **kwargs: Any) -> Any:
+    """Build under the lock: inputs are checked before building, the context and the result
+    after; the tags move only when everything matches.
+
+    Returns:
+        The image (:class:`~portside.engine.models.images.Image`).
+
+    Raises:
+        Conflict: an input drifted, or the same inputs gave another image (the message names the
+            first differing layer and the step that made it).
+    """
+    lock = _required_lock(lock)
+    tags = list(tags)
+    if not tags:
+        raise InvalidArgument("a locked build needs a tag (-t NAME:TAG) to look up in the lock")
+    sde = source_date_epoch if source_date_epoch is not None else lock.source_date_epoch
+    args = dict(build_args or {})
+    entries = [check_build(lock, t, BuildInputs(dockerfile_digest(dockerfile), None, args, sde))
+               for t in tags]
+    image = engine.builds.build(dockerfile, context, tags=(), build_args=args,
+                                source_date_epoch=sde, **kwargs)
+    got = BuildInputs.from_labels(image.labels)
+    for tag, entry in zip(tags, entries):
+        if got is not None:
+            check_build(lock, tag, got)
+        if image.id != entry.id:
+            from .image.diff import diff_images
+
+            why = ""
+            if engine.images.exists(entry.id):
+                d = diff_images(engine, entry.id, image.id)
+                if d.layer_b is not None:
+                    why = f": layer #{d.first_layer} differs ({d.layer_b.created_by})"
+            raise Conflict(f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, but the "
+                           f"same inputs built {_short(image.id)}{why}")
+    for tag in tags:
+        engine.images.tag(image.id, tag)
+    return engine.images.get(image.id)
