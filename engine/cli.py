@@ -189,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug of ours: one line, the traceback only on request
+        if os.environ.get("PORTSIDE_DEBUG"):
+            raise
+        sys.stdout.flush()
+        sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} "
+                         f"(set PORTSIDE_DEBUG=1 for the traceback)\n")
+        return 125
 
 
 # ---------------------------------------------------------------- helpers shared by commands

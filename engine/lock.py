@@ -52,7 +52,7 @@ __all__ = ["LOCK_NAME", "BuildInputs", "LockedImage", "LockFile", "find_lock", "
            "dumps", "enforce", "enforce_pull", "is_locked", "check_build", "locked_build",
            "dockerfile_digest", "pin", "LABEL_DOCKERFILE", "LABEL_CONTEXT", "LABEL_ARGS",
            "LABEL_SDE", "LABEL_SOURCE", "LABEL_BASE_NAME", "LABEL_BASE_DIGEST", "LABEL_CREATED",
-           "LABEL_RECIPE"]
+           "LABEL_RECIPE", "provenance", "lock_images"]
 
 LOCK_NAME = "portside.lock"
 VERSION = 1
@@ -530,3 +530,18 @@ def locked_build(engine: Any, dockerfile: str, context: Any, *, tags: Iterable[s
     for tag in tags:
         engine.images.tag(image.id, tag)
     return engine.images.get(image.id)
+
+
+def provenance(engine: Any, name: str) -> dict[str, str]:
+    """Where an image came from: its provenance labels and its manifest's annotations
+    (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``…).
+
+    Raises:
+        NotFound: no such image.
+    """
+    rec = engine.image_store.get(name)
+    labels = (engine.image_store.config(rec).get("config") or {}).get("Labels") or {}
+    out = {k: v for k, v in labels.items()
+           if k.startswith(("org.opencontainers.image.", "io.portside."))}
+    out.update(engine.image_store.manifest(rec).get("annotations") or {})
+    return out

@@ -823,9 +823,17 @@ class Builder:
             labels = dict(cfg.get("Labels") or {})
             labels.update(self._provenance(state, options, created))
             cfg["Labels"] = labels
-        if options.labels:
+        from portside.engine.lock import LABEL_SOURCE
+
+        # the source (notebook and cell, or Dockerfile path) goes into the manifest's
+        # annotations, not the config: where a Dockerfile was written must not change the image
+        # id, or the same build from a copied cell or another machine would not reproduce it
+        source = options.labels.get(LABEL_SOURCE) or options.source or \
+            f"dockerfile:{self.context.dockerfile or 'Dockerfile'}"
+        extra = {k: v for k, v in options.labels.items() if k != LABEL_SOURCE}
+        if extra:
             labels = dict(cfg.get("Labels") or {})
-            labels.update(options.labels)
+            labels.update(extra)
             cfg["Labels"] = labels
         cfg = {k: v for k, v in cfg.items() if v not in (None, [], {})
                or k in ("Cmd", "Entrypoint") and v is not None}
@@ -842,8 +850,8 @@ class Builder:
             )
             labels = cfg.get("Labels") or {}
             annotations = {k: labels[k] for k in (LABEL_CREATED, LABEL_BASE_NAME,
-                                                  LABEL_BASE_DIGEST, LABEL_SOURCE)
-                           if labels.get(k)}
+                                                  LABEL_BASE_DIGEST) if labels.get(k)}
+            annotations[LABEL_SOURCE] = source
         return self.store.create(doc, [ref for ref, _ in state.layers], tags=tags,
                                  leases=self.leases, action="build", annotations=annotations)
 
@@ -857,15 +865,13 @@ class Builder:
         from portside.engine.image.oci import rfc3339
         from portside.engine.lock import (
             LABEL_ARGS, LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CONTEXT, LABEL_CREATED,
-            LABEL_DOCKERFILE, LABEL_SDE, LABEL_SOURCE, dockerfile_digest,
+            LABEL_DOCKERFILE, LABEL_SDE, dockerfile_digest,
         )
 
         labels = {LABEL_CREATED: rfc3339(created)}
         if state.base_digest:
             labels[LABEL_BASE_NAME] = state.base_name or ""
             labels[LABEL_BASE_DIGEST] = state.base_digest
-        source = options.source or f"dockerfile:{self.context.dockerfile or 'Dockerfile'}"
-        labels[LABEL_SOURCE] = source
         if self._dockerfile_text is not None:
             labels[LABEL_DOCKERFILE] = dockerfile_digest(self._dockerfile_text)
         reads = "\n".join(sorted(self._context_reads))

@@ -129,3 +129,38 @@ class BuildCollection(Collection):
         from ..build.cache import BuildCache
 
         return BuildCache(self.engine.db, self.engine.image_store).entries()
+
+
+def _build_check(engine, repair: bool) -> list[str]:
+    """Workspaces of builds whose process died (a crash or SIGKILL mid-RUN)."""
+    import os as _os
+
+    tmp = Path(engine.root) / "build-cache" / "tmp"
+    if not tmp.is_dir():
+        return []
+    stale = []
+    for entry in tmp.iterdir():
+        try:
+            pid = int((entry / "pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            _os.kill(pid, 0)
+        except ProcessLookupError:
+            stale.append(entry)
+        except PermissionError:
+            pass
+    if stale and repair:
+        from ..build.run import clean_stale
+
+        clean_stale(tmp)
+    return [f"build workspace {e.name} left by a dead build" for e in stale]
+
+
+def _register() -> None:
+    from .system import register_check
+
+    register_check("build", _build_check)
+
+
+_register()

@@ -276,7 +276,6 @@ class ContainerCollection(Collection):
         super().__init__(engine)
         self.store = ContainerStore(engine.db, engine.root)
         self._lifecycle = None
-        _ENGINES[str(engine.root)] = self
 
     @property
     def lifecycle(self):
@@ -595,20 +594,8 @@ def _network_settings(rec: ContainerRecord, mode: str, ports: dict, up: bool) ->
 
 # ----------------------------------------------------------------------------------- registrations
 
-#: Engines whose container collection was made in this process, by root (for register_in_use,
-#: whose callback has no engine argument).
-_ENGINES: dict[str, ContainerCollection] = {}
-
-
-def _in_use() -> dict[str, list[str]]:
-    used: dict[str, list[str]] = {}
-    for coll in list(_ENGINES.values()):
-        try:
-            for image_id, ids in coll.store.images_in_use().items():
-                used.setdefault(image_id, []).extend(ids)
-        except Exception:  # noqa: BLE001 - a closed engine of an earlier test
-            continue
-    return used
+def _in_use(engine) -> dict[str, list[str]]:
+    return engine.containers.store.images_in_use()
 
 
 def _references(conn) -> tuple[set[str], set[str]]:

@@ -14,19 +14,23 @@ from ..image.store import ImageRecord
 from ..units import since
 from .resource import Collection, Model
 
-#: Other parts of the engine (containers) register a function returning the ids of images in use,
-#: as {image id: [container ids]}; ``rmi`` and ``prune`` consult it.
-_IN_USE: dict[str, Callable[[], dict[str, list[str]]]] = {}
+#: Other parts of the engine (containers) register a function ``fn(engine)`` returning the ids of
+#: images in use, as {image id: [container ids]}; ``rmi`` and ``prune`` consult it.
+_IN_USE: dict[str, Callable[[object], dict[str, list[str]]]] = {}
 
 
-def register_in_use(name: str, fn: Callable[[], dict[str, list[str]]]) -> None:
+def register_in_use(name: str, fn: Callable[[object], dict[str, list[str]]]) -> None:
     _IN_USE[name] = fn
 
 
-def images_in_use() -> dict[str, list[str]]:
+def images_in_use(engine) -> dict[str, list[str]]:
+    """Image id -> ids of the containers (any state) that use it."""
+    from .system import load_contributors
+
+    load_contributors()
     used: dict[str, list[str]] = {}
     for fn in _IN_USE.values():
-        for image_id, containers in fn().items():
+        for image_id, containers in fn(engine).items():
             used.setdefault(image_id, []).extend(containers)
     return used
 
@@ -257,7 +261,7 @@ class ImageCollection(Collection):
         """``rmi``: untag, and delete the image once no name is left. Returns Docker's
         ``[{"Untagged": ...}, {"Deleted": ...}]`` list."""
         rec = self.store.get(name)
-        used = images_in_use().get(rec.id, [])
+        used = images_in_use(self.engine).get(rec.id, [])
         result: list[dict] = []
         by_name = False
         try:
@@ -292,7 +296,7 @@ class ImageCollection(Collection):
         return result
 
     def prune(self, *, all: bool = False, filters: dict | None = None) -> dict:
-        used = images_in_use()
+        used = images_in_use(self.engine)
         deleted = []
         reclaimed = 0
         for rec in self.store.list():

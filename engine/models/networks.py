@@ -123,10 +123,9 @@ def existing_bridge_subnet(name: str) -> str | None:
 
 def _network_check(engine, repair: bool) -> list[str]:
     """Sandboxes (netns, veth, leases, nft rules) of containers that no longer run."""
-    try:
-        alive = {c.id for c in engine.containers.list(all=False)}
-    except Exception:  # containers may not be available in a minimal install
-        return []
+    from ..network import manager  # noqa: F401 - registers the network tables
+
+    alive = {c.id for c in engine.containers.list(all=False)}
     rows = engine.db.query("SELECT container_id FROM net_sandboxes")
     stale = [r["container_id"] for r in rows if r["container_id"] not in alive]
     if stale and repair:

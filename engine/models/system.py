@@ -15,26 +15,33 @@ from ..image import oci
 
 _CHECKS: dict = {}
 
-#: Modules that register rows for ``system df``, checks and ``info`` fields when imported.
-_CONTRIBUTORS = ("volumes", "containers", "networks", "build")
+
+def register_check(name: str, fn) -> None:
+    """Other parts (containers, networks) add checks: ``fn(engine, repair) -> list[str]``."""
+    _CHECKS[name] = fn
+
+#: Modules that, when imported, register rows for ``system df``, checks, ``info`` fields, images in
+#: use and references that garbage collection must keep (kept out of CLI start-up).
+_CONTRIBUTORS = (
+    "portside.engine.models.volumes",
+    "portside.engine.models.containers",
+    "portside.engine.models.networks",
+    "portside.engine.models.build",
+    "portside.engine.build.cache",
+    "portside.engine.registry",
+)
 
 
-def _load_contributors() -> None:
-    """Import the model modules that add to check/df/info (kept out of CLI start-up)."""
+def load_contributors() -> None:
+    """Import every module that adds to check/df/info/GC (idempotent, cheap after the first)."""
     import importlib
 
-    for name in _CONTRIBUTORS:
-        module = f"portside.engine.models.{name}"
+    for module in _CONTRIBUTORS:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-
-
-def register_check(name: str, fn) -> None:
-    """Other parts (containers, networks) add checks: ``fn(engine, repair) -> list[str]``."""
-    _CHECKS[name] = fn
 
 
 class System:
@@ -44,7 +51,7 @@ class System:
     def check(self, *, repair: bool = False) -> list[str]:
         """Verify every blob, reference, image record and snapshot; returns the problems found
         (with ``repair``, what was fixed). An empty list means the store is consistent."""
-        _load_contributors()
+        load_contributors()
         eng = self.engine
         store = eng.image_store
         problems: list[str] = []
@@ -108,12 +115,12 @@ class System:
         return problems
 
     def df(self) -> list[dict]:
-        _load_contributors()
+        load_contributors()
         eng = self.engine
         images = eng.images.list()
         from .images import images_in_use
 
-        used = images_in_use()
+        used = images_in_use(eng)
         total = sum(i.attrs["Size"] for i in images)
         active = [i for i in images if i.id in used]
         reclaim = total - sum(i.attrs["Size"] for i in active)
@@ -124,7 +131,7 @@ class System:
         return rows
 
     def info(self) -> dict:
-        _load_contributors()
+        load_contributors()
         eng = self.engine
         from ..runtime_info import runtime_summary
 
