@@ -445,8 +445,14 @@ class ContainerCollection(Collection):
         def opened():
             with lc.rootfs(rec) as root:
                 paths = lc.paths(rec)
-                mounts = [(f"/etc/{n}", str(paths.etc_file(n))) for n in
-                          ("hostname", "hosts", "resolv.conf") if paths.etc_file(n).exists()]
+                live = rec.extra.get("EtcFiles") or {}
+                mounts = []
+                for n in ("hostname", "hosts", "resolv.conf"):
+                    source = live.get(f"/etc/{n}")
+                    if source and Path(source).exists():
+                        mounts.append((f"/etc/{n}", source))
+                    elif paths.etc_file(n).exists():
+                        mounts.append((f"/etc/{n}", str(paths.etc_file(n))))
                 mounts += [(m["Destination"], m["Source"]) for m in rec.mounts
                            if m.get("Source") and m.get("Destination")]
                 yield ContainerFS(Path(root), mounts)

@@ -628,8 +628,8 @@ class Lifecycle:
                                   f"an absolute path")
         network = self._network_for(rec)
         etc_files = rec.extra.get("EtcFiles") or {}
-        if not etc_files:
-            self._write_etc_files(rec, network)
+        # the container's own copies serve cp and inspect while it is stopped
+        self._write_etc_files(rec, network)
         mounts = []
         for etc in ("hostname", "hosts", "resolv.conf"):
             if any(m.get("Destination") == f"/etc/{etc}" for m in rec.mounts):

@@ -55,7 +55,7 @@ def test_daily_commands(ctr, tmp_path):
     doc = json.loads(ctr("inspect", "web").out)[0]
     assert doc["Id"] == cid and doc["Name"] == "/web" and doc["State"]["Running"] is True
     assert doc["Config"]["Hostname"] == "h" and doc["GraphDriver"]["Name"] == "overlay"
-    assert doc["State"]["Pid"] > 0 and doc["HostConfig"]["NetworkMode"] == "none"
+    assert doc["State"]["Pid"] > 0 and doc["HostConfig"]["NetworkMode"] == "default"
     assert ctr("exec", "web", "hostname").out.strip() == "h"
     assert ctr("exec", "web", "sh", "-c", "exit 3", check=False).returncode == 3
     # stop: the trap answers SIGTERM at once, and its output is logged

@@ -54,7 +54,7 @@ def test_host_config_values():
 
 def test_default_network_is_none_until_bridges_land():
     _, host, _ = _build("busybox")
-    assert host["NetworkMode"] == "none"
+    assert host["NetworkMode"] == "default"
 
 
 @pytest.mark.parametrize("text,policy", [
