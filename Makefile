@@ -14,7 +14,7 @@ APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-regis
 	iproute2 zstd apache2-utils golang-github-containers-common python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv test test-unit lab labext jupyter-links wheel clean bench
+.PHONY: help deps venv compile test test-unit lab labext jupyter-links wheel clean bench
 
 help:
 	@echo "make test   set up and run the whole test suite (as root)"
@@ -37,6 +37,11 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(MAKE) --no-print-directory jupyter-links
 	touch $@
 
+# Byte-compile the package even where PYTHONDONTWRITEBYTECODE is set: every CLI call would
+# otherwise recompile what it imports (about 50 ms).
+compile: venv
+	$(PY) -m compileall -q engine kernel portside >/dev/null
+
 # The editable install does not copy data files: point the venv's Jupyter at the repository's
 # prebuilt side panel, the server extension switch and the "Python 3 (portside)" kernel.
 jupyter-links:
@@ -52,7 +57,7 @@ labext: venv
 
 venv: $(VENV)/.installed
 
-test: deps venv
+test: deps venv compile
 	$(VENV)/bin/pytest -q
 
 test-unit: venv

@@ -98,22 +98,95 @@ def arguments(fn_args: Callable[[argparse.ArgumentParser], None]):
     return wrap
 
 
-# The command modules register themselves on import.
-def _load_commands() -> None:
-    if COMMANDS:
-        return
-    from .commands import images, system  # noqa: F401
-    for optional in ("containers", "volumes", "networks", "build", "registry"):
-        try:
-            __import__(f"portside.engine.commands.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"portside.engine.commands.{optional}":
-                raise
+#: Every command module (engine/commands/<name>.py); each registers its commands on import.
+COMMAND_MODULES = ("images", "system", "containers", "volumes", "networks", "build", "registry",
+                   "repro")
+
+#: Which modules define each top-level word, so a command line imports and builds only what it
+#: uses (building the whole argparse tree costs ~80 ms). tests/unit/test_cli_index.py checks this
+#: table against the modules themselves.
+COMMAND_INDEX: dict[str, tuple[str, ...]] = {
+    "attach": ("containers",), "build": ("build",), "builder": ("build",),
+    "commit": ("containers",), "container": ("containers",), "cp": ("containers",),
+    "create": ("containers",), "diff": ("containers",), "events": ("system",),
+    "exec": ("containers",), "export": ("containers",), "history": ("images",),
+    "image": ("build", "images", "registry", "repro"), "images": ("images",),
+    "import": ("images",), "info": ("system",), "inspect": ("images",), "kill": ("containers",),
+    "load": ("images",), "lock": ("repro",), "login": ("registry",), "logout": ("registry",),
+    "logs": ("containers",), "manifest": ("registry",), "network": ("networks",),
+    "pause": ("containers",), "port": ("containers",), "ps": ("containers",),
+    "pull": ("registry",), "push": ("registry",), "rename": ("containers",),
+    "restart": ("containers",), "rm": ("containers",), "rmi": ("images",),
+    "run": ("containers",), "save": ("images",), "search": ("registry",),
+    "start": ("containers",), "stats": ("containers",), "stop": ("containers",),
+    "system": ("system",), "tag": ("images",), "top": ("containers",),
+    "unpause": ("containers",), "version": ("system",), "volume": ("volumes",),
+    "wait": ("containers",),
+}
+#: ``inspect`` looks through every kind of object, so it needs every module's inspector.
+_NEEDS_ALL = {"inspect"}
+
+_LOADED: set[str] = set()
 
 
-def build_parser(prog: str = "portside") -> argparse.ArgumentParser:
-    """The whole command tree as an argparse parser (shared by the CLI and the magics)."""
-    _load_commands()
+def _load_commands(modules: tuple[str, ...] | None = None) -> None:
+    """Import command modules (all of them by default); each registers its commands once."""
+    import importlib
+
+    for name in COMMAND_MODULES if modules is None else modules:
+        if name in _LOADED:
+            continue
+        _LOADED.add(name)
+        importlib.import_module(f"portside.engine.commands.{name}")
+
+
+def _words(argv: list[str]) -> tuple[str | None, str | None]:
+    """The command word and the word after it (a group's subcommand), skipping ``--root``."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--root":
+            i += 2
+            continue
+        if word.startswith("--root="):
+            i += 1
+            continue
+        if word.startswith("-"):
+            return None, None
+        nxt = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+        return word, nxt
+    return None, None
+
+
+def _modules_for(argv: list[str]) -> tuple[str, ...] | None:
+    """The command modules a command line needs, or None for all (help, unknown words)."""
+    word, _ = _words(argv)
+    if word is None or word in _NEEDS_ALL:
+        return None
+    return COMMAND_INDEX.get(word)
+
+
+def _wants(cmd: "Command", word: str | None, sub: str | None) -> bool:
+    """Whether ``cmd`` can be what the command line names (None: no narrowing)."""
+    if word is None:
+        return True
+    if cmd.group == word:
+        return sub is None or sub == cmd.name or sub in cmd.aliases
+    if not cmd.group or cmd.top_level:
+        name = cmd.top_name or cmd.name
+        return word == name or (not cmd.group and word in cmd.aliases)
+    return False
+
+
+def build_parser(prog: str = "portside", modules: tuple[str, ...] | None = None,
+                 words: tuple[str | None, str | None] = (None, None)) -> argparse.ArgumentParser:
+    """The command tree as an argparse parser (shared by the CLI and the magics).
+
+    ``modules`` and ``words`` narrow it to the commands a command line can mean (the CLI passes
+    what argv needs; a narrowed parser that fails is rebuilt whole for Docker-like errors).
+    """
+    _load_commands(modules)
+    wanted = None if modules is None else {f"portside.engine.commands.{m}" for m in modules}
     parser = _Parser(prog=prog, description="A daemonless container engine, Docker's commands.",
                      allow_abbrev=False)
     parser.add_argument("-v", "--version", action="store_true", help="print version information")
@@ -125,7 +198,11 @@ def build_parser(prog: str = "portside") -> argparse.ArgumentParser:
                   "system": "Manage portside", "builder": "Manage builds",
                   "manifest": "Manage image manifests"}
     for cmd in COMMANDS:
-        if cmd.group:
+        if wanted is not None and cmd.handler.__module__ not in wanted:
+            continue
+        if not _wants(cmd, *words):
+            continue
+        if cmd.group and (words[0] is None or words[0] == cmd.group):
             if cmd.group not in groups:
                 gp = sub.add_parser(cmd.group, help=group_help.get(cmd.group, ""),
                                     allow_abbrev=False)
@@ -147,8 +224,15 @@ def build_parser(prog: str = "portside") -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str], prog: str = "portside") -> argparse.Namespace:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    modules = _modules_for(argv)
+    args = None
+    if modules is not None:
+        try:
+            args = build_parser(prog, modules, _words(argv)).parse_args(argv)
+        except (UsageError, _HelpShown):
+            args = None
+    if args is None:
+        args = build_parser(prog).parse_args(argv)
     if getattr(args, "_handler", None) is None:
         if getattr(args, "_command", None):
             raise UsageError(f"{prog} {args._command}: a subcommand is required")

@@ -19,7 +19,15 @@ Commands that only make sense in a notebook are handled here:
     Copy variables between the host kernel and the container's namespace.
 ``%%container build [-t NAME:TAG] [--build-arg K=V] [CONTEXT]``
     The cell is the Dockerfile; the context defaults to the notebook's folder; progress is drawn
-    as widgets (:mod:`portside.kernel.widgets`).
+    as widgets (:mod:`portside.kernel.widgets`). ``SOURCE_DATE_EPOCH`` comes from the notebook's
+    ``portside.lock`` (recorded there on the first build), so a rebuild gives the same image id;
+    the image's manifest names the notebook and cell it came from (``io.portside.source``).
+``%container lock [IMAGE...]``
+    Pin the images this notebook built, ran or pulled in ``portside.lock`` (:mod:`portside.engine.lock`);
+    with ``locked = true`` in it, names resolve through it and drift is an error.
+``%container commit NAME REPO:TAG`` / ``%container dockerfile NAME``
+    A commit records the cells run in the container (``io.portside.recipe``), and ``dockerfile``
+    prints a Dockerfile that redoes them from the base image (:mod:`portside.engine.recipe`).
 
 A bad command line is an IPython ``UsageError`` (one line); an engine error is one line naming
 the thing at fault; only an exception from the user's own code in a container shows a traceback,
@@ -48,7 +56,7 @@ from .display import Listing, Record
 DATA_COMMANDS = frozenset({"ps", "ls", "list", "images", "history", "inspect", "info", "version",
                            "df", "top", "port", "search"})
 #: Commands handled by the magics themselves (not in the CLI table, or notebook-specific).
-NOTEBOOK_COMMANDS = ("attach", "detach", "send", "recv")
+NOTEBOOK_COMMANDS = ("attach", "detach", "send", "recv", "dockerfile")
 
 
 class _ArgParser(argparse.ArgumentParser):
@@ -86,6 +94,10 @@ def _build_parser() -> _ArgParser:
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     p.add_argument("--target", help="stop at this stage")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--source-date-epoch", type=int,
+                   help="timestamps for a reproducible image (default: from portside.lock)")
+    p.add_argument("--no-source-date-epoch", action="store_true",
+                   help="use the current time, not the lock's SOURCE_DATE_EPOCH")
     return p
 
 
@@ -162,6 +174,10 @@ class ContainerMagics(Magics):
         self.sessions: dict[tuple[str, str | None], AgentSession] = {}
         self.attached: tuple[str, str | None] | None = None
         self._matcher: Any = None
+        #: cells run in each container (by container id), for the recipe a commit records
+        self.recipes: dict[str, list[Any]] = {}
+        #: images this session built, ran or pulled: what ``%container lock`` pins by default
+        self.used_images: list[str] = []
 
     # ------------------------------------------------------------------ engine
     @property
@@ -206,6 +222,8 @@ class ContainerMagics(Magics):
                 return self._detach(rest)
             if cmd in ("send", "recv"):
                 return self._transfer(cmd, rest)
+            if cmd == "dockerfile":
+                return self._dockerfile(rest)
             return self._cli(argv)
         except _Shown:
             return None
@@ -224,6 +242,7 @@ class ContainerMagics(Magics):
     def _cli(self, argv: list[str]) -> Any:
         from portside.engine import cli
 
+        _load_repro_commands()
         try:
             args = cli.parse(argv, prog="%container")
         except cli._HelpShown:
@@ -248,6 +267,7 @@ class ContainerMagics(Magics):
             from .widgets import BuildProgress
 
             ctx.progress = _LazyWidget(BuildProgress)  # type: ignore[attr-defined]
+        self._before_command(top, command, args)
         result = args._handler(ctx, args)
         if data:
             text = out.getvalue()
@@ -293,6 +313,8 @@ class ContainerMagics(Magics):
                 _publish(msg)
 
         reply = sess.execute(cell, sink, cwd=args.workdir, env=env or None)
+        if "error" not in outputs:
+            self._record(args.container, "python", cell, args.workdir, env)
         if reply.get("restarted") and self.show_restart_note:
             sys.stderr.write(f"note: the agent in {args.container} was restarted; earlier "
                              "variables are gone\n")
@@ -311,6 +333,8 @@ class ContainerMagics(Magics):
                           workdir=args.workdir, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         code = stream_process(proc)
+        if code == 0:
+            self._record(args.container, "shell", cell, args.workdir, env)
         if code == 127:
             raise UsageError(f"{self.default_shell} not found in {args.container}")
         if code:
@@ -339,11 +363,25 @@ class ContainerMagics(Magics):
 
             display(widget)
         kwargs: dict[str, Any] = {"tags": args.tag, "build_args": _pairs(args.build_arg, "--build-arg")}
+        sde = self._source_date_epoch(args)
+        if sde is not None:
+            kwargs["source_date_epoch"] = sde
+        # provenance: the builder moves this label into the manifest's annotations
+        nb, cell_id = self.notebook_name(), self.cell_id()
+        kwargs["labels"] = {"io.portside.source": f"notebook:{nb or 'unknown'}"
+                                                  + (f"#cell={cell_id}" if cell_id else "")}
+        self.used_images.extend(args.tag)
         if args.no_cache:
             kwargs["no_cache"] = True
         if args.target:
             kwargs["target"] = args.target
         last: Any = None
+        from portside.engine import lock as lockmod
+
+        lock = lockmod.load()
+        if lockmod.is_locked(lock) and build == getattr(engine.builds, "build", None):
+            def build(text: str, ctx_dir: str, **kw: Any) -> Any:  # noqa: F811
+                return lockmod.locked_build(engine, text, ctx_dir, lock=lock, **kw)
         try:
             result = build(cell, context, progress=widget, **kwargs)
             if hasattr(result, "__next__"):
@@ -362,6 +400,110 @@ class ContainerMagics(Magics):
             print(getattr(final, "image_id", None) or getattr(final, "id", final))
         else:
             print_summary(final)
+        return None
+
+    # ------------------------------------------------------------------ reproducibility
+    def cell_id(self) -> str:
+        """The id of the notebook cell running now ('' outside a notebook)."""
+        try:
+            parent = self.shell.get_parent()  # ipykernel
+        except AttributeError:
+            parent = getattr(self.shell, "parent_header", None)
+        meta = (parent or {}).get("metadata") or {}
+        return str(meta.get("cellId") or meta.get("cell_id") or "")
+
+    def notebook_name(self) -> str:
+        """The notebook's file name (JupyterLab sets ``JPY_SESSION_NAME``), or ''."""
+        path = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__session__") or ""
+        return os.path.basename(str(path))
+
+    def _source_date_epoch(self, args: argparse.Namespace) -> int | None:
+        """The build's SOURCE_DATE_EPOCH: the flag, else the lock's (recorded there on the first
+        build, so every later build of this notebook uses the same one), else the environment."""
+        if args.no_source_date_epoch:
+            return None
+        if args.source_date_epoch is not None:
+            return args.source_date_epoch
+        if os.environ.get("SOURCE_DATE_EPOCH"):
+            return None  # the engine reads it
+        from portside.engine import lock as lockmod
+
+        lock = lockmod.load()
+        if lock is None:
+            import time
+
+            lock = lockmod.LockFile(lockmod.find_lock(), source_date_epoch=int(time.time()))
+            lock.save()
+        elif lock.source_date_epoch is None:
+            import time
+
+            lock.source_date_epoch = int(time.time())
+            lock.save()
+        return lock.source_date_epoch
+
+    def _before_command(self, top: str | None, command: str | None, args: Any) -> None:
+        """Notebook additions to CLI commands: lock enforcement for run/create/pull, the
+        recipe for commit, the session's images for lock."""
+        from portside.engine import lock as lockmod
+
+        if top in ("run", "create") and getattr(args, "image", None):
+            self.used_images.append(args.image)
+            args.image = lockmod.enforce(self.engine, args.image)
+        elif (top == "pull" or command == "pull") and getattr(args, "name", None):
+            self.used_images.append(args.name)
+            args.name = lockmod.enforce_pull(args.name)
+        elif (top == "commit" or command == "commit") and getattr(args, "container", None):
+            recipe = self.recipe(args.container)
+            if recipe is not None:
+                args.change = [*(getattr(args, "change", None) or []), *recipe.changes()]
+        elif top == "lock" and not args.images:
+            lock = lockmod.load(args.file) if args.file else lockmod.load()
+            known = set(lock.images) if lock else set()
+            args.images = [n for n in dict.fromkeys(self.used_images)
+                           if self.engine.images.exists(n)] or sorted(known)
+
+    def _record(self, container: str, kind: str, code: str, workdir: str | None,
+                env: dict[str, str]) -> None:
+        from portside.engine.recipe import RecipeCell
+
+        try:
+            ident = self.engine.containers.get(container).id
+        except Exception:  # the container went away; nothing to commit later
+            return
+        self.recipes.setdefault(ident, []).append(
+            RecipeCell(self.cell_id(), kind, code, workdir or None, tuple(sorted(env.items()))))
+
+    def recipe(self, container: str) -> Any:
+        """The recipe a commit of ``container`` records: its image's own recipe and the cells
+        this notebook ran in it (None when it ran none)."""
+        from portside.engine.recipe import recipe_for_container_image
+
+        ctr = self.engine.containers.get(container)
+        cells = self.recipes.get(ctr.id)
+        if not cells:
+            return None
+        image_id = ctr.attrs.get("Image") or ctr.image.id
+        return recipe_for_container_image(self.engine, image_id, cells)
+
+    def _dockerfile(self, argv: list[str]) -> str:
+        p = _ArgParser(prog="%container dockerfile",
+                       description="Print a Dockerfile that rebuilds a container's (or a "
+                                   "committed image's) state from its base image.")
+        p.add_argument("name", help="container or committed image")
+        p.add_argument("-o", "--output", help="write it to this file too")
+        args = p.parse_args(argv)
+        from portside.engine.errors import NotFound
+        from portside.engine.recipe import dockerfile, dockerfile_for
+
+        try:
+            recipe = self.recipe(args.name)
+        except NotFound:
+            recipe = None
+        text = dockerfile(recipe) if recipe is not None else dockerfile_for(self.engine, args.name)
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+        print(text, end="")
         return None
 
     # ------------------------------------------------------------------ send / recv
@@ -476,6 +618,16 @@ class ContainerMagics(Magics):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+
+def _load_repro_commands() -> None:
+    """Make sure ``lock``, ``image diff`` and ``image dockerfile`` are in the command table (the
+    table loads its own modules first; this one is added after them)."""
+    from portside.engine import cli
+
+    cli._load_commands()
+    if not any(c.name == "lock" for c in cli.COMMANDS):
+        import portside.engine.commands.repro  # noqa: F401
 
 
 def stream_process(proc: subprocess.Popen) -> int:

@@ -327,7 +327,9 @@ CMD echo hi
     doc = engine.image_store.config(rec)
     cfg = doc["config"]
     assert "APP_VERSION=2.0" in cfg["Env"]
-    assert cfg["Labels"] == {"org.example.version": "2.0", "extra": "yes"}
+    # the user's labels, next to the provenance labels every build carries
+    assert cfg["Labels"].items() >= {"org.example.version": "2.0", "extra": "yes"}.items()
+    assert "org.opencontainers.image.base.digest" in cfg["Labels"]
     assert cfg["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
     assert cfg["Volumes"] == {"/data": {}}
     assert cfg["StopSignal"] == "SIGINT"
