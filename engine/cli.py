@@ -315,6 +315,19 @@ def print_object(ctx: Context, fmt: str | None, objects: list[Any]) -> None:
     ctx.out.write(format_object(None, objects) + "\n")
 
 
+def add_locked_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--locked", action="store_true",
+                   help="resolve images through portside.lock; any drift is an error")
+
+
+def lock_active(args: argparse.Namespace) -> bool:
+    """Whether a lock may apply (cheap: no lock module import unless one could be in force)."""
+    if getattr(args, "locked", False):
+        os.environ["PORTSIDE_LOCKED"] = "1"
+    return bool(os.environ.get("PORTSIDE_LOCKED") or os.environ.get("PORTSIDE_LOCK")
+                or os.path.exists("portside.lock"))
+
+
 def open_input(ctx: Context, path: str | None):
     if path in (None, "-"):
         if ctx.stdin is None:

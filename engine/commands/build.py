@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import Context, arguments, command
+from ..cli import Context, add_locked_flag, arguments, command, lock_active
 from ..errors import InvalidArgument, NotFound
 
 
@@ -42,6 +42,7 @@ def _build_args(p):
                                                           "quiet", "rawjson"),
                    help="progress output: auto, plain or json")
     p.add_argument("--platform", help="target platform (os/arch)")
+    add_locked_flag(p)
     p.add_argument("--pull", action="store_true", help="accepted for compatibility")
 
 
@@ -83,11 +84,32 @@ def build(ctx: Context, args):
             if ctx.stdin is None:
                 raise InvalidArgument("build -f -: nothing on standard input")
             dockerfile = ctx.stdin.read().decode()
-    image = ctx.engine.builds.build(
-        dockerfile, context, dockerfile_path=dockerfile_path, tags=args.tag,
-        build_args=_key_values(args.build_arg, "build argument", from_env=True),
-        target=args.target, no_cache=args.no_cache,
-        labels=_key_values(args.label, "label"), progress=progress, platform=args.platform)
+    build_args = _key_values(args.build_arg, "build argument", from_env=True)
+    labels = _key_values(args.label, "label")
+    lock = None
+    if lock_active(args):
+        from .. import lock as locks
+
+        lock = locks.load()
+        if not locks.is_locked(lock):
+            lock = None
+    if lock is not None:
+        if dockerfile is None:
+            name = args.file or "Dockerfile"
+            path = Path(args.path, name) if not os.path.isabs(name) else Path(name)
+            try:
+                dockerfile = path.read_text()
+            except OSError as exc:
+                raise NotFound(f"failed to read dockerfile {path}: {exc.strerror}") from None
+        image = locks.locked_build(ctx.engine, dockerfile, context, tags=args.tag,
+                                   build_args=build_args, target=args.target,
+                                   no_cache=args.no_cache, labels=labels, progress=progress,
+                                   lock=lock)
+    else:
+        image = ctx.engine.builds.build(
+            dockerfile, context, dockerfile_path=dockerfile_path, tags=args.tag,
+            build_args=build_args, target=args.target, no_cache=args.no_cache,
+            labels=labels, progress=progress, platform=args.platform)
     if args.iidfile:
         Path(args.iidfile).write_text(image.id)
     if quiet:

@@ -18,7 +18,8 @@ import os
 import sys
 import time
 
-from ..cli import Context, arguments, command, parse_filters, print_object, print_table
+from ..cli import (Context, add_locked_flag, arguments, command, lock_active, parse_filters,
+                   print_object, print_table)
 from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
 from ..runtime.containers import network_mode
 from . import images as _images
@@ -86,6 +87,7 @@ def _create_args(p: argparse.ArgumentParser) -> None:
     a("--ulimit", action="append", default=[], help="ulimit options (name=soft[:hard])")
     a("--init", action="store_true", help="run an init inside the container (accepted, no-op)")
     a("--platform", help="set platform if server is multi-platform capable")
+    add_locked_flag(p)
     a("--pull", default="missing", help="pull image before running (missing only)")
     a("-a", "--attach", action="append", default=[], help="attach to STDIN, STDOUT or STDERR")
     a("--detach-keys", default="ctrl-p,ctrl-q", help="override the key sequence for detaching")
@@ -297,6 +299,7 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
 @command("create", "Create a new container", group="container", top_level=True)
 @arguments(_create_args)
 def create(ctx: Context, args):
+    _resolve_locked(ctx, args)
     config, host_config, name = build_create(args)
     container = ctx.engine.containers.create_from(config, host_config, name=name)
     for warning in container.attrs["HostConfig"].get("Warnings") or []:
@@ -311,10 +314,19 @@ def _run_args(p):
     _create_args(p)
 
 
+def _resolve_locked(ctx: Context, args) -> None:
+    """Under a lock, the image name resolves to the pinned image (drift is an error)."""
+    if lock_active(args):
+        from ..lock import enforce
+
+        args.image = enforce(ctx.engine, args.image)
+
+
 @command("run", "Create and run a new container from an image", group="container",
          top_level=True)
 @arguments(_run_args)
 def run(ctx: Context, args):
+    _resolve_locked(ctx, args)
     config, host_config, name = build_create(args)
     if args.detach and args.rm:
         pass  # the monitor removes it when it exits

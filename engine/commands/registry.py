@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ..cli import Context, arguments, command, parse_filters, print_table
+from ..cli import (Context, add_locked_flag, arguments, command, lock_active, parse_filters,
+                   print_table)
 from ..errors import InvalidArgument
 
 
@@ -37,12 +38,18 @@ def _pull_args(p):
     p.add_argument("-q", "--quiet", action="store_true", help="suppress verbose output")
     p.add_argument("--platform", help="set platform if server is multi-platform capable")
     _tls_arg(p)
+    add_locked_flag(p)
 
 
 @command("pull", "Download an image from a registry", group="image", top_level=True)
 @arguments(_pull_args)
 def pull(ctx: Context, args):
     from ..image.reference import parse_reference
+
+    if lock_active(args):
+        from ..lock import enforce_pull
+
+        args.name = enforce_pull(args.name)
 
     ref = parse_reference(args.name, default_tag=None)
     from ..models.registry import Registries

@@ -193,3 +193,23 @@ def test_commit_recipe_rebuilds_the_same_files(tmp_path, monkeypatch):
         assert engine.images.exists("rebuilt:1")
     finally:
         magics.close()
+
+
+def test_cli_locked_flag_resolves_and_refuses_drift(cli, busybox_image, tmp_path):
+    """`run --locked` and `build --locked` go through the lock from the terminal too."""
+    ctx = tmp_path / "lockctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo one > /one\n")
+    env = {"SOURCE_DATE_EPOCH": "1700000000", "PORTSIDE_LOCK": str(tmp_path / "portside.lock")}
+    cli("build", "-q", "-t", "locked:1", str(ctx), env=env)
+    cli("lock", "--file", str(tmp_path / "portside.lock"), "locked:1", env=env)
+    assert cli("run", "--rm", "--locked", "locked:1", "cat", "/one", env=env).out.strip() == "one"
+    # the Dockerfile drifts: a locked build refuses, naming what changed
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo two > /one\n")
+    drift = cli("build", "--locked", "-q", "-t", "locked:1", str(ctx), env=env, check=False)
+    assert drift.returncode == 125 and "Dockerfile changed" in drift.err
+    # a name the lock does not pin is refused under --locked (the base busybox is pinned too)
+    cli("tag", "busybox", "unpinned:1")
+    assert cli("run", "--rm", "--locked", "busybox", "true", env=env).returncode == 0
+    other = cli("run", "--rm", "--locked", "unpinned:1", "true", env=env, check=False)
+    assert other.returncode == 125 and other.err.count("\n") == 1
