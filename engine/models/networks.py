@@ -106,6 +106,13 @@ def _label_ok(labels: dict, item: str) -> bool:
 
 def existing_bridge_subnet(name: str) -> str | None:
     """The IPv4 subnet already on a bridge of that name (another root made it), or None."""
+    from ..network.manager import _off_event_loop
+
+    return _off_event_loop(_existing_bridge_subnet)(name)
+
+
+def _existing_bridge_subnet(name: str) -> str | None:
+    """The IPv4 subnet already on a bridge of that name (another root made it), or None."""
     import ipaddress
 
     from pyroute2 import IPRoute

@@ -39,6 +39,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -78,6 +79,43 @@ class Attachment:
     macs: dict[str, str] = field(default_factory=dict)
     ports: list[PortSpec] = field(default_factory=list)
     etc_files: dict[str, Path] = field(default_factory=dict)
+
+
+def _off_event_loop(method):
+    """Run a netlink-using method in a worker thread when this thread runs an asyncio loop.
+
+    pyroute2's synchronous API drives its own event loop, which fails inside a thread that
+    already runs one (a Jupyter kernel's main thread); a short-lived thread sidesteps that.
+    """
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        asyncio = sys.modules.get("asyncio")
+        running = None
+        if asyncio is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+        if running is None:
+            return method(*args, **kwargs)
+        box: dict = {}
+
+        def target() -> None:
+            try:
+                box["value"] = method(*args, **kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name="portside-netlink")
+        worker.start()
+        worker.join()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    return wrapper
 
 
 class NetworkManager:
@@ -140,6 +178,7 @@ class NetworkManager:
             self._sync_firewall()
         self._verified.add(row["bridge"])
 
+    @_off_event_loop
     def ensure_default(self) -> dict:
         """Create (or repair) the default network ``bridge`` on ``portside0``.
 
@@ -184,6 +223,7 @@ class NetworkManager:
                       datetime.now(timezone.utc).isoformat()))
         return net_id
 
+    @_off_event_loop
     def create(self, name: str, subnet: str | None = None, internal: bool = False,
                labels: dict[str, str] | None = None) -> dict:
         """Create a user-defined bridge network.
@@ -230,6 +270,7 @@ class NetworkManager:
             raise
         return self.inspect(name)
 
+    @_off_event_loop
     def remove(self, name: str) -> None:
         """Remove a user-defined network.
 
@@ -294,6 +335,7 @@ class NetworkManager:
             "Labels": json.loads(row["labels"]),
         }
 
+    @_off_event_loop
     def prune(self) -> list[str]:
         """Remove every user-defined network with no container attached; returns their names."""
         removed = []
@@ -311,6 +353,7 @@ class NetworkManager:
     def _etc_dir(self, container_id: str) -> Path:
         return self.run_dir / "net" / container_id
 
+    @_off_event_loop
     def attach(self, container_id: str, name: str,
                networks: Sequence[str] | str = (DEFAULT_NETWORK,),
                ports: Iterable[PortSpec] = (), hostname: str | None = None,
@@ -493,6 +536,7 @@ class NetworkManager:
                          "/etc/resolv.conf": etc / "resolv.conf"}
         return att
 
+    @_off_event_loop
     def detach(self, container_id: str) -> None:
         """Undo :meth:`attach`: rules, namespace, veths, leases, files; idempotent.
 
@@ -558,6 +602,7 @@ class NetworkManager:
 
     # ----- connect / disconnect --------------------------------------------------------------
 
+    @_off_event_loop
     def connect(self, network: str, container_id: str, netns_path: str | Path, name: str,
                 aliases: Sequence[str] = ()) -> str:
         """Connect a namespace (a running container's) to one more network.
@@ -611,6 +656,7 @@ class NetworkManager:
             raise
         return str(ip)
 
+    @_off_event_loop
     def disconnect(self, network: str, container_id: str) -> None:
         """Remove a container's endpoint on one network (its other endpoints stay).
 
@@ -697,6 +743,7 @@ class NetworkManager:
 
     # ----- crash repair ----------------------------------------------------------------------
 
+    @_off_event_loop
     def cleanup_stale(self, alive_ids: Iterable[str]) -> list[str]:
         """Remove what dead containers and killed processes left behind.
 
