@@ -136,8 +136,8 @@ def _load_commands(modules: tuple[str, ...] | None = None) -> None:
     for name in COMMAND_MODULES if modules is None else modules:
         if name in _LOADED:
             continue
-        _LOADED.add(name)
         importlib.import_module(f"portside.engine.commands.{name}")
+        _LOADED.add(name)
 
 
 def _words(argv: list[str]) -> tuple[str | None, str | None]:
@@ -313,6 +313,31 @@ def print_object(ctx: Context, fmt: str | None, objects: list[Any]) -> None:
         ctx.out.write(json.dumps(objects) + "\n")
         return
     ctx.out.write(format_object(None, objects) + "\n")
+
+
+class _TextSink:
+    """A binary stream over a text one (a notebook's stdout has no ``.buffer``)."""
+
+    def __init__(self, text: TextIO) -> None:
+        import codecs
+
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, data: bytes) -> int:
+        self._text.write(self._decoder.decode(bytes(data)))
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def binary_stream(text: TextIO):
+    """The binary side of a text stream: its ``.buffer``, or an adapter that decodes UTF-8."""
+    return getattr(text, "buffer", None) or _TextSink(text)
 
 
 def add_locked_flag(p: argparse.ArgumentParser) -> None:

@@ -18,8 +18,8 @@ import os
 import sys
 import time
 
-from ..cli import (Context, add_locked_flag, arguments, command, lock_active, parse_filters,
-                   print_object, print_table)
+from ..cli import (Context, add_locked_flag, arguments, binary_stream, command, lock_active,
+                   parse_filters, print_object, print_table)
 from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
 from ..runtime.containers import network_mode
 from . import images as _images
@@ -423,8 +423,8 @@ def _follow_output(ctx: Context, paths) -> None:
     connect, and keeps stdout and stderr apart."""
     from ..runtime.logs import _decode_line
 
-    out = getattr(ctx, "stdout_binary", None) or sys.stdout.buffer
-    err = sys.stderr.buffer if ctx.err is sys.stderr else None
+    out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
+    err = binary_stream(ctx.err)
     buf = b""
     delay = 0.002
     f = None
@@ -484,7 +484,7 @@ def _attach_tty(ctx: Context, lc, rec, interactive: bool, detach_keys: bytes) ->
             _tty.setraw(fd)
             size = os.get_terminal_size(fd)
             resize = (size.lines, size.columns)
-        out = getattr(ctx, "stdout_binary", None) or sys.stdout.buffer
+        out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
         code = attach(paths.attach_socket, stdin, out, out, detach_keys=detach_keys,
                       resize=resize)
     except NotFound:
@@ -839,8 +839,8 @@ def logs(ctx: Context, args):
     out = getattr(ctx, "stdout_binary", None)
     for stream, data in entries:  # type: ignore[union-attr]
         if stream == "stderr" and ctx.err is sys.stderr:
-            sys.stderr.buffer.write(data)
-            sys.stderr.buffer.flush()
+            binary_stream(ctx.err).write(data)
+            ctx.err.flush()
         elif out is not None:
             out.write(data)
             if args.follow:
@@ -972,9 +972,9 @@ def attach_(ctx: Context, args):
     if rec.config.get("Tty"):
         code = _attach_tty(ctx, lc, rec, not args.no_stdin, _detach_keys(args.detach_keys))
     else:
-        out = getattr(ctx, "stdout_binary", None) or sys.stdout.buffer
+        out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
         stdin = None if args.no_stdin or not rec.config.get("OpenStdin") else ctx.stdin
-        code = attach(lc.paths(rec).attach_socket, stdin, out, sys.stderr.buffer,
+        code = attach(lc.paths(rec).attach_socket, stdin, out, binary_stream(ctx.err),
                       detach_keys=_detach_keys(args.detach_keys))
     if code is None or code < 0:
         if lc.paths(rec).exit_file.exists():
@@ -1021,7 +1021,7 @@ def cp(ctx: Context, args):
             src = "/" + src
         with coll.container_fs(src_ctr) as fs:
             if dest == "-":
-                out = getattr(ctx, "stdout_binary", None) or sys.stdout.buffer
+                out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
                 write_archive(fs, src, out)
                 out.flush()
             else:
@@ -1083,7 +1083,7 @@ def export(ctx: Context, args):
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return 0
-    out = getattr(ctx, "stdout_binary", None) or sys.stdout.buffer
+    out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
     if hasattr(out, "isatty") and out.isatty():
         raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or "
                               "redirect")

@@ -70,7 +70,10 @@ def test_two_processes_import_and_tag_into_one_root(cli, tmp_path, portside_root
         procs.append(subprocess.Popen([PORTSIDE, "import", str(tars[0]), f"same:{round_}"], env=env,
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE))
-    results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]
+    results = []
+    for p in procs:
+        _out, err = p.communicate(timeout=120)
+        results.append((p.returncode, err.decode()))
     for code, err in results:
         assert code == 0, err
     tags = set(cli("images", "--format", "{{.Repository}}:{{.Tag}}").out.split())
@@ -87,7 +90,8 @@ def test_two_processes_import_and_tag_into_one_root(cli, tmp_path, portside_root
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE) for r in range(3)]
     for p in procs:
-        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
     assert cli("system", "check").out.strip() == "store is consistent"
     assert len(set(cli("images", "-q").out.split())) == 6
     moved = cli("images", "--filter", "reference=moved", "--format", "{{.Tag}}").out.split()

@@ -153,7 +153,7 @@ def test_eight_processes_fifty_transactions_each(tmp_path: Path) -> None:
     setup = Database(tmp_path / "metadata.db")
     with setup.transaction() as conn:
         conn.execute("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-        conn.execute("CREATE TABLE events (who INTEGER, seq INTEGER, n INTEGER)")
+        conn.execute("CREATE TABLE txlog (who INTEGER, seq INTEGER, n INTEGER)")
         conn.execute("INSERT INTO counter VALUES (1, 0)")
     setup.close()
     body = """
@@ -163,8 +163,8 @@ def test_eight_processes_fifty_transactions_each(tmp_path: Path) -> None:
                 # Read-modify-write: only correct if transactions really serialize.
                 n = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()[0]
                 conn.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))
-                conn.execute("INSERT INTO events VALUES (?, ?, ?)", (me, i, n + 1))
-            db.query("SELECT count(*) FROM events")  # readers run between writers
+                conn.execute("INSERT INTO txlog VALUES (?, ?, ?)", (me, i, n + 1))
+            db.query("SELECT count(*) FROM txlog")  # readers run between writers
         db.close()
         print("ok")
     """
@@ -172,10 +172,10 @@ def test_eight_processes_fifty_transactions_each(tmp_path: Path) -> None:
     db = Database(tmp_path / "metadata.db")
     try:
         assert db.query("SELECT n FROM counter")[0][0] == 400
-        assert db.query("SELECT count(*) FROM events")[0][0] == 400
+        assert db.query("SELECT count(*) FROM txlog")[0][0] == 400
         # Every increment saw a distinct value: no lost update.
-        assert db.query("SELECT count(DISTINCT n) FROM events")[0][0] == 400
-        per_process = [r[0] for r in db.query("SELECT count(*) FROM events GROUP BY who")]
+        assert db.query("SELECT count(DISTINCT n) FROM txlog")[0][0] == 400
+        per_process = [r[0] for r in db.query("SELECT count(*) FROM txlog GROUP BY who")]
         assert per_process == [50] * 8
     finally:
         db.close()

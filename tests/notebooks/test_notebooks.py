@@ -37,8 +37,7 @@ def kernel_env(tmp_path, portside_root, monkeypatch, debian_tar):
     from portside.kernel.kernelspec import install
 
     missing = _missing_commands()
-    if missing:
-        pytest.skip(f"the command table lacks {', '.join(missing)}")
+    assert not missing, f"the command table lacks {', '.join(missing)}"
     jupyter = tmp_path / "jupyter"
     install(prefix=str(jupyter))
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter / "share" / "jupyter"))

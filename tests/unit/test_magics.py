@@ -27,6 +27,10 @@ def ip():
     from IPython.testing.globalipapp import start_ipython
 
     shell = start_ipython()
+    if shell is None:  # IPython's test shell is a singleton: another module started it
+        from IPython import get_ipython
+
+        shell = get_ipython()
     shell.run_line_magic("load_ext", "portside")
     return shell
 
