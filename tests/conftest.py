@@ -179,3 +179,15 @@ def host_unchanged(request):
     after = host_snapshot()
     leaked = {k: sorted(after[k] - before[k]) for k in before if after[k] - before[k]}
     assert not leaked, f"test left resources behind: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def ipython():
+    """IPython's test shell with ``%load_ext portside`` (a singleton: one per test session)."""
+    pytest.importorskip("IPython")
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "portside")
+    return shell

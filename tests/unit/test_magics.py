@@ -22,17 +22,9 @@ from portside.kernel.display import Listing, parse_text_table  # noqa: E402
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
-    if shell is None:  # IPython's test shell is a singleton: another module started it
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    shell.run_line_magic("load_ext", "portside")
-    return shell
+@pytest.fixture
+def ip(ipython):
+    return ipython
 
 
 @pytest.fixture
