@@ -121,14 +121,53 @@ def main() -> int:
             shutil.rmtree(bundle, ignore_errors=True)
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
                   flush=True)
+        push_times = _push_rounds(work, name, args.rounds)
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\npull of a {args.mb} MB image, median of {args.rounds} rounds:")
-    for k, v in med.items():
-        print(f"  {k:14s} {v:7.2f} s   ratio to portside {v / med['portside']:.2f}")
+    for title, series in ((f"pull of a {args.mb} MB image", times),
+                          (f"push of a {args.mb} MB image to an empty registry", push_times)):
+        med = {k: statistics.median(v) for k, v in series.items()}
+        print(f"\n{title}, median of {args.rounds} rounds:")
+        for k, v in med.items():
+            print(f"  {k:14s} {v:7.2f} s   ratio to portside {v / med['portside']:.2f}")
     return 0
+
+
+def _push_rounds(work: Path, name: str, rounds: int) -> dict[str, list[float]]:
+    """Push the same image from portside and from podman, each to a registry of its own that
+    has none of its blobs, alternating."""
+    times: dict[str, list[float]] = {"portside": [], "podman": []}
+    root = work / "push-ps"
+    env = dict(os.environ, PORTSIDE_ROOT=str(root))
+    subprocess.run([str(VENV_PORTSIDE), "pull", "-q", name], check=True, capture_output=True,
+                   env=env)
+    runroot = tempfile.mkdtemp(prefix="bq-", dir="/tmp")
+    pod = ["podman", "--root", str(work / "push-pod"), "--runroot", runroot, "--storage-driver",
+           "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    subprocess.run(pod + ["pull", "-q", "--tls-verify=false", name], check=True,
+                   capture_output=True)
+    try:
+        for r in range(rounds):
+            for who in ("portside", "podman"):
+                dest = Registry(work / f"push-{who}-{r}").start()
+                try:
+                    target = f"{dest.host}/bench/pushed:{r}"
+                    if who == "portside":
+                        subprocess.run([str(VENV_PORTSIDE), "tag", name, target], check=True,
+                                       env=env, capture_output=True)
+                        times[who].append(timed([str(VENV_PORTSIDE), "push", "-q", target], env))
+                    else:
+                        times[who].append(timed(pod + ["push", "--tls-verify=false", name,
+                                                       f"docker://{target}"]))
+                finally:
+                    dest.stop()
+            print(f"push round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s"
+                                                    for k, v in times.items()), flush=True)
+    finally:
+        subprocess.run(pod + ["system", "reset", "-f"], capture_output=True)
+        shutil.rmtree(runroot, ignore_errors=True)
+    return times
 
 
 if __name__ == "__main__":

@@ -155,6 +155,7 @@ class System:
             "CDISpecDirs": eng.config.cdi_spec_dirs,
         }
         info.update(runtime_summary(eng))
+        info["GPUs"] = _host_gpus()
         for name, fn in _INFO.items():
             info.update(fn(eng))
         return info
@@ -180,6 +181,19 @@ def register_df(name: str, fn) -> None:
 
 def register_info(name: str, fn) -> None:
     _INFO[name] = fn
+
+
+def _host_gpus() -> list[dict]:
+    """The host's NVIDIA GPUs, as ``info`` lists them (empty without a driver)."""
+    from ..errors import EngineError
+    from ..gpu.discover import discover
+
+    try:
+        host = discover()
+    except EngineError:
+        return []
+    return [{"Index": g.index, "Model": g.model, "UUID": g.uuid, "PCI": g.pci_bus_id}
+            for g in host.gpus]
 
 
 def _fs_type(path: Path) -> str:

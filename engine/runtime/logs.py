@@ -110,10 +110,12 @@ def _decode_line(line: bytes) -> tuple[str, bytes, float] | None:
         return None  # a torn or foreign line: skip it rather than fail the whole read
 
 
-def _tail_offset(f: IO[bytes], n: int, block: int = 65536) -> int:
-    """Offset of the start of the last ``n`` complete lines of ``f`` (0 if there are fewer)."""
-    f.seek(0, os.SEEK_END)
-    end = f.tell()
+def _tail_offset(f: IO[bytes], n: int, end: int | None = None, block: int = 65536) -> int:
+    """Offset of the start of the last ``n`` complete lines of ``f`` before ``end`` (0 if there
+    are fewer); a partial last line (the writer mid-write) is not counted."""
+    if end is None:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
     pos = end
     newlines = 0
     # The file ends with "\n"; the (n+1)-th newline from the end precedes the first wanted line.
@@ -171,13 +173,17 @@ def read_logs(path: str | os.PathLike[str], *, tail: int | None = None, since: f
                 if not (follow and is_running()):
                     return
                 time.sleep(POLL_INTERVAL)
+        # Without follow, the log is read as it was when asked: lines the container writes
+        # meanwhile would make `--tail N` return more than N.
+        end = None if follow else os.fstat(f.fileno()).st_size
         if tail is not None:
             if tail <= 0:
                 f.seek(0, os.SEEK_END)
             else:
-                f.seek(_tail_offset(f, tail))
+                f.seek(_tail_offset(f, tail, end))
         while True:
-            chunk = f.read(1 << 20)
+            want = 1 << 20 if end is None else min(1 << 20, end - f.tell())
+            chunk = f.read(want) if want > 0 else b""
             if chunk:
                 buf += chunk
                 lines = buf.split(b"\n")

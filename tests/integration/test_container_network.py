@@ -8,6 +8,7 @@ the engine's own bridge and table).
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.request
 
@@ -149,3 +150,16 @@ def test_port_conflict_is_one_line_and_leaves_nothing(cli, busybox_image, clean_
         holder.close()
     unknown = cli("run", "--rm", "--net", "nosuchnet", busybox_image, "true", check=False)
     assert unknown.returncode == 125 and "network nosuchnet not found" in unknown.err
+
+
+def test_connect_and_disconnect_a_running_container(cli, busybox_image, clean_network):
+    cli("network", "create", "--subnet", "10.231.55.0/24", "pstest-c")
+    cli("run", "-d", "--name", "roamer", busybox_image, "sleep", "60")
+    cli("network", "connect", "pstest-c", "roamer")
+    addrs = cli("exec", "roamer", "ip", "-4", "-o", "addr").out
+    assert "10.231.55." in addrs
+    members = json.loads(cli("network", "inspect", "-f", "{{json .Containers}}", "pstest-c").out)
+    assert [m["Name"] for m in members.values()] == ["roamer"]
+    cli("network", "disconnect", "pstest-c", "roamer")
+    assert "10.231.55." not in cli("exec", "roamer", "ip", "-4", "-o", "addr").out
+    assert json.loads(cli("network", "inspect", "-f", "{{json .Containers}}", "pstest-c").out) == {}

@@ -40,6 +40,13 @@ def test_wheel_installs_and_starts_the_console_script(tmp_path: Path):
     assert "portside/engine/image/store.py" in names
     assert "portside/kernel/__init__.py" in names
     assert not any(n.startswith(("engine/", "kernel/", "tests/")) for n in names)
+    # the side panel and the server switch ship prebuilt, so pip install needs no Node.js
+    data = [n for n in names if ".data/data/" in n]
+    assert any(n.endswith("share/jupyter/labextensions/portside/package.json") for n in data)
+    assert any("share/jupyter/labextensions/portside/static/remoteEntry." in n for n in data)
+    assert any(n.endswith("etc/jupyter/jupyter_server_config.d/portside.json") for n in data)
+    assert "portside/kernel/agent.py" in names
+    assert "portside/kernel/server/openapi.yaml" in names
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=False).create(env_dir)

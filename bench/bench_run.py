@@ -1,0 +1,112 @@
+"""Container start and exec latency: portside (engine API in a warm process, and the CLI) vs
+``docker run --rm`` and ``podman run --rm``, and ``exec CTR true`` on all three.
+
+Usage: ``.venv/bin/python bench/bench_run.py [--rounds N] [--network none|bridge]``
+
+The image is the busybox image portside bootstraps from Debian's busybox-static; Docker and
+podman load the very same image from a portside ``save`` archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from harness import (Docker, Podman, Portside, alternate, available, machine_line, report, timed,
+                     workspace)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--network", choices=("none", "bridge"), default="none")
+    args = ap.parse_args()
+    net = args.network
+    with workspace() as work:
+        print(f"# run --rm busybox true, --network {net} — {machine_line()}\n")
+        ps = Portside(work)
+        ps("image", "bootstrap", "busybox", "-q")
+        archive = work / "busybox.tar"
+        ps("save", "-o", str(archive), "busybox")
+        peers = [ps]
+        os.environ["PORTSIDE_ROOT"] = str(ps.root)
+        from portside.engine.api import Engine
+
+        engine = Engine()
+        net_args = ["--network", net] if net == "none" else []
+
+        def api_run() -> float:
+            start = time.perf_counter()
+            engine.containers.run("busybox", ["true"], remove=True,
+                                  network_mode="none" if net == "none" else "default")
+            return time.perf_counter() - start
+
+        contenders = {
+            "portside-api": api_run,
+            "portside": lambda: timed(lambda: ps("run", "--rm", *net_args, "busybox", "true")),
+        }
+        docker = podman = None
+        try:
+            if available("docker"):
+                docker = Docker(work, bridge=(net == "bridge"))
+                peers.append(docker)
+                docker("load", "-i", str(archive))
+                contenders["docker"] = lambda: timed(
+                    lambda: docker("run", "--rm", "--network", net if net == "none" else "bridge",
+                                   "busybox", "true"))
+            if available("podman"):
+                podman = Podman(work)
+                peers.append(podman)
+                podman("load", "-i", str(archive))
+                contenders["podman"] = lambda: timed(
+                    lambda: podman("run", "--rm", *Podman.RUN_LIMITS, "--network",
+                                   net if net == "none" else "bridge", "busybox", "true"))
+            results = alternate(contenders, args.rounds, warmup=2)
+            report(f"run --rm busybox true (--network {net})", results, baseline="portside")
+
+            # exec into a running container
+            ps("run", "-d", "--name", "benchexec", *net_args, "busybox", "sleep", "3600")
+            ex = {"portside": lambda: timed(lambda: ps("exec", "benchexec", "true"))}
+            if docker:
+                docker("run", "-d", "--name", "benchexec", "--network", "none", "busybox",
+                       "sleep", "3600")
+                ex["docker"] = lambda: timed(lambda: docker("exec", "benchexec", "true"))
+            if podman:
+                podman("run", "-d", "--name", "benchexec", *Podman.RUN_LIMITS, "--network", "none",
+                       "busybox", "sleep", "3600")
+                ex["podman"] = lambda: timed(lambda: podman("exec", "benchexec", "true"))
+            results = alternate(ex, args.rounds, warmup=2)
+            report("exec CTR true", results, baseline="portside")
+            pid = engine.containers.get("benchexec").attrs.get("MonitorPid")
+            rss = _monitor_rss()
+            if rss:
+                print(f"monitor RSS per running container: {rss / 1024:.1f} MB\n")
+            ps("rm", "-f", "benchexec")
+            _ = pid
+        finally:
+            engine.close()
+            for peer in peers:
+                peer.close()
+
+
+def _monitor_rss() -> int:
+    """VmRSS (kB) of a portside monitor process, found by its marker in argv."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"portside-monitor" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
+
+
+if __name__ == "__main__":
+    main()
