@@ -487,8 +487,10 @@ def _attach_tty(ctx: Context, lc, rec, interactive: bool, detach_keys: bytes) ->
         out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
         code = attach(paths.attach_socket, stdin, out, out, detach_keys=detach_keys,
                       resize=resize)
-    except NotFound:
-        code = -1  # it ended before we could attach; the exit file has the status
+    except (NotFound, ConnectionError, FileNotFoundError):
+        # It ended before we could attach: its output is in the log, its status in the exit file.
+        _follow_output(ctx, paths)
+        code = -1
     finally:
         if fd is not None and old is not None:
             import termios

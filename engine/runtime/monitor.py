@@ -39,6 +39,8 @@ IN_STDIN, IN_CLOSE, IN_RESIZE = 0, 1, 2
 #: A line longer than this is logged in pieces (partial entries), as Docker's json-file does.
 MAX_LINE = 16 * 1024
 READ_SIZE = 64 * 1024
+#: At most this much output is kept for the first attach client (see _Monitor.early).
+EARLY_LIMIT = 1 << 20
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -243,6 +245,11 @@ class _Monitor:
         self.cfg = cfg
         self.statuses = {}       # pid -> wait status of reaped children
         self.clients = []        # attached sockets
+        # Output framed before the first client attached, replayed to it: `run -t` attaches
+        # just after the start, and a fast container would otherwise print into the void.
+        self.early = []
+        self.early_size = 0
+        self.attached_once = False
         self.client_bufs = {}
         self.partial = {OUT_STDOUT: b"", OUT_STDERR: b""}
         self.log_fd = -1
@@ -330,6 +337,9 @@ class _Monitor:
 
     def broadcast(self, kind, payload):
         frame = FRAME.pack(kind, len(payload)) + payload
+        if not self.attached_once and kind != OUT_EXIT and self.early_size < EARLY_LIMIT:
+            self.early.append(frame)
+            self.early_size += len(frame)
         for client in list(self.clients):
             try:
                 client.sendall(frame)
@@ -546,6 +556,13 @@ class _Monitor:
                     client, _ = listener.accept()
                     client.settimeout(5.0)  # a stuck client is dropped, not the container
                     self.clients.append(client)
+                    if not self.attached_once:
+                        self.attached_once = True
+                        early, self.early = self.early, []
+                        try:
+                            client.sendall(b"".join(early))
+                        except OSError:
+                            self.drop(client)
                 elif r in outputs:
                     try:
                         data = os.read(r, READ_SIZE)

@@ -201,6 +201,9 @@ def test_tty_and_stdin(ctr):
     assert out == "got hello\n"
     proc = ctr("run", "--rm", "-t", "busybox", "sh", "-c", "tty >/dev/null && echo is-a-tty")
     assert proc.returncode == 0
+    # a container that prints and exits at once: nothing is lost before the attach
+    for _ in range(5):
+        assert ctr("run", "--rm", "-t", "busybox", "echo", "first").out.strip() == "first"
 
 
 def test_run_detached_outlives_the_cli_and_container_prune(ctr):
