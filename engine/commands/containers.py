@@ -388,7 +388,8 @@ def _run_attached(ctx: Context, cid: str, *, interactive: bool, tty: bool, detac
     paths = lc.paths(rec)
     if start:
         try:
-            lc.start(rec.id)
+            # without -i/-t nobody can detach, so this process sees the exit and cleans up
+            lc.start(rec.id, watched=not (interactive or tty))
         except EngineError:
             if rec.host_config.get("AutoRemove"):
                 _quiet_remove(lc, rec.id)

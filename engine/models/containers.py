@@ -405,9 +405,11 @@ class ContainerCollection(Collection):
             ContainerExit: it exited non-zero (the status is the exception's ``exit_code``).
         """
         container = self.create(image, command, auto_remove=remove and detach, **kwargs)
-        container.start()
         if detach:
+            container.start()
             return container
+        # we wait here and clean up after it, so the monitor needs no cleanup process of its own
+        container._done(self.lifecycle.start(container.id, watched=True))
         code = container.wait()["StatusCode"]
         out = container.logs(stdout=stdout, stderr=stderr)
         if remove:

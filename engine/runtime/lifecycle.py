@@ -543,8 +543,12 @@ class Lifecycle:
 
     # ---- start -------------------------------------------------------------------------------
 
-    def start(self, ref: str | ContainerRecord) -> ContainerRecord:
+    def start(self, ref: str | ContainerRecord, *, watched: bool = False) -> ContainerRecord:
         """Start a created or exited container; returns once its process runs.
+
+        ``watched``: the caller stays to wait for the exit and cleans up itself (a foreground
+        ``run`` that cannot be detached from), so the monitor need not start a cleanup process
+        of its own when the container ends — that saves a Python start-up per short run.
 
         Raises:
             IncorrectState: it is running or paused.
@@ -560,7 +564,7 @@ class Lifecycle:
             if not status.can_start():
                 raise IncorrectState(f"container {rec.name} is {status.value}")
             rec.state["ManuallyStopped"] = False
-            self._start_locked(rec)
+            self._start_locked(rec, watched=watched)
         return rec
 
     def _fresh(self, rec: ContainerRecord) -> ContainerRecord:
@@ -569,7 +573,7 @@ class Lifecycle:
             raise NotFound(f"no such container: {rec.name}")
         return self.refresh(fresh)
 
-    def _start_locked(self, rec: ContainerRecord) -> None:
+    def _start_locked(self, rec: ContainerRecord, *, watched: bool = False) -> None:
         from .monitor import spawn_monitor
 
         paths = self.paths(rec)
@@ -584,8 +588,11 @@ class Lifecycle:
 
             write_spec(paths.bundle, spec)
             paths.state_dir.mkdir(parents=True, exist_ok=True)
-            on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle", str(self.root),
-                       rec.id]
+            policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+            on_exit = None
+            if not watched or policy != "no":
+                on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle",
+                           str(self.root), rec.id]
             rec.monitor_pid = spawn_monitor(
                 runtime_path=self.runtime.path, runtime_root=self.runtime.state_root,
                 container_id=rec.id, bundle=paths.bundle, state_dir=paths.state_dir,
