@@ -162,10 +162,13 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def report(title: str, results: dict[str, Result], baseline: str = "portside") -> str:
-    lines = [f"## {title}", "", "| tool | median | runs | portside / tool |", "|---|---|---|---|"]
-    base = results[baseline].median
+    """A markdown table of medians, with each tool's time as a ratio of Docker's (or of the
+    baseline's when Docker did not run)."""
+    ref_name = "docker" if "docker" in results else baseline
+    ref = results[ref_name].median
+    lines = [f"## {title}", "", f"| tool | median | runs | time / {ref_name}'s |", "|---|---|---|---|"]
     for name, res in results.items():
-        ratio = base / res.median if res.median and name != baseline else 1.0
+        ratio = res.median / ref if ref else float("nan")
         lines.append(f"| {name} | {res.median * 1000:.0f} ms | {len(res.times)} | {ratio:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text, flush=True)

@@ -242,7 +242,6 @@ class ContainerMagics(Magics):
     def _cli(self, argv: list[str]) -> Any:
         from portside.engine import cli
 
-        _load_repro_commands()
         try:
             args = cli.parse(argv, prog="%container")
         except cli._HelpShown:
@@ -618,16 +617,6 @@ class ContainerMagics(Magics):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-
-
-def _load_repro_commands() -> None:
-    """Make sure ``lock``, ``image diff`` and ``image dockerfile`` are in the command table (the
-    table loads its own modules first; this one is added after them)."""
-    from portside.engine import cli
-
-    cli._load_commands()
-    if not any(c.name == "lock" for c in cli.COMMANDS):
-        import portside.engine.commands.repro  # noqa: F401
 
 
 def stream_process(proc: subprocess.Popen) -> int:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from portside.engine.errors import BuildError, InvalidArgument, NotFound, RuntimeFailure
+from portside.engine.process import pid_alive
 
 __all__ = ["Workspace", "RunRequest", "run_in_workspace", "resolve_in_root", "lookup_user",
            "commit_upper", "clean_stale"]
@@ -78,7 +79,7 @@ def clean_stale(tmp_root: Path) -> list[Path]:
                     continue
             except FileNotFoundError:
                 continue
-        if pid and _alive(pid):
+        if pid and pid_alive(pid):
             continue
         merged = entry / "merged"
         if os.path.ismount(merged):
@@ -87,16 +88,6 @@ def clean_stale(tmp_root: Path) -> list[Path]:
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Workspace:

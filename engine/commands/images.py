@@ -3,7 +3,6 @@ save, load."""
 
 from __future__ import annotations
 
-import sys
 
 from ..cli import Context, command, arguments, open_input, parse_filters, print_object, print_table
 from ..errors import EngineError, InvalidArgument, NotFound

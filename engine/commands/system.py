@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..cli import Context, arguments, command, print_object, print_table
+from ..cli import Context, arguments, command, print_table
 from ..units import human_size
 
 

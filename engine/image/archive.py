@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from .. import faults
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument
 from . import oci
 from .reference import Reference, parse_reference
 from .store import ImageRecord, ImageStore, LayerRef

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from .. import events, faults
+from ..process import pid_alive
 from ..errors import Conflict, CorruptStore, InvalidArgument, NotFound
 from ..store.content import ContentStore
 from ..store.db import Database
@@ -116,16 +117,6 @@ class ImageRecord:
         return [r for r in self.refs if "@" in r]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _TeeReader:
     """Reads a stream and copies every byte read into a content writer."""
 
@@ -183,7 +174,7 @@ class ImageStore:
         rows = conn.execute("SELECT resource, pid FROM leases").fetchall()
         live = set()
         for row in rows:
-            if _pid_alive(row["pid"]):
+            if pid_alive(row["pid"]):
                 live.add(row["resource"])
             else:
                 conn.execute("DELETE FROM leases WHERE pid = ?", (row["pid"],))

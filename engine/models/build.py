@@ -133,23 +133,19 @@ class BuildCollection(Collection):
 
 def _build_check(engine, repair: bool) -> list[str]:
     """Workspaces of builds whose process died (a crash or SIGKILL mid-RUN)."""
-    import os as _os
-
     tmp = Path(engine.root) / "build-cache" / "tmp"
     if not tmp.is_dir():
         return []
+    from ..process import pid_alive
+
     stale = []
     for entry in tmp.iterdir():
         try:
             pid = int((entry / "pid").read_text())
         except (OSError, ValueError):
             continue
-        try:
-            _os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             stale.append(entry)
-        except PermissionError:
-            pass
     if stale and repair:
         from ..build.run import clean_stale
 

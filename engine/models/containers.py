@@ -14,7 +14,6 @@ removed (``register_in_use``), their layers are kept by garbage collection
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time

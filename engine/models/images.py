@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
-from pathlib import Path
 from typing import BinaryIO, Callable
 
 from ..errors import Conflict, InvalidArgument, NotFound

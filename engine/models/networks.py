@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ..errors import Conflict, InvalidArgument, NotFound
+from ..errors import Conflict, InvalidArgument
 from .resource import Collection, Model
 
 PSEUDO = {

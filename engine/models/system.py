@@ -6,7 +6,6 @@ import os
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from .. import __version__

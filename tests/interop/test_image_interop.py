@@ -14,10 +14,11 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from interop.peers import PODMAN_RUN_LIMITS
 
 pytestmark = pytest.mark.interop
 
@@ -26,34 +27,6 @@ for tool in ("podman", "skopeo", "umoci"):
         pytestmark = [pytest.mark.interop,
                       pytest.mark.skip(reason=f"{tool} is not installed (make test installs it)")]
 
-# This host lacks CAP_SYS_RESOURCE: podman's default rlimits (raised above ours) are refused by
-# runc, so the podman side runs with lowered limits.
-PODMAN_RUN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-
-
-@pytest.fixture
-def podman(tmp_path: Path):
-    base = tmp_path / "podman"
-    # podman refuses a runroot path longer than 50 characters
-    runroot = Path(tempfile.mkdtemp(prefix="pspod-", dir="/tmp"))
-    args = ["podman", "--root", str(base / "root"), "--runroot", str(runroot),
-            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
-            "--tmpdir", str(base / "tmp")]
-
-    def run(*more: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(args + list(more), capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=180)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"podman {' '.join(more)} exited {proc.returncode}: {proc.stderr}")
-        return proc
-
-    yield run
-    subprocess.run(args + ["rm", "-af"], capture_output=True)
-    subprocess.run(args + ["system", "reset", "-f"], capture_output=True)
-    subprocess.run(["umount", "-R", str(base)], capture_output=True)
-    subprocess.run(["umount", "-R", str(runroot)], capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(runroot, ignore_errors=True)
 
 
 def _rich_rootfs(path: Path) -> Path:

@@ -10,10 +10,11 @@ import json
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from interop.peers import PODMAN_RUN_LIMITS
 
 from integration.registry_fixture import Registry
 
@@ -24,7 +25,6 @@ for tool in ("podman", "skopeo", "docker-registry"):
         pytestmark = [pytest.mark.interop,
                       pytest.mark.skip(reason=f"{tool} is not installed (make test installs it)")]
 
-PODMAN_RUN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
 @pytest.fixture
@@ -32,30 +32,6 @@ def registry(tmp_path: Path):
     reg = Registry(tmp_path / "registry").start()
     yield reg
     reg.stop()
-
-
-@pytest.fixture
-def podman(tmp_path: Path):
-    base = tmp_path / "podman"
-    runroot = Path(tempfile.mkdtemp(prefix="pspod-", dir="/tmp"))
-    args = ["podman", "--root", str(base / "root"), "--runroot", str(runroot),
-            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
-            "--tmpdir", str(base / "tmp")]
-
-    def run(*more: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(args + list(more), capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=180)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"podman {' '.join(more)} exited {proc.returncode}: {proc.stderr}")
-        return proc
-
-    yield run
-    subprocess.run(args + ["rm", "-af"], capture_output=True)
-    subprocess.run(args + ["system", "reset", "-f"], capture_output=True)
-    subprocess.run(["umount", "-R", str(base)], capture_output=True)
-    subprocess.run(["umount", "-R", str(runroot)], capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(runroot, ignore_errors=True)
 
 
 def _skopeo_raw(ref: str) -> bytes:

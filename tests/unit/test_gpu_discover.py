@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,18 +15,7 @@ from portside.engine.gpu.discover import (DeviceInfo, cuda_version_for_driver, d
 pytestmark = pytest.mark.unit
 
 
-def _fake_host_module():
-    name = "portside_tests_fake_gpu_host"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "gpu" / "fake_host.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake = _fake_host_module()
+from gpu import fake_host as fake  # noqa: E402 - tests/ is on sys.path
 LIB = fake.LIB_DIR
 
 

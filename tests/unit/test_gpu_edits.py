@@ -3,11 +3,9 @@ device check script's syntax."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +21,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _fake_host_module():
-    name = "portside_tests_fake_gpu_host"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests/gpu/fake_host.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake = _fake_host_module()
+from gpu import fake_host as fake  # noqa: E402 - tests/ is on sys.path
 LIB = fake.LIB_DIR
 RO = ["ro", "nosuid", "nodev", "bind"]
 CONTROL = [("/dev/nvidiactl", 195, 255), ("/dev/nvidia-uvm", fake.UVM_MAJOR, 0),
