@@ -80,6 +80,8 @@ class Docker:
         cmd = [DOCKERD, "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
                "--pidfile", str(self.dir / "docker.pid"), "-H", f"unix://{self.sock}",
                "--storage-driver", "overlay2", "--log-level", "error"]
+        self.tables_before = nft_tables()
+        self.bridge = bridge
         if not bridge:
             cmd += ["--bridge", "none", "--iptables=false", "--ip6tables=false"]
         self.log = open(self.dir / "dockerd.log", "wb")
@@ -107,6 +109,9 @@ class Docker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
+        if self.bridge:
+            run(["ip", "link", "delete", "docker0"], check=False)
+            drop_new_tables(self.tables_before)
         for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
             mnt = line.split()[4]
             if mnt.startswith(str(self.dir)):
@@ -122,6 +127,7 @@ class Podman:
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir / "podman"
         self.runroot = Path(tempfile.mkdtemp(prefix="pbench-", dir="/tmp"))
+        self.tables_before = nft_tables()
         self.args = ["podman", "--root", str(self.dir / "root"), "--runroot", str(self.runroot),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "none",
                      "--storage-driver", "overlay"]
@@ -132,9 +138,24 @@ class Podman:
     def close(self) -> None:
         run(self.args + ["rm", "-af"], check=False)
         run(self.args + ["system", "reset", "-f"], check=False)
+        run(["ip", "link", "delete", "podman0"], check=False)
+        drop_new_tables(self.tables_before)
         for d in (self.dir, self.runroot):
             run(["umount", "-R", str(d)], check=False)
             shutil.rmtree(d, ignore_errors=True)
+
+
+def nft_tables() -> set[str]:
+    """The host's nftables tables (``family name``), to remove what a peer left behind."""
+    out = run(["nft", "list", "tables"], check=False).stdout.decode()
+    return {line.split(None, 1)[1] for line in out.splitlines() if line.startswith("table ")}
+
+
+def drop_new_tables(before: set[str]) -> None:
+    """Delete the tables a peer (dockerd's iptables, podman's netavark) created during a run,
+    so a benchmark leaves the host's firewall as it found it."""
+    for table in sorted(nft_tables() - before):
+        run(["nft", "delete", "table", *table.split()], check=False)
 
 
 def available(name: str) -> bool:

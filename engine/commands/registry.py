@@ -27,6 +27,8 @@ def _tls_arg(p) -> None:
 def _renderer(ctx: Context, quiet: bool):
     if quiet:
         return None
+    if ctx.progress is not None:  # a notebook draws the same events as widgets
+        return ctx.progress
     from ..registry.progress import TerminalRenderer
 
     return TerminalRenderer(ctx.out, tty=ctx.interactive)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,21 @@ _SCHEMA_GENERATION = 0
 # Connections inherited over fork: never closed (closing them in the child could disturb the
 # parent's locks on the file), just kept alive so their finalizers never run.
 _ORPHANS: list[sqlite3.Connection] = []
+
+
+def _set_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL. A new file being switched by another process at the same moment answers
+    "database is locked" without waiting on busy_timeout, so retry that for a while."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 class _ThreadState(threading.local):
@@ -168,7 +184,7 @@ class Database:
                 # each thread still uses its own.
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _set_wal(conn)
                 conn.execute("PRAGMA foreign_keys = ON")
                 # WAL + NORMAL stays consistent across kill -9; only an OS crash can lose the
                 # last commits, never corrupt the file.
