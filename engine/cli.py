@@ -14,6 +14,7 @@ that cannot be invoked or found, otherwise the container's own status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -229,8 +230,8 @@ def parse(argv: list[str], prog: str = "portside") -> argparse.Namespace:
     if modules is not None:
         try:
             args = build_parser(prog, modules, _words(argv)).parse_args(argv)
-        except (UsageError, _HelpShown):
-            args = None
+        except UsageError:
+            args = None  # rebuilt whole below, for Docker-like error messages
     if args is None:
         args = build_parser(prog).parse_args(argv)
     if getattr(args, "_handler", None) is None:
@@ -347,10 +348,25 @@ def add_locked_flag(p: argparse.ArgumentParser) -> None:
 
 def lock_active(args: argparse.Namespace) -> bool:
     """Whether a lock may apply (cheap: no lock module import unless one could be in force)."""
-    if getattr(args, "locked", False):
-        os.environ["PORTSIDE_LOCKED"] = "1"
-    return bool(os.environ.get("PORTSIDE_LOCKED") or os.environ.get("PORTSIDE_LOCK")
-                or os.path.exists("portside.lock"))
+    return bool(getattr(args, "locked", False) or os.environ.get("PORTSIDE_LOCKED")
+                or os.environ.get("PORTSIDE_LOCK") or os.path.exists("portside.lock"))
+
+
+@contextlib.contextmanager
+def lock_forced(args: argparse.Namespace):
+    """``--locked`` for this one command: the lock is enforced while the block runs."""
+    if not getattr(args, "locked", False):
+        yield
+        return
+    old = os.environ.get("PORTSIDE_LOCKED")
+    os.environ["PORTSIDE_LOCKED"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PORTSIDE_LOCKED", None)
+        else:
+            os.environ["PORTSIDE_LOCKED"] = old
 
 
 def open_input(ctx: Context, path: str | None):

@@ -283,16 +283,27 @@ class Agent(object):
             except (EOFError, OSError):
                 self.requests.put(None)
                 return
+            except Exception:  # a frame that does not parse: the stream is lost, end cleanly
+                self.requests.put(None)
+                return
+            if not isinstance(msg, dict):
+                continue
             op = msg.get("op")
-            if op == "interrupt":
-                if self.state == _RUNNING and msg.get("target") in (None, self.current):
-                    signal.pthread_kill(self.main_thread, signal.SIGINT)
-            elif op == "complete":
-                self._reply(msg, **self.complete(msg.get("code", ""), msg.get("cursor")))
-            elif op == "ping":
-                self._reply(msg)
-            else:
-                self.requests.put(msg)
+            try:
+                if op == "interrupt":
+                    if self.state == _RUNNING and msg.get("target") in (None, self.current):
+                        signal.pthread_kill(self.main_thread, signal.SIGINT)
+                elif op == "complete":
+                    self._reply(msg, **self.complete(msg.get("code", ""), msg.get("cursor")))
+                elif op == "ping":
+                    self._reply(msg)
+                else:
+                    self.requests.put(msg)
+            except Exception as exc:  # one bad request must not stop the agent answering
+                try:
+                    self._reply(msg, status="error", message=f"{type(exc).__name__}: {exc}")
+                except Exception:
+                    pass
 
     def _reply(self, msg: dict, **fields) -> None:
         fields["type"] = "reply"
@@ -371,8 +382,15 @@ class Agent(object):
         if status == "ok" and result is not None:
             self.ns["_"] = result
             self.capture.drain()  # what the cell printed precedes its value
-            self.wire.send({"type": "execute_result", "data": _mime_bundle(result),
-                            "metadata": {}, "execution_count": n})
+            try:
+                frame = {"type": "execute_result", "data": _mime_bundle(result),
+                         "metadata": {}, "execution_count": n}
+                json.dumps(frame)
+            except Exception as exc:  # a repr that fails or cannot be sent: show the error
+                status = "error"
+                self._send_error(exc)
+            else:
+                self.wire.send(frame)
         self._flush_figures()
         self.capture.drain()
         return {"status": status, "execution_count": n}
@@ -390,7 +408,11 @@ class Agent(object):
             lines.append("Traceback (most recent call last):\n")
             lines.extend(traceback.format_list(frames))
         lines.extend(traceback.format_exception_only(type(exc), exc))
-        self.wire.send({"type": "error", "ename": type(exc).__name__, "evalue": str(exc),
+        try:
+            evalue = str(exc)
+        except Exception:  # an exception whose __str__ fails
+            evalue = lines[-1].strip()
+        self.wire.send({"type": "error", "ename": type(exc).__name__, "evalue": evalue,
                         "traceback": [line.rstrip("\n") for line in "".join(lines).splitlines()]})
 
     def display(self, *objs, **kwargs) -> None:
@@ -438,14 +460,14 @@ class Agent(object):
                 names = dir(obj)
             except Exception:
                 names = []
-            matches = sorted(n for n in names if n.startswith(prefix)
+            matches = sorted(n for n in names if isinstance(n, str) and n.startswith(prefix)
                              and (prefix.startswith("_") or not n.startswith("_")))
             return {"matches": matches, "start": cursor - len(prefix), "end": cursor}
         m = re.search(r"[A-Za-z_]\w*$", head)
         prefix = m.group(0) if m else ""
         pool = set(self.ns) | set(dir(__builtins__) if not isinstance(__builtins__, dict)
                                   else __builtins__) | set(keyword.kwlist)
-        matches = sorted(n for n in pool if n.startswith(prefix)
+        matches = sorted(n for n in pool if isinstance(n, str) and n.startswith(prefix)
                          and (prefix.startswith("_") or not n.startswith("_")))
         return {"matches": matches, "start": cursor - len(prefix), "end": cursor}
 

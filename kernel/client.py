@@ -302,6 +302,11 @@ class AgentSession:
             self._write_msg({"op": op, "id": rid, **fields})
         except BrokenPipeError:
             raise self._died() from None
+        except BaseException:
+            # interrupted mid-frame: the agent holds half a message and the stream is lost;
+            # the next cell starts a fresh agent (and says the namespace was lost)
+            self.kill()
+            raise
         last_interrupt = 0.0
         while True:
             try:

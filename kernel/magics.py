@@ -246,8 +246,22 @@ class ContainerMagics(Magics):
             args = cli.parse(argv, prog="%container")
         except cli._HelpShown:
             return None
+        engine = self.engine
+        one_off = None
         if getattr(args, "root", None):
-            self.root = args.root
+            # --root applies to this command only, as in the CLI
+            from portside.engine.api import Engine
+
+            engine = one_off = Engine(root=args.root)
+        try:
+            return self._run_parsed(args, engine)
+        finally:
+            if one_off is not None:
+                one_off.close()
+
+    def _run_parsed(self, args: Any, engine: Any) -> Any:
+        from portside.engine import cli
+
         command = getattr(args, "_subcommand", None) or getattr(args, "_command", None)
         top = getattr(args, "_command", None)
         if top in ("run", "start", "exec", "create"):
@@ -256,7 +270,7 @@ class ContainerMagics(Magics):
                 args.tty = False
         data = command in DATA_COMMANDS
         out = io.StringIO() if data else sys.stdout
-        ctx = cli.Context(engine=self.engine, out=out, err=sys.stderr, stdin=None,
+        ctx = cli.Context(engine=engine, out=out, err=sys.stderr, stdin=None,
                           stdout_binary=None, interactive=False, magic=True)
         if command == "pull" or top == "pull":
             from .widgets import PullProgress
@@ -622,9 +636,14 @@ class ContainerMagics(Magics):
 def stream_process(proc: subprocess.Popen) -> int:
     """Copy a process's stdout/stderr to ours as they come; Ctrl-C interrupts it. Returns its status."""
     def pump(src: Any, dst: Any) -> None:
-        for chunk in iter(lambda: src.read1(65536), b""):
-            dst.write(chunk.decode(errors="replace"))
-            dst.flush()
+        try:
+            for chunk in iter(lambda: src.read1(65536), b""):
+                dst.write(chunk.decode(errors="replace"))
+                dst.flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            src.close()  # the reader closes its pipe: a background child may keep it open
 
     threads = [threading.Thread(target=pump, args=(proc.stdout, sys.stdout), daemon=True),
                threading.Thread(target=pump, args=(proc.stderr, sys.stderr), daemon=True)]
@@ -641,7 +660,6 @@ def stream_process(proc: subprocess.Popen) -> int:
 
             proc.send_signal(_signal.SIGINT if interrupted == 1 else _signal.SIGKILL)
     for t in threads:
-        t.join(timeout=5)
-    proc.stdout.close()
-    proc.stderr.close()
+        # a background process started by the cell keeps the pipes open: don't wait for it
+        t.join(timeout=0.5)
     return code

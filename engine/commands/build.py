@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import Context, add_locked_flag, arguments, command, lock_active
+from ..cli import Context, add_locked_flag, arguments, command, lock_active, lock_forced
 from ..errors import InvalidArgument, NotFound
 
 
@@ -86,6 +86,19 @@ def build(ctx: Context, args):
             dockerfile = ctx.stdin.read().decode()
     build_args = _key_values(args.build_arg, "build argument", from_env=True)
     labels = _key_values(args.label, "label")
+    with lock_forced(args):
+        image = _build_maybe_locked(ctx, args, dockerfile, context, dockerfile_path, build_args,
+                                    labels, progress)
+    if args.iidfile:
+        Path(args.iidfile).write_text(image.id)
+    if quiet:
+        ctx.print(image.id)
+    return image.id
+
+
+def _build_maybe_locked(ctx: Context, args, dockerfile, context, dockerfile_path, build_args,
+                        labels, progress):
+    """Build, through portside.lock when it is enforced (inputs checked, tags moved last)."""
     lock = None
     if lock_active(args):
         from .. import lock as locks
@@ -93,28 +106,21 @@ def build(ctx: Context, args):
         lock = locks.load()
         if not locks.is_locked(lock):
             lock = None
-    if lock is not None:
-        if dockerfile is None:
-            name = args.file or "Dockerfile"
-            path = Path(args.path, name) if not os.path.isabs(name) else Path(name)
-            try:
-                dockerfile = path.read_text()
-            except OSError as exc:
-                raise NotFound(f"failed to read dockerfile {path}: {exc.strerror}") from None
-        image = locks.locked_build(ctx.engine, dockerfile, context, tags=args.tag,
-                                   build_args=build_args, target=args.target,
-                                   no_cache=args.no_cache, labels=labels, progress=progress,
-                                   lock=lock)
-    else:
-        image = ctx.engine.builds.build(
+    if lock is None:
+        return ctx.engine.builds.build(
             dockerfile, context, dockerfile_path=dockerfile_path, tags=args.tag,
             build_args=build_args, target=args.target, no_cache=args.no_cache,
             labels=labels, progress=progress, platform=args.platform)
-    if args.iidfile:
-        Path(args.iidfile).write_text(image.id)
-    if quiet:
-        ctx.print(image.id)
-    return image.id
+    if dockerfile is None:
+        name = args.file or "Dockerfile"
+        path = Path(args.path, name) if not os.path.isabs(name) else Path(name)
+        try:
+            dockerfile = path.read_text()
+        except OSError as exc:
+            raise NotFound(f"failed to read dockerfile {path}: {exc.strerror}") from None
+    return locks.locked_build(ctx.engine, dockerfile, context, tags=args.tag,
+                              build_args=build_args, target=args.target, no_cache=args.no_cache,
+                              labels=labels, progress=progress, lock=lock)
 
 
 def _looks_like_archive(data: bytes) -> bool:

@@ -317,9 +317,11 @@ def _run_args(p):
 def _resolve_locked(ctx: Context, args) -> None:
     """Under a lock, the image name resolves to the pinned image (drift is an error)."""
     if lock_active(args):
+        from ..cli import lock_forced
         from ..lock import enforce
 
-        args.image = enforce(ctx.engine, args.image)
+        with lock_forced(args):
+            args.image = enforce(ctx.engine, args.image)
 
 
 @command("run", "Create and run a new container from an image", group="container",

@@ -49,9 +49,11 @@ def pull(ctx: Context, args):
     from ..image.reference import parse_reference
 
     if lock_active(args):
+        from ..cli import lock_forced
         from ..lock import enforce_pull
 
-        args.name = enforce_pull(args.name)
+        with lock_forced(args):
+            args.name = enforce_pull(args.name)
 
     ref = parse_reference(args.name, default_tag=None)
     from ..models.registry import Registries

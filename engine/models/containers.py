@@ -99,8 +99,10 @@ class Container(Model):
 
     def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
              timestamps: bool = False, tail: int | str | None = None, since: float | None = None,
-             until: float | None = None, follow: bool = False) -> bytes | Iterator[tuple[str, bytes]]:
-        """The container's output. ``stream``/``follow`` give an iterator of (stream, bytes)."""
+             until: float | None = None, follow: bool = False,
+             stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
+        """The container's output. ``stream``/``follow`` give an iterator of (stream, bytes);
+        ``stop`` (a callable) ends a follow early, e.g. when the reader has gone away."""
         from ..runtime.logs import read_logs
 
         rec = self.collection.store.resolve(self.id)
@@ -108,6 +110,8 @@ class Container(Model):
         tail_n = None if tail in (None, "all") else int(tail)
 
         def running() -> bool:
+            if stop is not None and stop():
+                return False
             fresh = self.collection.store.get_by_id(rec.id)
             if fresh is None:
                 return False

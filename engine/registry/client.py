@@ -49,9 +49,25 @@ _CHUNK = 1 << 20
 
 
 def is_local(host: str) -> bool:
-    """``localhost``, ``127.x.x.x`` or ``::1`` (the port, if any, is ignored)."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    return name in _LOCAL_HOSTS or name.startswith("127.") or name == "[::1]"
+    """``localhost`` or a loopback address such as ``127.0.0.1`` or ``::1`` (port ignored).
+
+    Only real loopback addresses count: ``127.example.com`` is a name like any other and is
+    spoken to over TLS.
+    """
+    import ipaddress
+
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        name = host.rsplit(":", 1)[0]
+    else:
+        name = host
+    if name in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def is_insecure(domain: str, insecure_registries: list[str] | tuple[str, ...] = ()) -> bool:
@@ -288,7 +304,9 @@ class RegistryClient:
         while True:
             hdrs = dict(headers or {})
             hdrs.setdefault("User-Agent", "portside/0.1")
-            same_host = urllib.parse.urlsplit(url).netloc == self._netloc
+            parts = urllib.parse.urlsplit(url)
+            # credentials go only to the same host over the same scheme (never https -> http)
+            same_host = (parts.netloc, parts.scheme) == (self._netloc, self._scheme)
             if sent and same_host:
                 hdrs["Authorization"] = sent
             if body is None and method in ("PUT", "POST", "PATCH"):

@@ -604,7 +604,8 @@ class ContainerLogsHandler(PortsideHandler):
         await self.start_stream()
 
         def make(stop: Callable[[], bool]) -> Iterator[Any]:
-            return iter(container.logs(stream=True, follow=True, **opts))
+            # stop ends the follow when the client leaves, even if the container stays silent
+            return iter(container.logs(stream=True, follow=True, stop=stop, **opts))
         await self.pump(make, _log_line)
 
 
