@@ -526,11 +526,12 @@ def _finish_foreground(lc, rec) -> int:
         wait_until(lambda: not lc._runtime_knows(fresh), 2)
         lc.refresh(fresh, monitor_gone=True)
         code = int(fresh.state.get("ExitCode", 0))
+        # mounts, cgroup and network go first (idempotent), also when --rm deletes it next
+        lc.finalize(fresh)
         if fresh.host_config.get("AutoRemove"):
             lc._release_volumes(fresh, remove_anonymous=True)
             lc.store.delete(fresh)
-        else:
-            lc.finalize(fresh)
+    lc.unwatch(rec.id)
     return code
 
 
@@ -594,12 +595,14 @@ def _stop_args(p):
 def stop(ctx: Context, args):
     lc = _lc(ctx)
 
+    if args.signal:
+        from ..runtime.lifecycle import parse_signal
+
+        parse_signal(args.signal)  # a bad signal is refused before anything is stopped
+
     def one(name):
-        if args.signal:
-            rec = lc.store.resolve(name)
-            rec.config["StopSignal"] = args.signal
-            lc.store.save(rec)
-        lc.stop(name, args.time)
+        # -s applies to this stop only; the container's own StopSignal is left as it is
+        lc.stop(name, args.time, signal_=args.signal)
     return _each(ctx, args.containers, one)
 
 
@@ -1030,7 +1033,7 @@ def cp(ctx: Context, args):
                 write_archive(fs, src, out)
                 out.flush()
             else:
-                copy_out(fs, src, dest)
+                copy_out(fs, src, dest, archive=args.archive)
         return 0
     if not dest.startswith("/"):
         dest = "/" + dest

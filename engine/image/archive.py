@@ -159,11 +159,18 @@ def _safe_extract(stream: BinaryIO, target: Path) -> None:
     """Unpack an image archive: only plain files and folders, all below ``target``."""
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
-            name = member.name.lstrip("./") if member.name.startswith("./") else member.name
+            name = member.name
+            while name.startswith("./"):
+                name = name[2:]
+            name = name.rstrip("/")
+            if name in ("", "."):
+                continue  # `tar -C layout -cf img.tar .` starts with "./"
             parts = Path(name).parts
-            if not name or name.startswith("/") or ".." in parts or "\0" in name:
+            if name.startswith("/") or ".." in parts or "\0" in name:
                 raise InvalidArgument(f"invalid path in image archive: {member.name}")
-            dest = target.joinpath(*parts) if parts else target
+            dest = target.joinpath(*parts)
+            if dest.exists() and not member.isdir():
+                raise InvalidArgument(f"duplicate entry in image archive: {member.name}")
             if member.isdir():
                 dest.mkdir(parents=True, exist_ok=True)
                 continue
@@ -244,6 +251,8 @@ def load(store: ImageStore, stream: BinaryIO, *, tmp_root: Path,
             faults.point("load-extracted")
         except tarfile.TarError as exc:
             raise InvalidArgument(f"not an image archive: {exc}") from exc
+        except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
+            raise InvalidArgument(f"image archive has conflicting entries: {exc}") from None
         repo_tags: dict[str, list[str]] = {}
         docker_manifest = None
         if (work / "manifest.json").is_file():
@@ -251,14 +260,23 @@ def load(store: ImageStore, stream: BinaryIO, *, tmp_root: Path,
                 docker_manifest = json.loads((work / "manifest.json").read_text())
             except json.JSONDecodeError as exc:
                 raise InvalidArgument(f"bad manifest.json in image archive: {exc}") from exc
+            if not isinstance(docker_manifest, list) or not all(
+                    isinstance(e, dict) and isinstance(e.get("Config"), str)
+                    for e in docker_manifest):
+                raise InvalidArgument("malformed manifest.json in image archive")
             for entry in docker_manifest:
                 cfg = _archive_path(work, entry["Config"])
                 digest = oci.sha256_digest(cfg.read_bytes())
                 repo_tags[digest] = list(entry.get("RepoTags") or [])
-        if (work / "index.json").is_file():
-            return _load_oci(store, work, repo_tags, progress)
-        if docker_manifest is not None:
-            return _load_docker(store, work, docker_manifest, progress)
+        try:
+            if (work / "index.json").is_file():
+                return _load_oci(store, work, repo_tags, progress)
+            if docker_manifest is not None:
+                return _load_docker(store, work, docker_manifest, progress)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # a document of the wrong shape (json.JSONDecodeError is a ValueError)
+            raise InvalidArgument(f"malformed image archive: {type(exc).__name__}: {exc}") \
+                from None
         raise InvalidArgument("not an image archive: no index.json or manifest.json")
     finally:
         shutil.rmtree(work, ignore_errors=True)

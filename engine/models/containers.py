@@ -413,10 +413,13 @@ class ContainerCollection(Collection):
             return container
         # we wait here and clean up after it, so the monitor needs no cleanup process of its own
         container._done(self.lifecycle.start(container.id, watched=True))
-        code = container.wait()["StatusCode"]
-        out = container.logs(stdout=stdout, stderr=stderr)
-        if remove:
-            container.remove(force=True)
+        try:
+            code = container.wait()["StatusCode"]
+            out = container.logs(stdout=stdout, stderr=stderr)
+            if remove:
+                container.remove(force=True)
+        finally:
+            self.lifecycle.unwatch(container.id)
         if code != 0:
             raise ContainerExit(code, f"container {container.name} exited with {code}: "
                                       f"{out[-200:].decode(errors='replace').strip()}")

@@ -268,7 +268,23 @@ def _walk(tf: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
                 os.close(sub)
 
 
-def copy_out(fs: ContainerFS, src: str, dest: str) -> None:
+def _host_filter(archive: bool):
+    """What may land on the host from a container: never device nodes (a container can mknod
+    them); owners become the caller's unless ``archive`` (``cp -a``), as with Docker."""
+    uid, gid = os.geteuid(), os.getegid()
+
+    def host_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        member = tarfile.tar_filter(member, path)
+        if member.ischr() or member.isblk():
+            return None
+        if not archive:
+            member = member.replace(uid=uid, gid=gid, uname="", gname="", deep=False)
+        return member
+
+    return host_filter
+
+
+def copy_out(fs: ContainerFS, src: str, dest: str, *, archive: bool = False) -> None:
     """``cp CONTAINER:SRC DEST`` onto the host with Docker's placement rules.
 
     Raises:
@@ -310,7 +326,11 @@ def copy_out(fs: ContainerFS, src: str, dest: str) -> None:
                     rest = m.name[len(base):] if m.name.startswith(base) else m.name
                     m.name = name + rest
                 members.append(m)
-            tf.extractall(target_dir, members=members, filter="tar", numeric_owner=True)
+            try:
+                tf.extractall(target_dir, members=members, filter=_host_filter(archive),
+                              numeric_owner=True)
+            except tarfile.FilterError as exc:
+                raise InvalidArgument(f"refusing to copy {src}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------- into the container

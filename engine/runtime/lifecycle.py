@@ -189,6 +189,7 @@ class Lifecycle:
         self.store = ContainerStore(engine.db, self.root)
         self._runtime: OCIRuntime | None = None
         self._mounter = None
+        self._watch_fds: dict[str, int] = {}
 
     # ---- lazily made helpers ----------------------------------------------------------
 
@@ -547,8 +548,9 @@ class Lifecycle:
         """Start a created or exited container; returns once its process runs.
 
         ``watched``: the caller stays to wait for the exit and cleans up itself (a foreground
-        ``run`` that cannot be detached from), so the monitor need not start a cleanup process
-        of its own when the container ends — that saves a Python start-up per short run.
+        ``run``), holding the container's watch lock until :meth:`unwatch`. While it holds it,
+        the monitor skips its own cleanup process when the container ends (a Python start-up
+        saved per short run); if the caller dies, the lock goes with it and the monitor cleans up.
 
         Raises:
             IncorrectState: it is running or paused.
@@ -566,6 +568,20 @@ class Lifecycle:
             rec.state["ManuallyStopped"] = False
             self._start_locked(rec, watched=watched)
         return rec
+
+    def _watch(self, container_id: str, path: Path) -> None:
+        import fcntl
+
+        self.unwatch(container_id)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._watch_fds[container_id] = fd
+
+    def unwatch(self, container_id: str) -> None:
+        """Release the watch lock taken by ``start(watched=True)`` (after cleaning up)."""
+        fd = self._watch_fds.pop(container_id, None)
+        if fd is not None:
+            os.close(fd)
 
     def _fresh(self, rec: ContainerRecord) -> ContainerRecord:
         fresh = self.store.get_by_id(rec.id)
@@ -588,19 +604,30 @@ class Lifecycle:
 
             write_spec(paths.bundle, spec)
             paths.state_dir.mkdir(parents=True, exist_ok=True)
+            on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle",
+                       str(self.root), rec.id]
             policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
-            on_exit = None
-            if not watched or policy != "no":
-                on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle",
-                           str(self.root), rec.id]
+            watch_lock = paths.state_dir / "watch.lock"
+            if watched and policy == "no":
+                self._watch(rec.id, watch_lock)
             rec.monitor_pid = spawn_monitor(
                 runtime_path=self.runtime.path, runtime_root=self.runtime.state_root,
                 container_id=rec.id, bundle=paths.bundle, state_dir=paths.state_dir,
                 log_path=paths.log, tty=bool(rec.config.get("Tty")),
                 stdin_open=bool(rec.config.get("OpenStdin")),
-                attach_socket=paths.attach_socket, exit_file=paths.exit_file, on_exit=on_exit)
-        except EngineError as exc:
-            self.finalize(rec)
+                attach_socket=paths.attach_socket, exit_file=paths.exit_file, on_exit=on_exit,
+                watch_lock=watch_lock)
+        except BaseException as exc:
+            # whatever stopped the start (an engine error, ^C, a bad file in the image), nothing
+            # it set up stays behind: mount, cgroup, network sandbox
+            self.unwatch(rec.id)
+            with contextlib.suppress(EngineError):
+                self.finalize(rec)
+            if rec.extra.get("NetworkSettings") is not None or network_mode(
+                    rec.host_config) not in ("none", "host") and not network_mode(
+                    rec.host_config).startswith("container:"):
+                with contextlib.suppress(Exception):
+                    self.engine.network_manager.detach(rec.id)
             with contextlib.suppress(FileNotFoundError):
                 paths.exit_file.unlink()
             rec.state.update(Error=str(exc), ExitCode=getattr(exc, "exit_code", 125),
@@ -609,6 +636,8 @@ class Lifecycle:
                 rec.state["Status"] = "exited"
             with contextlib.suppress(NotFound):
                 self.store.save(rec)
+            if isinstance(exc, (OSError, ValueError)):
+                raise RuntimeFailure(f"cannot start container {rec.name}: {exc}") from exc
             raise
         try:
             pid = int((paths.state_dir / "init.pid").read_text().strip())
@@ -751,7 +780,8 @@ class Lifecycle:
                 self.runtime.resume(rec.id)
             rec.state.update(Status="running", Paused=False)
 
-    def stop(self, ref: str | ContainerRecord, timeout: int | None = None) -> ContainerRecord:
+    def stop(self, ref: str | ContainerRecord, timeout: int | None = None, *,
+             signal_: str | int | None = None) -> ContainerRecord:
         """Docker's ``stop``: the stop signal, up to ``timeout`` seconds, then SIGKILL.
 
         A container that is not running is left as it is (Docker does not fail either).
@@ -769,7 +799,7 @@ class Lifecycle:
             if status_of(rec) == Status.RESTARTING:
                 self._kill_monitor(rec)
             else:
-                sig = parse_signal(rec.config.get("StopSignal") or "SIGTERM")
+                sig = parse_signal(signal_ or rec.config.get("StopSignal") or "SIGTERM")
                 self._signal(rec, sig)
         if not self._wait_exit(rec, max(timeout, 0)):
             with contextlib.suppress(EngineError):

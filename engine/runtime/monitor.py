@@ -50,7 +50,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle, state_dir,
                   log_path, tty: bool, stdin_open: bool, attach_socket, exit_file,
-                  on_exit=None, timeout: float = 60.0) -> int:
+                  on_exit=None, watch_lock=None, timeout: float = 60.0) -> int:
     """Start the monitor of one container and return its pid once the container has started.
 
     Args:
@@ -65,6 +65,8 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
         attach_socket: the unix socket path clients attach to (under 108 bytes).
         exit_file: where the exit status JSON is written when the container exits.
         on_exit: argv run (exec'd) by the monitor after the container is gone, e.g. ``--rm``.
+        watch_lock: a file; while some process holds an flock on it, the monitor skips
+            ``on_exit`` (a foreground ``run`` that cleans up itself).
         timeout: seconds to wait for the container to start.
 
     Returns:
@@ -87,6 +89,7 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
         "bundle": str(bundle), "state_dir": str(state_dir), "log": str(log_path), "tty": tty,
         "stdin": stdin_open, "attach": str(attach_socket), "exit_file": str(exit_file),
         "on_exit": list(on_exit or []),
+        "watch_lock": str(watch_lock) if watch_lock else None,
     }
     r, w = os.pipe()
     config["sync_fd"] = w
@@ -600,7 +603,7 @@ class _Monitor:
             self.drop(client)
         os.close(self.log_fd)
         self.run(self.runtime("delete", "--force", c["id"]))
-        if c["on_exit"]:
+        if c["on_exit"] and not _watched(c.get("watch_lock")):
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(s, signal.SIG_DFL)
@@ -609,6 +612,26 @@ class _Monitor:
             except OSError as exc:
                 print("on_exit failed:", exc, file=sys.stderr)
                 sys.exit(1)
+
+
+def _watched(path):
+    """Whether a foreground caller still holds the watch lock: it cleans up after the container
+    itself, so the monitor's cleanup process is not needed. A caller that died released it."""
+    if not path:
+        return False
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _drain(fd):

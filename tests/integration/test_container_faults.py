@@ -105,3 +105,20 @@ def _argv(cli):
     from conftest import PORTSIDE  # type: ignore[import-not-found]
 
     return [PORTSIDE]
+
+
+def test_a_killed_foreground_run_rm_is_still_cleaned_up_by_the_monitor(cli, busybox_image):
+    """The CLI of a foreground `run --rm` dies: its watch lock goes with it, so when the container
+    ends the monitor runs the cleanup itself and the container is removed."""
+    proc = subprocess.Popen([*_argv(cli), "run", "--rm", "--name", "orphan", "busybox", "sh",
+                             "-c", "echo started; sleep 1"], env=cli.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout.readline() == b"started\n"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 15
+    while cli("ps", "-aq").out and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cli("ps", "-aq").out == ""

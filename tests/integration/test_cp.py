@@ -122,3 +122,20 @@ def test_writes_through_symlinks_stay_inside(box, tmp_path, running):
     listing = box("exec", "box", "cat", "/tmp/payload").out
     assert listing == "payload\n"
     box("kill", "box", check=False)
+
+
+def test_cp_out_drops_device_nodes_and_takes_the_callers_ownership(cli, busybox_image, tmp_path):
+    ctr = cli
+    ctr("run", "-d", "--name", "devs", "busybox", "sh", "-c",
+        "mkdir /out && mknod /out/sda b 8 0 && echo x > /out/f && chown 1000:1000 /out/f "
+        "&& sleep 60")
+    import time
+
+    time.sleep(0.3)
+    ctr("cp", "devs:/out", str(tmp_path / "plain"))
+    assert not (tmp_path / "plain" / "sda").exists()
+    assert (tmp_path / "plain" / "f").stat().st_uid == 0
+    ctr("cp", "-a", "devs:/out", str(tmp_path / "kept"))
+    assert (tmp_path / "kept" / "f").stat().st_uid == 1000
+    assert not (tmp_path / "kept" / "sda").exists()
+    ctr("rm", "-f", "devs")

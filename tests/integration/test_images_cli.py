@@ -172,3 +172,24 @@ def test_store_metadata_uses_wal(engine):
     conn = sqlite3.connect(engine.root / "metadata.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_load_accepts_retarred_layouts_and_refuses_malformed_ones(cli, busybox_image, tmp_path):
+    import subprocess
+
+    archive = tmp_path / "bb.tar"
+    cli("save", "-o", str(archive), busybox_image)
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(layout)], check=True)
+    retarred = tmp_path / "re.tar"  # GNU tar writes "./" first
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(retarred), "."], check=True)
+    cli("rmi", busybox_image)
+    assert "Loaded image: busybox:latest" in cli("load", "-i", str(retarred)).out
+    (layout / "manifest.json").write_text('{"not": "a list"}')
+    (layout / "index.json").unlink()
+    bad = tmp_path / "bad.tar"
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(bad), "."], check=True)
+    proc = cli("load", "-i", str(bad), check=False)
+    assert proc.returncode == 125 and "malformed" in proc.err and "internal" not in proc.err
+    assert cli("system", "check").out.strip() == "store is consistent"
