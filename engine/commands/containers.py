@@ -438,7 +438,8 @@ def _follow_output(ctx: Context, paths) -> None:
                     f = open(paths.log, "rb")
                 except FileNotFoundError:
                     f = None
-            done = paths.exit_file.exists()
+            # ended, or removed meanwhile by somebody else's rm -f
+            done = paths.exit_file.exists() or not paths.exit_file.parent.exists()
             chunk = f.read() if f is not None else b""
             if chunk:
                 buf += chunk
@@ -510,7 +511,8 @@ def _finish_foreground(lc, rec) -> int:
     from ..runtime.lifecycle import wait_until
 
     paths = lc.paths(rec)
-    wait_until(paths.exit_file.exists, 3600 * 24 * 365)
+    wait_until(lambda: paths.exit_file.exists() or not paths.exit_file.parent.exists(),
+               3600 * 24 * 365)
     policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
     with lc.store.lock(rec.id):
         fresh = lc.store.get_by_id(rec.id)

@@ -490,11 +490,32 @@ class ImageStore:
         # remove children before parents
         depth = {c: self._depth(c) for c in dead_chains}
         dead_chains.sort(key=lambda c: -depth[c])
+        removed_chains, removed_blobs = [], []
         for chain in dead_chains:
-            self.snapshots.remove(chain)
+            # another process may have taken a lease or recorded an image since the sweep
+            if self._still_dead("snapshot:" + chain, chain=chain):
+                with contextlib.suppress(NotFound, Conflict):
+                    self.snapshots.remove(chain)
+                    removed_chains.append(chain)
         for blob in dead_blobs:
-            self.content.delete(blob)
-        return dead_blobs, dead_chains
+            if self._still_dead(blob, blob=blob):
+                self.content.delete(blob)
+                removed_blobs.append(blob)
+        return removed_blobs, removed_chains
+
+    def _still_dead(self, lease: str, *, chain: str | None = None, blob: str | None = None) -> bool:
+        with self.db.transaction() as conn:
+            if lease in self._leased(conn):
+                return False
+            if chain is not None and conn.execute(
+                    "SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain,)).fetchone():
+                return False
+            if blob is not None and conn.execute(
+                    "SELECT 1 FROM images WHERE id = ? OR manifest_digest = ? UNION ALL "
+                    "SELECT 1 FROM image_layers WHERE digest = ? LIMIT 1",
+                    (blob, blob, blob)).fetchone():
+                return False
+        return True
 
 
 def _chain_from(parent_chain: str, diff_id: str) -> str:

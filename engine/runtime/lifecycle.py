@@ -853,9 +853,13 @@ class Lifecycle:
             rec = fresh
             if status_of(rec) in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
                 if self._exited(rec):
+                    # read the status now: --rm may delete the container (and the file) next
+                    seen = _read_exit(self.paths(rec).exit_file)
                     self._wait_monitor(rec)
                     fresh = self.store.get_by_id(rec.id)
                     if fresh is None:
+                        if seen is not None and "exit_code" in seen:
+                            return int(seen["exit_code"])
                         return _exit_code(rec, self.paths(rec))
                     rec = fresh
                     if status_of(rec) == Status.RESTARTING or (

@@ -215,3 +215,9 @@ def test_run_detached_outlives_the_cli_and_container_prune(ctr):
     assert "Deleted Containers" in pruned
     assert ctr("ps", "-a", "--format", "{{.Names}}").out == "bg\n"
     assert "bg" in ctr("container", "ls").out
+
+
+def test_wait_reports_the_status_of_a_container_removed_by_rm(ctr):
+    ctr("run", "-d", "--rm", "--name", "quick", "busybox", "sh", "-c", "sleep 1; exit 3")
+    assert ctr("wait", "quick").out.strip() == "3"
+    assert ctr("ps", "-aq").out == ""
