@@ -53,7 +53,7 @@ jupyter-links:
 
 # Rebuild the side panel from labextension/ (needs Node.js >= 20.19; the wheel ships the result).
 labext: venv
-	cd labextension && npm install --no-audit --no-fund && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build
+	cd labextension && npm ci --no-audit --no-fund && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build
 
 venv: $(VENV)/.installed
 
@@ -71,7 +71,7 @@ lab: deps venv labext
 	$(VENV)/bin/portside images -q --filter reference=portside/debian:bookworm | grep -q . || \
 	  $(VENV)/bin/portside image bootstrap debian:bookworm --include python3 -t portside/debian:bookworm
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) \
-	  --no-browser --ServerApp.root_dir=$(CURDIR)/notebooks
+	  --no-browser --ServerApp.root_dir=$(CURDIR)/notebooks $(if $(SUDO),,--allow-root)
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info
