@@ -14,6 +14,7 @@ first positional and the command is ``argparse.REMAINDER``, so ``run -it busybox
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -398,25 +399,47 @@ def _run_attached(ctx: Context, cid: str, *, interactive: bool, tty: bool, detac
             raise
     rec = coll.store.resolve(cid)
     ctx.out.flush()
-    if tty:
-        code = _attach_tty(ctx, lc, rec, interactive, detach_keys)
-        if code is None:
-            return 0
-    else:
-        stdin_thread = None
-        if interactive and ctx.stdin is not None:
-            from ..runtime.monitor import attach
+    try:
+        if tty:
+            code = _attach_tty(ctx, lc, rec, interactive, detach_keys)
+            if code is None:
+                lc.unwatch(rec.id)
+                return 0
+        else:
+            stdin_thread = None
+            if interactive and ctx.stdin is not None:
+                from ..runtime.monitor import attach
 
-            def feed() -> None:
-                try:
-                    attach(paths.attach_socket, ctx.stdin, None, None, detach_keys=b"")
-                except (EngineError, OSError):
-                    pass
+                def feed() -> None:
+                    try:
+                        attach(paths.attach_socket, ctx.stdin, None, None, detach_keys=b"")
+                    except (EngineError, OSError):
+                        pass
 
-            stdin_thread = threading.Thread(target=feed, daemon=True)
-            stdin_thread.start()
-        _follow_output(ctx, paths)
+                stdin_thread = threading.Thread(target=feed, daemon=True)
+                stdin_thread.start()
+            _follow_output(ctx, paths)
+    except KeyboardInterrupt:
+        # ^C, or a notebook's interrupt: stop the container, as Docker's signal proxy would, and
+        # clean up after it before giving the interrupt back
+        _interrupt_foreground(lc, rec)
+        raise
     return _finish_foreground(lc, rec)
+
+
+def _interrupt_foreground(lc, rec) -> None:
+    from ..runtime.lifecycle import wait_until
+
+    paths = lc.paths(rec)
+    try:
+        with contextlib.suppress(EngineError):
+            lc.kill(rec.id, "INT")
+        if not wait_until(paths.exit_file.exists, 3):
+            with contextlib.suppress(EngineError):
+                lc.stop(rec.id, 2)
+        _finish_foreground(lc, rec)
+    finally:
+        lc.unwatch(rec.id)
 
 
 def _follow_output(ctx: Context, paths) -> None:

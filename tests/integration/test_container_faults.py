@@ -122,3 +122,15 @@ def test_a_killed_foreground_run_rm_is_still_cleaned_up_by_the_monitor(cli, busy
     while cli("ps", "-aq").out and time.monotonic() < deadline:
         time.sleep(0.1)
     assert cli("ps", "-aq").out == ""
+
+
+def test_ctrl_c_on_a_foreground_run_stops_and_removes_the_container(cli, busybox_image):
+    proc = subprocess.Popen([*_argv(cli), "run", "--rm", "--name", "intr", "busybox", "sh", "-c",
+                             "echo started; sleep 60"], env=cli.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout.readline() == b"started\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 130
+    proc.stdout.close()
+    assert cli("ps", "-aq").out == ""
