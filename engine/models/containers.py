@@ -463,7 +463,10 @@ class ContainerCollection(Collection):
                         mounts.append((f"/etc/{n}", str(paths.etc_file(n))))
                 mounts += [(m["Destination"], m["Source"]) for m in rec.mounts
                            if m.get("Source") and m.get("Destination")]
-                yield ContainerFS(Path(root), mounts)
+                readonly = tuple(m["Destination"] for m in rec.mounts
+                                 if m.get("Destination") and m.get("RW") is False)
+                yield ContainerFS(Path(root), mounts, readonly,
+                                  bool(rec.host_config.get("ReadonlyRootfs")))
 
         return opened()
 

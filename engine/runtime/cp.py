@@ -92,6 +92,21 @@ class ContainerFS:
 
     rootfs: Path
     mounts: list[tuple[str, str]]
+    #: destinations of read-only mounts; ``rootfs_readonly`` for ``--read-only`` containers
+    readonly: tuple[str, ...] = ()
+    rootfs_readonly: bool = False
+
+    def writable(self, path: str) -> bool:
+        """Whether ``path`` lies on a writable tree (not a ``:ro`` mount, not a read-only root)."""
+        norm = _norm(path)
+        best = ""
+        for dest, _source in self.mounts:
+            d = _norm(dest)
+            if (norm == d or norm.startswith(d.rstrip("/") + "/")) and len(d) > len(best):
+                best = d
+        if not best:
+            return not self.rootfs_readonly
+        return best not in {_norm(d) for d in self.readonly}
 
     def locate(self, path: str) -> tuple[str, str]:
         """Which tree holds ``path``: ``(host directory acting as root, path inside it)``."""
@@ -394,10 +409,12 @@ def extract_archive(fs: ContainerFS, dest_dir: str, stream: BinaryIO, *,
             if not rel or rel == ".":
                 continue
             target = _norm(dest_dir + "/" + rel)
+            if not fs.writable(target):
+                raise InvalidArgument(f"mounted volume is marked read-only: {target}")
             parent, name = posixpath.split(target)
             pfd = _ensure_dir(fs, parent)
             try:
-                _write_member(fs, tf, m, pfd, name, keep_owner)
+                _write_member(fs, tf, m, pfd, name, keep_owner, dest_dir)
             finally:
                 os.close(pfd)
             count += 1
@@ -405,7 +422,7 @@ def extract_archive(fs: ContainerFS, dest_dir: str, stream: BinaryIO, *,
 
 
 def _write_member(fs: ContainerFS, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str,
-                  keep_owner: bool) -> None:
+                  keep_owner: bool, dest_dir: str = "/") -> None:
     try:
         existing = os.lstat(name, dir_fd=pfd)
     except FileNotFoundError:
@@ -444,8 +461,9 @@ def _write_member(fs: ContainerFS, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd:
     elif m.issym():
         os.symlink(m.linkname, name, dir_fd=pfd)
     elif m.islnk():
-        lparent, lname = posixpath.split("/" + m.linkname.lstrip("/"))
-        # Hard link targets are archive-relative; resolve them in the container like any path.
+        # Hard link targets are archive-relative: relative to where the archive is unpacked,
+        # then resolved in the container like any path.
+        lparent, lname = posixpath.split(_norm(dest_dir + "/" + m.linkname.lstrip("/")))
         with fs.open(lparent or "/", os.O_RDONLY | os.O_DIRECTORY) as lfd:
             os.link(lname, name, src_dir_fd=lfd, dst_dir_fd=pfd, follow_symlinks=False)
         return

@@ -139,3 +139,25 @@ def test_cp_out_drops_device_nodes_and_takes_the_callers_ownership(cli, busybox_
     assert (tmp_path / "kept" / "f").stat().st_uid == 1000
     assert not (tmp_path / "kept" / "sda").exists()
     ctr("rm", "-f", "devs")
+
+
+def test_cp_in_refuses_read_only_mounts_and_keeps_hard_links(cli, busybox_image, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    cli("run", "-d", "--name", "rocp", "-v", f"{ro}:/ro:ro", busybox_image, "sleep", "60")
+    src = tmp_path / "f"
+    src.write_text("x")
+    refused = cli("cp", str(src), "rocp:/ro/", check=False)
+    assert refused.returncode == 125 and "read-only" in refused.err
+    assert list(ro.iterdir()) == []
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "a").write_text("same")
+    import os
+
+    os.link(linked / "a", linked / "b")
+    cli("cp", str(linked), "rocp:/tmp/")
+    out = cli("exec", "rocp", "sh", "-c", "stat -c %i /tmp/linked/a /tmp/linked/b; "
+              "cat /tmp/linked/b").out.split()
+    assert out[0] == out[1] and out[2] == "same"
+    cli("rm", "-f", "rocp")
