@@ -343,9 +343,20 @@ class ContainerCollection(Collection):
                 "WorkDir": str(paths.work)}
 
     def _refreshed(self, rec: ContainerRecord) -> ContainerRecord:
-        if rec.status in ("running", "paused", "restarting"):
-            return self.lifecycle.refresh(rec)
-        return rec
+        """The record with its true state. Readers (ps, inspect, the side panel) take the
+        container's lock only when the state must change, and then act on a record read under
+        the lock: a copy read earlier may be stale (a restart policy just started a new run)."""
+        if rec.status not in ("running", "paused", "restarting"):
+            return rec
+        lc = self.lifecycle
+        if lc.monitor_alive(rec) and (rec.status == "restarting"
+                                      or not lc.paths(rec).exit_file.exists()):
+            return rec  # nothing to record: its monitor lives and no exit was written
+        with self.store.lock(rec.id):
+            fresh = self.store.get_by_id(rec.id)
+            if fresh is None:
+                return rec  # removed meanwhile (--rm)
+            return lc.refresh(fresh)
 
     def get(self, container_id: str) -> Container:
         """The container with that name, id or unique id prefix; raises NotFound."""
