@@ -749,24 +749,20 @@ def status_text(rec, now: float | None = None) -> str:
     return "Created"
 
 
-def _ports_text(rec) -> str:
-    parts = []
+def published_ports(rec) -> dict[str, list[dict]]:
+    """Port key -> host bindings: the ones in force while the container runs (random host ports
+    resolved), else the ones it asked for."""
     live = (rec.extra.get("NetworkSettings") or {}).get("Ports")
     if live is not None and rec.status in ("running", "paused"):
-        for port, binds in sorted(live.items()):
-            for b in binds or []:
-                parts.append(f"{b['HostIp']}:{b['HostPort']}->{port}")
-        for port in sorted((rec.config.get("ExposedPorts") or {})):
-            if port not in live:
-                parts.append(port)
-        return ", ".join(parts)
-    for port, binds in sorted((rec.host_config.get("PortBindings") or {}).items()):
-        for b in binds or []:
-            ip = b.get("HostIp") or "0.0.0.0"
-            parts.append(f"{ip}:{b.get('HostPort') or ''}->{port}")
-    for port in sorted((rec.config.get("ExposedPorts") or {})):
-        if port not in (rec.host_config.get("PortBindings") or {}):
-            parts.append(port)
+        return live
+    return rec.host_config.get("PortBindings") or {}
+
+
+def _ports_text(rec) -> str:
+    ports = published_ports(rec)
+    parts = [f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort') or ''}->{port}"
+             for port, binds in sorted(ports.items()) for b in binds or []]
+    parts += [port for port in sorted(rec.config.get("ExposedPorts") or {}) if port not in ports]
     return ", ".join(parts)
 
 
@@ -1164,8 +1160,8 @@ def _port_args(p):
          top_level=True)
 @arguments(_port_args)
 def port(ctx: Context, args):
-    rec = _lc(ctx).store.resolve(args.container)
-    bindings = rec.host_config.get("PortBindings") or {}
+    rec = ctx.engine.containers._refreshed(_lc(ctx).store.resolve(args.container))
+    bindings = published_ports(rec)
     lines = []
     want = None
     if args.private_port:

@@ -58,6 +58,14 @@ def test_published_port_on_loopback_and_from_another_namespace(cli, busybox_imag
         busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")
     assert _wait_http(f"http://127.0.0.1:{port}/hostname").strip() == "webhost"
     assert cli("port", "web").out.strip() == f"80/tcp -> 127.0.0.1:{port}"
+    # a random host port (-p CTR) is resolved when the container starts; port and ps show it
+    cli("run", "-d", "--name", "rnd", "-p", "127.0.0.1::80", busybox_image,
+        "httpd", "-f", "-p", "80", "-h", "/etc")
+    mapped = cli("port", "rnd", "80").out.strip()
+    host_port = int(mapped.rsplit(":", 1)[1])
+    assert host_port > 0 and f"127.0.0.1:{host_port}->80/tcp" in cli("ps").out
+    assert _wait_http(f"http://{mapped}/hostname").strip()
+    cli("rm", "-f", "rnd")
     assert f"127.0.0.1:{port}->80/tcp" in cli("ps").out
     cli("rm", "-f", "web")
     # published on every address: a client in its own namespace reaches it through the host
