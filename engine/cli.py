@@ -369,6 +369,44 @@ def lock_forced(args: argparse.Namespace):
             os.environ["PORTSIDE_LOCKED"] = old
 
 
+def for_each(ctx: Context, names: list[str], fn: Callable[[str], Any], *,
+             echo: bool = True) -> Any:
+    """Apply ``fn`` to each name (``rm``, ``stop``, ``volume rm``...), printing each name done;
+    a failure is one line on stderr and the others still run. Returns the names done, or exit
+    status 1 when any failed."""
+    done, failed = [], False
+    for name in names:
+        try:
+            fn(name)
+        except EngineError as exc:
+            failed = True
+            ctx.err.write(f"Error: {exc}\n")
+            continue
+        if echo:
+            ctx.print(name)
+        done.append(name)
+    return 1 if failed else done
+
+
+def inspect_each(ctx: Context, names: list[str], lookup: Callable[[str], dict],
+                 fmt: str | None, what: str = "object") -> Any:
+    """``inspect``: the documents ``lookup`` finds, printed once; a name it does not know is one
+    line on stderr (exit status 1), as Docker does."""
+    from .errors import NotFound
+
+    found, failed = [], []
+    for name in names:
+        try:
+            found.append(lookup(name))
+        except NotFound:
+            failed.append(name)
+    if found or not failed:
+        print_object(ctx, fmt, found)
+    for name in failed:
+        ctx.err.write(f"Error: No such {what}: {name}\n")
+    return 1 if failed else found
+
+
 def open_input(ctx: Context, path: str | None):
     if path in (None, "-"):
         if ctx.stdin is None:

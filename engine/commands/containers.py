@@ -19,8 +19,8 @@ import os
 import sys
 import time
 
-from ..cli import (Context, add_locked_flag, arguments, binary_stream, command, lock_active,
-                   parse_filters, print_object, print_table)
+from ..cli import (Context, add_locked_flag, arguments, binary_stream, command, for_each,
+                   inspect_each, lock_active, parse_filters, print_table)
 from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
 from ..runtime.containers import network_mode
 from . import images as _images
@@ -581,31 +581,7 @@ def start(ctx: Context, args):
         return _run_attached(ctx, rec.id, interactive=args.interactive,
                              tty=bool(rec.config.get("Tty")),
                              detach_keys=_detach_keys(args.detach_keys), start=True)
-    return _each(ctx, args.containers, lambda name: lc.start(name))
-
-
-def _each(ctx: Context, names: list[str], fn, echo: bool = True) -> int:
-    """Apply ``fn`` to each name, printing it on success; errors go to stderr, status 1."""
-    failed = False
-    for name in names:
-        try:
-            fn(name)
-            if echo:
-                ctx.print(name)
-        except EngineError as exc:
-            failed = True
-            ctx.err.write(f"Error response from daemon: {exc}\n")
-    if failed:
-        raise _Quiet(1)
-    return 0
-
-
-class _Quiet(EngineError):
-    """Errors were already printed; exit with this status."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__("one or more containers failed")
-        self.exit_code = status
+    return for_each(ctx, args.containers, lambda name: lc.start(name))
 
 
 def _stop_args(p):
@@ -628,14 +604,14 @@ def stop(ctx: Context, args):
     def one(name):
         # -s applies to this stop only; the container's own StopSignal is left as it is
         lc.stop(name, args.time, signal_=args.signal)
-    return _each(ctx, args.containers, one)
+    return for_each(ctx, args.containers, one)
 
 
 @command("restart", "Restart one or more containers", group="container", top_level=True)
 @arguments(_stop_args)
 def restart(ctx: Context, args):
     lc = _lc(ctx)
-    return _each(ctx, args.containers, lambda n: lc.restart(n, args.time))
+    return for_each(ctx, args.containers, lambda n: lc.restart(n, args.time))
 
 
 def _kill_args(p):
@@ -650,7 +626,7 @@ def kill(ctx: Context, args):
 
     parse_signal(args.signal)
     lc = _lc(ctx)
-    return _each(ctx, args.containers, lambda n: lc.kill(n, args.signal))
+    return for_each(ctx, args.containers, lambda n: lc.kill(n, args.signal))
 
 
 def _names_args(p):
@@ -662,7 +638,7 @@ def _names_args(p):
 @arguments(_names_args)
 def pause(ctx: Context, args):
     lc = _lc(ctx)
-    return _each(ctx, args.containers, lc.pause)
+    return for_each(ctx, args.containers, lc.pause)
 
 
 @command("unpause", "Unpause all processes within one or more containers", group="container",
@@ -670,7 +646,7 @@ def pause(ctx: Context, args):
 @arguments(_names_args)
 def unpause(ctx: Context, args):
     lc = _lc(ctx)
-    return _each(ctx, args.containers, lc.unpause)
+    return for_each(ctx, args.containers, lc.unpause)
 
 
 @command("wait", "Block until one or more containers stop, then print their exit codes",
@@ -698,7 +674,7 @@ def _rm_args(p):
 @arguments(_rm_args)
 def rm(ctx: Context, args):
     lc = _lc(ctx)
-    return _each(ctx, args.containers,
+    return for_each(ctx, args.containers,
                  lambda n: lc.remove(n, force=args.force, volumes=args.volumes))
 
 
@@ -917,24 +893,15 @@ def _cinspect_args(p):
 @command("inspect", "Display detailed information on one or more containers", group="container")
 @arguments(_cinspect_args)
 def container_inspect(ctx: Context, args):
-    found, failed = [], []
-    for name in args.names:
-        try:
-            attrs = ctx.engine.containers.get(name).attrs
-            if args.size:
-                from ..models.containers import _dir_size
+    def lookup(name: str) -> dict:
+        attrs = ctx.engine.containers.get(name).attrs
+        if args.size:
+            from ..models.containers import _dir_size
 
-                attrs["SizeRw"] = _dir_size(ctx.engine.containers.store.paths(attrs["Id"]).upper)
-            found.append(attrs)
-        except NotFound as exc:
-            failed.append(str(exc))
-    if found or not failed:
-        print_object(ctx, args.format, found)
-    for msg in failed:
-        ctx.err.write(f"Error: {msg}\n")
-    if failed:
-        raise _Quiet(1)
-    return found
+            attrs["SizeRw"] = _dir_size(ctx.engine.containers.store.paths(attrs["Id"]).upper)
+        return attrs
+
+    return inspect_each(ctx, args.names, lookup, args.format, "container")
 
 
 # ----------------------------------------------------------------------------------- exec, attach

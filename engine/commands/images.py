@@ -4,7 +4,8 @@ save, load."""
 from __future__ import annotations
 
 
-from ..cli import Context, command, arguments, open_input, parse_filters, print_object, print_table
+from ..cli import (Context, arguments, command, inspect_each, open_input, parse_filters,
+                   print_table)
 from ..errors import EngineError, InvalidArgument, NotFound
 from ..units import human_size, since
 
@@ -226,22 +227,16 @@ def inspect(ctx: Context, args):
 
 
 def _inspect(ctx: Context, args, inspectors) -> object:
-    found, failed = [], None
-    for name in args.names:
+    def lookup(name: str) -> dict:
         for _type, fn in inspectors:
             try:
-                found.append(fn(ctx.engine, name))
-                break
+                return fn(ctx.engine, name)
             except NotFound:
                 continue
-        else:
-            failed = NotFound(f"No such object: {name}")
-    if found or not failed:
-        print_object(ctx, args.format, found)
-    if failed is not None:
-        ctx.err.write(f"Error: {failed}\n")
-        return failed.exit_code
-    return found
+        raise NotFound(name)
+
+    what = inspectors[0][0] if len(inspectors) == 1 else "object"
+    return inspect_each(ctx, args.names, lookup, args.format, what)
 
 
 def _save_args(p):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..cli import Context, arguments, command, parse_filters, print_object, print_table
-from ..errors import EngineError
+from ..cli import (Context, arguments, command, for_each, inspect_each, parse_filters,
+                   print_table)
 
 HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE"}
 
@@ -58,9 +58,8 @@ def _inspect_args(p):
 @command("inspect", "Display detailed information on one or more networks", group="network")
 @arguments(_inspect_args)
 def inspect(ctx: Context, args):
-    docs = [ctx.engine.networks.get(n).attrs for n in args.names]
-    print_object(ctx, args.format, docs)
-    return docs
+    return inspect_each(ctx, args.names, lambda n: ctx.engine.networks.get(n).attrs, args.format,
+                        "network")
 
 
 def _rm_args(p):
@@ -71,15 +70,7 @@ def _rm_args(p):
 @command("rm", "Remove one or more networks", group="network", aliases=("remove",))
 @arguments(_rm_args)
 def rm(ctx: Context, args):
-    failed = None
-    for name in args.names:
-        try:
-            ctx.engine.networks.remove(name)
-            ctx.print(name)
-        except EngineError as exc:
-            failed = exc
-            ctx.err.write(f"Error: {exc}\n")
-    return failed.exit_code if failed else 0
+    return for_each(ctx, args.names, ctx.engine.networks.remove)
 
 
 def _prune_args(p):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import Context, arguments, command, parse_filters, print_object, print_table
-from ..errors import EngineError, InvalidArgument, NotFound
+from ..cli import (Context, arguments, command, for_each, inspect_each, parse_filters,
+                   print_table)
+from ..errors import InvalidArgument
 from .images import INSPECTORS
 
 LS_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE",
@@ -90,17 +91,8 @@ def _inspect_args(p):
 @command("inspect", "Display detailed information on one or more volumes", group="volume")
 @arguments(_inspect_args)
 def inspect(ctx: Context, args):
-    found, failed = [], []
-    for name in args.names:
-        try:
-            found.append(ctx.engine.volumes.get(name).attrs)
-        except NotFound:
-            failed.append(name)
-    if found or not failed:
-        print_object(ctx, args.format, found)
-    for name in failed:
-        ctx.err.write(f"Error: No such volume: {name}\n")
-    return 1 if failed else found
+    return inspect_each(ctx, args.names, lambda n: ctx.engine.volumes.get(n).attrs, args.format,
+                        "volume")
 
 
 def _rm_args(p):
@@ -112,17 +104,7 @@ def _rm_args(p):
 @command("rm", "Remove one or more volumes", group="volume", aliases=("remove",))
 @arguments(_rm_args)
 def rm(ctx: Context, args):
-    removed, failed = [], False
-    for name in args.names:
-        try:
-            ctx.engine.volumes.remove(name, force=args.force)
-        except EngineError as exc:
-            failed = True
-            ctx.err.write(f"Error: {exc}\n")
-            continue
-        ctx.print(name)
-        removed.append(name)
-    return 1 if failed else removed
+    return for_each(ctx, args.names, lambda n: ctx.engine.volumes.remove(n, force=args.force))
 
 
 def _prune_args(p):
