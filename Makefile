@@ -51,9 +51,14 @@ jupyter-links:
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/portside.json
 	$(PY) -m portside.kernel.kernelspec install --sys-prefix >/dev/null
 
-# Rebuild the side panel from labextension/ (needs Node.js >= 20.19; the wheel ships the result).
+# Rebuild the side panel from labextension/ (needs Node.js >= 20.19). Without it, the prebuilt
+# panel committed in kernel/labextension/ is used, as a pip install would.
 labext: venv
-	cd labextension && npm ci --no-audit --no-fund && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build
+	@if node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null; then \
+	  cd labextension && npm ci --no-audit --no-fund && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build; \
+	else \
+	  echo "Node.js >= 20.19 not found: using the prebuilt side panel in kernel/labextension/"; \
+	fi
 
 venv: $(VENV)/.installed
 
