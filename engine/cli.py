@@ -348,8 +348,9 @@ def add_locked_flag(p: argparse.ArgumentParser) -> None:
 
 def lock_active(args: argparse.Namespace) -> bool:
     """Whether a lock may apply (cheap: no lock module import unless one could be in force)."""
-    return bool(getattr(args, "locked", False) or os.environ.get("PORTSIDE_LOCKED")
-                or os.environ.get("PORTSIDE_LOCK") or os.path.exists("portside.lock"))
+    from .build.memo import lock_may_apply
+
+    return bool(getattr(args, "locked", False)) or lock_may_apply()
 
 
 @contextlib.contextmanager

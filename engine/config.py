@@ -19,16 +19,13 @@ variable                       config key                       meaning
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from .errors import InvalidArgument
+
+# Kept light on purpose: ``portside build`` reads the state folder from here before it imports
+# anything else (see :mod:`portside.engine.build.memo`), so no dataclasses and no TOML parser
+# until a config file exists.
 
 
 def default_root() -> Path:
@@ -39,18 +36,32 @@ def default_root() -> Path:
     return Path(data) / "portside"
 
 
-@dataclass
 class Config:
-    root: Path = field(default_factory=default_root)
-    runtime: str | None = None
-    cdi_spec_dirs: list[str] = field(default_factory=lambda: ["/etc/cdi", "/var/run/cdi"])
-    registry_mirrors: list[str] = field(default_factory=list)
-    insecure_registries: list[str] = field(default_factory=list)
-    default_subnet: str | None = None
-    extra: dict = field(default_factory=dict)
+    """The engine's settings (see the module's table); ``extra`` holds unknown file keys."""
+
+    def __init__(self, root: Path | None = None, runtime: str | None = None,
+                 cdi_spec_dirs: list[str] | None = None,
+                 registry_mirrors: list[str] | None = None,
+                 insecure_registries: list[str] | None = None,
+                 default_subnet: str | None = None, extra: dict | None = None) -> None:
+        self.root = default_root() if root is None else root
+        self.runtime = runtime
+        self.cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"] if cdi_spec_dirs is None \
+            else cdi_spec_dirs
+        self.registry_mirrors = registry_mirrors or []
+        self.insecure_registries = insecure_registries or []
+        self.default_subnet = default_subnet
+        self.extra = extra or {}
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and vars(self) == vars(other)
 
 
-def _config_files() -> list[Path]:
+def config_files() -> list[Path]:
+    """The config files, in the order they are read (later ones override earlier ones)."""
     explicit = os.environ.get("PORTSIDE_CONFIG")
     if explicit:
         return [Path(explicit)]
@@ -64,9 +75,14 @@ def _split(value: str, sep: str) -> list[str]:
 
 def load_config(env: dict[str, str] | None = None) -> Config:
     """Read the config files and environment; raises InvalidArgument for a file that is not TOML."""
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
     env = os.environ if env is None else env
     merged: dict = {}
-    for path in _config_files():
+    for path in config_files():
         try:
             with open(path, "rb") as f:
                 merged.update(tomllib.load(f))

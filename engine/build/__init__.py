@@ -16,24 +16,13 @@ so a file whose syntax is fine but whose meaning is not (an unknown flag, say) s
     print(df.dump())                       # (from "python:3.11") ...
     for stage in df.stages:                # Stage(name="build", base="python:3.11", ...)
         steps = df.expand(stage, build_args={"PY": "3.12"})
+
+The names below are defined in :mod:`.dockerfile` and the modules it imports; they load on first
+use (``from portside.engine.build import parse_dockerfile`` works as usual), so importing a light
+submodule such as :mod:`.memo` does not load the parser.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import replace
-
-from portside.engine.build.instructions import (
-    Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, From, Healthcheck, Instruction, KeyValue, Label,
-    Maintainer, Onbuild, Run, Shell, SourceContent, Stage, Stopsignal, User, Volume, Workdir,
-    build_stages, parse_instruction, parse_mount, resolve_stage, stage_dependencies,
-)
-from portside.engine.build.parser import Heredoc, Node, ParseResult, parse
-from portside.engine.build.shell import ShellError, ShellLex, expand_word, expand_words
-from portside.engine.build.variables import (
-    ExpandedStage, Step, expand_from, expand_instruction, expand_stage, resolve_meta_args,
-)
-from portside.engine.errors import DockerfileError
 
 __all__ = [
     "parse_dockerfile", "Dockerfile", "DockerfileError",
@@ -50,107 +39,9 @@ __all__ = [
 ]
 
 
-class Dockerfile:
-    """A parsed Dockerfile: the node tree now, typed stages on first use."""
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from portside.engine.build import dockerfile
 
-    def __init__(self, ast: ParseResult) -> None:
-        self.ast = ast
-        self._typed: tuple[tuple[Arg, ...], tuple[Stage, ...]] | None = None
-
-    @property
-    def escape(self) -> str:
-        """The escape character (``\\`` or a backtick from ``# escape=``)."""
-        return self.ast.escape
-
-    @property
-    def directives(self) -> dict[str, str]:
-        """Parser directives found at the top (``syntax``, ``escape``, ``check``)."""
-        return self.ast.directives
-
-    @property
-    def warnings(self) -> list[str]:
-        """Things BuildKit warns about, such as empty continuation lines."""
-        return self.ast.warnings
-
-    @property
-    def nodes(self) -> list[Node]:
-        """The phase-1 nodes, one per instruction."""
-        return self.ast.children
-
-    def dump(self) -> str:
-        """BuildKit's s-expression dump, one ``(instruction ...)`` line per instruction."""
-        return self.ast.dump()
-
-    def _type(self) -> tuple[tuple[Arg, ...], tuple[Stage, ...]]:
-        if self._typed is None:
-            self._typed = build_stages(self.ast.children)
-        return self._typed
-
-    @property
-    def meta_args(self) -> tuple[Arg, ...]:
-        """The ``ARG`` instructions before the first ``FROM`` (visible to ``FROM`` lines only).
-
-        Raises:
-            DockerfileError: as :attr:`stages`.
-        """
-        return self._type()[0]
-
-    @property
-    def stages(self) -> tuple[Stage, ...]:
-        """The build stages in file order.
-
-        Raises:
-            DockerfileError: an instruction is malformed (the error names its lines).
-        """
-        return self._type()[1]
-
-    def stage(self, ref: str | int) -> Stage:
-        """Return the stage named ``ref`` (its ``AS`` name) or at index ``ref``.
-
-        Raises:
-            DockerfileError: no such stage.
-        """
-        index = ref if isinstance(ref, int) else resolve_stage(self.stages, str(ref))
-        if index is None or not 0 <= index < len(self.stages):
-            raise DockerfileError(f"no such build stage: {ref}")
-        return self.stages[index]
-
-    def dependencies(self, build_args: Mapping[str, str] | None = None
-                     ) -> dict[int, frozenset[int]]:
-        """Stage index -> indices of the earlier stages it needs (FROM, COPY --from, mounts).
-
-        References are expanded first (``FROM ${BASE}``, ``COPY --from=$STAGE``), with the
-        ARG defaults overridden by ``build_args``; stages that need nothing of each other can
-        be built concurrently.
-        """
-        expanded = []
-        for stage in self.stages:
-            done = self.expand(stage, build_args)
-            expanded.append(replace(stage, base=done.base, instructions=done.instructions))
-        return stage_dependencies(expanded)
-
-    def expand(self, stage: Stage | str | int, build_args: Mapping[str, str] | None = None,
-               base_env: Mapping[str, str] | None = None,
-               builtin: Mapping[str, str] | None = None) -> ExpandedStage:
-        """Expand one stage's instructions for ``build_args`` (see :func:`expand_stage`)."""
-        if not isinstance(stage, Stage):
-            stage = self.stage(stage)
-        return expand_stage(stage, build_args, self.meta_args, base_env, builtin, self.escape)
-
-
-def parse_dockerfile(text: str) -> Dockerfile:
-    """Parse Dockerfile text.
-
-    Args:
-        text: the Dockerfile's content.
-
-    Returns:
-        A :class:`Dockerfile`; ``.dump()`` gives BuildKit's s-expressions, ``.stages`` the
-        typed stages.
-
-    Raises:
-        DockerfileError: the text does not parse (bad directive, non-string JSON array,
-            ``ENV`` without value, unterminated here-document, no instructions); the error
-            carries the line range.
-    """
-    return Dockerfile(parse(text))
+        return getattr(dockerfile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

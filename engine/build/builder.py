@@ -187,6 +187,12 @@ class Builder:
         self._futures: dict[int, Future[StageState]] = {}
         self._context_reads: list[str] = []
         self._dockerfile_text: str | None = None
+        #: for the build memo (:mod:`.memo`): steps that ran instead of coming from the cache,
+        #: inputs a fingerprint cannot see (a URL without a checksum), and the base images
+        #: resolved, as (normalised name, id), or ("", id) when named by id or digest
+        self.misses = 0
+        self.volatile = False
+        self.bases: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ entry point
     def build(self, dockerfile: Dockerfile | str, context: BuildContext,
@@ -374,12 +380,16 @@ class Builder:
 
     def _base_image(self, ref: str, platform: str | None) -> ImageRecord:
         try:
-            return self.store.get(ref)
+            rec = self.store.get(ref)
         except NotFound:
             pass
         except InvalidArgument as exc:
             raise InvalidArgument(f"invalid base image reference {ref!r}: {exc}") from None
+        else:
+            self._note_base(ref, rec.id)
+            return rec
         if os.environ.get("PORTSIDE_BUILD_PULL", "1") != "0":
+            self.volatile = True  # the next build finds it locally and may be remembered
             try:
                 image = self.engine.images.pull(ref, platform=platform)
                 return self.store.get(image.id)
@@ -390,6 +400,20 @@ class Builder:
                 raise NotFound(f"base image {ref} not found: not in the local store and pulling "
                                f"it failed: {exc}") from None
         raise NotFound(f"base image {ref} not found in the local store")
+
+    def _note_base(self, ref: str, image_id: str) -> None:
+        """Remember how ``ref`` resolved: by a name (which may later point elsewhere) or by an
+        id or digest (which only has to stay in the store)."""
+        from portside.engine.image.reference import parse_reference
+
+        try:
+            name = str(parse_reference(ref))
+        except InvalidArgument:
+            name = ""
+        if name and not self.store.db.query("SELECT 1 FROM refs WHERE name = ? AND image_id = ?",
+                                            (name, image_id)):
+            name = ""
+        self.bases.append((name, image_id))
 
     # ------------------------------------------------------------------ steps
     def _step(self, state: StageState, step: Step, n: int, total: int, label: str) -> None:
@@ -421,6 +445,7 @@ class Builder:
         key = cache_key(state.key, _describe(inst), extra)
         entry = None if self.options.no_cache else self.cache.get(key)
         if entry is None:
+            self.misses += 1
             entry = self.cache.put(key, state.key, created_by, self._now(), None)
         else:
             self._used_keys.append(key)
@@ -521,6 +546,7 @@ class Builder:
             cached = True
         else:
             cached = False
+            self.misses += 1
             layers = None
             with Workspace(self.tmp_root, state.lowers(self.snapshots)) as ws:
                 work(ws)
@@ -772,6 +798,8 @@ class Builder:
                 tmp_downloads = self.tmp_root / ("download-" + os.urandom(8).hex())
                 tmp_downloads.mkdir()
                 for url in urls:
+                    if not (isinstance(inst, Add) and inst.checksum):
+                        self.volatile = True  # what the URL serves may change under the same key
                     path = tmp_downloads / str(len(downloads))
                     digest = _download(url, path, inst.checksum if isinstance(inst, Add) else None)
                     downloads.append((url, path))

@@ -27,11 +27,13 @@ import json
 import time
 from dataclasses import dataclass
 
+from portside.engine.build.memo import SCHEMA as MEMO_SCHEMA
 from portside.engine.image.store import LayerRef, register_references
 from portside.engine.store.db import Database
 
 __all__ = ["CacheEntry", "BuildCache", "cache_key"]
 
+Database.register_schema("build_memo", MEMO_SCHEMA)
 Database.register_schema("build_cache", [
     """CREATE TABLE IF NOT EXISTS build_cache (
         key TEXT PRIMARY KEY,
@@ -172,6 +174,9 @@ class BuildCache:
                     blobs.add(ref.digest)
                     chains.add(chain)
             conn.executemany("DELETE FROM build_cache WHERE key = ?", [(k,) for k in doomed])
+            # a remembered build stands for its steps' entries: with some gone, a rebuild would
+            # give another image, so the memo forgets everything
+            conn.execute("DELETE FROM build_memo")
         sizes = {}
         for chain in chains:
             try:

@@ -11,20 +11,12 @@ from ..errors import InvalidArgument, NotFound
 
 
 def _key_values(items: list[str], what: str, *, from_env: bool = False) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid {what}: {item!r} (expected KEY=VALUE)")
-        if not eq:
-            if from_env:
-                # docker: "--build-arg NAME" takes the value from the environment, if set
-                if key in os.environ:
-                    out[key] = os.environ[key]
-                continue
-            value = ""
-        out[key] = value
-    return out
+    from ..build.memo import key_values
+
+    try:
+        return key_values(items, what, from_env=from_env)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def _build_args(p):

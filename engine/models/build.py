@@ -70,10 +70,42 @@ class BuildCollection(Collection):
                                    tags=list(tags), labels=dict(labels or {}),
                                    no_cache=no_cache, source_date_epoch=source_date_epoch,
                                    platform=platform)
-            record = Builder(engine, progress).build(dockerfile, ctx, options)
+            memo_key = None
+            if isinstance(context, (str, os.PathLike)) and not no_cache:
+                # taken before the build reads anything: a file edited meanwhile changes the key
+                from ..build.memo import fingerprint
+
+                memo_key = fingerprint(
+                    dockerfile=dockerfile, context=os.fspath(context), tags=list(tags),
+                    build_args=options.build_args, target=target, labels=options.labels,
+                    platform=platform, source_date_epoch=source_date_epoch,
+                    dockerfile_path=None if dockerfile_path is None else str(dockerfile_path))
+            events: list = []
+
+            def sink(event) -> None:
+                events.append(event)
+                if progress is not None:
+                    progress(event)
+
+            builder = Builder(engine, sink)
+            record = builder.build(dockerfile, ctx, options)
         finally:
             ctx.close()
+        if memo_key is not None and builder.misses == 0 and not builder.volatile:
+            self._remember(memo_key, record.id, list(tags), builder.bases, events)
         return engine.images.get(record.id)
+
+    def _remember(self, key: str, image_id: str, tags: list[str], bases, events) -> None:
+        """Record a build whose every step came from the cache in the memo (see
+        :mod:`portside.engine.build.memo`), with its events as a cached rebuild shows them."""
+        from ..build.memo import record as remember
+        from ..build.progress import BuildDone, StepDone, event_dict
+        from ..image.reference import parse_reference
+
+        shown = [event_dict(StepDone(e.id, 0.0, e.error) if isinstance(e, StepDone) else e)
+                 for e in events if not isinstance(e, BuildDone)]
+        with self.engine.db.transaction() as conn:
+            remember(conn, key, image_id, bases, [str(parse_reference(t)) for t in tags], shown)
 
     def _context(self, context, dockerfile_path):
         from ..build.context import BuildContext

@@ -1,0 +1,351 @@
+"""The build memo: a rebuild with nothing changed, answered before the builder is even imported.
+
+The step cache (:mod:`.cache`) makes a rebuild cheap for the engine, but a terminal user still
+pays for Python importing the parser, the builder and the image store just to find every step
+cached.  So a build whose steps *all* came from the step cache is also remembered here as one
+row, under a *fingerprint* of everything it depended on:
+
+* the Dockerfile's text and the command line's options (tags, build arguments, target, labels,
+  platform, ``SOURCE_DATE_EPOCH``);
+* the context folder: every entry's path, type and mode, size, modification and change times
+  and inode (as ``git`` decides a file is unchanged without reading it); a content change
+  always moves the change time, which no one can set back.
+
+The row holds the image id, the base images the build resolved (name and id), and the build's
+progress events.  ``portside build`` (see :func:`replay`) computes the fingerprint with nothing
+but the standard library, finds the row, checks that each base name still points at the same
+image and that the result and its tags still exist, and replays the events, in the user's
+``--progress`` view, as the step cache would have produced them.  Anything else -- an edited
+file, a moved tag, ``--no-cache``, a lock in force, an ``ADD`` of a URL without a checksum, a
+context of more than :data:`MAX_ENTRIES` entries, a context from standard input -- takes the
+normal path, which is still cached step by step and records a fresh row.
+
+This module imports only the standard library (``portside build`` reads it first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+
+__all__ = ["SCHEMA", "MAX_ENTRIES", "key_values", "context_stamp", "fingerprint", "replay",
+           "record", "state_root", "lock_may_apply"]
+
+#: the memo's table; :mod:`.cache` registers it with the database's migrations
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS build_memo (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        bases TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created REAL NOT NULL
+    )""",
+]
+
+#: a context with more entries than this is not fingerprinted (the walk would cost more than
+#: the cached build it would save)
+MAX_ENTRIES = 20000
+#: changes whenever what goes into a fingerprint changes, so old rows never match
+_VERSION = "portside-build-memo-1"
+
+
+def key_values(items: list[str] | None, what: str, *, from_env: bool = False) -> dict[str, str]:
+    """``KEY=VALUE`` words (``--build-arg``, ``--label``) as a dict, as ``docker build`` reads
+    them: ``--build-arg NAME`` takes NAME's value from the environment (skipped when unset).
+
+    Raises:
+        ValueError: a word without a key (the CLI turns it into a one-line error).
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise ValueError(f"invalid {what}: {item!r} (expected KEY=VALUE)")
+        if not eq:
+            if from_env:
+                if key in os.environ:
+                    out[key] = os.environ[key]
+                continue
+            value = ""
+        out[key] = value
+    return out
+
+
+def context_stamp(root: str) -> str | None:
+    """A digest of the context folder's metadata, or None when it has too many entries or
+    cannot be read (then there is no fingerprint)."""
+    h = hashlib.sha256()
+    count = 0
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return None
+        for entry in entries:
+            count += 1
+            if count > MAX_ENTRIES:
+                return None
+            try:
+                st = entry.stat(follow_symlinks=False)
+                link = os.readlink(entry.path) if entry.is_symlink() else ""
+            except OSError:
+                return None
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            h.update(f"{path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+                     f"\0{st.st_ino}\0{link}\n".encode("utf-8", "surrogateescape"))
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(path)
+    return h.hexdigest()
+
+
+def fingerprint(*, dockerfile: str, context: str, tags: list[str], build_args: dict[str, str],
+                target: str | None, labels: dict[str, str], platform: str | None,
+                source_date_epoch: int | None, dockerfile_path: str | None = None) -> str | None:
+    """The memo key of a build from the folder ``context``, or None (no memo for it)."""
+    stamp = context_stamp(context)
+    if stamp is None:
+        return None
+    doc = [_VERSION, os.path.realpath(context), stamp, dockerfile, dockerfile_path, list(tags),
+           sorted(build_args.items()), target, sorted(labels.items()), platform,
+           source_date_epoch]
+    return "sha256:" + hashlib.sha256(json.dumps(doc).encode("utf-8", "surrogateescape")
+                                      ).hexdigest()
+
+
+def record(conn: sqlite3.Connection, key: str, image_id: str, bases: list[tuple[str, str]],
+           tags: list[str], events: list[dict]) -> None:
+    """Remember a fully cached build (``conn``: an open transaction on the engine's database).
+
+    ``bases``: (normalised reference, image id) for each base image the build resolved by name,
+    ("", id) for one named by id; ``tags``: the normalised names the image was tagged with;
+    ``events``: the build's progress events as dicts, without the final ``BuildDone``.
+    """
+    conn.execute("INSERT INTO build_memo (key, image_id, bases, tags, events, created) "
+                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                 "image_id = excluded.image_id, bases = excluded.bases, tags = excluded.tags, "
+                 "events = excluded.events, created = excluded.created",
+                 (key, image_id, json.dumps(bases), json.dumps(tags), json.dumps(events),
+                  time.time()))
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line's fast path
+
+
+def state_root(explicit: str | None) -> str:
+    """The engine's state folder as :func:`portside.engine.config.load_config` finds it, without
+    importing it when no config file exists."""
+    if explicit:
+        return explicit
+    if os.environ.get("PORTSIDE_ROOT"):
+        return os.environ["PORTSIDE_ROOT"]
+    from portside.engine.config import config_files, default_root
+
+    if any(os.path.exists(p) for p in config_files()):
+        from portside.engine.config import load_config
+
+        return str(load_config().root)
+    return str(default_root())
+
+
+class _Request:
+    """The part of a ``build`` command line the fast path understands."""
+
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.path: str | None = None
+        self.tags: list[str] = []
+        self.file: str | None = None
+        self.build_args: list[str] = []
+        self.labels: list[str] = []
+        self.target: str | None = None
+        self.iidfile: str | None = None
+        self.quiet = False
+        self.progress = "auto"
+        self.platform: str | None = None
+
+
+_VALUED = {"-t": "tags", "--tag": "tags", "-f": "file", "--file": "file",
+           "--build-arg": "build_args", "--label": "labels", "--target": "target",
+           "--iidfile": "iidfile", "--progress": "progress", "--platform": "platform"}
+_PROGRESS = ("auto", "plain", "tty", "json", "quiet", "rawjson")
+
+
+def _parse(argv: list[str]) -> _Request | None:
+    """A ``[--root R] build|image build ...`` command line, or None when it uses anything else
+    (then the full command line parser handles it)."""
+    req = _Request()
+    words = list(argv)
+    while words and (words[0] == "--root" or words[0].startswith("--root=")):
+        word = words.pop(0)
+        if "=" in word:
+            req.root = word.split("=", 1)[1]
+        elif words:
+            req.root = words.pop(0)
+        else:
+            return None
+    if words[:1] == ["build"]:
+        words = words[1:]
+    elif words[:2] == ["image", "build"]:
+        words = words[2:]
+    else:
+        return None
+    while words:
+        word = words.pop(0)
+        name, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if word in ("-q", "--quiet"):
+            req.quiet = True
+        elif name in _VALUED:
+            if eq:
+                value = inline
+            elif words:
+                value = words.pop(0)
+            else:
+                return None
+            attr = _VALUED[name]
+            if isinstance(getattr(req, attr), list):
+                getattr(req, attr).append(value)
+            else:
+                setattr(req, attr, value)
+        elif word.startswith("-") or req.path is not None:
+            return None  # --no-cache, --locked, --pull, "-", a flag we don't mirror...
+        else:
+            req.path = word
+    if req.path is None or req.file == "-" or req.progress not in _PROGRESS:
+        return None
+    return req
+
+
+def _dockerfile_text(req: _Request) -> str | None:
+    if req.file is not None:
+        path = req.file  # relative to the current directory, as the CLI reads it
+    else:
+        for name in ("Dockerfile", "Containerfile", "dockerfile"):
+            path = os.path.join(req.path, name)
+            if os.path.isfile(path):
+                break
+        else:
+            return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def lock_may_apply() -> bool:
+    """Whether a ``portside.lock`` may be in force (``--locked`` aside): then a build takes the
+    full path, which checks it (:func:`portside.engine.cli.lock_active` asks this too)."""
+    return bool(os.environ.get("PORTSIDE_LOCKED") or os.environ.get("PORTSIDE_LOCK")
+                or os.path.exists("portside.lock"))
+
+
+def replay(argv: list[str], out=None, err=None) -> int | None:
+    """Answer ``portside build`` from the memo; returns the exit status, or None when the
+    command must take the normal path (nothing has been printed then)."""
+    started = time.monotonic()
+    req = _parse(argv)
+    if req is None or lock_may_apply() or not os.path.isdir(req.path):
+        return None
+    sde_text = os.environ.get("SOURCE_DATE_EPOCH")
+    try:
+        sde = int(sde_text) if sde_text else None
+        build_args = key_values(req.build_args, "build argument", from_env=True)
+        labels = key_values(req.labels, "label")
+    except ValueError:
+        return None
+    dockerfile = _dockerfile_text(req)
+    if dockerfile is None:
+        return None
+    key = fingerprint(dockerfile=dockerfile, context=req.path, tags=req.tags,
+                      build_args=build_args, target=req.target, labels=labels,
+                      platform=req.platform, source_date_epoch=sde)
+    if key is None:
+        return None
+    try:
+        db = os.path.join(state_root(req.root), "metadata.db")
+    except Exception:  # a bad config file: the full path reports it
+        return None
+    if not os.path.exists(db):
+        return None
+    try:
+        conn = sqlite3.connect(db, timeout=5, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        found = _lookup(conn, key)
+    except sqlite3.Error:
+        found = None  # no memo table yet, a locked or damaged database: the full path decides
+    finally:
+        conn.close()
+    if found is None:
+        return None
+    image_id, events = found
+    _show(req, image_id, events, time.monotonic() - started,
+          out or sys.stdout, err or sys.stderr)
+    if req.iidfile:
+        with open(req.iidfile, "w") as f:
+            f.write(image_id)
+    return 0
+
+
+def _lookup(conn: sqlite3.Connection, key: str) -> tuple[str, list[dict]] | None:
+    """The memo's answer for ``key`` if everything it relied on still holds, else None."""
+    conn.execute("BEGIN")  # one consistent snapshot for every check below
+    try:
+        row = conn.execute("SELECT image_id, bases, tags, events FROM build_memo WHERE key = ?",
+                           (key,)).fetchone()
+        if row is None:
+            return None
+        image_id, bases, tags, events = row[0], json.loads(row[1]), json.loads(row[2]), \
+            json.loads(row[3])
+        if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+            return None
+        for name, base_id in bases:
+            if name:
+                now = conn.execute("SELECT image_id FROM refs WHERE name = ?", (name,)).fetchone()
+                if now is None or now[0] != base_id:
+                    return None
+            elif conn.execute("SELECT 1 FROM images WHERE id = ?", (base_id,)).fetchone() is None:
+                return None
+        for name in tags:
+            now = conn.execute("SELECT image_id FROM refs WHERE name = ?", (name,)).fetchone()
+            if now is None or now[0] != image_id:
+                return None
+        return image_id, events
+    finally:
+        conn.execute("COMMIT")
+
+
+def _show(req: _Request, image_id: str, events: list[dict], seconds: float, out, err) -> None:
+    """Print what the normal path prints for a fully cached build."""
+    done = {"type": "BuildDone", "image_id": image_id, "tags": list(req.tags),
+            "seconds": seconds}
+    quiet = req.quiet or req.progress == "quiet"
+    if quiet:
+        for event in events:
+            if event.get("type") == "Warning":
+                err.write(f"WARNING: {event['message']}\n")
+        out.write(image_id + "\n")
+        return
+    if req.progress in ("json", "rawjson"):
+        for event in [*events, done]:
+            out.write(json.dumps(event) + "\n")
+        out.flush()
+        return
+    from portside.engine.build import progress
+
+    view = progress.PlainRenderer(err)
+    for event in [*events, done]:
+        kind = getattr(progress, event.pop("type"))
+        if kind is progress.BuildDone:
+            event["tags"] = tuple(event["tags"])
+        view(kind(**event))
