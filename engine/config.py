@@ -75,21 +75,24 @@ def _split(value: str, sep: str) -> list[str]:
 
 def load_config(env: dict[str, str] | None = None) -> Config:
     """Read the config files and environment; raises InvalidArgument for a file that is not TOML."""
-    try:
-        import tomllib
-    except ImportError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-
     env = os.environ if env is None else env
     merged: dict = {}
     for path in config_files():
         try:
-            with open(path, "rb") as f:
-                merged.update(tomllib.load(f))
+            f = open(path, "rb")
         except FileNotFoundError:
             continue
-        except (tomllib.TOMLDecodeError, OSError) as exc:
+        except OSError as exc:
             raise InvalidArgument(f"bad config file {path}: {exc}") from exc
+        try:
+            import tomllib
+        except ImportError:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        with f:
+            try:
+                merged.update(tomllib.load(f))
+            except (tomllib.TOMLDecodeError, OSError) as exc:
+                raise InvalidArgument(f"bad config file {path}: {exc}") from exc
     cfg = Config()
     if "root" in merged:
         cfg.root = Path(merged.pop("root"))

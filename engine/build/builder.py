@@ -31,10 +31,9 @@ import shutil
 import stat
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from portside.engine.build import (
     Add, Arg, Cmd, Copy, Dockerfile, Entrypoint, Env, Expose, From, Healthcheck, Instruction,
@@ -52,6 +51,9 @@ from portside.engine.build.run import (
 )
 from portside.engine.errors import DockerfileError, EngineError, InvalidArgument, NotFound
 from portside.engine.image.store import ImageRecord, LayerRef
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["Builder", "StageState", "BuildOptions", "PREDEFINED_ARGS", "builtin_args"]
 
@@ -271,6 +273,8 @@ class Builder:
         if len(order) == 1:
             # the common case: no thread at all
             return {order[0]: self._build_stage(stages[order[0]], futures)}
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=len(order), thread_name_prefix="build-stage") as pool:
             for i in order:
                 futures[i] = pool.submit(self._guarded_stage, stages[i], futures)

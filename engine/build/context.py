@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import stat
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -226,7 +225,7 @@ class BuildContext:
         from portside.engine.image.layer import apply_layer
 
         tmp_root.mkdir(parents=True, exist_ok=True)
-        target = tmp_root / ("context-" + uuid.uuid4().hex)
+        target = tmp_root / ("context-" + os.urandom(16).hex())
         try:
             apply_layer(stream, target, overlay=False)
         except BaseException:

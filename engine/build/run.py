@@ -37,7 +37,6 @@ import stat
 import subprocess
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -102,7 +101,7 @@ class Workspace:
     """
 
     def __init__(self, tmp_root: Path, lowers: Sequence[Path]) -> None:
-        self.dir = Path(tmp_root) / uuid.uuid4().hex[:16]
+        self.dir = Path(tmp_root) / os.urandom(8).hex()
         self.lowers = list(lowers)
         self.upper = self.dir / "upper"
         self.work = self.dir / "work"
@@ -342,7 +341,7 @@ def run_in_workspace(ws: Workspace, req: RunRequest, *, runtime_root: Path,
             if host.exists():
                 mounts.append({"destination": f"/etc/{name}", "type": "bind",
                                "source": str(host), "options": ["rbind", "ro"]})
-    container_id = "build-" + uuid.uuid4().hex[:16]
+    container_id = "build-" + os.urandom(8).hex()
     cgroup = cgroup_path_for(container_id)
     spec = generate_spec(ContainerConfig(
         process=ProcessConfig(args=list(req.args), env=list(req.env), cwd=cwd, uid=uid, gid=gid,

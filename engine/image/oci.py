@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import platform
+import os
 from typing import Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -43,7 +43,7 @@ _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "ar
 
 def host_platform() -> dict[str, str]:
     """The host's platform in OCI terms (``{"os": "linux", "architecture": "amd64"}``)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     plat = {"os": "linux", "architecture": _GOARCH.get(machine, machine)}
     if machine.startswith("armv7"):
         plat["variant"] = "v7"

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -221,7 +220,7 @@ class ImageStore:
 
         staging_root = self.snapshots.root / ".staging"
         staging_root.mkdir(parents=True, exist_ok=True)
-        tmp = staging_root / ("ingest-" + uuid.uuid4().hex)
+        tmp = staging_root / ("ingest-" + os.urandom(16).hex())
         tmp.mkdir()
         try:
             lower = ([self.snapshots.path(c) for c in self.snapshots.chain(parent_chain)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -130,6 +129,8 @@ class System:
         return rows
 
     def info(self) -> dict:
+        import platform
+
         load_contributors()
         eng = self.engine
         from ..runtime_info import runtime_summary
@@ -160,6 +161,8 @@ class System:
         return info
 
     def version(self) -> dict:
+        import platform
+
         return {
             "Client": {"Version": __version__, "ApiVersion": "1.43",
                        "PythonVersion": platform.python_version(),

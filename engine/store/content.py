@@ -39,7 +39,6 @@ import fcntl
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import threading
 import time
@@ -341,7 +340,7 @@ class ContentStore:
         """
         named = ref is not None
         if ref is None:
-            ref = "tmp-" + secrets.token_hex(12)
+            ref = "tmp-" + os.urandom(12).hex()
         if not ref:
             raise InvalidArgument("ingest ref must not be empty")
         directory = self.ingest / self._ref_dirname(ref)

@@ -23,7 +23,6 @@ thing, straight on the syscalls through ``ctypes``:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from collections.abc import Sequence
@@ -152,7 +151,7 @@ class LinuxMounter:
     """
 
     def __init__(self, new_api: bool | None = None) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self._libc = ctypes.CDLL(None, use_errno=True)  # libc: already loaded
         self._libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                      ctypes.c_ulong, ctypes.c_char_p]
         self._libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]

@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
 import shutil
 import stat
 import sys
@@ -199,7 +198,7 @@ class Snapshots:
                 return target  # another process unpacked it while we waited
             if parent is not None and not self.exists(parent):
                 raise NotFound(f"parent snapshot not found: {parent}")
-            staging = self._staging / f"{target.parent.name}-{secrets.token_hex(6)}"
+            staging = self._staging / f"{target.parent.name}-{os.urandom(6).hex()}"
             (staging / "fs").mkdir(parents=True)
             try:
                 size = int(populate(staging / "fs"))
@@ -249,7 +248,7 @@ class Snapshots:
         self._empty_trash()
 
     def _to_trash(self, directory: Path) -> None:
-        os.rename(directory, self._trash / f"{directory.name}-{secrets.token_hex(6)}")
+        os.rename(directory, self._trash / f"{directory.name}-{os.urandom(6).hex()}")
 
     def _empty_trash(self) -> int:
         removed = 0
