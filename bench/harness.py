@@ -8,7 +8,9 @@ it compares against and stops it afterwards:
   under a temporary folder, no iptables and no default bridge unless a benchmark asks for them;
   the client is ``/usr/bin/docker`` pointed at that socket.
 * podman: a throwaway ``--root``/``--runroot``, cgroupfs, no events.
-* portside: the CLI of this repository's venv, with a fresh ``PORTSIDE_ROOT``.
+* portside: the CLI as users install it (the wheel in ``.bench-venv``, made by ``make
+  bench-venv``; ``PORTSIDE_BENCH_CLI`` names another), else the development venv's, with a fresh
+  ``PORTSIDE_ROOT``.
 
 Missing peers are reported and skipped, never installed silently: ``make bench`` installs them.
 """
@@ -29,7 +31,25 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
-PORTSIDE = str(REPO / ".venv" / "bin" / "portside")
+
+
+def _portside_cli() -> str:
+    """The installed wheel's CLI when it is newer than every source file, else the dev venv's."""
+    if os.environ.get("PORTSIDE_BENCH_CLI"):
+        return os.environ["PORTSIDE_BENCH_CLI"]
+    installed = REPO / ".bench-venv" / "bin" / "portside"
+    if installed.exists():
+        made = installed.stat().st_mtime
+        newest = max(p.stat().st_mtime for top in ("engine", "portside") for p in
+                     (REPO / top).rglob("*.py"))
+        if newest <= made:
+            return str(installed)
+        print("bench: .bench-venv is older than the sources (make bench-venv): using .venv",
+              file=sys.stderr)
+    return str(REPO / ".venv" / "bin" / "portside")
+
+
+PORTSIDE = _portside_cli()
 DOCKER = "/usr/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
 
@@ -212,4 +232,6 @@ def machine_line() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{os.cpu_count()} cores, {cpu}, kernel {os.uname().release}, python {sys.version.split()[0]}"
+    cli = "installed wheel" if ".bench-venv" in PORTSIDE else PORTSIDE
+    return (f"{os.cpu_count()} cores, {cpu}, kernel {os.uname().release}, "
+            f"python {sys.version.split()[0]}, portside CLI: {cli}")
