@@ -189,10 +189,11 @@ class Builder:
         self._futures: dict[int, Future[StageState]] = {}
         self._context_reads: list[str] = []
         self._dockerfile_text: str | None = None
-        #: for the build memo (:mod:`.memo`): steps that ran instead of coming from the cache,
-        #: inputs a fingerprint cannot see (a URL without a checksum), and the base images
-        #: resolved, as (normalised name, id), or ("", id) when named by id or digest
-        self.misses = 0
+        #: for the build memo (:mod:`.memo`): the steps that look their result up in the step
+        #: cache (a rebuild shows them CACHED), inputs a fingerprint cannot see (a URL without a
+        #: checksum, a base image pulled), and the base images resolved, as (normalised name,
+        #: id), or ("", id) when named by id or digest
+        self.layer_steps: set[int] = set()
         self.volatile = False
         self.bases: list[tuple[str, str]] = []
 
@@ -433,6 +434,8 @@ class Builder:
                 exc = DockerfileError(exc.detail, inst.start_line, inst.end_line)
             self.progress.emit(StepDone(step_id, time.monotonic() - t0, str(exc)))
             raise exc from None
+        if cached is not None:
+            self.layer_steps.add(step_id)
         if cached:
             self.progress.emit(StepCached(step_id))
         self.progress.emit(StepDone(step_id, time.monotonic() - t0))
@@ -442,24 +445,24 @@ class Builder:
         return float(sde) if sde is not None else time.time()
 
     def _meta(self, state: StageState, inst: Instruction, created_by: str,
-              extra: str = "") -> bool:
+              extra: str = "") -> None:
         """Finish a metadata-only step: new key, history entry (time from the cache)."""
         from portside.engine.image.oci import empty_layer_history
 
         key = cache_key(state.key, _describe(inst), extra)
         entry = None if self.options.no_cache else self.cache.get(key)
         if entry is None:
-            self.misses += 1
             entry = self.cache.put(key, state.key, created_by, self._now(), None)
         else:
             self._used_keys.append(key)
         state.key = key
         state.created = entry.created
         state.history.append(empty_layer_history(created_by, entry.created))
-        return False
+        return None
 
-    def _dispatch(self, state: StageState, step: Step, step_id: int, where: str) -> bool:
-        """Apply one instruction to ``state``; returns whether the result came from the cache."""
+    def _dispatch(self, state: StageState, step: Step, step_id: int, where: str) -> bool | None:
+        """Apply one instruction to ``state``; returns whether its result came from the cache,
+        None for a metadata-only step (never reported as cached)."""
         cfg = state.config
         inst = step.instruction
         match inst:
@@ -550,7 +553,6 @@ class Builder:
             cached = True
         else:
             cached = False
-            self.misses += 1
             layers = None
             with Workspace(self.tmp_root, state.lowers(self.snapshots)) as ws:
                 work(ws)

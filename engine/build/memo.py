@@ -2,8 +2,8 @@
 
 The step cache (:mod:`.cache`) makes a rebuild cheap for the engine, but a terminal user still
 pays for Python importing the parser, the builder and the image store just to find every step
-cached.  So a build whose steps *all* came from the step cache is also remembered here as one
-row, under a *fingerprint* of everything it depended on:
+cached.  So each finished build from a context folder is also remembered here as one row, under
+a *fingerprint* of everything it depended on:
 
 * the Dockerfile's text and the command line's options (tags, build arguments, target, labels,
   platform, ``SOURCE_DATE_EPOCH``);
@@ -11,14 +11,16 @@ row, under a *fingerprint* of everything it depended on:
   and inode (as ``git`` decides a file is unchanged without reading it); a content change
   always moves the change time, which no one can set back.
 
-The row holds the image id, the base images the build resolved (name and id), and the build's
-progress events.  ``portside build`` (see :func:`replay`) computes the fingerprint with nothing
-but the standard library, finds the row, checks that each base name still points at the same
-image and that the result and its tags still exist, and replays the events, in the user's
-``--progress`` view, as the step cache would have produced them.  Anything else -- an edited
+The row holds the image id, the base images the build resolved (name and id), and the progress
+events a rebuild shows (each step that looks up the step cache as CACHED: the build just filled
+it, so a rebuild of the same inputs gives the same image).  ``portside build`` (see
+:func:`replay`) computes the fingerprint with nothing but the standard library, finds the row,
+checks that each base name still points at the same image and that the result and its tags still
+exist, and replays the events in the user's ``--progress`` view.  Anything else -- an edited
 file, a moved tag, ``--no-cache``, a lock in force, an ``ADD`` of a URL without a checksum, a
-context of more than :data:`MAX_ENTRIES` entries, a context from standard input -- takes the
-normal path, which is still cached step by step and records a fresh row.
+base image that had to be pulled, a context of more than :data:`MAX_ENTRIES` entries, a context
+from standard input, ``PORTSIDE_BUILD_MEMO=0`` -- takes the normal path, which is still cached
+step by step and records a fresh row.  ``builder prune`` forgets every row.
 
 This module imports only the standard library (``portside build`` reads it first).
 """
@@ -122,7 +124,7 @@ def fingerprint(*, dockerfile: str, context: str, tags: list[str], build_args: d
 
 def record(conn: sqlite3.Connection, key: str, image_id: str, bases: list[tuple[str, str]],
            tags: list[str], events: list[dict]) -> None:
-    """Remember a fully cached build (``conn``: an open transaction on the engine's database).
+    """Remember a finished build (``conn``: an open transaction on the engine's database).
 
     ``bases``: (normalised reference, image id) for each base image the build resolved by name,
     ("", id) for one named by id; ``tags``: the normalised names the image was tagged with;
@@ -252,6 +254,8 @@ def replay(argv: list[str], out=None, err=None) -> int | None:
     """Answer ``portside build`` from the memo; returns the exit status, or None when the
     command must take the normal path (nothing has been printed then)."""
     started = time.monotonic()
+    if os.environ.get("PORTSIDE_BUILD_MEMO") == "0":
+        return None
     req = _parse(argv)
     if req is None or lock_may_apply() or not os.path.isdir(req.path):
         return None

@@ -71,7 +71,7 @@ class BuildCollection(Collection):
                                    no_cache=no_cache, source_date_epoch=source_date_epoch,
                                    platform=platform)
             memo_key = None
-            if isinstance(context, (str, os.PathLike)) and not no_cache:
+            if isinstance(context, (str, os.PathLike)):
                 # taken before the build reads anything: a file edited meanwhile changes the key
                 from ..build.memo import fingerprint
 
@@ -91,19 +91,30 @@ class BuildCollection(Collection):
             record = builder.build(dockerfile, ctx, options)
         finally:
             ctx.close()
-        if memo_key is not None and builder.misses == 0 and not builder.volatile:
-            self._remember(memo_key, record.id, list(tags), builder.bases, events)
+        if memo_key is not None and not builder.volatile:
+            self._remember(memo_key, record.id, list(tags), builder.bases, events,
+                           builder.layer_steps)
         return engine.images.get(record.id)
 
-    def _remember(self, key: str, image_id: str, tags: list[str], bases, events) -> None:
-        """Record a build whose every step came from the cache in the memo (see
-        :mod:`portside.engine.build.memo`), with its events as a cached rebuild shows them."""
+    def _remember(self, key: str, image_id: str, tags: list[str], bases, events,
+                  layer_steps: set[int]) -> None:
+        """Record a finished build in the memo (see :mod:`portside.engine.build.memo`), with the
+        events a rebuild would show: every step that looks up the step cache comes from it (the
+        build just filled it), so it is CACHED, with no output and no time."""
         from ..build.memo import record as remember
-        from ..build.progress import BuildDone, StepDone, event_dict
+        from ..build.progress import BuildDone, BuildStep, StepCached, StepDone, StepLog, \
+            event_dict
         from ..image.reference import parse_reference
 
-        shown = [event_dict(StepDone(e.id, 0.0, e.error) if isinstance(e, StepDone) else e)
-                 for e in events if not isinstance(e, BuildDone)]
+        shown = []
+        for event in events:
+            if isinstance(event, (StepLog, StepCached, BuildDone)):
+                continue
+            if isinstance(event, StepDone):
+                event = StepDone(event.id, 0.0)
+            shown.append(event_dict(event))
+            if isinstance(event, BuildStep) and event.id in layer_steps:
+                shown.append(event_dict(StepCached(event.id)))
         with self.engine.db.transaction() as conn:
             remember(conn, key, image_id, bases, [str(parse_reference(t)) for t in tags], shown)
 
