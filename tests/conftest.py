@@ -88,6 +88,33 @@ def busybox_image(cli: CLI) -> str:
     return "busybox:latest"
 
 
+@pytest.fixture
+def http_dir(tmp_path):
+    """A folder served over HTTP on 127.0.0.1 (ADD URL tests): (folder, base URL)."""
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def _debian_key(suite: str, include: list[str]) -> str:
     from portside.engine.image.bootstrap import host_apt_mirror
 

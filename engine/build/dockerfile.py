@@ -1,23 +1,7 @@
-"""The Dockerfile reader's entry points (re-exported by :mod:`portside.engine.build`).
+"""The Dockerfile reader's entry points: :func:`parse_dockerfile` and :class:`Dockerfile`.
 
-Reading Dockerfiles: parse, type, expand.
-
-Reading a Dockerfile happens in three steps, each in its own module:
-
-1. :mod:`.parser` turns the text into generic nodes with line ranges (``dump()`` prints them
-   the way BuildKit does);
-2. :mod:`.instructions` turns the nodes into frozen dataclasses (``Copy``, ``Run``...) grouped
-   into :class:`Stage` objects;
-3. :mod:`.variables` expands ``$VARS`` in them with Docker's ARG/ENV scoping, using the shell
-   rules of :mod:`.shell`.
-
-:func:`parse_dockerfile` does step 1 at once and step 2 on first use of :attr:`Dockerfile.stages`,
-so a file whose syntax is fine but whose meaning is not (an unknown flag, say) still dumps::
-
-    df = parse_dockerfile(open("Dockerfile").read())
-    print(df.dump())                       # (from "python:3.11") ...
-    for stage in df.stages:                # Stage(name="build", base="python:3.11", ...)
-        steps = df.expand(stage, build_args={"PY": "3.12"})
+:mod:`portside.engine.build` re-exports everything here; its docstring explains the three steps
+(parse, type, expand) and which module does each.
 """
 
 from __future__ import annotations
@@ -37,19 +21,7 @@ from portside.engine.build.variables import (
 )
 from portside.engine.errors import DockerfileError
 
-__all__ = [
-    "parse_dockerfile", "Dockerfile", "DockerfileError",
-    # phase 1
-    "Node", "Heredoc", "ParseResult", "parse",
-    # phase 2
-    "Instruction", "From", "Run", "Cmd", "Entrypoint", "Workdir", "Env", "Arg", "Label",
-    "Expose", "Volume", "Shell", "User", "Maintainer", "Onbuild", "Healthcheck", "Stopsignal",
-    "Copy", "Add", "KeyValue", "SourceContent", "Stage", "parse_instruction", "build_stages",
-    "parse_mount", "stage_dependencies", "resolve_stage",
-    # expansion
-    "ShellLex", "ShellError", "expand_word", "expand_words", "Step", "ExpandedStage",
-    "expand_stage", "expand_from", "expand_instruction", "resolve_meta_args",
-]
+# the public names are listed in portside.engine.build.__all__
 
 
 class Dockerfile:

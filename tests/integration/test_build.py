@@ -7,13 +7,11 @@ run with the builder's own RUN machinery to check USER and WORKDIR as a containe
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import os
 import stat
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -260,29 +258,6 @@ def test_add_local_tar_is_confined(engine, busybox_image, tmp_path):
     with pytest.raises(InvalidArgument, match="escaped.txt"):
         engine.builds.build(context=ctx, tags=["add:2"])
     assert not list(tmp_path.rglob("escaped.txt"))
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(served), **kw)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_add_url_with_checksum(engine, busybox_image, tmp_path, http_dir):

@@ -4,11 +4,9 @@ or an ADD of a URL without checksum all take the normal path)."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -129,30 +127,12 @@ def test_anything_changed_takes_the_normal_path(cli, busybox_image, ctx, monkeyp
     cli("rm", "-f", *cli("ps", "-aq").out.split())
 
 
-def test_url_without_checksum_is_never_remembered(cli, busybox_image, tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
+def test_url_without_checksum_is_never_remembered(cli, busybox_image, tmp_path, http_dir):
+    served, base = http_dir
     (served / "tool.sh").write_text("echo tool\n")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(served), **kw)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        ctx = tmp_path / "ctx"
-        ctx.mkdir()
-        url = f"http://127.0.0.1:{server.server_address[1]}/tool.sh"
-        (ctx / "Dockerfile").write_text(f"FROM busybox:latest\nADD {url} /tool.sh\n")
-        remembered(cli, ctx, "-t", "url:1")
-        # the server may serve something else next time: only the normal path can tell
-        assert fast(cli.root, "-q", "-t", "url:1", str(ctx))[0] is None
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox:latest\nADD {base}/tool.sh /tool.sh\n")
+    remembered(cli, ctx, "-t", "url:1")
+    # the server may serve something else next time: only the full path can tell
+    assert fast(cli.root, "-q", "-t", "url:1", str(ctx))[0] is None
