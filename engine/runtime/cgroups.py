@@ -57,6 +57,41 @@ class CgroupLayout:
         return CgroupLayout.V1
 
 
+#: root → (its mtime, the hierarchy mount points under it): listing and resolving them is most of
+#: the cost of a cgroup check, and they change only when a hierarchy is mounted or unmounted.
+_HIERARCHIES: dict[str, tuple[int, list[str]]] = {}
+
+
+def _hierarchies(root: str) -> list[str]:
+    """The distinct hierarchies under a v1/hybrid ``root``, sorted by name (one per mount:
+    ``cpu`` and ``cpuacct`` may be links to ``cpu,cpuacct``)."""
+    try:
+        stamp = os.stat(root).st_mtime_ns
+    except OSError:
+        return []
+    cached = _HIERARCHIES.get(root)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    tops: list[str] = []
+    seen: set[str] = set()
+    base = os.path.realpath(root)
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.is_dir():
+            continue
+        real = (os.path.realpath(entry.path) if entry.is_symlink()
+                else os.path.join(base, entry.name))
+        if real in seen:
+            continue
+        seen.add(real)
+        tops.append(entry.path)
+    _HIERARCHIES[root] = (stamp, tops)
+    return tops
+
+
 def cgroup_path_for(container_id: str) -> str:
     """The cgroup path (the spec's ``linux.cgroupsPath``) of a container: ``/portside/<id>``."""
     return f"/portside/{container_id}"
@@ -127,21 +162,8 @@ class Cgroup:
         """This cgroup's directory in every hierarchy (v1 controllers and hybrid's unified)."""
         if self.layout == CgroupLayout.V2:
             return [self.root / self.path.lstrip("/")]
-        dirs = []
-        seen: set[str] = set()
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except OSError:
-            return []
-        for entry in entries:
-            if not entry.is_dir():
-                continue
-            real = os.path.realpath(entry.path)
-            if real in seen:  # "cpu" and "cpuacct" may be links to "cpu,cpuacct"
-                continue
-            seen.add(real)
-            dirs.append(Path(entry.path) / self.path.lstrip("/"))
-        return dirs
+        rel = self.path.lstrip("/")
+        return [Path(top, rel) for top in _hierarchies(str(self.root))]
 
     # ---- queries --------------------------------------------------------------------------
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +94,8 @@ def run_dir_for(root: Path) -> Path:
     local = Path(root) / "run"
     if len(os.fsencode(str(local))) <= _MAX_RUN_DIR:
         return local
+    import hashlib
+
     digest = hashlib.sha256(os.fsencode(str(Path(root).resolve()))).hexdigest()[:12]
     return Path("/run/portside") / digest
 
@@ -312,6 +312,8 @@ class ContainerStore:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (rec.id,))
             events.emit(conn, "container", "destroy", rec.id, name=rec.name)
+        import shutil
+
         paths = self.paths(rec.id)
         shutil.rmtree(paths.dir, ignore_errors=True)
         shutil.rmtree(paths.state_dir, ignore_errors=True)

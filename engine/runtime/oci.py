@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Sequence, Union
 
@@ -36,7 +34,7 @@ from .cgroups import CgroupLayout
 
 Stdio = Union[int, IO[Any], None]
 
-_LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_LOGRUS_MSG = r'msg="((?:[^"\\]|\\.)*)"'
 
 
 def clean_message(text: str) -> str:
@@ -44,6 +42,8 @@ def clean_message(text: str) -> str:
 
     Accepts plain stderr, logrus text lines and ``--log-format json`` lines.
     """
+    import re
+
     message = ""
     for line in text.splitlines():
         line = line.strip()
@@ -58,7 +58,7 @@ def clean_message(text: str) -> str:
             if doc.get("level") in ("error", "fatal", "panic"):
                 message = str(doc.get("msg", ""))
             continue
-        m = _LOGRUS_MSG.search(line)
+        m = re.search(_LOGRUS_MSG, line) if "msg=" in line else None
         if m and "level=" in line:
             if "level=warn" in line or "level=info" in line or "level=debug" in line:
                 continue
@@ -167,6 +167,8 @@ class OCIRuntime:
             CommandNotFound, CannotInvoke: the command cannot be run (127, 126).
             RuntimeFailure: anything else; the message is the runtime's.
         """
+        import tempfile
+
         with tempfile.NamedTemporaryFile(prefix="runtime-log-", suffix=".json") as log:
             args = ["--log", log.name, "--log-format", "json", "create", "--bundle", str(bundle),
                     "--pid-file", str(pid_file)]
@@ -248,6 +250,8 @@ class OCIRuntime:
         Returns:
             the runtime process; ``wait()`` gives the exit status (125 is the runtime's own error).
         """
+        import tempfile
+
         process = dict(process, terminal=tty)
         fd, name = tempfile.mkstemp(prefix="exec-", suffix=".json")
         with os.fdopen(fd, "w") as f:

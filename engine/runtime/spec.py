@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import stat
 from dataclasses import dataclass, field
@@ -229,7 +228,7 @@ _SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": 
 
 def host_goarch() -> str:
     """The host architecture in Go's spelling (``amd64``, ``arm64``…)."""
-    machine = platform.machine()
+    machine = os.uname().machine  # not the platform module: it costs ms to import
     return _GOARCH.get(machine, machine)
 
 
@@ -240,7 +239,7 @@ def _kernel_at_least(version: str) -> bool:
             digits = "".join(ch for ch in p if ch.isdigit())
             out.append(int(digits or 0))
         return tuple(out)
-    return parts(platform.release()) >= parts(version)
+    return parts(os.uname().release) >= parts(version)
 
 
 def convert_seccomp(profile: dict[str, Any], capabilities: list[str],
@@ -307,10 +306,20 @@ def convert_seccomp(profile: dict[str, Any], capabilities: list[str],
     return result
 
 
+#: The last profile read: (path, mtime_ns, size) → parsed JSON; a warm engine reads it once.
+_PROFILE_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def load_seccomp(capabilities: list[str], path: Path = SECCOMP_PROFILE) -> dict[str, Any] | None:
     """Read and convert the host's default seccomp profile; None when there is none."""
     try:
-        profile = json.loads(path.read_text())
+        st = os.stat(path)
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        profile = _PROFILE_CACHE.get(key)
+        if profile is None:
+            profile = json.loads(Path(path).read_text())
+            _PROFILE_CACHE.clear()
+            _PROFILE_CACHE[key] = profile
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -500,6 +509,7 @@ def write_spec(bundle: Path, spec: dict[str, Any]) -> Path:
     """Write ``spec`` to ``bundle/config.json`` atomically and return its path."""
     path = Path(bundle) / "config.json"
     tmp = path.with_name(".config.json.tmp")
-    tmp.write_text(json.dumps(spec, indent=1))
+    # compact, by json's C encoder (indent= takes the pure-Python one: ms per container)
+    tmp.write_text(json.dumps(spec, separators=(",", ":")))
     os.replace(tmp, path)
     return path
