@@ -329,26 +329,36 @@ def _resolve_locked(ctx: Context, args) -> None:
          top_level=True)
 @arguments(_run_args)
 def run(ctx: Context, args):
-    _resolve_locked(ctx, args)
-    config, host_config, name = build_create(args)
-    if args.detach and args.rm:
-        pass  # the monitor removes it when it exits
-    coll = ctx.engine.containers
-    container = coll.create_from(config, host_config, name=name)
+    from ..runtime.containers import ContainerPaths
+    from ..runtime.lifecycle import new_container_id
+    from ..runtime.monitor import launch_monitor
+
+    # The container's monitor starts first: its interpreter's start-up overlaps everything up to
+    # the runtime's call (imports, the record, the root filesystem, the bundle).
+    cid = new_container_id()
+    launch = launch_monitor(cid, ContainerPaths(ctx.engine.root, cid).state_dir)
+    try:
+        _resolve_locked(ctx, args)
+        config, host_config, name = build_create(args)
+        coll = ctx.engine.containers
+        container = coll.create_from(config, host_config, name=name, container_id=cid)
+    except BaseException:
+        ctx.engine.containers.lifecycle.cancel_launch(launch)
+        raise
     for warning in container.attrs["HostConfig"].get("Warnings") or []:
         ctx.err.write(f"WARNING: {warning}\n")
     lc = coll.lifecycle
     if args.detach:
         try:
-            lc.start(container.id)
+            lc.start(container.id, launch=launch)
         except EngineError:
-            if args.rm:
+            if args.rm:  # the monitor removes it when it exits; one that never ran goes now
                 _quiet_remove(lc, container.id)
             raise
         ctx.print(container.id)
         return container.id
     return _run_attached(ctx, container.id, interactive=args.interactive, tty=args.tty,
-                         detach_keys=_detach_keys(args.detach_keys), start=True)
+                         detach_keys=_detach_keys(args.detach_keys), start=True, launch=launch)
 
 
 def _quiet_remove(lc, cid: str) -> None:
@@ -381,23 +391,28 @@ def _detach_keys(text: str) -> bytes:
 
 
 def _run_attached(ctx: Context, cid: str, *, interactive: bool, tty: bool, detach_keys: bytes,
-                  start: bool) -> int:
-    """Start (optionally) and attach: stream output, feed stdin, return the exit status."""
+                  start: bool, launch=None) -> int:
+    """Start (optionally) and attach: stream output, feed stdin, return the exit status.
+    ``launch``: the container's monitor, launched ahead (see ``Lifecycle.launch_monitor``)."""
     import threading
 
     coll = ctx.engine.containers
     lc = coll.lifecycle
-    rec = coll.store.resolve(cid)
+    try:
+        rec = coll.store.resolve(cid)
+    except BaseException:
+        if launch is not None:
+            lc.cancel_launch(launch)
+        raise
     paths = lc.paths(rec)
     if start:
         try:
             # without -i/-t nobody can detach, so this process sees the exit and cleans up
-            lc.start(rec.id, watched=not (interactive or tty))
+            rec = lc.start(rec.id, watched=not (interactive or tty), launch=launch)
         except EngineError:
             if rec.host_config.get("AutoRemove"):
                 _quiet_remove(lc, rec.id)
             raise
-    rec = coll.store.resolve(cid)
     ctx.out.flush()
     try:
         if tty:
@@ -418,7 +433,7 @@ def _run_attached(ctx: Context, cid: str, *, interactive: bool, tty: bool, detac
 
                 stdin_thread = threading.Thread(target=feed, daemon=True)
                 stdin_thread.start()
-            _follow_output(ctx, paths)
+            _follow_output(ctx, paths, wake=lc.exit_fd(rec.id))
     except KeyboardInterrupt:
         # ^C, or a notebook's interrupt: stop the container, as Docker's signal proxy would, and
         # clean up after it before giving the interrupt back
@@ -442,11 +457,14 @@ def _interrupt_foreground(lc, rec) -> None:
         lc.unwatch(rec.id)
 
 
-def _follow_output(ctx: Context, paths) -> None:
+def _follow_output(ctx: Context, paths, wake: int | None = None) -> None:
     """Copy the container's log to our stdout/stderr as it grows, until the exit is recorded.
 
     Following the log (rather than the attach stream) loses nothing written before we could
-    connect, and keeps stdout and stderr apart."""
+    connect, and keeps stdout and stderr apart. ``wake``: a descriptor that becomes readable when
+    the container exits (its monitor's report), which ends a wait for more output at once."""
+    import select
+
     from ..runtime.logs import _decode_line
 
     out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
@@ -486,7 +504,10 @@ def _follow_output(ctx: Context, paths) -> None:
                 continue
             if done:
                 return
-            time.sleep(delay)
+            if wake is None:
+                time.sleep(delay)
+            elif select.select([wake], [], [], delay)[0]:
+                wake = None  # the exit is near (the file is written first): poll from now on
             delay = min(delay * 1.5, 0.05)
     finally:
         if f is not None:
@@ -534,8 +555,10 @@ def _finish_foreground(lc, rec) -> int:
     from ..runtime.lifecycle import wait_until
 
     paths = lc.paths(rec)
-    wait_until(lambda: paths.exit_file.exists() or not paths.exit_file.parent.exists(),
-               3600 * 24 * 365)
+    # started here: the monitor reports the exit and the runtime's delete; else poll
+    if not lc.wait_reported_exit(rec.id):
+        wait_until(lambda: paths.exit_file.exists() or not paths.exit_file.parent.exists(),
+                   3600 * 24 * 365)
     policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
     with lc.store.lock(rec.id):
         fresh = lc.store.get_by_id(rec.id)

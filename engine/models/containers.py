@@ -396,9 +396,10 @@ class ContainerCollection(Collection):
 
     # ---- writing ----------------------------------------------------------------------------
     def create_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
-                    name: str | None = None) -> Container:
-        """Create from Docker-shaped ``Config``/``HostConfig`` documents (what the CLI builds)."""
-        rec = self.lifecycle.create(config, host_config, name=name)
+                    name: str | None = None, container_id: str | None = None) -> Container:
+        """Create from Docker-shaped ``Config``/``HostConfig`` documents (what the CLI builds).
+        ``container_id``: the id to give it (one whose monitor was launched ahead)."""
+        rec = self.lifecycle.create(config, host_config, name=name, container_id=container_id)
         return Container(self.inspect(rec), self)
 
     def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
@@ -418,12 +419,25 @@ class ContainerCollection(Collection):
         Raises:
             ContainerExit: it exited non-zero (the status is the exception's ``exit_code``).
         """
-        container = self.create(image, command, auto_remove=remove and detach, **kwargs)
+        from ..runtime.lifecycle import new_container_id
+
+        config, host_config, name = docker_py_kwargs(
+            image, command, dict(kwargs, auto_remove=remove and detach))
+        lc = self.lifecycle
+        # The monitor's interpreter starts now, while the container is created and its bundle
+        # written: its start-up is off the critical path.
+        launch = lc.launch_monitor(new_container_id())
+        try:
+            rec = lc.create(config, host_config, name=name, container_id=launch.container_id)
+        except BaseException:
+            lc.cancel_launch(launch)
+            raise
+        container = Container(self.inspect(rec), self)
         if detach:
-            container.start()
+            container._done(lc.start(rec, launch=launch))
             return container
         # we wait here and clean up after it, so the monitor needs no cleanup process of its own
-        container._done(self.lifecycle.start(container.id, watched=True))
+        lc.start(rec, watched=True, launch=launch)
         try:
             code = container.wait()["StatusCode"]
             out = container.logs(stdout=stdout, stderr=stderr)

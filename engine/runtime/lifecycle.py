@@ -139,17 +139,44 @@ def process_alive(pid: int, marker: str = "") -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.005) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value."""
+def wait_until(predicate, timeout: float, interval: float = 0.005,
+               wake: int | None = None) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value.
+
+    ``wake``: a descriptor (e.g. a process's pidfd) whose readiness cuts a sleep short, for the
+    event the predicate waits for, so it is seen at once rather than at the next poll.
+    """
     deadline = time.monotonic() + timeout
     delay = interval
     while True:
         if predicate():
             return True
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return False
-        time.sleep(delay)
+        if wake is None:
+            time.sleep(min(delay, left))
+        else:
+            import select
+
+            if select.select([wake], [], [], min(delay, left))[0]:
+                wake = None  # it stays readable: poll from now on
         delay = min(delay * 1.5, 0.05)
+
+
+def pidfd(pid: int, marker: str = "") -> int | None:
+    """A pidfd of ``pid`` while it lives (with ``marker`` in its argv), for :func:`wait_until`'s
+    ``wake``; None when it is gone or the kernel has no pidfds. The caller closes it."""
+    if pid <= 0 or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    if not process_alive(pid, marker):  # checked after the open: the pid cannot be reused now
+        os.close(fd)
+        return None
+    return fd
 
 
 def _read_exit(path: Path) -> dict[str, Any] | None:
@@ -190,6 +217,8 @@ class Lifecycle:
         self._runtime: OCIRuntime | None = None
         self._mounter = None
         self._watch_fds: dict[str, int] = {}
+        # The monitors this object started for a watching caller: they report the exit on a pipe.
+        self._launches: dict[str, Any] = {}
 
     # ---- lazily made helpers ----------------------------------------------------------
 
@@ -412,12 +441,15 @@ class Lifecycle:
     # ---- create ------------------------------------------------------------------------------
 
     def create(self, config: dict[str, Any], host_config: dict[str, Any], *,
-               name: str | None = None) -> ContainerRecord:
+               name: str | None = None, container_id: str | None = None) -> ContainerRecord:
         """Create a container from Docker-shaped ``Config`` and ``HostConfig`` documents.
 
         ``config["Image"]`` names the image; the image's defaults (Env, Cmd, Entrypoint,
         WorkingDir, User, Labels, StopSignal, Volumes, ExposedPorts) fill what the user left out,
         with Docker's rule that ``--entrypoint`` discards the image's ``Cmd``.
+
+        ``container_id``: the new container's id, when the caller made one (to launch its
+        monitor ahead, see :meth:`launch_monitor`); a fresh random one by default.
 
         Returns:
             the new record (status ``created``).
@@ -438,7 +470,7 @@ class Lifecycle:
             name = validate_name(name)
         else:
             name = random_name(self.store.name_taken)
-        cid = secrets.token_hex(32)
+        cid = container_id or new_container_id()
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         host_config = normalize_host_config(host_config)
@@ -501,6 +533,8 @@ class Lifecycle:
                 self.unmount_rootfs(rec)
 
     def _release_volumes(self, rec: ContainerRecord, remove_anonymous: bool) -> None:
+        if not any(m.get("Type") == "volume" for m in rec.mounts):
+            return  # volume usage is recorded only with the volume mounts it returns
         manager = self._volume_manager()
         if manager is not None:
             manager.release(rec.id, remove_anonymous)
@@ -544,29 +578,56 @@ class Lifecycle:
 
     # ---- start -------------------------------------------------------------------------------
 
-    def start(self, ref: str | ContainerRecord, *, watched: bool = False) -> ContainerRecord:
+    def launch_monitor(self, container_id: str):
+        """Start the monitor process of a container that is about to start (or be created and
+        started), so its interpreter's start-up overlaps the caller's work; hand the result to
+        :meth:`start` (``launch=``), or to :meth:`cancel_launch` if the start is abandoned."""
+        from .monitor import launch_monitor
+
+        return launch_monitor(container_id, self.store.paths(container_id).state_dir)
+
+    def cancel_launch(self, launch) -> None:
+        """Stop a monitor launched by :meth:`launch_monitor` that will not be used; its folder
+        goes too when no container was created for it."""
+        launch.cancel()
+        if self.store.get_by_id(launch.container_id) is None:
+            shutil.rmtree(self.store.paths(launch.container_id).state_dir, ignore_errors=True)
+
+    def start(self, ref: str | ContainerRecord, *, watched: bool = False,
+              launch=None) -> ContainerRecord:
         """Start a created or exited container; returns once its process runs.
 
         ``watched``: the caller stays to wait for the exit and cleans up itself (a foreground
         ``run``), holding the container's watch lock until :meth:`unwatch`. While it holds it,
         the monitor skips its own cleanup process when the container ends (a Python start-up
         saved per short run); if the caller dies, the lock goes with it and the monitor cleans up.
+        ``launch``: the container's monitor, started ahead by :meth:`launch_monitor` (used or
+        cancelled here).
 
         Raises:
             IncorrectState: it is running or paused.
             CommandNotFound, CannotInvoke: the command is missing / not executable (127 / 126).
             RuntimeFailure: the runtime failed.
         """
-        rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
-        with self.store.lock(rec.id):
-            rec = self._fresh(rec)
-            status = status_of(rec)
-            if status.is_up():
-                raise IncorrectState(f"container {rec.name} is already running")
-            if not status.can_start():
-                raise IncorrectState(f"container {rec.name} is {status.value}")
-            rec.state["ManuallyStopped"] = False
-            self._start_locked(rec, watched=watched)
+        try:
+            rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
+            with self.store.lock(rec.id):
+                rec = self._fresh(rec)
+                status = status_of(rec)
+                if status.is_up():
+                    raise IncorrectState(f"container {rec.name} is already running")
+                if not status.can_start():
+                    raise IncorrectState(f"container {rec.name} is {status.value}")
+                rec.state["ManuallyStopped"] = False
+                if launch is not None and launch.container_id != rec.id:
+                    self.cancel_launch(launch)
+                    launch = None
+                todo, launch = launch, None
+                self._start_locked(rec, watched=watched, launch=todo)
+        except BaseException:
+            if launch is not None:
+                self.cancel_launch(launch)
+            raise
         return rec
 
     def _watch(self, container_id: str, path: Path) -> None:
@@ -582,6 +643,37 @@ class Lifecycle:
         fd = self._watch_fds.pop(container_id, None)
         if fd is not None:
             os.close(fd)
+        launch = self._launches.pop(container_id, None)
+        if launch is not None:
+            launch.close()
+
+    def wait_reported_exit(self, container_id: str, timeout: float | None = None) -> bool:
+        """For a container this object started with ``watched=True``: block until its monitor
+        reported the exit and the runtime deleted it (no polling). Returns False when there is no
+        such report to wait for (not started here, or ``timeout`` passed)."""
+        launch = self._launches.get(container_id)
+        if launch is None:
+            return False
+        try:
+            reported = launch.wait_exit(timeout)
+        except TimeoutError:
+            return False
+        if reported is not None:
+            # The processes are gone; while the runtime deletes the container, unmount its root
+            # filesystem (nothing of the runtime's uses it then, unless a hook (GPU/CDI) might).
+            rec = self.store.get_by_id(container_id)
+            if rec is not None and not (rec.host_config.get("Gpus") or
+                                        rec.host_config.get("CDIDevices")):
+                with contextlib.suppress(EngineError):
+                    self.unmount_rootfs(rec)
+        return launch.wait_done(timeout)
+
+    def exit_fd(self, container_id: str) -> int | None:
+        """A descriptor that becomes readable when the monitor of a container this object
+        started with ``watched=True`` reports its exit (or ends), for callers that also wait for
+        something else; None when there is none."""
+        launch = self._launches.get(container_id)
+        return launch.fileno() if launch is not None and launch.fileno() >= 0 else None
 
     def _fresh(self, rec: ContainerRecord) -> ContainerRecord:
         fresh = self.store.get_by_id(rec.id)
@@ -589,37 +681,44 @@ class Lifecycle:
             raise NotFound(f"no such container: {rec.name}")
         return self.refresh(fresh)
 
-    def _start_locked(self, rec: ContainerRecord, *, watched: bool = False) -> None:
-        from .monitor import spawn_monitor
-
+    def _start_locked(self, rec: ContainerRecord, *, watched: bool = False,
+                      launch=None) -> None:
         paths = self.paths(rec)
-        with contextlib.suppress(FileNotFoundError):
-            paths.exit_file.unlink()
-        # A previous run's leftovers (monitor killed) would make `runtime create` fail.
-        self.finalize(rec)
+        if launch is None:
+            # The monitor's interpreter starts now, while we mount and write the bundle.
+            launch = self.launch_monitor(rec.id)
         try:
+            with contextlib.suppress(FileNotFoundError):
+                paths.exit_file.unlink()
+            # A previous run's leftovers (monitor killed) would make the runtime's create fail.
+            self.finalize(rec)
             self.mount_rootfs(rec)
             spec = self.build_spec(rec)
             from .spec import write_spec
 
             write_spec(paths.bundle, spec)
-            paths.state_dir.mkdir(parents=True, exist_ok=True)
             on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle",
                        str(self.root), rec.id]
             policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
             watch_lock = paths.state_dir / "watch.lock"
-            if watched and policy == "no":
+            watching = watched and policy == "no"
+            if watching:
                 self._watch(rec.id, watch_lock)
-            rec.monitor_pid = spawn_monitor(
+            rec.monitor_pid = launch.go(
                 runtime_path=self.runtime.path, runtime_root=self.runtime.state_root,
-                container_id=rec.id, bundle=paths.bundle, state_dir=paths.state_dir,
+                bundle=paths.bundle, state_dir=paths.state_dir,
                 log_path=paths.log, tty=bool(rec.config.get("Tty")),
                 stdin_open=bool(rec.config.get("OpenStdin")),
                 attach_socket=paths.attach_socket, exit_file=paths.exit_file, on_exit=on_exit,
-                watch_lock=watch_lock)
+                watch_lock=watch_lock, cgroup_path=spec.get("linux", {}).get("cgroupsPath"))
+            if watching:
+                self._launches[rec.id] = launch
+            else:
+                launch.close()
         except BaseException as exc:
             # whatever stopped the start (an engine error, ^C, a bad file in the image), nothing
-            # it set up stays behind: mount, cgroup, network sandbox
+            # it set up stays behind: monitor, mount, cgroup, network sandbox
+            launch.cancel()
             self.unwatch(rec.id)
             with contextlib.suppress(EngineError):
                 self.finalize(rec)
@@ -639,10 +738,7 @@ class Lifecycle:
             if isinstance(exc, (OSError, ValueError)):
                 raise RuntimeFailure(f"cannot start container {rec.name}: {exc}") from exc
             raise
-        try:
-            pid = int((paths.state_dir / "init.pid").read_text().strip())
-        except (OSError, ValueError):
-            pid = 0
+        pid = launch.init_pid
         stamp, ts = now_rfc3339()
         rec.state.update(Status="running", Running=True, Paused=False, Restarting=False, Pid=pid,
                          ExitCode=0, Error="", OOMKilled=False, StartedAt=stamp, StartedAtTs=ts,
@@ -714,13 +810,11 @@ class Lifecycle:
         return spec
 
     def _write_etc_files(self, rec: ContainerRecord, network: str) -> None:
-        import socket
-
         paths = self.paths(rec)
         hc = rec.host_config
         hostname = rec.config.get("Hostname", "")
         if network == "host":
-            hostname = socket.gethostname()
+            hostname = os.uname().nodename  # socket.gethostname(), without importing socket
         paths.etc_file("hostname").write_text(hostname + "\n")
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                  "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
@@ -827,11 +921,26 @@ class Lifecycle:
         return not (pid and process_alive(pid))
 
     def _wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
-        return wait_until(lambda: self._exited(rec), timeout)
+        fd = pidfd(rec.monitor_pid, rec.id)  # a monitor that dies ends the wait at once
+        try:
+            return wait_until(lambda: self._exited(rec), timeout, wake=fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _wait_monitor(self, rec: ContainerRecord, timeout: float = 15) -> None:
         """Wait for the monitor and the cleanup it ``exec``\\ s into to finish."""
-        wait_until(lambda: not self.monitor_alive(rec), timeout)
+        fd = pidfd(rec.monitor_pid, rec.id)
+        if fd is None:
+            if self.monitor_alive(rec):  # no pidfds here: poll
+                wait_until(lambda: not self.monitor_alive(rec), timeout)
+            return
+        try:
+            import select
+
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
 
     def restart(self, ref: str | ContainerRecord, timeout: int | None = None) -> ContainerRecord:
         """Stop (if running) then start."""
@@ -846,6 +955,8 @@ class Lifecycle:
         """
         rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
         deadline = None if timeout is None else time.monotonic() + timeout
+        # started here by a watching caller: its monitor tells us when it is over
+        self.wait_reported_exit(rec.id, timeout)
         while True:
             fresh = self.store.get_by_id(rec.id)
             if fresh is None:
@@ -1073,6 +1184,11 @@ def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:
 
 
 # ----------------------------------------------------------------------------------- config helpers
+
+
+def new_container_id() -> str:
+    """A new container id: 64 random hex digits, as Docker's."""
+    return secrets.token_hex(32)
 
 
 def merge_config(image: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:

@@ -1,39 +1,58 @@
 """The per-container monitor: the small process that makes a container outlive ``portside run -d``.
 
 Docker keeps a daemon (containerd + a shim per container) to hold each container's stdio and collect
-its exit status. portside has no daemon; instead :func:`spawn_monitor` starts one monitor process per
-container, detached from the caller (new session, double fork, reparented to init), which:
+its exit status. portside has no daemon; instead one monitor process runs per container, detached
+from the caller (new session, double fork, reparented to init), which:
 
-1. marks itself a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): ``runc create`` exits after making
-   the container, and its init process, orphaned, is re-parented to the monitor instead of pid 1, so
-   the monitor can ``waitpid`` it and learn the exit status;
-2. creates the container with pipes as stdio (or, with a tty, receives the pty master through
-   ``--console-socket``), starts it, and tells the caller "started" (or the runtime's error) over a
-   pipe;
+1. marks itself a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): ``runc run --detach`` exits once
+   the container runs, and its init process, orphaned, is re-parented to the monitor instead of
+   pid 1, so the monitor can ``waitpid`` it and learn the exit status;
+2. runs the container with pipes as stdio (or, with a tty, receives the pty master through
+   ``--console-socket``), and tells the caller "started" (or the runtime's error) over a pipe;
 3. copies stdout and stderr into the log (one JSON entry per line, see :mod:`.logs`) and to every
    client attached on its unix socket, and feeds stdin from the client;
-4. when the init exits, writes the exit status atomically to ``exit_file``, runs ``runtime delete``,
-   and finally ``exec``s ``on_exit`` (e.g. the engine's ``--rm`` cleanup) or exits.
+4. when the init exits, writes the exit status atomically to ``exit_file`` and tells the caller,
+   runs ``runtime delete``, and finally ``exec``s ``on_exit`` (e.g. the engine's ``--rm``
+   cleanup) or exits.
 
-The monitor runs as ``python3 -S -I monitor.py portside-monitor CONFIG``: no site-packages, no portside imports, only
-a few stdlib modules (os, sys, select, signal, socket, json, time, struct, plus ctypes for prctl and
-fcntl for the tty size), so it costs about 11 MB of RSS per container.
+Starting it is split in two so the interpreter's start-up overlaps the caller's own work:
+:func:`launch_monitor` starts the process (``python3 -S -I -c BOOT portside-monitor ID``: no
+site-packages, no portside imports, the code loaded from this file's cached bytecode) while the
+caller still mounts the root filesystem and writes the bundle; :meth:`MonitorLaunch.go` then hands
+it its configuration and waits for the container to start. The caller may keep the handle to learn
+of the exit without polling (:meth:`MonitorLaunch.wait_exit`, :meth:`MonitorLaunch.wait_done`).
+:func:`spawn_monitor` does both at once.
+
+The monitor imports only modules built into the interpreter (``_json``, ``_socket``, ``_signal``,
+``_struct``, ``select``; ``_ctypes`` for prctl), which keeps its start fast and its RSS near 10 MB.
 
 Attach protocol (unix stream socket). Monitor → client frames: ``struct ">BxxxI"`` header (kind,
 length) then payload; kind 1 stdout, 2 stderr, 3 exit (payload is the exit JSON). Client → monitor:
 same header; kind 0 stdin bytes, 1 close stdin, 2 resize (payload ``">HH"`` rows, cols).
+
+Caller pipe protocol (monitor → caller, one JSON document per line): ``{"ok": true, "pid": P,
+"init_pid": I}`` once the container runs, or ``{"error": MSG, "pid": P}`` when it could not start;
+then ``{"exit_code": N, "oom_killed": B}`` when it exited; end of file once the runtime has
+deleted it (and the monitor exits or becomes ``on_exit``).
 """
 
-import json
 import os
 import select
-import signal
-import socket
-import struct
 import sys
 import time
 
-FRAME = struct.Struct(">BxxxI")
+import _signal
+import _socket
+import _struct
+
+try:
+    from _json import encode_basestring_ascii as _quote
+    from _json import make_scanner as _make_scanner
+except ImportError:  # an interpreter without json's C accelerator
+    _make_scanner = None
+    from json.encoder import encode_basestring_ascii as _quote
+
+FRAME = _struct.Struct(">BxxxI")
 OUT_STDOUT, OUT_STDERR, OUT_EXIT = 1, 2, 3
 IN_STDIN, IN_CLOSE, IN_RESIZE = 0, 1, 2
 #: A line longer than this is logged in pieces (partial entries), as Docker's json-file does.
@@ -42,15 +61,273 @@ READ_SIZE = 64 * 1024
 #: At most this much output is kept for the first attach client (see _Monitor.early).
 EARLY_LIMIT = 1 << 20
 PR_SET_CHILD_SUBREAPER = 36
+#: The word in the monitor's command line that names it for ps and for leak checks in tests.
+MARKER = "portside-monitor"
+
+# Imports this module from its cached bytecode (a script given by path would be compiled on every
+# start: ~10 ms), then runs the monitor (see _main).
+_BOOT = "import sys; sys.path.insert(0, %r); import monitor; monitor._main(sys.argv)"
+
+
+# =============================================================================================
+# JSON without the json package (which imports re, enum and more: ~15 ms of start-up)
+
+
+class _JSONContext:
+    """The settings json's C scanner reads from a decoder: plain types, strict strings."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+    memo = {}
+
+
+if _make_scanner is not None:
+    _scan = _make_scanner(_JSONContext())
+
+    def _loads(text):
+        """Decode one compact JSON document (ValueError when it is not one)."""
+        text = text.strip()
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            raise ValueError("not a JSON document") from None
+        if end != len(text):
+            raise ValueError("extra data after the JSON document")
+        return value
+else:
+    from json import loads as _loads
+
+
+def _dumps(value):
+    """Encode str, int, float, bool, None, lists and dicts of them (json.dumps's output)."""
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(_quote(str(k)) + ": " + _dumps(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_dumps(v) for v in value) + "]"
+    raise TypeError("cannot encode %s as JSON" % type(value).__name__)
 
 
 # =============================================================================================
 # caller side (runs inside the engine; may import portside lazily)
 
 
+class MonitorLaunch:
+    """A monitor process started ahead of its container (see :func:`launch_monitor`).
+
+    Call :meth:`go` once the bundle is written, or :meth:`cancel` when the start is abandoned.
+    After :meth:`go`, the handle can wait for the container's exit without polling; :meth:`close`
+    it when done (the monitor carries on without it).
+    """
+
+    def __init__(self, container_id, state_dir):
+        self.container_id = container_id
+        self.pid = 0            # the monitor's pid, once it has said so
+        self.init_pid = 0       # the container's init (host pid), once it runs
+        self.exit = None        # the exit message, once it came
+        self._buf = b""
+        self._eof = False
+        os.makedirs(str(state_dir), exist_ok=True)
+        cfg_r, self._cfg_w = os.pipe()
+        self._sync_r, sync_w = os.pipe()
+        mlog = os.open(os.path.join(str(state_dir), "monitor.log"),
+                       os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.set_inheritable(cfg_r, True)
+            os.set_inheritable(sync_w, True)
+            here = os.path.dirname(os.path.abspath(__file__))
+            argv = [sys.executable, "-S", "-I", "-c", _BOOT % here, MARKER, container_id,
+                    str(cfg_r), str(sync_w)]
+            # posix_spawn, not subprocess: no Python-level fork work in a big engine process.
+            # The monitor closes every other descriptor it may inherit first thing.
+            self._first = os.posix_spawn(
+                sys.executable, argv, os.environ,
+                file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, mlog, 1),
+                              (os.POSIX_SPAWN_DUP2, mlog, 2)],
+                setsid=True, setsigdef=(_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,
+                                        _signal.SIGPIPE, _signal.SIGCHLD))
+        except BaseException:
+            os.close(self._cfg_w)
+            os.close(self._sync_r)
+            raise
+        finally:
+            for fd in (cfg_r, sync_w, mlog, null):
+                os.close(fd)
+
+    def fileno(self):
+        """The pipe the monitor reports on: readable when a message or the end arrives."""
+        return self._sync_r
+
+    def _reap_first(self):
+        if self._first:
+            try:
+                os.waitpid(self._first, 0)
+            except ChildProcessError:
+                pass
+            self._first = 0
+
+    def _line(self, timeout):
+        """The next message (a dict), None at the end, or TimeoutError after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            if self._eof or self._sync_r < 0:
+                return None
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._sync_r], [], [], left)
+            if not ready:
+                raise TimeoutError("monitor did not answer")
+            chunk = os.read(self._sync_r, 65536)
+            if not chunk:
+                self._eof = True
+                if self._buf:  # a message without its newline: the monitor died writing it
+                    self._buf = b""
+                return None
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            return _loads(line.decode())
+        except ValueError:
+            return {}
+
+    def go(self, *, runtime_path, runtime_root, bundle, state_dir, log_path, tty: bool,
+           stdin_open: bool, attach_socket, exit_file, on_exit=None, watch_lock=None,
+           cgroup_path=None, timeout: float = 60.0) -> int:
+        """Hand the monitor its configuration and return its pid once the container started.
+
+        The arguments are :func:`spawn_monitor`'s. The handle stays open (see :meth:`wait_exit`)
+        until :meth:`close`.
+
+        Raises:
+            CommandNotFound, CannotInvoke: the command is missing (127) or not executable (126).
+            RuntimeFailure: the runtime could not create or start the container.
+        """
+        from portside.engine.errors import RuntimeFailure
+
+        if len(os.fsencode(str(attach_socket))) >= 108:
+            self.cancel()
+            raise RuntimeFailure(f"attach socket path too long: {attach_socket}")
+        config = {
+            "runtime": str(runtime_path), "root": str(runtime_root), "id": self.container_id,
+            "bundle": str(bundle), "state_dir": str(state_dir), "log": str(log_path),
+            "tty": bool(tty), "stdin": bool(stdin_open), "attach": str(attach_socket),
+            "exit_file": str(exit_file), "on_exit": [str(a) for a in on_exit or []],
+            "watch_lock": str(watch_lock) if watch_lock else None,
+            "cgroup": str(cgroup_path) if cgroup_path else None,
+        }
+        data = _dumps(config).encode()
+        try:
+            while data:
+                data = data[os.write(self._cfg_w, data):]
+        except BrokenPipeError:
+            pass  # it died before reading: reported below as "exited before the start"
+        finally:
+            os.close(self._cfg_w)
+            self._cfg_w = -1
+        try:
+            reply = self._line(timeout)
+        except TimeoutError:
+            self.close()
+            raise RuntimeFailure(f"container {self.container_id} did not start in "
+                                 f"{timeout:.0f}s") from None
+        finally:
+            self._reap_first()
+        reply = reply or {}
+        if reply.get("ok"):
+            self.pid = int(reply["pid"])
+            self.init_pid = int(reply.get("init_pid") or 0)
+            return self.pid
+        try:
+            self._line(10.0)  # the end: the monitor has cleaned up and is exiting
+        except TimeoutError:
+            pass
+        if reply.get("pid"):
+            _wait_gone(int(reply["pid"]))  # so a failed start leaves no process behind
+        self.close()
+        from portside.engine.runtime.oci import classify_error
+
+        message = reply.get("error") or "monitor exited before the container started"
+        raise classify_error(message, self.container_id)
+
+    def wait_exit(self, timeout=None):
+        """Block until the container exited; returns the exit message (``exit_code``,
+        ``oom_killed``), or None when the monitor ended without one (it was killed).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        while self.exit is None:
+            msg = self._line(timeout)
+            if msg is None:
+                return None
+            if "exit_code" in msg:
+                self.exit = msg
+        return self.exit
+
+    def wait_done(self, timeout=None) -> bool:
+        """Block until the monitor is done (the runtime has deleted the container); False when
+        ``timeout`` seconds passed first."""
+        try:
+            while self._line(timeout) is not None:
+                pass
+        except TimeoutError:
+            return False
+        return True
+
+    def cancel(self):
+        """Abandon a launch before :meth:`go`: the monitor exits without starting anything."""
+        if self._cfg_w >= 0:
+            os.close(self._cfg_w)
+            self._cfg_w = -1
+        try:
+            self._line(10.0)  # end of file once the monitor has exited
+        except TimeoutError:
+            pass
+        self._reap_first()
+        self.close()
+
+    def close(self):
+        """Stop listening to the monitor (it carries on)."""
+        if self._cfg_w >= 0:
+            os.close(self._cfg_w)
+            self._cfg_w = -1
+        if self._sync_r >= 0:
+            os.close(self._sync_r)
+            self._sync_r = -1
+        self._reap_first()
+
+
+def launch_monitor(container_id: str, state_dir) -> MonitorLaunch:
+    """Start the monitor process of a container before its bundle is ready.
+
+    Args:
+        container_id: the runtime id of the container (it names the process, for
+            :func:`~.lifecycle.process_alive`).
+        state_dir: the monitor's folder (made here); its ``monitor.log`` gets the monitor's own
+            errors.
+
+    Returns:
+        the handle; call :meth:`MonitorLaunch.go` or :meth:`MonitorLaunch.cancel`.
+    """
+    return MonitorLaunch(container_id, state_dir)
+
+
 def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle, state_dir,
                   log_path, tty: bool, stdin_open: bool, attach_socket, exit_file,
-                  on_exit=None, watch_lock=None, timeout: float = 60.0) -> int:
+                  on_exit=None, watch_lock=None, cgroup_path=None, timeout: float = 60.0) -> int:
     """Start the monitor of one container and return its pid once the container has started.
 
     Args:
@@ -67,6 +344,8 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
         on_exit: argv run (exec'd) by the monitor after the container is gone, e.g. ``--rm``.
         watch_lock: a file; while some process holds an flock on it, the monitor skips
             ``on_exit`` (a foreground ``run`` that cleans up itself).
+        cgroup_path: the spec's ``linux.cgroupsPath``, where the monitor looks for an OOM kill
+            (read from the bundle when not given).
         timeout: seconds to wait for the container to start.
 
     Returns:
@@ -76,61 +355,14 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
         CommandNotFound, CannotInvoke: the command is missing (127) or not executable (126).
         RuntimeFailure: the runtime could not create or start the container.
     """
-    import subprocess
-
-    from portside.engine.errors import RuntimeFailure
-    from portside.engine.runtime.oci import classify_error
-
-    if len(os.fsencode(str(attach_socket))) >= 108:
-        raise RuntimeFailure(f"attach socket path too long: {attach_socket}")
-    os.makedirs(str(state_dir), exist_ok=True)
-    config = {
-        "runtime": str(runtime_path), "root": str(runtime_root), "id": container_id,
-        "bundle": str(bundle), "state_dir": str(state_dir), "log": str(log_path), "tty": tty,
-        "stdin": stdin_open, "attach": str(attach_socket), "exit_file": str(exit_file),
-        "on_exit": list(on_exit or []),
-        "watch_lock": str(watch_lock) if watch_lock else None,
-    }
-    r, w = os.pipe()
-    config["sync_fd"] = w
+    launch = launch_monitor(container_id, state_dir)
     try:
-        with open(os.path.join(str(state_dir), "monitor.log"), "ab") as mlog:
-            proc = subprocess.Popen(
-                # "portside-monitor" names the process for ps and for leak checks in tests.
-                [sys.executable, "-S", "-I", os.path.abspath(__file__), "portside-monitor",
-                 json.dumps(config)],
-                stdin=subprocess.DEVNULL, stdout=mlog, stderr=mlog, pass_fds=(w,),
-                start_new_session=True, cwd="/")
-        os.close(w)
-        w = -1
-        proc.wait()  # the first process forks the real monitor and exits at once
-        data = b""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeFailure(f"container {container_id} did not start in {timeout:.0f}s")
-            ready, _, _ = select.select([r], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            data += chunk
+        return launch.go(runtime_path=runtime_path, runtime_root=runtime_root, bundle=bundle,
+                         state_dir=state_dir, log_path=log_path, tty=tty, stdin_open=stdin_open,
+                         attach_socket=attach_socket, exit_file=exit_file, on_exit=on_exit,
+                         watch_lock=watch_lock, cgroup_path=cgroup_path, timeout=timeout)
     finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
-    try:
-        reply = json.loads(data.decode() or "{}")
-    except ValueError:
-        reply = {}
-    if reply.get("ok"):
-        return int(reply["pid"])
-    if reply.get("pid"):
-        _wait_gone(int(reply["pid"]))  # so a failed start leaves no process behind
-    message = reply.get("error") or "monitor exited before the container started"
-    raise classify_error(message, container_id)
+        launch.close()
 
 
 def _wait_gone(pid, timeout=5.0):
@@ -164,8 +396,8 @@ def attach(attach_socket, stdin, stdout, stderr, *, detach_keys: bytes = b"\x10\
     Raises:
         NotFound: nobody listens on the socket (the container is not running).
     """
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(str(attach_socket))
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         sock.close()
@@ -175,7 +407,7 @@ def attach(attach_socket, stdin, stdout, stderr, *, detach_keys: bytes = b"\x10\
     if stdin is not None:
         in_fd = stdin if isinstance(stdin, int) else stdin.fileno()
     if resize:
-        payload = struct.pack(">HH", *resize)
+        payload = _struct.pack(">HH", *resize)
         sock.sendall(FRAME.pack(IN_RESIZE, len(payload)) + payload)
     buf = b""
     matched = 0  # how many bytes of detach_keys the input has matched so far
@@ -216,7 +448,7 @@ def attach(attach_socket, stdin, stdout, stderr, *, detach_keys: bytes = b"\x10\
                     payload = buf[FRAME.size:FRAME.size + length]
                     buf = buf[FRAME.size + length:]
                     if kind == OUT_EXIT:
-                        return int(json.loads(payload).get("exit_code", 0))
+                        return int(_loads(payload.decode()).get("exit_code", 0))
                     target = stderr if kind == OUT_STDERR else stdout
                     if target is not None:
                         target.write(payload)
@@ -229,13 +461,13 @@ def read_exit(exit_file):
     """The exit record the monitor wrote (``exit_code``, ``finished_at``, ``oom_killed``), or None."""
     try:
         with open(str(exit_file)) as f:
-            return json.load(f)
+            return _loads(f.read())
     except FileNotFoundError:
         return None
 
 
 # =============================================================================================
-# monitor side (runs as `python3 -S -I monitor.py portside-monitor CONFIG`; stdlib only)
+# monitor side (runs as `python3 -S -I -c BOOT portside-monitor ID CFG_FD SYNC_FD`; builtins only)
 
 
 def _rfc3339(ns):
@@ -243,9 +475,41 @@ def _rfc3339(ns):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % frac
 
 
+def _set_subreaper():
+    """``prctl(PR_SET_CHILD_SUBREAPER, 1)`` through ``_ctypes`` (the ctypes package costs ms)."""
+    import _ctypes
+
+    class _Int(_ctypes._SimpleCData):
+        _type_ = "i"
+
+    class _Func(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = _Int
+
+    class _Libc:
+        _handle = _ctypes.dlopen(None)
+
+    if _Func(("prctl", _Libc))(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(_ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def _new_socket(fd=None):
+    if fd is None:
+        return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class _Monitor:
-    def __init__(self, cfg):
+    def __init__(self, cfg, sync_fd):
         self.cfg = cfg
+        self.sync_fd = sync_fd   # to the caller; closed once the runtime has deleted the container
         self.statuses = {}       # pid -> wait status of reaped children
         self.clients = []        # attached sockets
         # Output framed before the first client attached, replayed to it: `run -t` attaches
@@ -276,20 +540,18 @@ class _Monitor:
             self.statuses[pid] = status
 
     def spawn(self, argv, stdio=(None, None, None)):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                null = os.open("/dev/null", os.O_RDWR)
-                for target, fd in enumerate(stdio):
-                    os.dup2(null if fd is None else fd, target)
-                os.closerange(3, 65536)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-                    signal.signal(s, signal.SIG_DFL)
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(127)
-        return pid
+        """Start ``argv`` with ``stdio`` (fds; None: /dev/null) and default signal handling.
+        Every other descriptor of the monitor is close-on-exec, so none leaks into it."""
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            return os.posix_spawn(
+                argv[0], argv, os.environ,
+                file_actions=[(os.POSIX_SPAWN_DUP2, null if fd is None else fd, target)
+                              for target, fd in enumerate(stdio)],
+                setsigdef=(_signal.SIGCHLD, _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,
+                           _signal.SIGPIPE))
+        finally:
+            os.close(null)
 
     def runtime(self, *args):
         c = self.cfg
@@ -298,6 +560,15 @@ class _Monitor:
     def run(self, argv, stdio=(None, None, None)):
         status = self.reap(block_for=self.spawn(argv, stdio))
         return os.waitstatus_to_exitcode(status)
+
+    def notify(self, message):
+        """One line to the caller; it may have gone (a detached start)."""
+        if self.sync_fd < 0:
+            return
+        try:
+            os.write(self.sync_fd, (_dumps(message) + "\n").encode())
+        except OSError:
+            pass
 
     # ---- output -------------------------------------------------------------------------
 
@@ -331,8 +602,7 @@ class _Monitor:
         # Hand-assembled (same bytes as json.dumps of the dict): the C string escaper alone is
         # several times faster than building and dumping a dict per line.
         tail = ',"stream":"%s","time":"%s"}\n' % (stream, stamp)
-        quote = json.encoder.encode_basestring_ascii
-        blob = "".join(['{"log":' + quote(piece.decode("utf-8", "surrogateescape")) + tail
+        blob = "".join(['{"log":' + _quote(piece.decode("utf-8", "surrogateescape")) + tail
                         for piece in out]).encode("ascii")
         while blob:
             n = os.write(self.log_fd, blob)
@@ -381,8 +651,9 @@ class _Monitor:
             elif kind == IN_RESIZE and self.cfg["tty"] and self.stdin_w >= 0:
                 import fcntl
                 import termios
-                rows, cols = struct.unpack(">HH", payload[:4])
-                fcntl.ioctl(self.stdin_w, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                rows, cols = _struct.unpack(">HH", payload[:4])
+                fcntl.ioctl(self.stdin_w, termios.TIOCSWINSZ,
+                            _struct.pack("HHHH", rows, cols, 0, 0))
         self.client_bufs[client] = buf
 
     def close_stdin(self):
@@ -393,7 +664,7 @@ class _Monitor:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    def fail(self, sync_fd, message):
+    def fail(self, message):
         low = message.lower()
         code = 125
         if "exec:" in low and ("not found" in low or "no such file" in low):
@@ -402,16 +673,17 @@ class _Monitor:
             code = 126  # Docker's "cannot invoke"
         self.write_exit(code, error=message)
         self.run(self.runtime("delete", "--force", self.cfg["id"]))
-        os.write(sync_fd, json.dumps({"error": message, "pid": os.getpid()}).encode())
+        self.notify({"error": message, "pid": os.getpid()})
         os._exit(1)
 
     def write_exit(self, code, error="", oom=False):
         path = self.cfg["exit_file"]
         tmp = path + ".tmp"
         ns = time.time_ns()
+        doc = _dumps({"exit_code": code, "finished_at": _rfc3339(ns), "finished_at_ns": ns,
+                      "oom_killed": oom, "error": error})
         with open(tmp, "w") as f:
-            json.dump({"exit_code": code, "finished_at": _rfc3339(ns), "finished_at_ns": ns,
-                       "oom_killed": oom, "error": error}, f)
+            f.write(doc)
         os.replace(tmp, path)
 
     def runtime_error(self, log_path):
@@ -420,10 +692,10 @@ class _Monitor:
             with open(log_path) as f:
                 for line in f:
                     try:
-                        doc = json.loads(line)
+                        doc = _loads(line)
                     except ValueError:
                         continue
-                    if doc.get("level") in ("error", "fatal"):
+                    if isinstance(doc, dict) and doc.get("level") in ("error", "fatal"):
                         message = doc.get("msg", "")
         except OSError:
             pass
@@ -431,11 +703,13 @@ class _Monitor:
 
     def oom_killed(self):
         """Whether the kernel OOM-killed a process of the container's cgroup (cheap file reads)."""
-        try:
-            with open(os.path.join(self.cfg["bundle"], "config.json")) as f:
-                cg = json.load(f).get("linux", {}).get("cgroupsPath", "")
-        except (OSError, ValueError):
-            return False
+        cg = self.cfg.get("cgroup")
+        if not cg:
+            try:
+                with open(os.path.join(self.cfg["bundle"], "config.json")) as f:
+                    cg = _loads(f.read()).get("linux", {}).get("cgroupsPath", "")
+            except (OSError, ValueError, AttributeError):
+                return False
         if not cg.startswith("/"):
             return False
         for path, key in (("/sys/fs/cgroup/memory" + cg + "/memory.oom_control", "oom_kill"),
@@ -452,58 +726,52 @@ class _Monitor:
 
     def main(self):
         c = self.cfg
-        sync_fd = c["sync_fd"]
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        del libc, ctypes
+        _set_subreaper()
 
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         os.set_blocking(wake_r, False)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
+        _signal.set_wakeup_fd(wake_w)
+        _signal.signal(_signal.SIGCHLD, lambda *_: None)
+        for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+            _signal.signal(s, _signal.SIG_IGN)
 
         self.log_fd = os.open(c["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         pid_file = os.path.join(c["state_dir"], "init.pid")
         rt_log = os.path.join(c["state_dir"], "runtime.log")
         for stale in (pid_file, rt_log):
-            try:
-                os.unlink(stale)
-            except FileNotFoundError:
-                pass
-        create = ["--log", rt_log, "--log-format", "json", "create", "--bundle", c["bundle"],
-                  "--pid-file", pid_file]
+            _unlink(stale)
+        # `run --detach` is create and start in one runtime process (one Go start-up less).
+        run = ["--log", rt_log, "--log-format", "json", "run", "--detach", "--bundle",
+               c["bundle"], "--pid-file", pid_file]
+        # Listen before the container runs: a client may attach as soon as we report.
+        _unlink(c["attach"])
+        listener = _new_socket()
+        listener.bind(c["attach"])
+        listener.listen(8)
         outputs = {}  # fd -> stream kind
         if c["tty"]:
             csock_path = os.path.join(c["state_dir"], "console.sock")
-            try:
-                os.unlink(csock_path)
-            except FileNotFoundError:
-                pass
-            csock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            _unlink(csock_path)
+            csock = _new_socket()
             csock.bind(csock_path)
             csock.listen(1)
-            pid = self.spawn(self.runtime(*create, "--console-socket", csock_path, c["id"]))
+            pid = self.spawn(self.runtime(*run, "--console-socket", csock_path, c["id"]))
             master = -1
             while master < 0 and pid not in self.statuses:
                 ready, _, _ = select.select([csock, wake_r], [], [], 1.0)
                 if csock in ready:
-                    conn, _ = csock.accept()
-                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-                    conn.close()
-                    if fds:
-                        master = fds[0]
+                    master = _receive_fd(csock)
                 if wake_r in ready:
                     _drain(wake_r)
                 self.reap()
             csock.close()
-            os.unlink(csock_path)
+            _unlink(csock_path)
             code = os.waitstatus_to_exitcode(self.reap(block_for=pid))
             if code != 0 or master < 0:
-                self.fail(sync_fd, self.runtime_error(rt_log) or "runtime create failed")
+                listener.close()
+                _unlink(c["attach"])
+                self.fail(self.runtime_error(rt_log) or "runtime start failed")
             os.set_inheritable(master, False)
             self.stdin_w = master
             outputs[master] = OUT_STDOUT
@@ -513,31 +781,19 @@ class _Monitor:
             if c["stdin"]:
                 in_r, self.stdin_w = os.pipe()
             else:
-                in_r = os.open("/dev/null", os.O_RDONLY)
-            code = self.run(self.runtime(*create, c["id"]), (in_r, out_w, err_w))
+                in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            code = self.run(self.runtime(*run, c["id"]), (in_r, out_w, err_w))
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
             if code != 0:
-                self.fail(sync_fd, self.runtime_error(rt_log) or "runtime create failed")
+                listener.close()
+                _unlink(c["attach"])
+                self.fail(self.runtime_error(rt_log) or "runtime start failed")
             outputs[out_r] = OUT_STDOUT
             outputs[err_r] = OUT_STDERR
         with open(pid_file) as f:
             init_pid = int(f.read().strip())
-
-        try:
-            os.unlink(c["attach"])
-        except FileNotFoundError:
-            pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(c["attach"])
-        listener.listen(8)
-
-        code = self.run(self.runtime("--log", rt_log, "--log-format", "json", "start", c["id"]))
-        if code != 0:
-            listener.close()
-            self.fail(sync_fd, self.runtime_error(rt_log) or "runtime start failed")
-        os.write(sync_fd, json.dumps({"ok": True, "pid": os.getpid(), "init_pid": init_pid}).encode())
-        os.close(sync_fd)
+        self.notify({"ok": True, "pid": os.getpid(), "init_pid": init_pid})
 
         # ---- copy loop ----
         exit_deadline = None
@@ -556,7 +812,7 @@ class _Monitor:
                 if r is wake_r:
                     _drain(wake_r)
                 elif r is listener:
-                    client, _ = listener.accept()
+                    client = _new_socket(listener._accept()[0])
                     client.settimeout(5.0)  # a stuck client is dropped, not the container
                     self.clients.append(client)
                     if not self.attached_once:
@@ -592,26 +848,40 @@ class _Monitor:
             exit_code = 128 - exit_code  # killed by signal N: 128+N, like a shell
         oom = self.oom_killed()
         self.write_exit(exit_code, oom=oom)
+        exit_doc = {"exit_code": exit_code, "oom_killed": oom}
+        self.notify(exit_doc)
         listener.close()
-        try:
-            os.unlink(c["attach"])
-        except FileNotFoundError:
-            pass
-        exit_doc = json.dumps({"exit_code": exit_code, "oom_killed": oom}).encode()
-        self.broadcast(OUT_EXIT, exit_doc)
+        _unlink(c["attach"])
+        self.broadcast(OUT_EXIT, _dumps(exit_doc).encode())
         for client in list(self.clients):
             self.drop(client)
         os.close(self.log_fd)
         self.run(self.runtime("delete", "--force", c["id"]))
+        if self.sync_fd >= 0:
+            os.close(self.sync_fd)  # the caller's "done": the runtime has forgotten it
+            self.sync_fd = -1
         if c["on_exit"] and not _watched(c.get("watch_lock")):
-            signal.set_wakeup_fd(-1)
-            for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(s, signal.SIG_DFL)
+            _signal.set_wakeup_fd(-1)
+            for s in (_signal.SIGCHLD, _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+                _signal.signal(s, _signal.SIG_DFL)
             try:
                 os.execvp(c["on_exit"][0], c["on_exit"])
             except OSError as exc:
                 print("on_exit failed:", exc, file=sys.stderr)
                 sys.exit(1)
+
+
+def _receive_fd(csock):
+    """Accept the runtime's connection on the console socket and return the fd it sends."""
+    conn = _new_socket(csock._accept()[0])
+    try:
+        _msg, ancdata, _flags, _addr = conn.recvmsg(4096, _socket.CMSG_SPACE(4))
+    finally:
+        conn.close()
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+            return _struct.unpack("i", data[:4])[0]
+    return -1
 
 
 def _watched(path):
@@ -622,7 +892,7 @@ def _watched(path):
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         return False
     try:
@@ -643,15 +913,29 @@ def _drain(fd):
 
 
 def _main(argv):
-    cfg = json.loads(argv[2])
-    # Second fork: the process the caller waits for exits now; the monitor is reparented to init
+    """The monitor process: ``argv`` is ``[-c, portside-monitor, ID, CFG_FD, SYNC_FD]``."""
+    # Second fork: the process the caller started exits now; the monitor is reparented to init
     # (or a subreaper above the caller) and, not being a session leader, never gets a terminal.
     if os.fork() > 0:
         os._exit(0)
+    cfg_fd, sync_fd = int(argv[3]), int(argv[4])
+    # Nothing the caller happened to leave inheritable may stay open here for the container's
+    # lifetime (it could hold a pipe open that somebody reads to the end).
+    low, high = sorted((cfg_fd, sync_fd))
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, 1 << 20)
+    os.set_inheritable(sync_fd, False)
+    data = b""
+    while True:
+        chunk = os.read(cfg_fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(cfg_fd)
+    if not data:
+        os._exit(0)  # the caller gave up before the start
     os.chdir("/")
     os.umask(0o022)
-    _Monitor(cfg).main()
-
-
-if __name__ == "__main__":
-    _main(sys.argv)
+    _Monitor(_loads(data.decode()), sync_fd).main()
+    os._exit(0)  # nothing is buffered; skip the interpreter's shutdown
