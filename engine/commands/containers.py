@@ -329,8 +329,7 @@ def _resolve_locked(ctx: Context, args) -> None:
          top_level=True)
 @arguments(_run_args)
 def run(ctx: Context, args):
-    from ..runtime.containers import ContainerPaths
-    from ..runtime.lifecycle import new_container_id
+    from ..runtime.containers import ContainerPaths, new_container_id
     from ..runtime.monitor import launch_monitor
 
     # The container's monitor starts first: its interpreter's start-up overlaps everything up to
@@ -340,24 +339,23 @@ def run(ctx: Context, args):
     try:
         _resolve_locked(ctx, args)
         config, host_config, name = build_create(args)
-        coll = ctx.engine.containers
-        container = coll.create_from(config, host_config, name=name, container_id=cid)
+        lc = ctx.engine.containers.lifecycle
+        rec = lc.create(config, host_config, name=name, container_id=cid)
     except BaseException:
         ctx.engine.containers.lifecycle.cancel_launch(launch)
         raise
-    for warning in container.attrs["HostConfig"].get("Warnings") or []:
+    for warning in rec.host_config.get("Warnings") or []:
         ctx.err.write(f"WARNING: {warning}\n")
-    lc = coll.lifecycle
     if args.detach:
         try:
-            lc.start(container.id, launch=launch)
+            lc.start(rec, launch=launch)
         except EngineError:
             if args.rm:  # the monitor removes it when it exits; one that never ran goes now
-                _quiet_remove(lc, container.id)
+                _quiet_remove(lc, rec.id)
             raise
-        ctx.print(container.id)
-        return container.id
-    return _run_attached(ctx, container.id, interactive=args.interactive, tty=args.tty,
+        ctx.print(rec.id)
+        return rec.id
+    return _run_attached(ctx, rec, interactive=args.interactive, tty=args.tty,
                          detach_keys=_detach_keys(args.detach_keys), start=True, launch=launch)
 
 
@@ -390,20 +388,16 @@ def _detach_keys(text: str) -> bytes:
     return bytes(out)
 
 
-def _run_attached(ctx: Context, cid: str, *, interactive: bool, tty: bool, detach_keys: bytes,
+def _run_attached(ctx: Context, ref, *, interactive: bool, tty: bool, detach_keys: bytes,
                   start: bool, launch=None) -> int:
     """Start (optionally) and attach: stream output, feed stdin, return the exit status.
-    ``launch``: the container's monitor, launched ahead (see ``Lifecycle.launch_monitor``)."""
+    ``ref``: the container (id or record); ``launch``: its monitor, launched ahead (see
+    ``Lifecycle.launch_monitor``)."""
     import threading
 
     coll = ctx.engine.containers
     lc = coll.lifecycle
-    try:
-        rec = coll.store.resolve(cid)
-    except BaseException:
-        if launch is not None:
-            lc.cancel_launch(launch)
-        raise
+    rec = ref if not isinstance(ref, str) else coll.store.resolve(ref)
     paths = lc.paths(rec)
     if start:
         try:

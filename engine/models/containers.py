@@ -419,7 +419,7 @@ class ContainerCollection(Collection):
         Raises:
             ContainerExit: it exited non-zero (the status is the exception's ``exit_code``).
         """
-        from ..runtime.lifecycle import new_container_id
+        from ..runtime.containers import new_container_id
 
         config, host_config, name = docker_py_kwargs(
             image, command, dict(kwargs, auto_remove=remove and detach))

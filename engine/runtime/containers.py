@@ -56,6 +56,13 @@ Database.register_schema("containers", [
 _MAX_RUN_DIR = 80
 
 
+def new_container_id() -> str:
+    """A new container id: 64 random hex digits, as Docker's."""
+    import secrets
+
+    return secrets.token_hex(32)
+
+
 def new_state() -> dict[str, Any]:
     """The ``State`` of a container that was just created."""
     return {"Status": "created", "Running": False, "Paused": False, "Restarting": False,

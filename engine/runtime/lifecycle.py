@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -41,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 from portside.engine.errors import (Conflict, EngineError, IncorrectState, InvalidArgument,
                                     NotFound, RuntimeFailure)
 
-from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode, new_state,
-                         now_rfc3339)
+from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode,
+                         new_container_id, new_state, now_rfc3339)
 from .names import random_name, validate_name
 
 if TYPE_CHECKING:
@@ -102,6 +101,8 @@ def parse_signal(value: str | int) -> int:
     Raises:
         InvalidArgument: not a signal this host knows.
     """
+    import signal
+
     text = str(value).strip()
     if text.isdigit():
         num = int(text)
@@ -483,7 +484,8 @@ class Lifecycle:
         self.store.add(rec)
         try:
             rec.mounts = self._prepare_volumes(rec, img_cfg)
-            self.store.save(rec)
+            if rec.mounts:
+                self.store.save(rec)
         except BaseException:
             with contextlib.suppress(EngineError):
                 self._release_volumes(rec, remove_anonymous=True)
@@ -860,6 +862,8 @@ class Lifecycle:
         return rec
 
     def _signal(self, rec: ContainerRecord, num: int, all_: bool = False) -> None:
+        import signal
+
         try:
             self.runtime.kill(rec.id, num, all=all_)
         except (NotFound, RuntimeFailure):
@@ -896,6 +900,8 @@ class Lifecycle:
                 sig = parse_signal(signal_ or rec.config.get("StopSignal") or "SIGTERM")
                 self._signal(rec, sig)
         if not self._wait_exit(rec, max(timeout, 0)):
+            import signal
+
             with contextlib.suppress(EngineError):
                 self._signal(rec, signal.SIGKILL, all_=True)
             self._wait_exit(rec, 30)
@@ -909,6 +915,8 @@ class Lifecycle:
 
     def _kill_monitor(self, rec: ContainerRecord) -> None:
         if self.monitor_alive(rec):
+            import signal
+
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rec.monitor_pid, signal.SIGKILL)
 
@@ -1037,6 +1045,8 @@ class Lifecycle:
                 if status == Status.RESTARTING:
                     self._kill_monitor(rec)
                 else:
+                    import signal
+
                     self._signal(rec, signal.SIGKILL, all_=True)
         if status.can_stop():
             if not self._wait_exit(rec, 10):
@@ -1184,11 +1194,6 @@ def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:
 
 
 # ----------------------------------------------------------------------------------- config helpers
-
-
-def new_container_id() -> str:
-    """A new container id: 64 random hex digits, as Docker's."""
-    return secrets.token_hex(32)
 
 
 def merge_config(image: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:

@@ -24,15 +24,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
-from typing import IO, Any, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Sequence, Union
 
 from portside.engine.errors import CannotInvoke, CommandNotFound, NotFound, RuntimeFailure
 
 from .cgroups import CgroupLayout
 
+if TYPE_CHECKING:
+    import subprocess
+
 Stdio = Union[int, IO[Any], None]
+#: ``subprocess.DEVNULL``, without importing subprocess (a start never calls the runtime here).
+DEVNULL = -3
 
 _LOGRUS_MSG = r'msg="((?:[^"\\]|\\.)*)"'
 
@@ -137,6 +141,8 @@ class OCIRuntime:
         return [self.path, "--root", str(self.state_root), *args]
 
     def _call(self, *args: str, container_id: str = "", timeout: float = 60) -> str:
+        import subprocess
+
         try:
             proc = subprocess.run(self.command(*args), stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, timeout=timeout)
@@ -151,8 +157,7 @@ class OCIRuntime:
 
     def create(self, container_id: str, bundle: Path, *, pid_file: Path,
                console_socket: Path | None = None,
-               stdio: Sequence[Stdio] = (subprocess.DEVNULL, subprocess.DEVNULL,
-                                         subprocess.DEVNULL)) -> None:
+               stdio: Sequence[Stdio] = (DEVNULL, DEVNULL, DEVNULL)) -> None:
         """Create the container (``runtime create``): everything but the user's process.
 
         Args:
@@ -167,6 +172,7 @@ class OCIRuntime:
             CommandNotFound, CannotInvoke: the command cannot be run (127, 126).
             RuntimeFailure: anything else; the message is the runtime's.
         """
+        import subprocess
         import tempfile
 
         with tempfile.NamedTemporaryFile(prefix="runtime-log-", suffix=".json") as log:
@@ -250,6 +256,7 @@ class OCIRuntime:
         Returns:
             the runtime process; ``wait()`` gives the exit status (125 is the runtime's own error).
         """
+        import subprocess
         import tempfile
 
         process = dict(process, terminal=tty)
@@ -294,6 +301,8 @@ def _unlink_later(proc: subprocess.Popen[bytes], name: str) -> None:
 
 def _works(path: str) -> bool:
     """True when ``path --version`` runs: the binary exists and can execute on this host."""
+    import subprocess
+
     try:
         return subprocess.run([path, "--version"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):

@@ -1,0 +1,594 @@
+"""The monitor process itself (see :mod:`.monitor` for what it does and how it is started).
+
+It runs as ``python3 -S -I -c BOOT portside-monitor ID CFG_FD SYNC_FD``, outside the engine, and
+imports only modules built into the interpreter: ``posix`` rather than ``os`` (whose import
+costs milliseconds: ``_collections_abc``, ``posixpath``), ``_json``, ``_struct``, ``_signal``;
+``_socket``, ``select`` and ``_ctypes`` are imported once the runtime runs, where they cost
+nothing. That keeps its start fast (it is on the critical path of every ``run``) and its RSS
+near 8 MB.
+
+:mod:`.monitor` (the engine's side) shares its protocol constants and JSON helpers from here; so
+this module must import as ``portside.engine.runtime.monitor_process`` as well as top-level
+``monitor_process``: no relative imports.
+"""
+
+import posix
+import sys
+import time
+
+import _signal
+import _struct
+
+try:
+    from _json import encode_basestring_ascii as _quote
+    from _json import make_scanner as _make_scanner
+except ImportError:  # an interpreter without json's C accelerator
+    _make_scanner = None
+    from json.encoder import encode_basestring_ascii as _quote
+
+FRAME = _struct.Struct(">BxxxI")
+OUT_STDOUT, OUT_STDERR, OUT_EXIT = 1, 2, 3
+IN_STDIN, IN_CLOSE, IN_RESIZE = 0, 1, 2
+#: A line longer than this is logged in pieces (partial entries), as Docker's json-file does.
+MAX_LINE = 16 * 1024
+READ_SIZE = 64 * 1024
+#: At most this much output is kept for the first attach client (see _Monitor.early).
+EARLY_LIMIT = 1 << 20
+PR_SET_CHILD_SUBREAPER = 36
+#: The word in the monitor's command line that names it for ps and for leak checks in tests.
+MARKER = "portside-monitor"
+DEVNULL = "/dev/null"
+
+
+# =============================================================================================
+# JSON without the json package (which imports re, enum and more: ~15 ms of start-up)
+
+
+class _JSONContext:
+    """The settings json's C scanner reads from a decoder: plain types, strict strings."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+    memo = {}
+
+
+if _make_scanner is not None:
+    _scan = _make_scanner(_JSONContext())
+
+    def loads(text):
+        """Decode one JSON document (ValueError when it is not one)."""
+        text = text.strip()
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            raise ValueError("not a JSON document") from None
+        if end != len(text):
+            raise ValueError("extra data after the JSON document")
+        return value
+else:
+    from json import loads
+
+
+def dumps(value):
+    """Encode str, int, float, bool, None, lists and dicts of them (json.dumps's output)."""
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(_quote(str(k)) + ": " + dumps(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(dumps(v) for v in value) + "]"
+    raise TypeError("cannot encode %s as JSON" % type(value).__name__)
+
+
+# =============================================================================================
+# the monitor
+
+
+def _rfc3339(ns):
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % frac
+
+
+def _set_subreaper():
+    """``prctl(PR_SET_CHILD_SUBREAPER, 1)`` through ``_ctypes`` (the ctypes package costs ms)."""
+    import _ctypes
+
+    class _Int(_ctypes._SimpleCData):
+        _type_ = "i"
+
+    class _Func(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = _Int
+
+    class _Libc:
+        _handle = _ctypes.dlopen(None)
+
+    if _Func(("prctl", _Libc))(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(_ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def _new_socket(fd=None):
+    import _socket
+
+    if fd is None:
+        return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+
+
+def _unlink(path):
+    try:
+        posix.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class _Monitor:
+    def __init__(self, cfg, sync_fd):
+        self.cfg = cfg
+        self.sync_fd = sync_fd   # to the caller; closed once the runtime has deleted the container
+        self.statuses = {}       # pid -> wait status of reaped children
+        self.clients = []        # attached sockets
+        # Output framed before the first client attached, replayed to it: `run -t` attaches
+        # just after the start, and a fast container would otherwise print into the void.
+        self.early = []
+        self.early_size = 0
+        self.attached_once = False
+        self.client_bufs = {}
+        self.partial = {OUT_STDOUT: b"", OUT_STDERR: b""}
+        self.log_fd = -1
+        self.stdin_w = -1
+
+    # ---- children -----------------------------------------------------------------------
+
+    def reap(self, block_for=None):
+        """Collect exited children; with ``block_for``, wait until that pid has exited."""
+        while True:
+            if block_for is not None and block_for in self.statuses:
+                return self.statuses[block_for]
+            try:
+                pid, status = posix.waitpid(-1, 0 if block_for is not None else posix.WNOHANG)
+            except ChildProcessError:
+                return self.statuses.get(block_for) if block_for is not None else None
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return None
+            self.statuses[pid] = status
+
+    def spawn(self, argv, stdio=(None, None, None)):
+        """Start ``argv`` with ``stdio`` (fds; None: /dev/null) and default signal handling.
+        Every other descriptor of the monitor is close-on-exec, so none leaks into it."""
+        null = posix.open(DEVNULL, posix.O_RDWR | posix.O_CLOEXEC)
+        try:
+            return posix.posix_spawn(
+                argv[0], argv, posix.environ,
+                file_actions=[(posix.POSIX_SPAWN_DUP2, null if fd is None else fd, target)
+                              for target, fd in enumerate(stdio)],
+                setsigdef=(_signal.SIGCHLD, _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,
+                           _signal.SIGPIPE))
+        finally:
+            posix.close(null)
+
+    def runtime(self, *args):
+        c = self.cfg
+        return [c["runtime"], "--root", c["root"], *args]
+
+    def run(self, argv, stdio=(None, None, None)):
+        status = self.reap(block_for=self.spawn(argv, stdio))
+        return posix.waitstatus_to_exitcode(status)
+
+    def notify(self, message):
+        """One line to the caller; it may have gone (a detached start)."""
+        if self.sync_fd < 0:
+            return
+        try:
+            posix.write(self.sync_fd, (dumps(message) + "\n").encode())
+        except OSError:
+            pass
+
+    # ---- output -------------------------------------------------------------------------
+
+    def log(self, kind, data, final=False):
+        """Write complete lines of ``data`` to the log; keep an unfinished line unless final."""
+        ns = time.time_ns()
+        stamp = _rfc3339(ns)
+        stream = "stderr" if kind == OUT_STDERR else "stdout"
+        data = self.partial[kind] + data
+        out = []
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                break
+            while nl + 1 - start > MAX_LINE:
+                out.append((data[start:start + MAX_LINE]))
+                start += MAX_LINE
+            out.append(data[start:nl + 1])
+            start = nl + 1
+        rest = data[start:]
+        while len(rest) > MAX_LINE:
+            out.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        if final and rest:
+            out.append(rest)
+            rest = b""
+        self.partial[kind] = rest
+        if not out:
+            return
+        # Hand-assembled (same bytes as json.dumps of the dict): the C string escaper alone is
+        # several times faster than building and dumping a dict per line.
+        tail = ',"stream":"%s","time":"%s"}\n' % (stream, stamp)
+        blob = "".join(['{"log":' + _quote(piece.decode("utf-8", "surrogateescape")) + tail
+                        for piece in out]).encode("ascii")
+        while blob:
+            n = posix.write(self.log_fd, blob)
+            blob = blob[n:]
+
+    def broadcast(self, kind, payload):
+        frame = FRAME.pack(kind, len(payload)) + payload
+        if not self.attached_once and kind != OUT_EXIT and self.early_size < EARLY_LIMIT:
+            self.early.append(frame)
+            self.early_size += len(frame)
+        for client in list(self.clients):
+            try:
+                client.sendall(frame)
+            except OSError:
+                self.drop(client)
+
+    def drop(self, client):
+        if client in self.clients:
+            self.clients.remove(client)
+        self.client_bufs.pop(client, None)
+        client.close()
+
+    def client_input(self, client):
+        try:
+            chunk = client.recv(READ_SIZE)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.drop(client)
+            return
+        buf = self.client_bufs.get(client, b"") + chunk
+        while len(buf) >= FRAME.size:
+            kind, length = FRAME.unpack_from(buf)
+            if len(buf) < FRAME.size + length:
+                break
+            payload = buf[FRAME.size:FRAME.size + length]
+            buf = buf[FRAME.size + length:]
+            if kind == IN_STDIN and self.stdin_w >= 0:
+                try:
+                    while payload:
+                        payload = payload[posix.write(self.stdin_w, payload):]
+                except OSError:
+                    self.close_stdin()
+            elif kind == IN_CLOSE:
+                self.close_stdin()
+            elif kind == IN_RESIZE and self.cfg["tty"] and self.stdin_w >= 0:
+                import fcntl
+                import termios
+                rows, cols = _struct.unpack(">HH", payload[:4])
+                fcntl.ioctl(self.stdin_w, termios.TIOCSWINSZ,
+                            _struct.pack("HHHH", rows, cols, 0, 0))
+        self.client_bufs[client] = buf
+
+    def close_stdin(self):
+        # With a tty stdin and stdout are the same master fd: closing it would lose the output.
+        if self.stdin_w >= 0 and not self.cfg["tty"]:
+            posix.close(self.stdin_w)
+            self.stdin_w = -1
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def fail(self, message):
+        low = message.lower()
+        code = 125
+        if "exec:" in low and ("not found" in low or "no such file" in low):
+            code = 127  # Docker's "command not found"
+        elif "exec:" in low and ("permission denied" in low or "exec format" in low):
+            code = 126  # Docker's "cannot invoke"
+        self.write_exit(code, error=message)
+        self.run(self.runtime("delete", "--force", self.cfg["id"]))
+        self.notify({"error": message, "pid": posix.getpid()})
+        posix._exit(1)
+
+    def write_exit(self, code, error="", oom=False):
+        path = self.cfg["exit_file"]
+        tmp = path + ".tmp"
+        ns = time.time_ns()
+        doc = dumps({"exit_code": code, "finished_at": _rfc3339(ns), "finished_at_ns": ns,
+                      "oom_killed": oom, "error": error})
+        with open(tmp, "w") as f:
+            f.write(doc)
+        posix.replace(tmp, path)
+
+    def runtime_error(self, log_path):
+        message = ""
+        try:
+            with open(log_path) as f:
+                for line in f:
+                    try:
+                        doc = loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(doc, dict) and doc.get("level") in ("error", "fatal"):
+                        message = doc.get("msg", "")
+        except OSError:
+            pass
+        # "runc run failed: ..." reads as it did when create and start were two calls (and as
+        # Docker's "runc create failed: ...").
+        head, sep, rest = message.partition(" run failed: ")
+        if sep and " " not in head:
+            message = head + " create failed: " + rest
+        return message
+
+    def oom_killed(self):
+        """Whether the kernel OOM-killed a process of the container's cgroup (cheap file reads)."""
+        cg = self.cfg.get("cgroup")
+        if not cg:
+            try:
+                with open(self.cfg["bundle"] + "/config.json") as f:
+                    cg = loads(f.read()).get("linux", {}).get("cgroupsPath", "")
+            except (OSError, ValueError, AttributeError):
+                return False
+        if not cg.startswith("/"):
+            return False
+        for path, key in (("/sys/fs/cgroup/memory" + cg + "/memory.oom_control", "oom_kill"),
+                          ("/sys/fs/cgroup" + cg + "/memory.events", "oom_kill")):
+            try:
+                with open(path) as f:
+                    for line in f:
+                        name, _, value = line.partition(" ")
+                        if name == key and int(value) > 0:
+                            return True
+            except (OSError, ValueError):
+                continue
+        return False
+
+    def main(self):
+        c = self.cfg
+        _set_subreaper()  # before the runtime runs: its orphaned init must come to us
+        pid_file = c["state_dir"] + "/init.pid"
+        rt_log = c["state_dir"] + "/runtime.log"
+        for stale in (pid_file, rt_log):
+            _unlink(stale)
+        # `run --detach` is create and start in one runtime process (one Go start-up less).
+        run = self.runtime("--log", rt_log, "--log-format", "json", "run", "--detach",
+                           "--bundle", c["bundle"], "--pid-file", pid_file)
+        outputs = {}  # fd -> stream kind
+        if c["tty"]:
+            csock_path = c["state_dir"] + "/console.sock"
+            _unlink(csock_path)
+            csock = _new_socket()
+            csock.bind(csock_path)
+            csock.listen(1)
+            pid = self.spawn([*run, "--console-socket", csock_path, c["id"]])
+        else:
+            out_r, out_w = posix.pipe()
+            err_r, err_w = posix.pipe()
+            if c["stdin"]:
+                in_r, self.stdin_w = posix.pipe()
+            else:
+                in_r = posix.open(DEVNULL, posix.O_RDONLY | posix.O_CLOEXEC)
+            pid = self.spawn([*run, c["id"]], (in_r, out_w, err_w))
+            for fd in (in_r, out_w, err_w):
+                posix.close(fd)
+            outputs[out_r] = OUT_STDOUT
+            outputs[err_r] = OUT_STDERR
+
+        # The rest of the set-up overlaps the runtime's work (tens of milliseconds).
+        import select
+
+        wake_r, wake_w = posix.pipe()
+        posix.set_blocking(wake_w, False)
+        posix.set_blocking(wake_r, False)
+        _signal.set_wakeup_fd(wake_w)
+        _signal.signal(_signal.SIGCHLD, lambda *_: None)
+        for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+            _signal.signal(s, _signal.SIG_IGN)
+        self.log_fd = posix.open(c["log"], posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT |
+                                 posix.O_CLOEXEC, 0o640)
+        # Listen before reporting the start: a client may attach as soon as we report.
+        _unlink(c["attach"])
+        listener = _new_socket()
+        listener.bind(c["attach"])
+        listener.listen(8)
+
+        if c["tty"]:
+            master = -1
+            while master < 0 and pid not in self.statuses:
+                ready, _, _ = select.select([csock, wake_r], [], [], 1.0)
+                if csock in ready:
+                    master = _receive_fd(csock)
+                if wake_r in ready:
+                    _drain(wake_r)
+                self.reap()
+            csock.close()
+            _unlink(csock_path)
+            code = posix.waitstatus_to_exitcode(self.reap(block_for=pid))
+            if code == 0 and master >= 0:
+                posix.set_inheritable(master, False)
+                self.stdin_w = master
+                outputs[master] = OUT_STDOUT
+        else:
+            code = posix.waitstatus_to_exitcode(self.reap(block_for=pid))
+        if code != 0 or not outputs:
+            listener.close()
+            _unlink(c["attach"])
+            self.fail(self.runtime_error(rt_log) or "runtime start failed")
+        with open(pid_file) as f:
+            init_pid = int(f.read().strip())
+        self.notify({"ok": True, "pid": posix.getpid(), "init_pid": init_pid})
+
+        # ---- copy loop ----
+        exit_deadline = None
+        while outputs or init_pid not in self.statuses:
+            if init_pid in self.statuses and exit_deadline is None:
+                # Init is gone, so the pid namespace is gone; give the pipes a moment to drain.
+                exit_deadline = time.monotonic() + 2.0
+            if exit_deadline is not None and time.monotonic() > exit_deadline:
+                break
+            rlist = [*outputs, wake_r, listener, *self.clients]
+            try:
+                ready, _, _ = select.select(rlist, [], [], 0.5)
+            except InterruptedError:
+                continue
+            for r in ready:
+                if r is wake_r:
+                    _drain(wake_r)
+                elif r is listener:
+                    client = _new_socket(listener._accept()[0])
+                    client.settimeout(5.0)  # a stuck client is dropped, not the container
+                    self.clients.append(client)
+                    if not self.attached_once:
+                        self.attached_once = True
+                        early, self.early = self.early, []
+                        try:
+                            client.sendall(b"".join(early))
+                        except OSError:
+                            self.drop(client)
+                elif r in outputs:
+                    try:
+                        data = posix.read(r, READ_SIZE)
+                    except OSError:  # EIO: the pty's other side is closed
+                        data = b""
+                    kind = outputs[r]
+                    if not data:
+                        self.log(kind, b"", final=True)
+                        del outputs[r]
+                        if r != self.stdin_w:
+                            posix.close(r)
+                        continue
+                    self.log(kind, data)
+                    self.broadcast(kind, data)
+                else:
+                    self.client_input(r)
+            self.reap()
+        for kind in (OUT_STDOUT, OUT_STDERR):
+            self.log(kind, b"", final=True)
+
+        status = self.reap(block_for=init_pid)
+        exit_code = posix.waitstatus_to_exitcode(status) if status is not None else 255
+        if exit_code < 0:
+            exit_code = 128 - exit_code  # killed by signal N: 128+N, like a shell
+        oom = self.oom_killed()
+        self.write_exit(exit_code, oom=oom)
+        exit_doc = {"exit_code": exit_code, "oom_killed": oom}
+        self.notify(exit_doc)
+        listener.close()
+        _unlink(c["attach"])
+        self.broadcast(OUT_EXIT, dumps(exit_doc).encode())
+        for client in list(self.clients):
+            self.drop(client)
+        posix.close(self.log_fd)
+        self.run(self.runtime("delete", "--force", c["id"]))
+        if self.sync_fd >= 0:
+            posix.close(self.sync_fd)  # the caller's "done": the runtime has forgotten it
+            self.sync_fd = -1
+        if c["on_exit"] and not _watched(c.get("watch_lock")):
+            _signal.set_wakeup_fd(-1)
+            for s in (_signal.SIGCHLD, _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+                _signal.signal(s, _signal.SIG_DFL)
+            try:
+                _execvp(c["on_exit"])
+            except OSError as exc:
+                print("on_exit failed:", exc, file=sys.stderr)
+                sys.exit(1)
+
+
+def _execvp(argv):
+    """``os.execvp`` without the os module: ``argv[0]`` looked up in ``$PATH`` unless a path."""
+    if "/" in argv[0]:
+        posix.execv(argv[0], argv)
+    path = posix.environ.get(b"PATH", b"/usr/local/bin:/usr/bin:/bin").decode()
+    error = FileNotFoundError(2, "No such file or directory", argv[0])
+    for folder in path.split(":"):
+        try:
+            posix.execv((folder or ".") + "/" + argv[0], argv)
+        except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+            error = exc
+    raise error
+
+
+def _receive_fd(csock):
+    """Accept the runtime's connection on the console socket and return the fd it sends."""
+    import _socket
+
+    conn = _new_socket(csock._accept()[0])
+    try:
+        _msg, ancdata, _flags, _addr = conn.recvmsg(4096, _socket.CMSG_SPACE(4))
+    finally:
+        conn.close()
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+            return _struct.unpack("i", data[:4])[0]
+    return -1
+
+
+def _watched(path):
+    """Whether a foreground caller still holds the watch lock: it cleans up after the container
+    itself, so the monitor's cleanup process is not needed. A caller that died released it."""
+    if not path:
+        return False
+    import fcntl
+
+    try:
+        fd = posix.open(path, posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        posix.close(fd)
+    return False
+
+
+def _drain(fd):
+    try:
+        while posix.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _main(argv):
+    """The monitor process: ``argv`` is ``[-c, portside-monitor, ID, CFG_FD, SYNC_FD]``."""
+    # Second fork: the process the caller started exits now; the monitor is reparented to init
+    # (or a subreaper above the caller) and, not being a session leader, never gets a terminal.
+    if posix.fork() > 0:
+        posix._exit(0)
+    cfg_fd, sync_fd = int(argv[3]), int(argv[4])
+    # Nothing the caller happened to leave inheritable may stay open here for the container's
+    # lifetime (it could hold a pipe open that somebody reads to the end).
+    low, high = sorted((cfg_fd, sync_fd))
+    posix.closerange(3, low)
+    posix.closerange(low + 1, high)
+    posix.closerange(high + 1, 1 << 20)
+    posix.set_inheritable(sync_fd, False)
+    data = b""
+    while True:
+        chunk = posix.read(cfg_fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    posix.close(cfg_fd)
+    if not data:
+        posix._exit(0)  # the caller gave up before the start
+    posix.chdir("/")
+    posix.umask(0o022)
+    _Monitor(loads(data.decode()), sync_fd).main()
+    posix._exit(0)  # nothing is buffered; skip the interpreter's shutdown
