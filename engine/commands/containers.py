@@ -34,8 +34,15 @@ PS_DEFAULT = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Stat
               "{{.Ports}}\t{{.Names}}")
 
 
-def _lc(ctx: Context):
-    return ctx.engine.containers.lifecycle
+def _lc(ctx: Context, *, light: bool = False):
+    """The engine's container lifecycle. ``light``: for a verb on a running container (exec),
+    a fresh process need not load the models layer (and the image store) just for this."""
+    engine = ctx.engine
+    if light and "containers" not in getattr(engine, "__dict__", {}):
+        from ..runtime.lifecycle import Lifecycle
+
+        return Lifecycle(engine)
+    return engine.containers.lifecycle
 
 
 # ----------------------------------------------------------------------------------- create / run
@@ -949,7 +956,7 @@ def exec_(ctx: Context, args):
     for path in args.env_file:
         env += [v for v in (_env_value(x) for x in _read_env_file(path)) if v]
     env += [v for v in (_env_value(x) for x in args.env) if v]
-    lc = _lc(ctx)
+    lc = _lc(ctx, light=True)
     ctx.out.flush()
     stdin = None if args.interactive else subprocess.DEVNULL
     proc = lc.exec_run(args.container, args.command, detach=args.detach, tty=args.tty, env=env,

@@ -30,7 +30,6 @@ import contextlib
 import enum
 import json
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -42,7 +41,6 @@ from portside.engine.errors import (Conflict, EngineError, IncorrectState, Inval
 
 from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode,
                          new_container_id, new_state, now_rfc3339)
-from .names import random_name, validate_name
 
 if TYPE_CHECKING:
     from .oci import OCIRuntime
@@ -467,6 +465,8 @@ class Lifecycle:
         merged = merge_config(img_cfg, config)
         if not (merged.get("Entrypoint") or []) + (merged.get("Cmd") or []):
             raise InvalidArgument("no command specified")
+        from .names import random_name, validate_name
+
         if name:
             name = validate_name(name)
         else:
@@ -1067,6 +1067,8 @@ class Lifecycle:
             self.store.delete(rec)
 
     def rename(self, ref: str | ContainerRecord, new_name: str) -> ContainerRecord:
+        from .names import validate_name
+
         rec = ref if isinstance(ref, ContainerRecord) else self.store.resolve(ref)
         new_name = validate_name(new_name)
         with self.store.lock(rec.id):
@@ -1126,7 +1128,7 @@ class Lifecycle:
 
         with self.engine.db.transaction() as conn:
             events.emit(conn, "container", "exec_create", rec.id, name=rec.name,
-                        execID=secrets.token_hex(8))
+                        execID=os.urandom(8).hex())  # secrets.token_hex, unimported
         return self.runtime.exec(rec.id, process, detach=detach, tty=tty,
                                  stdio=(stdin, stdout, stderr))
 

@@ -257,12 +257,17 @@ class OCIRuntime:
             the runtime process; ``wait()`` gives the exit status (125 is the runtime's own error).
         """
         import subprocess
-        import tempfile
 
-        process = dict(process, terminal=tty)
-        fd, name = tempfile.mkstemp(prefix="exec-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(process, f)
+        data = json.dumps(dict(process, terminal=tty)).encode()
+        # The runtime reads the process from a pipe it inherits (no file to make and remove);
+        # one too big for the pipe's buffer goes through a temporary file.
+        pipe_r, name = _process_pipe(data)
+        if pipe_r < 0:
+            import tempfile
+
+            fd, name = tempfile.mkstemp(prefix="exec-", suffix=".json")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
         args = ["exec", "--process", name]
         if detach:
             args.append("--detach")
@@ -272,17 +277,37 @@ class OCIRuntime:
             args += ["--console-socket", str(console_socket)]
         try:
             proc = subprocess.Popen(self.command(*args, container_id), stdin=stdio[0],
-                                    stdout=stdio[1], stderr=stdio[2])
+                                    stdout=stdio[1], stderr=stdio[2],
+                                    pass_fds=(pipe_r,) if pipe_r >= 0 else ())
             if detach:
                 proc.wait()
         finally:
-            if detach:
+            if pipe_r >= 0:
+                os.close(pipe_r)
+            elif detach:
                 os.unlink(name)
-        if not detach:
+        if not detach and pipe_r < 0:
             # The runtime reads the file before it forks; removing it after start-up is safe, but
             # we do not know when that is: unlink once the runtime exits, from a finalizer.
             _unlink_later(proc, name)
         return proc
+
+
+def _process_pipe(data: bytes) -> tuple[int, str]:
+    """A pipe holding all of ``data`` and the path a child that inherits its read end opens it
+    by (``/proc/self/fd/N``); ``(-1, "")`` when the pipe's buffer cannot take it all."""
+    r, w = os.pipe()
+    try:
+        os.set_blocking(w, False)
+        written = os.write(w, data)
+    except BlockingIOError:
+        written = 0
+    finally:
+        os.close(w)
+    if written != len(data):
+        os.close(r)
+        return -1, ""
+    return r, f"/proc/self/fd/{r}"
 
 
 def _unlink_later(proc: subprocess.Popen[bytes], name: str) -> None:
