@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import secrets
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -165,7 +164,7 @@ class VolumeManager:
             raise InvalidArgument(f'error looking up volume plugin {driver}: plugin "{driver}" '
                                   "not found")
         if name is None:
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()  # secrets.token_hex(32), without its import
         validate_volume_name(name)
         for key in options or {}:
             if key not in _LOCAL_OPTIONS:

@@ -29,7 +29,6 @@ Docker's, word for word, so scripts and people that know them recognise them::
 
 from __future__ import annotations
 
-import csv
 import io
 import posixpath
 import re
@@ -231,6 +230,8 @@ def parse_mount(raw: str) -> MountSpec:
             'x=1'``, ``invalid mount config for type "tmpfs": field Source must not be
             specified``, ...).
     """
+    import csv
+
     try:
         fields = next(csv.reader([raw]), [])
     except csv.Error as exc:
@@ -375,6 +376,8 @@ def mount_from_api(mount: dict) -> MountSpec:
     if tmpfs.get("Mode"):
         fields.append(f"tmpfs-mode={int(tmpfs['Mode']):o}")
     line = io.StringIO()
+    import csv
+
     csv.writer(line, lineterminator="").writerow(fields)
     return parse_mount(line.getvalue())
 
