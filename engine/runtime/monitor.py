@@ -97,6 +97,14 @@ class MonitorLaunch:
             for fd in (cfg_r, sync_w, mlog, null):
                 os.close(fd)
 
+    def __del__(self):
+        # A handle dropped without go() or cancel(): the monitor sees the end of its
+        # configuration pipe and exits instead of waiting for ever.
+        try:
+            self.close()
+        except (OSError, AttributeError):
+            pass
+
     def fileno(self):
         """The pipe the monitor reports on: readable when a message or the end arrives."""
         return self._sync_r
