@@ -656,6 +656,7 @@ class Lifecycle:
         launch = self._launches.get(container_id)
         if launch is None:
             return False
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             reported = launch.wait_exit(timeout)
         except TimeoutError:
@@ -668,7 +669,7 @@ class Lifecycle:
                                         rec.host_config.get("CDIDevices")):
                 with contextlib.suppress(EngineError):
                     self.unmount_rootfs(rec)
-        return launch.wait_done(timeout)
+        return launch.wait_done(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def exit_fd(self, container_id: str) -> int | None:
         """A descriptor that becomes readable when the monitor of a container this object

@@ -67,6 +67,7 @@ class MonitorLaunch:
         self.exit = None        # the exit message, once it came
         self._buf = b""
         self._eof = False
+        self._sent = False      # go() handed over the configuration
         os.makedirs(str(state_dir), exist_ok=True)
         cfg_r, self._cfg_w = os.pipe()
         self._sync_r, sync_w = os.pipe()
@@ -166,6 +167,7 @@ class MonitorLaunch:
             "cgroup": str(cgroup_path) if cgroup_path else None,
         }
         data = _dumps(config).encode()
+        self._sent = True
         try:
             while data:
                 data = data[os.write(self._cfg_w, data):]
@@ -225,14 +227,17 @@ class MonitorLaunch:
         return True
 
     def cancel(self):
-        """Abandon a launch before :meth:`go`: the monitor exits without starting anything."""
-        if self._cfg_w >= 0:
-            os.close(self._cfg_w)
-            self._cfg_w = -1
-        try:
-            self._line(10.0)  # end of file once the monitor has exited
-        except TimeoutError:
-            pass
+        """Abandon a launch: before :meth:`go`, the monitor exits without starting anything
+        (waited for here); after it (``go`` was interrupted), only the handle is closed: the
+        caller's clean-up deletes the container, and the monitor then ends by itself."""
+        if not self._sent:
+            if self._cfg_w >= 0:
+                os.close(self._cfg_w)
+                self._cfg_w = -1
+            try:
+                self._line(10.0)  # end of file once the monitor has exited
+            except TimeoutError:
+                pass
         self._reap_first()
         self.close()
 
