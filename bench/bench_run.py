@@ -78,27 +78,26 @@ def main() -> None:
                 ex["podman"] = lambda: timed(lambda: podman("exec", "benchexec", "true"))
             results = alternate(ex, args.rounds, warmup=2)
             report("exec CTR true", results, baseline="portside")
-            pid = engine.containers.get("benchexec").attrs.get("MonitorPid")
-            rss = _monitor_rss()
+            rss = _monitor_rss(engine.containers.get("benchexec").id)
             if rss:
                 print(f"monitor RSS per running container: {rss / 1024:.1f} MB\n")
             ps("rm", "-f", "benchexec")
-            _ = pid
         finally:
             engine.close()
             for peer in peers:
                 peer.close()
 
 
-def _monitor_rss() -> int:
-    """VmRSS (kB) of a portside monitor process, found by its marker in argv."""
+def _monitor_rss(container_id: str) -> int:
+    """VmRSS (kB) of the container's monitor, found by its marker and the id in argv."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"portside-monitor" not in f.read():
-                    continue
+                cmdline = f.read()
+            if b"portside-monitor" not in cmdline or container_id.encode() not in cmdline:
+                continue
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):

@@ -154,6 +154,31 @@ def test_name_conflict_rename_and_errors(ctr):
     assert bad.returncode != 0 and "not running" in bad.err
 
 
+def test_a_run_that_fails_before_starting_leaves_no_monitor_behind(ctr, portside_root, engine):
+    """run launches the container's monitor first; a run that fails before the start (no such
+    image, a name in use) stops it and removes its folder (host_unchanged checks processes)."""
+    from portside.engine.errors import Conflict, NotFound
+    from portside.engine.runtime.containers import run_dir_for
+
+    def monitor_folders() -> list[str]:  # run/<id12>/: a started container's monitor files
+        run_dir = run_dir_for(portside_root)
+        return sorted(p.name for p in run_dir.iterdir() if len(p.name) == 12) \
+            if run_dir.is_dir() else []
+
+    ctr("create", "--name", "taken", "busybox", "true")
+    assert monitor_folders() == []
+    assert ctr("run", "--rm", "nosuchimage", check=False).returncode == 125
+    assert ctr("run", "--name", "taken", "busybox", "true", check=False).returncode == 125
+    with pytest.raises(NotFound):
+        engine.containers.run("nosuchimage", ["true"], remove=True)
+    with pytest.raises(Conflict):
+        engine.containers.run("busybox", ["true"], name="taken", detach=True)
+    assert monitor_folders() == []
+    assert engine.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"],
+                                 remove=True, network_mode="none") == b"out\n"
+    assert [c.name for c in engine.containers.list(all=True)] == ["taken"]
+
+
 def test_env_workdir_user_entrypoint(ctr):
     out = ctr("run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "1000:1000", "busybox", "sh", "-c",
               "echo $A $(pwd) $(id -u):$(id -g)").out

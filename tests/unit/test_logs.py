@@ -109,3 +109,21 @@ def test_follow_stops_at_once_when_not_running(tmp_path: Path) -> None:
     log = tmp_path / "log"
     _write(log, [("stdout", b"only\n", 1.0)])
     assert [d for _, d, _ in read_logs(log, follow=True, is_running=lambda: False)] == [b"only\n"]
+
+
+def test_log_times_read_without_strptime_match_it() -> None:
+    import calendar
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        ts = rng.randint(-(10 ** 10), 10 ** 11)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+        if len(text) == 19:
+            assert parse_time(text + "Z") == ts
+    for text in ("2000-02-29T23:59:59", "2100-02-28T00:00:00", "2024-12-31T23:59:60",
+                 "2023-1-05T00:00:00"):  # the last is not the monitor's form: strptime reads it
+        assert parse_time(text + "Z") == calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    for bad in ("2023-02-29T00:00:00Z", "2023-13-01T00:00:00Z", "2023-01-01T24:00:00Z"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
