@@ -68,13 +68,18 @@ class MonitorLaunch:
         self._buf = b""
         self._eof = False
         self._sent = False      # go() handed over the configuration
+        self._cfg_w = self._sync_r = -1
+        self._first = 0         # the process started here (it forks the monitor and exits)
         os.makedirs(str(state_dir), exist_ok=True)
-        cfg_r, self._cfg_w = os.pipe()
-        self._sync_r, sync_w = os.pipe()
-        mlog = os.open(os.path.join(str(state_dir), "monitor.log"),
-                       os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        opened = []
         try:
+            # Above 0-2 (a caller may have closed its stdio): the dup2s below must not hit them.
+            cfg_r, cfg_w = (_above_stdio(fd, opened) for fd in os.pipe())
+            sync_r, sync_w = (_above_stdio(fd, opened) for fd in os.pipe())
+            mlog = _above_stdio(os.open(os.path.join(str(state_dir), "monitor.log"),
+                                        os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                                        0o644), opened)
+            null = _above_stdio(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), opened)
             import _signal as signal  # the constants, without the signal module's enums
 
             os.set_inheritable(cfg_r, True)
@@ -91,12 +96,12 @@ class MonitorLaunch:
                 setsid=True, setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                                         signal.SIGPIPE, signal.SIGCHLD))
         except BaseException:
-            os.close(self._cfg_w)
-            os.close(self._sync_r)
-            raise
-        finally:
-            for fd in (cfg_r, sync_w, mlog, null):
+            for fd in opened:
                 os.close(fd)
+            raise
+        for fd in (cfg_r, sync_w, mlog, null):
+            os.close(fd)
+        self._cfg_w, self._sync_r = cfg_w, sync_r
 
     def __del__(self):
         # A handle dropped without go() or cancel(): the monitor sees the end of its
@@ -250,6 +255,20 @@ class MonitorLaunch:
             os.close(self._sync_r)
             self._sync_r = -1
         self._reap_first()
+
+
+def _above_stdio(fd: int, opened: list) -> int:
+    """``fd``, moved above 0-2 if it is one of them (close-on-exec); noted in ``opened``."""
+    if fd < 3:
+        import fcntl
+
+        try:
+            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        finally:
+            os.close(fd)
+        fd = moved
+    opened.append(fd)
+    return fd
 
 
 def launch_monitor(container_id: str, state_dir) -> MonitorLaunch:
