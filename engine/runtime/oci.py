@@ -307,6 +307,14 @@ def _process_pipe(data: bytes) -> tuple[int, str]:
     if written != len(data):
         os.close(r)
         return -1, ""
+    if r < 3:  # a caller with closed stdio: the child's stdin/out/err would replace it
+        import fcntl
+
+        try:
+            moved = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, 3)
+        finally:
+            os.close(r)
+        r = moved
     return r, f"/proc/self/fd/{r}"
 
 
