@@ -11,14 +11,13 @@ Modules, one concept each:
 - :mod:`.ports`   the ``-p``/``-P`` grammar, host-port reservation, Docker's PORTS column
 - :mod:`.ipam`    subnet choice and address leases (SQLite)
 - :mod:`.netns`   named namespaces made and entered from worker threads (no fork)
-- :mod:`.netlink` the few rtnetlink requests the engine makes (plain sockets; no pyroute2)
-- :mod:`.bridge`  bridges and veth pairs over netlink
+- :mod:`.bridge`  bridges and veth pairs over netlink (pyroute2)
 - :mod:`.nft`     the ``inet portside`` table
 - :mod:`.files`   ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``
 - :mod:`.manager` :class:`NetworkManager`, the entry point that ties them together
 
-Importing this package is cheap: the manager loads only when first used, so commands like ``ps``
-that merely format ports do not pay for it.
+Importing this package is cheap: pyroute2 loads only when the manager is first used, so commands
+like ``ps`` that merely format ports do not pay for it.
 """
 
 from __future__ import annotations

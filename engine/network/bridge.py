@@ -12,8 +12,7 @@ netlink request, where creating both ends on the host and moving one costs two a
 
 Everything that touches the host's links lives in :class:`HostLinks` (one netlink socket in the
 caller's thread); :func:`configure_endpoint` runs inside a namespace worker
-(:func:`.netns.run_in`). Both talk netlink through :mod:`.netlink` and map its errors to
-:class:`RuntimeFailure` naming the interface.
+(:func:`.netns.run_in`). Both map netlink errors to :class:`RuntimeFailure` naming the interface.
 """
 
 from __future__ import annotations
@@ -23,9 +22,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from portside.engine.errors import RuntimeFailure
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
-from .netlink import RTNL, NetlinkError
+from portside.engine.errors import RuntimeFailure
 
 VETH_PREFIX = "psv"
 BRIDGE_PREFIX = "ps-"
@@ -87,54 +87,41 @@ def configure_endpoint(ep: Endpoint, host_fd: int, loopback: bool) -> int:
         HostNameTaken: ``ep.host_ifname`` already exists on the host.
         RuntimeFailure: a netlink request failed.
     """
-    with RTNL() as nl:
+    with IPRoute() as ipr:
         try:
             if loopback:
-                nl.link_set(1, up=True)
+                ipr.link("set", index=1, state="up")
             try:
-                nl.link_add_veth(ep.ifname, ep.host_ifname, peer_netns_fd=host_fd, mac=ep.mac,
-                                 mtu=ep.mtu, up=True)
+                ipr.link("add", ifname=ep.ifname, kind="veth", address=ep.mac, mtu=ep.mtu,
+                         state="up",
+                         peer={"ifname": ep.host_ifname, "net_ns_fd": host_fd, "mtu": ep.mtu})
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST:
                     raise HostNameTaken(ep.host_ifname) from exc
                 raise
-            link = nl.link_get(ep.ifname)
-            nl.addr_add(link.index, ep.address, ep.prefixlen)
+            link = ipr.link("get", ifname=ep.ifname)[0]
+            ipr.addr("add", index=link["index"], address=ep.address, prefixlen=ep.prefixlen)
             if ep.gateway is not None and ep.ifname == "eth0":
-                nl.route_add_default(ep.gateway)
-            return int(link.link or 0)
+                ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
+            return int(link.get_attr("IFLA_LINK"))
         except NetlinkError as exc:
             raise RuntimeFailure(f"cannot configure {ep.ifname} ({ep.host_ifname}): "
                                  f"{exc.args[1] if len(exc.args) > 1 else exc}") from exc
 
 
-def existing_subnet(name: str) -> str | None:
-    """The IPv4 subnet on the host interface ``name`` (a bridge another state root made), or
-    None when there is no such interface or it has no IPv4 address."""
-    import ipaddress
-
-    with RTNL() as nl:
-        index = nl.link_lookup(name)
-        if not index:
-            return None
-        for ip, prefixlen in nl.addresses(index[0], with_prefix=True):
-            return str(ipaddress.ip_interface(f"{ip}/{prefixlen}").network)
-    return None
-
-
 def loopback_up() -> None:
     """Inside a namespace worker: bring ``lo`` up (``--network none`` has nothing else)."""
-    with RTNL() as nl:
-        nl.link_set(1, up=True)
+    with IPRoute() as ipr:
+        ipr.link("set", index=1, state="up")
 
 
 def remove_inside(ifname: str) -> None:
     """Inside a namespace worker: delete an interface (and so its veth peer); idempotent."""
-    with RTNL() as nl:
-        found = nl.link_lookup(ifname)
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
         if found:
             try:
-                nl.link_del(found[0])
+                ipr.link("del", index=found[0])
             except NetlinkError as exc:
                 if exc.code != errno.ENODEV:
                     raise
@@ -144,25 +131,25 @@ class HostLinks:
     """Host-side link operations over one netlink socket (opened lazily in the caller's thread)."""
 
     def __init__(self) -> None:
-        self._nl: RTNL | None = None
+        self._ipr: IPRoute | None = None
         self._bridges: dict[str, int] = {}
 
     @property
-    def nl(self) -> RTNL:
-        if self._nl is None:
-            self._nl = RTNL()
-        return self._nl
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
 
     def close(self) -> None:
         """Close the netlink socket."""
-        if self._nl is not None:
-            self._nl.close()
-            self._nl = None
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
 
     def index(self, ifname: str) -> int | None:
         """The interface index of ``ifname`` on the host, or None."""
         try:
-            return self.nl.link_get(ifname).index
+            return int(self.ipr.link("get", ifname=ifname)[0]["index"])
         except NetlinkError as exc:
             if exc.code in (errno.ENODEV, errno.ENOENT):
                 return None
@@ -181,19 +168,20 @@ class HostLinks:
             index = self.index(name)
             if index is None:
                 try:
-                    self.nl.link_add_bridge(name)
+                    self.ipr.link("add", ifname=name, kind="bridge")
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST:  # another process won the race
                         raise
                 index = self.index(name)
                 assert index is not None
-            if gateway not in self.nl.addresses(index):
+            have = {a.get_attr("IFA_ADDRESS") for a in self.ipr.get_addr(index=index)}
+            if gateway not in have:
                 try:
-                    self.nl.addr_add(index, gateway, prefixlen)
+                    self.ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST:
                         raise
-            self.nl.link_set(index, up=True)
+            self.ipr.link("set", index=index, state="up")
         except NetlinkError as exc:
             raise RuntimeFailure(f"cannot set up bridge {name}: {exc}") from exc
         write_sysctl(f"ipv4/conf/{name}/route_localnet", "1")
@@ -206,7 +194,7 @@ class HostLinks:
             return False
         self._bridges.pop(ifname, None)
         try:
-            self.nl.link_del(index)
+            self.ipr.link("del", index=index)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return False
@@ -230,7 +218,7 @@ class HostLinks:
                                          "no such bridge")
                 self._bridges[bridge] = master
             try:
-                self.nl.link_set(index, master=master, up=True)
+                self.ipr.link("set", index=index, master=master, state="up")
                 return
             except NetlinkError as exc:
                 self._bridges.pop(bridge, None)
@@ -240,4 +228,9 @@ class HostLinks:
 
     def names(self, prefix: str) -> list[str]:
         """Host interface names that start with ``prefix``."""
-        return [link.ifname for link in self.nl.links() if link.ifname.startswith(prefix)]
+        out = []
+        for link in self.ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name and name.startswith(prefix):
+                out.append(name)
+        return out

@@ -20,6 +20,7 @@ keeps the interface names and MAC address the manager chose.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sqlite3
 from typing import Iterable, Iterator
 
@@ -69,20 +70,22 @@ def host_routes(exclude_dev: str | None = None) -> list[IPv4Network]:
 
     This is the kernel seam: unit tests pass route lists to :func:`choose_subnet` directly.
     """
-    from .netlink import RTNL
+    from pyroute2 import IPRoute  # imported here: only network commands pay for pyroute2
 
     nets: list[IPv4Network] = []
-    with RTNL() as nl:
-        skip = nl.link_lookup(exclude_dev) if exclude_dev else []
-        for route in nl.routes():
-            if skip and route.oif in skip:
+    with IPRoute() as ipr:
+        skip = ipr.link_lookup(ifname=exclude_dev) if exclude_dev else []
+        for route in ipr.route("dump", family=socket.AF_INET):
+            if skip and route.get_attr("RTA_OIF") in skip:
                 continue
-            if route.table == 255:  # local
+            if (route.get_attr("RTA_TABLE") or route.get("table")) == 255:
                 continue
-            if not route.dst_len:
+            dst_len = route.get("dst_len")
+            if not dst_len:
                 continue
-            if route.dst:
-                nets.append(IPv4Network(f"{route.dst}/{route.dst_len}", strict=False))
+            dst = route.get_attr("RTA_DST")
+            if dst:
+                nets.append(IPv4Network(f"{dst}/{dst_len}", strict=False))
     return nets
 
 

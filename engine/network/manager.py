@@ -82,11 +82,10 @@ class Attachment:
 
 
 def _off_event_loop(method):
-    """Run a pyroute2-using function in a worker thread when this thread runs an asyncio loop.
+    """Run a netlink-using method in a worker thread when this thread runs an asyncio loop.
 
     pyroute2's synchronous API drives its own event loop, which fails inside a thread that
-    already runs one (a Jupyter kernel's main thread); a short-lived thread sidesteps that. The
-    manager itself speaks netlink through :mod:`.netlink` (plain sockets) and needs none of it.
+    already runs one (a Jupyter kernel's main thread); a short-lived thread sidesteps that.
     """
     import functools
 
@@ -158,37 +157,12 @@ class NetworkManager:
             raise NotFound(f"network {name} not found")
         return rows[0]
 
-    def _sync_firewall(self, *, force: bool = True) -> None:
-        """Rewrite the network rules from the store. Without ``force``, skipped when the rules
-        are in place already: nothing changed any nftables table since a process of this state
-        root last wrote these same networks (an ``nft`` run saved per ``portside run``)."""
+    def _sync_firewall(self) -> None:
         rows = self.db.query("SELECT name, bridge, subnet, internal FROM net_networks "
                              "ORDER BY created")
-        rules = [NetRule(r["name"], r["bridge"], r["subnet"], bool(r["internal"])) for r in rows]
-        from .netlink import nftables_generation
-
-        stamp_file = self.run_dir / "firewall.stamp"
-        key = _firewall_key(self.firewall.table, rules)
-        before = nftables_generation()
-        if not force and before is not None:
-            try:
-                if stamp_file.read_text() == f"{key} {before}":
-                    self._synced = True
-                    return
-            except OSError:
-                pass
-        self.firewall.sync_networks(rules)
+        self.firewall.sync_networks([NetRule(r["name"], r["bridge"], r["subnet"],
+                                             bool(r["internal"])) for r in rows])
         self._synced = True
-        after = nftables_generation()
-        # Remembered only when ours was the one change (nobody else's slipped in between).
-        if before is not None and after == (before + 1) & 0xFFFFFFFF:
-            try:
-                stamp_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = stamp_file.with_name(f".firewall.stamp.{os.getpid()}")
-                tmp.write_text(f"{key} {after}")
-                os.replace(tmp, stamp_file)
-            except OSError:
-                pass
 
     def _ensure_bridge(self, row: Any, *, force: bool = False) -> None:
         """Make the kernel match a network row (after a reboot the bridge is gone).
@@ -201,9 +175,10 @@ class NetworkManager:
         subnet = ipaddress_net(row["subnet"])
         if force or not self._synced or self.links.index(row["bridge"]) is None:
             self.links.ensure_bridge(row["bridge"], row["gateway"], subnet.prefixlen)
-            self._sync_firewall(force=force)
+            self._sync_firewall()
         self._verified.add(row["bridge"])
 
+    @_off_event_loop
     def ensure_default(self) -> dict:
         """Create (or repair) the default network ``bridge`` on ``portside0``.
 
@@ -248,6 +223,7 @@ class NetworkManager:
                       datetime.now(timezone.utc).isoformat()))
         return net_id
 
+    @_off_event_loop
     def create(self, name: str, subnet: str | None = None, internal: bool = False,
                labels: dict[str, str] | None = None) -> dict:
         """Create a user-defined bridge network.
@@ -294,6 +270,7 @@ class NetworkManager:
             raise
         return self.inspect(name)
 
+    @_off_event_loop
     def remove(self, name: str) -> None:
         """Remove a user-defined network.
 
@@ -358,6 +335,7 @@ class NetworkManager:
             "Labels": json.loads(row["labels"]),
         }
 
+    @_off_event_loop
     def prune(self) -> list[str]:
         """Remove every user-defined network with no container attached; returns their names."""
         removed = []
@@ -375,6 +353,7 @@ class NetworkManager:
     def _etc_dir(self, container_id: str) -> Path:
         return self.run_dir / "net" / container_id
 
+    @_off_event_loop
     def attach(self, container_id: str, name: str,
                networks: Sequence[str] | str = (DEFAULT_NETWORK,),
                ports: Iterable[PortSpec] = (), hostname: str | None = None,
@@ -557,6 +536,7 @@ class NetworkManager:
                          "/etc/resolv.conf": etc / "resolv.conf"}
         return att
 
+    @_off_event_loop
     def detach(self, container_id: str) -> None:
         """Undo :meth:`attach`: rules, namespace, veths, leases, files; idempotent.
 
@@ -622,6 +602,7 @@ class NetworkManager:
 
     # ----- connect / disconnect --------------------------------------------------------------
 
+    @_off_event_loop
     def connect(self, network: str, container_id: str, netns_path: str | Path, name: str,
                 aliases: Sequence[str] = ()) -> str:
         """Connect a namespace (a running container's) to one more network.
@@ -675,6 +656,7 @@ class NetworkManager:
             raise
         return str(ip)
 
+    @_off_event_loop
     def disconnect(self, network: str, container_id: str) -> None:
         """Remove a container's endpoint on one network (its other endpoints stay).
 
@@ -761,6 +743,7 @@ class NetworkManager:
 
     # ----- crash repair ----------------------------------------------------------------------
 
+    @_off_event_loop
     def cleanup_stale(self, alive_ids: Iterable[str]) -> list[str]:
         """Remove what dead containers and killed processes left behind.
 
@@ -803,18 +786,6 @@ class NetworkManager:
                     self.firewall.remove_ports(cid)
                     removed.append(f"ctr={cid[:12]}")
         return removed
-
-
-def _firewall_key(table: str, rules: Sequence[NetRule]) -> str:
-    """What a firewall stamp is valid for: this boot, this table, these networks' rules."""
-    import hashlib
-
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot = "?"
-    text = json.dumps([boot, table, [[r.name, r.bridge, r.subnet, r.internal] for r in rules]])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def ipaddress_net(text: str) -> ipam.IPv4Network:

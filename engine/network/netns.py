@@ -11,10 +11,10 @@ whose host end disappears with it (asynchronously, in the kernel's cleanup work)
 Network namespaces are per *thread*, so this module never forks: a short-lived worker thread calls
 ``unshare(CLONE_NEWNET)`` (or ``setns`` into an existing namespace), opens its netlink socket there
 and does all in-namespace configuration itself, then exits. The calling thread never changes
-namespace. A netlink socket belongs to the namespace of the thread that opened it, so the worker
-creates, uses and closes its own (:class:`.netlink.RTNL`) — a socket handed over from another
-thread would talk to that thread's namespace instead, which is why :func:`run_in` checks the
-namespace it landed in before running any configuration.
+namespace. pyroute2 opens its sockets lazily *in the thread that first uses them*, so the worker
+creates, uses and closes its own ``IPRoute`` — an ``IPRoute`` handed to another thread would talk
+to that thread's namespace instead, which is why :func:`run_in` checks the namespace it landed in
+before running any configuration.
 """
 
 from __future__ import annotations
