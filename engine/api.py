@@ -36,9 +36,12 @@ class Engine:
 
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
-        # importing the modules that own tables registers their schemas before the first open
+        # the image tables exist from the first open (raw queries join them); events registers
+        # its own on import
         from . import events  # noqa: F401
-        from .image import store  # noqa: F401
+        from .image import schema
+
+        schema.register()
 
         return Database(self.root / "metadata.db")
 

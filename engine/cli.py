@@ -256,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
             argv = ["version", "--format", "portside version {{.Client.Version}}"]
         args = parse(argv)
         engine = Engine(root=args.root)
-        ctx = Context(engine=engine, stdin=sys.stdin.buffer, stdout_binary=sys.stdout.buffer,
-                      interactive=sys.stdout.isatty())
+        # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
+        ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
+                      stdout_binary=getattr(sys.stdout, "buffer", None),
+                      interactive=bool(sys.stdout and sys.stdout.isatty()))
         try:
             result = args._handler(ctx, args)
         finally:

@@ -36,42 +36,10 @@ from ..store.content import ContentStore
 from ..store.db import Database
 from ..store.snapshots import Snapshots, chain_ids
 from . import oci
+from .schema import SCHEMA
 from .reference import Reference, parse_reference
 
-Database.register_schema("images", [
-    """CREATE TABLE IF NOT EXISTS images (
-        id TEXT PRIMARY KEY,
-        manifest_digest TEXT NOT NULL,
-        manifest_media_type TEXT NOT NULL,
-        created REAL NOT NULL,
-        size INTEGER NOT NULL,
-        added REAL NOT NULL,
-        parent TEXT NOT NULL DEFAULT '',
-        last_tag_time REAL NOT NULL DEFAULT 0
-    )""",
-    """CREATE TABLE IF NOT EXISTS image_layers (
-        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-        idx INTEGER NOT NULL,
-        diff_id TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        media_type TEXT NOT NULL,
-        chain_id TEXT NOT NULL,
-        PRIMARY KEY (image_id, idx)
-    )""",
-    "CREATE INDEX IF NOT EXISTS image_layers_digest ON image_layers(digest)",
-    "CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id)",
-    """CREATE TABLE IF NOT EXISTS refs (
-        name TEXT PRIMARY KEY,
-        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
-    )""",
-    "CREATE INDEX IF NOT EXISTS refs_image ON refs(image_id)",
-    """CREATE TABLE IF NOT EXISTS leases (
-        resource TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        created REAL NOT NULL
-    )""",
-])
+Database.register_schema("images", SCHEMA)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,10 @@ class Container(Model):
                                 if not detach else subprocess.DEVNULL)
         if detach:
             return None, b""
-        out = proc.stdout.read() if proc.stdout else b""
+        out = b""
+        if proc.stdout:
+            with proc.stdout:
+                out = proc.stdout.read()
         code = proc.wait()
         return code, out if stdout else b""
 

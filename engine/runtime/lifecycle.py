@@ -1130,8 +1130,11 @@ class Lifecycle:
         with self.engine.db.transaction() as conn:
             events.emit(conn, "container", "exec_create", rec.id, name=rec.name,
                         execID=os.urandom(8).hex())  # secrets.token_hex, unimported
-        return self.runtime.exec(rec.id, process, detach=detach, tty=tty,
+        proc = self.runtime.exec(rec.id, process, detach=detach, tty=tty,
                                  stdio=(stdin, stdout, stderr))
+        if not detach:
+            _docker_exit_codes(proc, self.paths(rec).rootfs, process)
+        return proc
 
     # ---- on exit -----------------------------------------------------------------------------
 
@@ -1189,6 +1192,62 @@ class Lifecycle:
             limit = int(policy.get("MaximumRetryCount") or 0)
             return code != 0 and (limit == 0 or int(rec.state.get("RestartCount", 0)) < limit)
         return False
+
+
+def _docker_exit_codes(proc, rootfs: Path, process: dict[str, Any]) -> None:
+    """Make ``proc.wait()`` of an ``exec`` say 127 (command not found) or 126 (not executable),
+    as Docker does, where the runtime only exits 255: after a 255, the command is looked up in
+    the container (a command that ran and exited 255 itself keeps it). Costs nothing otherwise."""
+    wait = proc.wait
+
+    def wait_with_docker_codes(timeout: float | None = None) -> int:
+        code = wait(timeout)
+        if code == 255:
+            found = _lookup_command(rootfs, process)
+            if found != 0:
+                proc.returncode = code = found
+        return code
+
+    proc.wait = wait_with_docker_codes
+
+
+def _lookup_command(rootfs: Path, process: dict[str, Any]) -> int:
+    """0 when the process's command is an executable file in ``rootfs`` (searched in its
+    ``PATH``), 126 when it exists but cannot be executed, 127 when it is nowhere."""
+    import stat as stat_
+
+    from .cp import openat2_in_root
+
+    args = process.get("args") or [""]
+    name = args[0]
+    if "/" in name:
+        cwd = process.get("cwd") or "/"
+        candidates = [name if name.startswith("/") else cwd.rstrip("/") + "/" + name]
+    else:
+        env = dict(e.split("=", 1) for e in process.get("env", []) if "=" in e)
+        path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [f"{d.rstrip('/') or ''}/{name}" for d in path.split(":") if d]
+    try:
+        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return 0  # the container is gone: nothing to tell
+    result = 127
+    try:
+        for candidate in candidates:
+            try:
+                fd = openat2_in_root(root, candidate, os.O_PATH)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if stat_.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                return 0
+            result = 126
+    finally:
+        os.close(root)
+    return result
 
 
 def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:

@@ -13,14 +13,22 @@ Three pieces, bottom up:
 :class:`Mounter` protocol, the real :class:`LinuxMounter` and a :class:`FakeMounter` for unit tests.
 """
 
-from portside.engine.store.content import ContentStore, Writer, digest_of, validate_digest
-from portside.engine.store.db import Database
-from portside.engine.store.mount import FakeMounter, LinuxMounter, Mounter, MountCall, mount_points
-from portside.engine.store.snapshots import Snapshots, chain_ids
+# The names load on first use: every command opens the database, few need the content store,
+# the snapshots or ctypes for mounting.
+_HOME = {
+    "ContentStore": "content", "Writer": "content", "digest_of": "content",
+    "validate_digest": "content",
+    "Database": "db",
+    "Snapshots": "snapshots", "chain_ids": "snapshots",
+    "Mounter": "mount", "LinuxMounter": "mount", "FakeMounter": "mount", "MountCall": "mount",
+    "mount_points": "mount",
+}
+__all__ = list(_HOME)
 
-__all__ = [
-    "ContentStore", "Writer", "digest_of", "validate_digest",
-    "Database",
-    "Snapshots", "chain_ids",
-    "Mounter", "LinuxMounter", "FakeMounter", "MountCall", "mount_points",
-]
+
+def __getattr__(name: str):
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f"portside.engine.store.{_HOME[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -99,6 +99,24 @@ def test_exit_codes(ctr, cmd, code):
     assert ctr("ps", "-aq").out == ""
 
 
+def test_exec_exit_codes_are_dockers(ctr):
+    ctr("run", "-d", "--name", "codes", "--network", "none", "busybox", "sleep", "60")
+    for cmd, code in ((["true"], 0), (["sh", "-c", "exit 32"], 32), (["sh", "-c", "exit 255"], 255),
+                      (["nosuchcommand"], 127), (["./nope"], 127), (["/etc/passwd"], 126),
+                      (["/bin"], 126)):
+        proc = ctr("exec", "codes", *cmd, check=False)
+        assert proc.returncode == code, (cmd, proc.err)
+    # the docker-py shaped API says the same
+    from portside.engine.api import Engine
+
+    engine = Engine(root=ctr.root)
+    try:
+        assert engine.containers.get("codes").exec_run(["nosuchcommand"])[0] == 127
+    finally:
+        engine.close()
+    ctr("rm", "-f", "codes")
+
+
 def test_stop_of_sigterm_ignoring_container_ends_in_137(ctr):
     ctr("run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
         "trap '' TERM; while true; do sleep 0.1; done")
@@ -229,6 +247,18 @@ def test_tty_and_stdin(ctr):
     # a container that prints and exits at once: nothing is lost before the attach
     for _ in range(5):
         assert ctr("run", "--rm", "-t", "busybox", "echo", "first").out.strip() == "first"
+
+
+def test_run_with_standard_input_closed(ctr):
+    # `portside run ... <&-` (cron, some CI runners): no stdin at all is not an engine error
+    import subprocess
+
+    from conftest import PORTSIDE  # type: ignore[import-not-found]
+
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", PORTSIDE, "run", "--rm",
+                           "--network", "none", "busybox", "echo", "no stdin"],
+                          capture_output=True, env=ctr.env(), timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, b"no stdin\n"), proc.stderr
 
 
 def test_run_detached_outlives_the_cli_and_container_prune(ctr):
