@@ -42,7 +42,7 @@ import sys
 import time
 
 from .monitor_process import (FRAME, IN_CLOSE, IN_RESIZE, IN_STDIN, MARKER, OUT_EXIT, OUT_STDERR,
-                              READ_SIZE)
+                              READ_SIZE, split_frames)
 from .monitor_process import dumps as _dumps
 from .monitor_process import loads as _loads
 
@@ -404,13 +404,8 @@ def attach(attach_socket, stdin, stdout, stderr, *, detach_keys: bytes = b"\x10\
                 chunk = sock.recv(READ_SIZE)
                 if not chunk:
                     return None
-                buf += chunk
-                while len(buf) >= FRAME.size:
-                    kind, length = FRAME.unpack_from(buf)
-                    if len(buf) < FRAME.size + length:
-                        break
-                    payload = buf[FRAME.size:FRAME.size + length]
-                    buf = buf[FRAME.size + length:]
+                frames, buf = split_frames(buf + chunk)
+                for kind, payload in frames:
                     if kind == OUT_EXIT:
                         return int(_loads(payload.decode()).get("exit_code", 0))
                     target = stderr if kind == OUT_STDERR else stdout

@@ -40,6 +40,19 @@ MARKER = "portside-monitor"
 DEVNULL = "/dev/null"
 
 
+def split_frames(buf):
+    """The complete frames at the start of ``buf`` as (kind, payload) pairs, and what is left
+    of ``buf`` (a frame still arriving). Both ends of the attach socket read with it."""
+    frames = []
+    while len(buf) >= FRAME.size:
+        kind, length = FRAME.unpack_from(buf)
+        if len(buf) < FRAME.size + length:
+            break
+        frames.append((kind, buf[FRAME.size:FRAME.size + length]))
+        buf = buf[FRAME.size + length:]
+    return frames, buf
+
+
 # =============================================================================================
 # JSON without the json package (which imports re, enum and more: ~15 ms of start-up)
 
@@ -261,13 +274,8 @@ class _Monitor:
         if not chunk:
             self.drop(client)
             return
-        buf = self.client_bufs.get(client, b"") + chunk
-        while len(buf) >= FRAME.size:
-            kind, length = FRAME.unpack_from(buf)
-            if len(buf) < FRAME.size + length:
-                break
-            payload = buf[FRAME.size:FRAME.size + length]
-            buf = buf[FRAME.size + length:]
+        frames, self.client_bufs[client] = split_frames(self.client_bufs.get(client, b"") + chunk)
+        for kind, payload in frames:
             if kind == IN_STDIN and self.stdin_w >= 0:
                 try:
                     while payload:
@@ -282,7 +290,6 @@ class _Monitor:
                 rows, cols = _struct.unpack(">HH", payload[:4])
                 fcntl.ioctl(self.stdin_w, termios.TIOCSWINSZ,
                             _struct.pack("HHHH", rows, cols, 0, 0))
-        self.client_bufs[client] = buf
 
     def close_stdin(self):
         # With a tty stdin and stdout are the same master fd: closing it would lose the output.
