@@ -46,35 +46,23 @@ def format_time(ts: float | int, ns: int | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
-_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
 @functools.lru_cache(maxsize=256)
 def _whole_seconds(text: str) -> int:
     # Cached: consecutive log entries share their second. The form the monitor writes is read
-    # here by hand: strptime's first call costs milliseconds (it compiles its patterns).
+    # by hand: strptime's first call costs milliseconds (it compiles its patterns).
     if (len(text) == 19 and text[4] == "-" and text[7] == "-" and text[10] == "T"
             and text[13] == ":" and text[16] == ":"):
         parts = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
         if all(p.isascii() and p.isdigit() for p in parts):
-            y, mo, d, h, mi, s = (int(p) for p in parts)
-            leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-            if (1 <= mo <= 12 and 1 <= d <= _MONTH_DAYS[mo - 1] + (mo == 2 and leap)
-                    and h <= 23 and mi <= 59 and s <= 61):
-                return ((_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + s
+            from datetime import datetime, timezone
+
+            try:
+                return int(datetime(*(int(p) for p in parts), tzinfo=timezone.utc).timestamp())
+            except ValueError:
+                pass  # a day or hour out of range: strptime says what is wrong
     import calendar
 
     return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    """Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 def parse_time(text: str) -> float:

@@ -304,8 +304,9 @@ class _Monitor:
         code = 125
         if "exec:" in low and ("not found" in low or "no such file" in low):
             code = 127  # Docker's "command not found"
-        elif "exec:" in low and ("permission denied" in low or "exec format" in low):
-            code = 126  # Docker's "cannot invoke"
+        elif "exec:" in low and ("permission denied" in low or "exec format" in low
+                                 or "is a directory" in low):
+            code = 126  # Docker's "cannot invoke" (as oci.classify_error, which it cannot import)
         self.write_exit(code, error=message)
         self.run(self.runtime("delete", "--force", self.cfg["id"]))
         self.notify({"error": message, "pid": posix.getpid()})
