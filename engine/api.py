@@ -130,8 +130,10 @@ class Engine:
 
         return System(self)
 
-    def close(self) -> None:
+    def close(self, *, keep_database: bool = False) -> None:
+        """Release what this engine holds. ``keep_database``: leave the metadata database's
+        connections open, for a process about to exit (see :func:`portside.engine.cli.main`)."""
         if "network_manager" in self.__dict__:
             self.network_manager.close()
-        if "db" in self.__dict__:
+        if "db" in self.__dict__ and not keep_database:
             self.db.close()

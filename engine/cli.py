@@ -18,10 +18,11 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, TextIO
 
 from .errors import EngineError, InvalidArgument
+from .records import record
 
 
 class UsageError(InvalidArgument):
@@ -46,7 +47,7 @@ class _HelpShown(Exception):
         self.status = status
 
 
-@dataclass
+@record
 class Context:
     """What a handler needs: the engine, where to write, where to read."""
 
@@ -65,7 +66,7 @@ class Context:
         self.out.write(" ".join(str(p) for p in parts) + "\n")
 
 
-@dataclass
+@record
 class Command:
     name: str
     help: str
@@ -247,7 +248,14 @@ def run(argv: list[str], ctx: Context) -> Any:
     return args._handler(ctx, args)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command line; returns the exit status.
+
+    ``exiting``: the process ends right after (the ``portside`` program): the metadata
+    database's connections are left for the exit to drop, which skips the checkpoint SQLite
+    does when the last connection closes (the write-ahead log stays for the next command, as
+    after any process exit; nothing committed is lost).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     from .api import Engine
 
@@ -263,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = args._handler(ctx, args)
         finally:
-            engine.close()
+            engine.close(keep_database=exiting)
         sys.stdout.flush()
         return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except _HelpShown as shown:

@@ -250,9 +250,12 @@ def lock_may_apply() -> bool:
                 or os.path.exists("portside.lock"))
 
 
-def replay(argv: list[str], out=None, err=None) -> int | None:
+def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int | None:
     """Answer ``portside build`` from the memo; returns the exit status, or None when the
-    command must take the normal path (nothing has been printed then)."""
+    command must take the normal path (nothing has been printed then).
+
+    ``exiting``: the process ends right after; the database connection is left to the exit
+    (closing the last connection would checkpoint the write-ahead log, for nothing)."""
     started = time.monotonic()
     if os.environ.get("PORTSIDE_BUILD_MEMO") == "0":
         return None
@@ -289,7 +292,8 @@ def replay(argv: list[str], out=None, err=None) -> int | None:
     except sqlite3.Error:
         found = None  # no memo table yet, a locked or damaged database: the full path decides
     finally:
-        conn.close()
+        if not exiting:
+            conn.close()
     if found is None:
         return None
     image_id, events = found

@@ -167,6 +167,32 @@ def test_events_record_image_changes(cli, busybox_image):
     assert "image import" in out and "image tag" in out
 
 
+def test_the_program_ends_fast_without_losing_writes_or_output(cli, busybox_image,
+                                                               portside_root):
+    # `portside` leaves the database to its exit (no checkpoint, no teardown): what each
+    # command committed is there for the next one and for another reader at once
+    for i in range(3):
+        cli("tag", busybox_image, f"quick:{i}")
+    conn = sqlite3.connect(portside_root / "metadata.db")
+    try:
+        names = {row[0] for row in conn.execute("SELECT name FROM refs")}
+    finally:
+        conn.close()
+    assert {"quick:0", "quick:1", "quick:2"} <= {n.rsplit("/", 1)[-1] for n in names}
+    # every byte of a long answer is flushed before the exit
+    out = cli("inspect", *[f"quick:{i}" for i in range(3)], busybox_image).out
+    assert len(json.loads(out)) == 4
+    # a reader that goes away early is no error
+    import subprocess
+
+    from conftest import PORTSIDE  # type: ignore[import-not-found]
+
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{PORTSIDE}' history "
+                           f"--no-trunc {busybox_image} | head -c 1"], capture_output=True,
+                          env=cli.env(), timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+
+
 def test_store_metadata_uses_wal(engine):
     engine.images.list()
     conn = sqlite3.connect(engine.root / "metadata.db")
