@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Iterator
 
+from .records import record
 from .store.db import Database
 
 Database.register_schema("events", [
@@ -28,7 +28,7 @@ Database.register_schema("events", [
 ])
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Event:
     id: int
     time: float

@@ -42,11 +42,12 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import Conflict, InvalidArgument, NotFound
+from .records import record
 
 __all__ = ["LOCK_NAME", "BuildInputs", "LockedImage", "LockFile", "find_lock", "load",
            "dumps", "enforce", "enforce_pull", "is_locked", "check_build", "locked_build",
@@ -69,7 +70,7 @@ LABEL_RECIPE = "io.portside.recipe"
 
 
 # ------------------------------------------------------------------------------------ model
-@dataclass
+@record
 class BuildInputs:
     """What went into a build; two builds with equal inputs should give the same image."""
 
@@ -111,7 +112,7 @@ class BuildInputs:
                    labels.get(LABEL_BASE_NAME) or None)
 
 
-@dataclass
+@record
 class LockedImage:
     """One pinned name."""
 
@@ -156,7 +157,7 @@ def _key(name: str) -> str:
         return name
 
 
-@dataclass
+@record
 class LockFile:
     """A ``portside.lock`` in memory. ``path`` is where :meth:`save` writes it."""
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterable, Mapping
 
 from .errors import InvalidArgument, NotFound
+from .records import record
 
 __all__ = ["RecipeCell", "Recipe", "recipe_of_image", "dockerfile"]
 
@@ -31,7 +32,7 @@ LABEL_BASE_NAME = "org.opencontainers.image.base.name"
 LABEL_BASE_DIGEST = "org.opencontainers.image.base.digest"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RecipeCell:
     """One cell run in a container: its notebook cell id, its kind (python | shell), its code."""
 
@@ -58,7 +59,7 @@ class RecipeCell:
                    tuple(sorted((str(k), str(v)) for k, v in (doc.get("env") or {}).items())))
 
 
-@dataclass
+@record
 class Recipe:
     """A base image and the cells run on top of it."""
 

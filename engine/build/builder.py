@@ -31,7 +31,7 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -51,6 +51,7 @@ from portside.engine.build.run import (
 )
 from portside.engine.errors import DockerfileError, EngineError, InvalidArgument, NotFound
 from portside.engine.image.store import ImageRecord, LayerRef
+from portside.engine.records import record
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -97,7 +98,7 @@ def _parse_platform(text: str | None) -> dict[str, str] | None:
     return plat
 
 
-@dataclass
+@record
 class BuildOptions:
     """How to build (everything but the Dockerfile and the context)."""
 
@@ -116,7 +117,7 @@ class BuildOptions:
     provenance: bool = True
 
 
-@dataclass
+@record
 class StageState:
     """A stage while it is being built: config, layers, history and the last cache key."""
 

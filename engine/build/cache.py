@@ -25,11 +25,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 
 from portside.engine.build.memo import SCHEMA as MEMO_SCHEMA
 from portside.engine.image.store import LayerRef, register_references
 from portside.engine.store.db import Database
+from portside.engine.records import record
 
 __all__ = ["CacheEntry", "BuildCache", "cache_key"]
 
@@ -56,7 +56,7 @@ def cache_key(*parts: str) -> str:
     return "sha256:" + h.hexdigest()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CacheEntry:
     """A cached step result.
 

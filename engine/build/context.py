@@ -30,11 +30,11 @@ import os
 import re
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from portside.engine.errors import InvalidArgument, NotFound
+from portside.engine.records import record
 
 __all__ = ["IgnorePattern", "IgnoreMatcher", "BuildContext", "IGNORE_FILES", "clean_path"]
 
@@ -70,7 +70,7 @@ def clean_path(path: str) -> str:
 # .dockerignore
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IgnorePattern:
     """One line of an ignore file: the cleaned pattern, its regex, and whether it re-includes."""
 

@@ -20,11 +20,12 @@ run independent stages concurrently.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable
 
 from portside.engine.build.parser import Heredoc, Node, parse_heredoc
 from portside.engine.errors import DockerfileError
+from portside.engine.records import record
 
 __all__ = [
     "Instruction", "From", "Run", "Cmd", "Entrypoint", "Workdir", "Env", "Arg", "Label",
@@ -40,7 +41,7 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 # The instruction dataclasses
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Instruction:
     """Fields every instruction has: its physical line range and original text."""
 
@@ -49,7 +50,7 @@ class Instruction:
     original: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeyValue:
     """One ``name=value`` pair of ``ENV``, ``LABEL`` or ``ARG`` (value None: ``ARG name``)."""
 
@@ -57,7 +58,7 @@ class KeyValue:
     value: str | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SourceContent:
     """A here-document used as a ``COPY``/``ADD`` source: file name, body, expand variables?"""
 
@@ -66,7 +67,7 @@ class SourceContent:
     expand: bool = True
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class From(Instruction):
     """``FROM [--platform=p] image [AS name]``."""
 
@@ -75,7 +76,7 @@ class From(Instruction):
     platform: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class _CommandLine(Instruction):
     """A command in shell form (``shell_form``: one string run by the SHELL) or exec form."""
 
@@ -83,7 +84,7 @@ class _CommandLine(Instruction):
     shell_form: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Run(_CommandLine):
     """``RUN [--mount=...] [--network=...] [--security=...] command``; heredocs in ``files``."""
 
@@ -93,87 +94,87 @@ class Run(_CommandLine):
     heredocs: tuple[Heredoc, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Cmd(_CommandLine):
     """``CMD``: the default command of the image."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Entrypoint(_CommandLine):
     """``ENTRYPOINT``: the command the image always runs."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Shell(Instruction):
     """``SHELL ["executable", "parameters"]``: the shell used by shell-form commands."""
 
     shell: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Workdir(Instruction):
     """``WORKDIR path``."""
 
     path: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Env(Instruction):
     """``ENV name=value ...`` (or the old ``ENV name value``)."""
 
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Arg(Instruction):
     """``ARG name[=default] ...``."""
 
     args: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Label(Instruction):
     """``LABEL name=value ...``."""
 
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Expose(Instruction):
     """``EXPOSE port[/proto] ...``."""
 
     ports: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Volume(Instruction):
     """``VOLUME path ...`` or ``VOLUME ["path", ...]``."""
 
     paths: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class User(Instruction):
     """``USER user[:group]``."""
 
     user: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Maintainer(Instruction):
     """``MAINTAINER name`` (deprecated; a label in effect)."""
 
     maintainer: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Onbuild(Instruction):
     """``ONBUILD instruction``: stored in the image, run by builds that use it as a base."""
 
     expression: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Healthcheck(Instruction):
     """``HEALTHCHECK [options] CMD command`` or ``HEALTHCHECK NONE``.
 
@@ -190,14 +191,14 @@ class Healthcheck(Instruction):
     retries: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Stopsignal(Instruction):
     """``STOPSIGNAL signal``."""
 
     signal: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Copy(Instruction):
     """``COPY [--from=stage] [--chown=u:g] [--chmod=mode] [--link] src... dest``."""
 
@@ -212,7 +213,7 @@ class Copy(Instruction):
     heredocs: tuple[SourceContent, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Add(Instruction):
     """``ADD [--chown] [--chmod] [--link] [--checksum=sha256:...] src... dest``."""
 
@@ -619,7 +620,7 @@ def parse_instruction(node: Node) -> Instruction:
 # Stages
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stage:
     """One build stage: its ``FROM`` and the instructions that follow it.
 

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Iterator
 
 from portside.engine.errors import DockerfileError
+from portside.engine.records import record
 
 __all__ = [
     "Heredoc",
@@ -54,7 +55,7 @@ _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 _HEREDOC_INSTRUCTIONS = frozenset({"run", "copy", "add"})
 
 
-@dataclass
+@record
 class Heredoc:
     """One here-document: ``<<[-]NAME`` on the instruction line and its body below it.
 
@@ -70,7 +71,7 @@ class Heredoc:
     file_descriptor: int | None = None
 
 
-@dataclass
+@record
 class Node:
     """One node of the parse tree (see the module docstring for its shape)."""
 
@@ -119,7 +120,7 @@ class Node:
         return out.strip()
 
 
-@dataclass
+@record
 class ParseResult:
     """The root of a parsed Dockerfile: its instructions, directives and warnings."""
 

@@ -23,12 +23,13 @@ import json
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, TextIO
+from ..records import record
 
 __all__ = ["BuildStep", "StepCached", "StepLog", "StepDone", "BuildDone", "Warning",
            "Event", "Progress", "PlainRenderer", "JsonRenderer", "QuietRenderer", "renderer"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BuildStep:
     """Step ``id`` starts: it is instruction ``n`` of ``m`` in ``stage``; ``text`` as written."""
 
@@ -39,7 +40,7 @@ class BuildStep:
     text: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StepCached:
     """Step ``id`` came from the build cache."""
 
@@ -55,7 +56,7 @@ class StepLog:
     stream: str = "stdout"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StepDone:
     """Step ``id`` finished after ``seconds``; ``error`` is set when it failed."""
 
@@ -64,7 +65,7 @@ class StepDone:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BuildDone:
     """The build produced ``image_id``, tagged ``tags``."""
 
@@ -73,7 +74,7 @@ class BuildDone:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Warning:  # noqa: A001 - the event's natural name; never raised
     """A non-fatal message about the build."""
 

@@ -37,12 +37,13 @@ import stat
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from portside.engine.errors import BuildError, InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.process import pid_alive
+from portside.engine.records import record
 
 __all__ = ["Workspace", "RunRequest", "run_in_workspace", "resolve_in_root", "lookup_user",
            "commit_upper", "clean_stale"]
@@ -288,7 +289,7 @@ def lookup_user(root: Path, spec: str) -> tuple[int, int, list[int]]:
 # RUN
 
 
-@dataclass
+@record
 class RunRequest:
     """What one ``RUN`` executes and how."""
 

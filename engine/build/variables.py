@@ -23,7 +23,7 @@ container's shell.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from portside.engine.build.instructions import (
     Add, Arg, Copy, Env, Expose, From, Instruction, KeyValue, Label, Run, Stage, Stopsignal, User,
@@ -31,12 +31,13 @@ from portside.engine.build.instructions import (
 )
 from portside.engine.build.shell import ShellError, ShellLex
 from portside.engine.errors import DockerfileError
+from portside.engine.records import record
 
 __all__ = ["Step", "ExpandedStage", "resolve_meta_args", "expand_from", "expand_instruction",
            "expand_stage"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     """One instruction with its variables expanded and the variables in effect when it runs.
 
@@ -49,7 +50,7 @@ class Step:
     args: Mapping[str, str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExpandedStage:
     """A stage whose instructions were expanded for one set of build arguments."""
 

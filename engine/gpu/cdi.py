@@ -32,13 +32,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.gpu.request import KIND_RE, NAME_RE, split_cdi_name
+from portside.engine.records import record
 
 __all__ = ["SUPPORTED_VERSIONS", "DEFAULT_SPEC_DIRS", "DeviceNode", "Mount", "Hook",
            "ContainerEdits", "Device", "Spec", "parse_spec", "load_spec", "Registry",
@@ -56,7 +57,7 @@ def _vtuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
-@dataclass
+@record
 class DeviceNode:
     """A device node to create in the container (and allow in its devices cgroup)."""
 
@@ -71,7 +72,7 @@ class DeviceNode:
     gid: int | None = None
 
 
-@dataclass
+@record
 class Mount:
     """A mount to add: ``host_path`` on ``container_path``."""
 
@@ -81,7 +82,7 @@ class Mount:
     type: str | None = None
 
 
-@dataclass
+@record
 class Hook:
     """An OCI hook to run at ``hook_name`` (``createContainer``, ``poststop``...)."""
 
@@ -92,7 +93,7 @@ class Hook:
     timeout: int | None = None
 
 
-@dataclass
+@record
 class ContainerEdits:
     """Changes to an OCI spec that expose devices to a container.
 
@@ -126,7 +127,7 @@ class ContainerEdits:
                     or self.additional_gids)
 
 
-@dataclass
+@record
 class Device:
     """One named device of a spec."""
 
@@ -135,7 +136,7 @@ class Device:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@record
 class Spec:
     """One CDI spec file: a kind, its devices and spec-wide edits."""
 

@@ -30,10 +30,11 @@ import re
 import shutil
 import stat
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from portside.engine.errors import GPUError
+from portside.engine.records import record
 
 __all__ = ["GPU", "DeviceInfo", "Library", "NvidiaHost", "LIBRARIES", "BINARIES", "CAPABILITIES",
            "discover", "parse_ldconfig", "nvidia_ctk_spec", "cuda_version_for_driver"]
@@ -79,7 +80,7 @@ _CUDA_BY_DRIVER = ((418, "10.1"), (440, "10.2"), (450, "11.0"), (455, "11.1"), (
                    (575, "12.9"), (580, "13.0"))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceInfo:
     """A device node on the host: path as the host sees it, and its numbers."""
 
@@ -88,7 +89,7 @@ class DeviceInfo:
     minor: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GPU:
     """One GPU: ``index`` in PCI bus order (``nvidia-smi``'s), its node's ``minor`` and identity."""
 
@@ -100,7 +101,7 @@ class GPU:
     device: DeviceInfo | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Library:
     """A driver library: the real versioned file, the names the linker cache knows it by."""
 
@@ -109,7 +110,7 @@ class Library:
     links: tuple[str, ...] = ()
 
 
-@dataclass
+@record
 class NvidiaHost:
     """What :func:`discover` found; all paths are host paths, :meth:`real` opens them."""
 

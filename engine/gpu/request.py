@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from portside.engine.errors import GPUError, InvalidArgument
+from portside.engine.records import record
 
 __all__ = ["GPURequest", "CDIDeviceName", "DeviceMapping", "parse_gpus", "parse_device",
            "is_cdi_name", "split_cdi_name"]
@@ -34,7 +35,7 @@ __all__ = ["GPURequest", "CDIDeviceName", "DeviceMapping", "parse_gpus", "parse_
 ALL = -1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GPURequest:
     """One ``--gpus`` request, in the shape of Docker's ``DeviceRequest``.
 
@@ -56,7 +57,7 @@ class GPURequest:
         return self.count == ALL and not self.device_ids
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CDIDeviceName:
     """A fully qualified CDI device name: ``vendor.com/class=name``."""
 
@@ -67,7 +68,7 @@ class CDIDeviceName:
         return f"{self.kind}={self.name}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceMapping:
     """A host device node given to the container: ``--device /dev/X[:/dev/Y][:rwm]``."""
 

@@ -32,6 +32,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+from ..records import record
 
 __all__ = ["FileInfo", "FileChange", "LayerInfo", "ConfigChange", "ImageDiff", "MergedView",
            "diff_images", "FIELDS"]
@@ -98,7 +99,7 @@ class FileChange:
         return f"{letter} {self.path}  " + ", ".join(parts)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerInfo:
     """One layer of one image and the history entry (build step) that made it."""
 
@@ -107,7 +108,7 @@ class LayerInfo:
     created_by: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConfigChange:
     """A config key (dotted path, e.g. ``config.Env``) whose value differs."""
 
@@ -116,7 +117,7 @@ class ConfigChange:
     after: Any
 
 
-@dataclass
+@record
 class ImageDiff:
     """What :func:`diff_images` found. ``identical`` is the answer; the rest explains it."""
 

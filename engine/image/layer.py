@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, cast
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
+from portside.engine.records import record
 
 __all__ = [
     "COMPRESSIONS",
@@ -97,7 +98,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_CACHE_MAX = 256
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerDigests:
     """What :func:`write_layer` produced.
 

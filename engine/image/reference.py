@@ -33,9 +33,10 @@ Images may also be named by their id (the hex digest of their config): :func:`is
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from portside.engine.errors import InvalidArgument
+from portside.engine.records import record
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -82,7 +83,7 @@ def _invalid(text: str) -> InvalidArgument:
     return InvalidArgument(f"invalid reference format: {text}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A fully normalised image reference.
 

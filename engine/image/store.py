@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -38,11 +38,12 @@ from ..store.snapshots import Snapshots, chain_ids
 from . import oci
 from .schema import SCHEMA
 from .reference import Reference, parse_reference
+from ..records import record
 
 Database.register_schema("images", SCHEMA)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerRef:
     """A layer blob already in the content store."""
 
@@ -52,7 +53,7 @@ class LayerRef:
     media_type: str
 
 
-@dataclass
+@record
 class ImageRecord:
     """What the store knows about one image; the config is read from its blob on demand."""
 

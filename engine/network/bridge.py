@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from portside.engine.errors import RuntimeFailure
+from portside.engine.records import record
 
 VETH_PREFIX = "psv"
 BRIDGE_PREFIX = "ps-"
@@ -54,7 +54,7 @@ def write_sysctl(key: str, value: str) -> None:
         raise RuntimeFailure(f"cannot set net.{key.replace('/', '.')}: {exc.strerror}") from exc
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """What :func:`configure_endpoint` builds inside a namespace."""
 

@@ -41,7 +41,7 @@ import shutil
 import socket
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -55,6 +55,7 @@ from . import files, ipam
 from . import netns as ns
 from .nft import Firewall, NetRule, PortRule
 from .ports import PortSpec, reserve
+from portside.engine.records import record
 
 Database.register_schema("network", ipam.SCHEMA)
 
@@ -63,7 +64,7 @@ PREDEFINED = ("bridge", "host", "none")
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
-@dataclass
+@record
 class Attachment:
     """What the runtime needs to put a container on the network.
 

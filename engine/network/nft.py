@@ -28,10 +28,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from portside.engine.errors import RuntimeFailure
+from portside.engine.records import record
 
 TABLE = "portside"
 FAMILY = "inet"
@@ -59,7 +59,7 @@ add rule {t} forward jump nets
 """
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetRule:
     """The firewall's view of one bridge network."""
 
@@ -69,7 +69,7 @@ class NetRule:
     internal: bool
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortRule:
     """One DNAT: ``host_ip:host_port/proto`` -> ``ip:port``; ``host_ip`` "" means every address."""
 

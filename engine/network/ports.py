@@ -25,15 +25,16 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Iterable, Mapping
 
 from portside.engine.errors import Conflict, InvalidArgument
+from portside.engine.records import record
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortSpec:
     """One published port.
 

@@ -26,18 +26,19 @@ import json
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable
 
 from ..errors import RegistryError, Unauthorized
 from .credentials import Credentials
+from ..records import record
 
 #: How long before its announced expiry a token is considered stale (clock skew, slow requests).
 _EXPIRY_MARGIN = 10.0
 _DEFAULT_TOKEN_LIFETIME = 60.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Challenge:
     """One challenge of a ``WWW-Authenticate`` header: a scheme (lower case) and its params."""
 

@@ -25,10 +25,10 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidArgument, RegistryError
+from ..records import record
 
 #: The key Docker uses for Docker Hub in ``auths``.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -36,7 +36,7 @@ _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_H
                 "https://index.docker.io/v1", "https://registry-1.docker.io"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     """A username and a secret (a password or an identity token)."""
 

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, TextIO, Union
+from ..records import record
 
 # Phases (Docker's status strings, so the CLI can print them as they are).
 PULLING = "Pulling fs layer"
@@ -70,7 +71,7 @@ class LayerEvent:
         return f"{self.id}: {phase}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Message:
     """A line about the whole operation (``Digest: sha256:…``, ``Status: …``)."""
 

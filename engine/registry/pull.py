@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from ..errors import CorruptStore, EngineError, InvalidArgument, RegistryError, Unauthorized
 from ..image import oci
@@ -35,6 +34,7 @@ from . import progress as pg
 from . import record_sources
 from .client import RegistryClient, is_insecure
 from .credentials import CredentialStore
+from ..records import record
 
 #: What we ask for: indexes first so a multi-arch image resolves to our platform.
 ACCEPT = (oci.OCI_INDEX, oci.DOCKER_MANIFEST_LIST, oci.OCI_MANIFEST, oci.DOCKER_MANIFEST)
@@ -44,7 +44,7 @@ _MAX_CONFIG = 8 << 20
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Resolved:
     """A reference resolved to one image manifest."""
 

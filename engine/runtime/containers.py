@@ -28,13 +28,14 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Iterator
 
 from portside.engine import events
 from portside.engine.errors import Conflict, InvalidArgument, NotFound
 from portside.engine.store.db import Database
+from portside.engine.records import record
 
 Database.register_schema("containers", [
     """CREATE TABLE IF NOT EXISTS containers (
@@ -70,7 +71,7 @@ def new_state() -> dict[str, Any]:
             "RestartCount": 0}
 
 
-@dataclass
+@record
 class ContainerRecord:
     """One container as stored. ``extra`` holds portside's own fields (GPUs, runtime name)."""
 
@@ -105,7 +106,7 @@ def run_dir_for(root: Path) -> Path:
     return Path("/run/portside") / digest
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainerPaths:
     """Where one container's files are."""
 

@@ -33,11 +33,11 @@ import os
 import posixpath
 import stat
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
+from portside.engine.records import record
 
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -81,7 +81,7 @@ def _norm(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/")).replace("//", "/")
 
 
-@dataclass
+@record
 class ContainerFS:
     """A container's file tree as the container sees it: its rootfs plus mounts over it.
 

@@ -30,11 +30,12 @@ import json
 import os
 import resource
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from portside.engine.errors import InvalidArgument
+from portside.engine.records import record
 
 OCI_VERSION = "1.0.2"
 
@@ -100,7 +101,7 @@ DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
 ]
 
 
-@dataclass
+@record
 class ProcessConfig:
     """The container's init process: what to run, as whom, where.
 
@@ -119,7 +120,7 @@ class ProcessConfig:
     rlimits: dict[str, tuple[int, int]] | None = None
 
 
-@dataclass
+@record
 class ContainerConfig:
     """Everything :func:`generate_spec` needs to write a bundle's ``config.json``.
 

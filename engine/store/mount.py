@@ -27,11 +27,12 @@ import errno
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
+from portside.engine.records import record
 
 __all__ = ["Mounter", "LinuxMounter", "FakeMounter", "MountCall", "mount_points"]
 
@@ -330,7 +331,7 @@ class LinuxMounter:
         return real in mount_points(real)
 
 
-@dataclass
+@record
 class MountCall:
     """One call recorded by :class:`FakeMounter`: the method name and its arguments."""
 

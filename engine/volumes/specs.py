@@ -33,9 +33,10 @@ import io
 import posixpath
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..errors import InvalidArgument
+from ..records import record
 
 __all__ = ["MountSpec", "parse_volume", "parse_mount", "mount_from_api", "parse_tmpfs", "valid_mode",
            "validate_volume_name", "check_duplicates", "PROPAGATIONS"]
@@ -51,7 +52,7 @@ _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountSpec:
     """One requested mount, before any volume is created or any path checked.
 
