@@ -122,7 +122,7 @@ class OCIRuntime:
         """
         if preferred:
             path = preferred if os.path.isabs(preferred) else shutil.which(preferred)
-            if not path or not _works(path):
+            if not path or not _works(path, state_root):
                 raise RuntimeFailure(f"OCI runtime not found or not working: {preferred}")
             return cls(os.path.basename(path), path, state_root)
         layout = CgroupLayout.detect()
@@ -130,7 +130,7 @@ class OCIRuntime:
         for name in order:
             path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}")
                                           else None)
-            if path and _works(path):
+            if path and _works(path, state_root):
                 return cls(name, path, state_root)
         raise RuntimeFailure("no OCI runtime found: install runc or crun")
 
@@ -332,11 +332,39 @@ def _unlink_later(proc: subprocess.Popen[bytes], name: str) -> None:
     proc.wait = wait  # type: ignore[method-assign]
 
 
-def _works(path: str) -> bool:
-    """True when ``path --version`` runs: the binary exists and can execute on this host."""
+def _works(path: str, state_root: Path | None = None) -> bool:
+    """True when ``path --version`` runs: the binary exists and can execute on this host.
+
+    A binary that ran once is remembered in ``state_root`` under its identity (inode, size,
+    modification time), so a command does not pay ~10 ms for running ``--version`` again; a
+    replaced or upgraded binary is tried anew.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not os.access(path, os.X_OK):
+        return False
+    identity = f"{path}\n{st.st_ino} {st.st_size} {st.st_mtime_ns}\n"
+    stamp = Path(state_root) / f".{os.path.basename(path)}-works" if state_root else None
+    if stamp is not None:
+        try:
+            if stamp.read_text() == identity:
+                return True
+        except (OSError, UnicodeDecodeError):
+            pass
     import subprocess
 
     try:
-        return subprocess.run([path, "--version"], capture_output=True, timeout=10).returncode == 0
+        ok = subprocess.run([path, "--version"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+    if ok and stamp is not None:
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = stamp.with_name(stamp.name + f".{os.getpid()}")
+            tmp.write_text(identity)
+            os.replace(tmp, stamp)
+        except OSError:
+            pass  # a read-only state folder: the check runs each time
+    return ok

@@ -64,6 +64,13 @@ def test_masks_readonly_paths_and_mounts() -> None:
                                 "/dev/mqueue", "/dev/shm"]
 
 
+def test_build_containers_go_without_the_cgroup_mount() -> None:
+    # BuildKit's RUN containers have no /sys/fs/cgroup mount; docker run's do
+    s = generate_spec(_cfg(cgroup_mount=False))
+    dests = [m["destination"] for m in s["mounts"]]
+    assert "/sys/fs/cgroup" not in dests and "/sys" in dests and "/dev/shm" in dests
+
+
 def test_extra_mounts_come_after_defaults() -> None:
     vol = {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}
     s = generate_spec(_cfg(mounts=[vol]))
@@ -175,3 +182,19 @@ def test_write_spec_is_valid_json(tmp_path: Path) -> None:
 def test_empty_command_rejected() -> None:
     with pytest.raises(InvalidArgument, match="command"):
         generate_spec(ContainerConfig(process=ProcessConfig(args=[]), rootfs="/r"))
+
+
+def test_a_runtime_that_ran_once_is_not_asked_again(tmp_path: Path) -> None:
+    from portside.engine.runtime.oci import _works
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "fake-runc"
+    fake.write_text(f"#!/bin/sh\necho run >> {calls}\nexit 0\n")
+    fake.chmod(0o755)
+    state = tmp_path / "state"
+    assert _works(str(fake), state) and _works(str(fake), state)
+    assert calls.read_text().count("run") == 1
+    fake.write_text(f"#!/bin/sh\necho run >> {calls}\nexit 17\n")  # replaced: asked again
+    assert not _works(str(fake), state) and not _works(str(fake), state)
+    assert calls.read_text().count("run") == 3
+    assert not _works(str(tmp_path / "missing"), state)
