@@ -50,6 +50,7 @@ MS_RELATIME = 0x200000
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
 FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
@@ -75,11 +76,15 @@ class Mounter(Protocol):
     """What the engine needs from the kernel to assemble file trees. Paths are absolute."""
 
     def mount_overlay(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
-                      target: Path, *, readonly: bool = False) -> None:
+                      target: Path, *, readonly: bool = False, volatile: bool = False) -> None:
         """Mount an overlay of ``lower`` (topmost first) and ``upper`` at ``target``.
 
         With ``upper`` and ``work`` ``None`` the overlay is read-only (a single lower becomes a
         read-only bind mount). ``readonly`` makes a writable overlay read-only as well.
+        ``volatile``: the upper directory is never synced (Linux 5.10's ``volatile`` option;
+        ignored where the kernel lacks it) -- for a tree that is thrown away or copied into a
+        layer right after, never mounted again: fsync inside it is free and unmounting does not
+        flush it.
 
         Raises:
             InvalidArgument: no lower, or ``upper`` without ``work`` (or the reverse).
@@ -221,23 +226,37 @@ class LinuxMounter:
     # ----- Mounter ---------------------------------------------------------------------------
 
     def mount_overlay(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
-                      target: Path, *, readonly: bool = False) -> None:
+                      target: Path, *, readonly: bool = False, volatile: bool = False) -> None:
         """See :meth:`Mounter.mount_overlay`."""
         _check_overlay_args(lower, upper, work)
         if upper is None and len(lower) == 1:
             self.bind(lower[0], target, readonly=True, recursive=False)
             return
+        volatile = volatile and upper is not None and LinuxMounter._volatile is not False
         try:
-            if self._supports_lowerdir_plus():
-                self._overlay_new_api(lower, upper, work, target, readonly)
-            else:
-                self._overlay_legacy(lower, upper, work, target, readonly)
+            try:
+                self._overlay(lower, upper, work, target, readonly, volatile)
+            except OSError as exc:
+                if not volatile or exc.errno != errno.EINVAL:
+                    raise
+                LinuxMounter._volatile = False  # before Linux 5.10: mount without the option
+                self._overlay(lower, upper, work, target, readonly, False)
         except OSError as exc:
             raise RuntimeFailure(f"mount overlay on {target}: {exc.strerror}"
                                  f"{' (' + exc.filename + ')' if exc.filename else ''}") from exc
 
+    #: whether the kernel takes overlayfs' ``volatile`` option (None: not tried yet)
+    _volatile: bool | None = None
+
+    def _overlay(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
+                 target: Path, readonly: bool, volatile: bool) -> None:
+        if self._supports_lowerdir_plus():
+            self._overlay_new_api(lower, upper, work, target, readonly, volatile)
+        else:
+            self._overlay_legacy(lower, upper, work, target, readonly, volatile)
+
     def _overlay_new_api(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
-                         target: Path, readonly: bool) -> None:
+                         target: Path, readonly: bool, volatile: bool = False) -> None:
         with ExitStack() as stack:
             fd = self._syscall(SYS_FSOPEN, b"overlay", ctypes.c_uint(FSOPEN_CLOEXEC))
             stack.callback(os.close, fd)
@@ -248,6 +267,10 @@ class LinuxMounter:
                 if upper is not None and work is not None:
                     self._fsconfig(fd, "upperdir", self._short(upper, stack, _FSCONFIG_MAX))
                     self._fsconfig(fd, "workdir", self._short(work, stack, _FSCONFIG_MAX))
+                    if volatile:
+                        self._syscall(SYS_FSCONFIG, ctypes.c_int(fd),
+                                      ctypes.c_uint(FSCONFIG_SET_FLAG), b"volatile", None,
+                                      ctypes.c_int(0))
                 self._syscall(SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE),
                               None, None, ctypes.c_int(0))
             except OSError as exc:
@@ -261,13 +284,15 @@ class LinuxMounter:
                           os.fsencode(os.fspath(target)), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
 
     def _overlay_legacy(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
-                        target: Path, readonly: bool) -> None:
+                        target: Path, readonly: bool, volatile: bool = False) -> None:
         with ExitStack() as stack:
             def options(limit: int) -> str:
                 opts = "lowerdir=" + ":".join(self._short(d, stack, limit) for d in lower)
                 if upper is not None and work is not None:
                     opts += (f",upperdir={self._short(upper, stack, limit)}"
                              f",workdir={self._short(work, stack, limit)}")
+                    if volatile:
+                        opts += ",volatile"
                 return opts
             data = options(_PAGE)
             if len(data) >= _PAGE:
@@ -352,12 +377,12 @@ class FakeMounter:
         self.mounted: list[Path] = []
 
     def mount_overlay(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
-                      target: Path, *, readonly: bool = False) -> None:
+                      target: Path, *, readonly: bool = False, volatile: bool = False) -> None:
         """Record an overlay mount (see :meth:`Mounter.mount_overlay`)."""
         _check_overlay_args(lower, upper, work)
         self.calls.append(MountCall("mount_overlay", {
             "lower": [Path(p) for p in lower], "upper": upper, "work": work,
-            "target": Path(target), "readonly": readonly}))
+            "target": Path(target), "readonly": readonly, "volatile": volatile}))
         self.mounted.append(Path(target))
 
     def bind(self, source: Path, target: Path, *, readonly: bool = False,

@@ -105,6 +105,29 @@ def test_sixty_lowers(mounter: LinuxMounter, snaps: Snapshots, tmp_path: Path) -
     assert proc_mounts_under(tmp_path) == []
 
 
+def test_volatile_overlay_writes_the_same_upper_and_says_so(mounter: LinuxMounter,
+                                                            snaps: Snapshots,
+                                                            tmp_path: Path) -> None:
+    top = build_chain(snaps, [{"old": "o", "gone": "g"}])
+    upper, work, target = dirs(tmp_path, "upper", "work", "rootfs")
+    mounter.mount_overlay(snaps.lowers(top), upper, work, target, volatile=True)
+    try:
+        options = next(line.split()[3] for line in Path("/proc/self/mounts").read_text().splitlines()
+                       if line.split()[1] == str(target))
+        kernel = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
+        if kernel >= (5, 10):  # shown as "volatile", or "fsync=volatile" since Linux 6.x
+            assert {"volatile", "fsync=volatile"} & set(options.split(","))
+        with open(target / "new", "w") as f:
+            f.write("n")
+            os.fsync(f.fileno())
+        (target / "gone").unlink()
+    finally:
+        mounter.unmount(target)
+    assert (upper / "new").read_text() == "n"
+    assert stat.S_ISCHR(os.lstat(upper / "gone").st_mode)
+    assert proc_mounts_under(tmp_path) == []
+
+
 def test_whiteout_hides_lower_file(mounter: LinuxMounter, snaps: Snapshots,
                                    tmp_path: Path) -> None:
     top = build_chain(snaps, [{"hidden": "secret", "kept": "k", "dir/inner": "i"},
