@@ -568,6 +568,12 @@ def _finish_foreground(lc, rec) -> int:
 
             doc = _read_exit(paths.exit_file) or {}
             return int(doc.get("exit_code", rec.state.get("ExitCode", 0)))
+        if rec.monitor_pid and fresh.monitor_pid != rec.monitor_pid:
+            # started again meanwhile (`portside restart` from another terminal): the run we
+            # attached to is over, and what runs now is not ours to clean up
+            reported = lc.reported_exit_code(rec.id)
+            lc.unwatch(rec.id)
+            return reported if reported is not None else int(fresh.state.get("ExitCode", 0))
         if policy != "no":
             lc.refresh(fresh)
             return int(fresh.state.get("ExitCode", 0))

@@ -671,6 +671,13 @@ class Lifecycle:
                     self.unmount_rootfs(rec)
         return launch.wait_done(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
+    def reported_exit_code(self, container_id: str) -> int | None:
+        """The exit status the monitor reported to :meth:`wait_reported_exit` for the run this
+        object started with ``watched=True``; None when there was no such report."""
+        launch = self._launches.get(container_id)
+        exit_msg = getattr(launch, "exit", None) if launch is not None else None
+        return int(exit_msg["exit_code"]) if exit_msg else None
+
     def exit_fd(self, container_id: str) -> int | None:
         """A descriptor that becomes readable when the monitor of a container this object
         started with ``watched=True`` reports its exit (or ends), for callers that also wait for

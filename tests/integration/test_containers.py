@@ -276,3 +276,28 @@ def test_wait_reports_the_status_of_a_container_removed_by_rm(ctr):
     ctr("run", "-d", "--rm", "--name", "quick", "busybox", "sh", "-c", "sleep 1; exit 3")
     assert ctr("wait", "quick").out.strip() == "3"
     assert ctr("ps", "-aq").out == ""
+
+
+
+def test_restart_from_elsewhere_does_not_undo_a_foreground_run(ctr, portside_root):
+    # A foreground `run` waits for its container, then cleans up after it. When `restart` from
+    # another terminal ends that run and starts a new one before the foreground gets there, the
+    # new run is not the foreground's to clean up: it keeps running, mounted.
+    from portside.engine.api import Engine
+    from portside.engine.commands.containers import _finish_foreground
+
+    fg_engine, other = Engine(root=portside_root), Engine(root=portside_root)
+    try:
+        fg = fg_engine.containers.lifecycle
+        rec = fg.create({"Image": "busybox", "Cmd": ["sleep", "60"]}, {}, name="fg")
+        rec = fg.start(rec.id, watched=True)         # what `portside run` (no -d) does
+        other.containers.get("fg").restart(timeout=0)  # the other terminal, done first
+        code = _finish_foreground(fg, rec)           # the foreground sees its run's end
+        assert code == 137
+        doc = json.loads(ctr("inspect", "fg").out)[0]
+        assert doc["State"]["Running"] is True and doc["State"]["Pid"] != rec.state["Pid"]
+        assert ctr("exec", "fg", "true").returncode == 0  # the root filesystem is still there
+    finally:
+        fg_engine.close()
+        other.close()
+    ctr("rm", "-f", "fg")
