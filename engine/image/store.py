@@ -460,29 +460,33 @@ class ImageStore:
         dead_chains.sort(key=lambda c: -depth[c])
         removed_chains, removed_blobs = [], []
         for chain in dead_chains:
-            # another process may have taken a lease or recorded an image since the sweep
-            if self._still_dead("snapshot:" + chain, chain=chain):
-                with contextlib.suppress(NotFound, Conflict):
-                    self.snapshots.remove(chain)
+            # Another process may have taken a lease or recorded an image since the sweep: the
+            # check is made again in the transaction that removes it, which such a process's
+            # lease (written before it looks for the snapshot) cannot slip between.
+            with contextlib.suppress(NotFound, Conflict):
+                if self.snapshots.remove(chain, unless=lambda conn, c=chain: not self._dead_in(
+                        conn, "snapshot:" + c, chain=c)):
                     removed_chains.append(chain)
         for blob in dead_blobs:
-            if self._still_dead(blob, blob=blob):
-                self.content.delete(blob)
-                removed_blobs.append(blob)
+            with self.db.transaction() as conn:
+                if self._dead_in(conn, blob, blob=blob):
+                    self.content.delete(blob)
+                    removed_blobs.append(blob)
         return removed_blobs, removed_chains
 
-    def _still_dead(self, lease: str, *, chain: str | None = None, blob: str | None = None) -> bool:
-        with self.db.transaction() as conn:
-            if lease in self._leased(conn):
-                return False
-            if chain is not None and conn.execute(
-                    "SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain,)).fetchone():
-                return False
-            if blob is not None and conn.execute(
-                    "SELECT 1 FROM images WHERE id = ? OR manifest_digest = ? UNION ALL "
-                    "SELECT 1 FROM image_layers WHERE digest = ? LIMIT 1",
-                    (blob, blob, blob)).fetchone():
-                return False
+    def _dead_in(self, conn, lease: str, *, chain: str | None = None,
+                 blob: str | None = None) -> bool:
+        """Inside a write transaction: nothing leases or references ``lease`` any more."""
+        if lease in self._leased(conn):
+            return False
+        if chain is not None and conn.execute(
+                "SELECT 1 FROM image_layers WHERE chain_id = ? LIMIT 1", (chain,)).fetchone():
+            return False
+        if blob is not None and conn.execute(
+                "SELECT 1 FROM images WHERE id = ? OR manifest_digest = ? UNION ALL "
+                "SELECT 1 FROM image_layers WHERE digest = ? LIMIT 1",
+                (blob, blob, blob)).fetchone():
+            return False
         return True
 
 

@@ -221,11 +221,16 @@ class Snapshots:
             self._empty_trash()
         return target
 
-    def remove(self, chain_id: str) -> None:
-        """Delete a snapshot: its record and its directory.
+    def remove(self, chain_id: str, *, unless=None) -> bool:
+        """Delete a snapshot: its record and its directory. Returns whether it did.
 
         The directory is first renamed into ``.trash`` (in the transaction that deletes the
         record), so a crash never leaves a half-deleted tree under the real name.
+
+        ``unless(conn)``: asked inside that transaction; a true answer keeps the snapshot. Garbage
+        collection passes its "is it still unreferenced?" check here, so no other process can
+        take a lease on the snapshot, or record an image using it, between the check and the
+        removal (both write the database, which serialises them).
 
         Raises:
             NotFound: neither a record nor a directory exists for ``chain_id``.
@@ -234,6 +239,8 @@ class Snapshots:
         target = self.path(chain_id)
         with self._locked(chain_id):
             with self.db.transaction() as conn:
+                if unless is not None and unless(conn):
+                    return False
                 row = conn.execute("SELECT 1 FROM snapshots WHERE chain_id = ?",
                                    (chain_id,)).fetchone()
                 if row is None and not target.parent.exists():
@@ -246,6 +253,7 @@ class Snapshots:
                 if target.parent.exists():
                     self._to_trash(target.parent)
         self._empty_trash()
+        return True
 
     def _to_trash(self, directory: Path) -> None:
         os.rename(directory, self._trash / f"{directory.name}-{os.urandom(6).hex()}")

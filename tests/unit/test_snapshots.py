@@ -132,6 +132,25 @@ def test_remove(snaps: Snapshots) -> None:
         snaps.chain(chain[0])
 
 
+def test_remove_asks_its_guard_inside_the_transaction(snaps: Snapshots) -> None:
+    # garbage collection's "still unreferenced?" is answered in the transaction that removes
+    # the record: a lease written by another process is either seen or written after
+    ids = [did("g1")]
+    chain = chain_ids(ids)
+    path = snaps.create(chain[0], None, ids[0], writer_of({"a": "a"}))
+    seen = []
+
+    def guard(conn) -> bool:
+        seen.append(conn.in_transaction)
+        conn.execute("SELECT 1 FROM snapshots WHERE chain_id = ?", (chain[0],)).fetchone()
+        return True  # referenced after all: keep it
+
+    assert snaps.remove(chain[0], unless=guard) is False
+    assert seen == [True] and snaps.exists(chain[0]) and path.exists()
+    assert snaps.remove(chain[0], unless=lambda conn: False) is True
+    assert not snaps.exists(chain[0]) and not path.exists()
+
+
 def test_clean_removes_staging_and_trash(snaps: Snapshots) -> None:
     # What a crash leaves: a staging dir of a create and a trash entry of a remove.
     (snaps.root / ".staging" / f"{'a' * 64}-123456" / "fs" / "etc").mkdir(parents=True)
