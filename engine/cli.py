@@ -18,11 +18,10 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import field
 from typing import Any, Callable, TextIO
 
 from .errors import EngineError, InvalidArgument
-from .records import record
+from .records import field, record
 
 
 class UsageError(InvalidArgument):

@@ -35,7 +35,6 @@ e.g. ``template: :1:2: executing "" at <.Nope>: map has no entry for key "Nope"`
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import json
@@ -612,10 +611,24 @@ def go_str(value: Any, *, top: bool = True) -> str:
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
         return "[" + " ".join(go_str(v, top=False) for v in items) + "]"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return "{" + " ".join(go_str(getattr(value, f.name), top=False)
-                              for f in dataclasses.fields(value)) + "}"
+    names = _field_names(value)
+    if names is not None:
+        return "{" + " ".join(go_str(getattr(value, n), top=False) for n in names) + "}"
     return str(value)
+
+
+def _field_names(value: Any) -> list[str] | None:
+    """The field names of a record or dataclass instance (None for anything else)."""
+    if isinstance(value, type):
+        return None
+    found = getattr(type(value), "__record_fields__", None)
+    if found is not None:
+        return [f.name for f in found]
+    if hasattr(type(value), "__dataclass_fields__"):
+        import dataclasses
+
+        return [f.name for f in dataclasses.fields(value)]
+    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -624,8 +637,9 @@ def _jsonable(value: Any) -> Any:
         method = getattr(value, hook, None)
         if callable(method):
             return method()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    names = _field_names(value)
+    if names is not None:
+        return {n: getattr(value, n) for n in names}
     if isinstance(value, enum.Enum):
         return value.value
     isoformat = getattr(value, "isoformat", None)  # datetime, date, time

@@ -42,12 +42,11 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import Conflict, InvalidArgument, NotFound
-from .records import record
+from .records import field, record
 
 __all__ = ["LOCK_NAME", "BuildInputs", "LockedImage", "LockFile", "find_lock", "load",
            "dumps", "enforce", "enforce_pull", "is_locked", "check_build", "locked_build",

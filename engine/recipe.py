@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import field
 from typing import Any, Iterable, Mapping
 
 from .errors import InvalidArgument, NotFound
-from .records import record
+from .records import field, record
 
 __all__ = ["RecipeCell", "Recipe", "recipe_of_image", "dockerfile"]
 

@@ -31,7 +31,6 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -51,7 +50,7 @@ from portside.engine.build.run import (
 )
 from portside.engine.errors import DockerfileError, EngineError, InvalidArgument, NotFound
 from portside.engine.image.store import ImageRecord, LayerRef
-from portside.engine.records import record
+from portside.engine.records import field, fields, record, replace
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

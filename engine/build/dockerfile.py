@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from portside.engine.build.instructions import (
     Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, From, Healthcheck, Instruction, KeyValue, Label,
@@ -20,6 +19,7 @@ from portside.engine.build.variables import (
     ExpandedStage, Step, expand_from, expand_instruction, expand_stage, resolve_meta_args,
 )
 from portside.engine.errors import DockerfileError
+from portside.engine.records import replace
 
 # the public names are listed in portside.engine.build.__all__
 

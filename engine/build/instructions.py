@@ -20,12 +20,11 @@ run independent stages concurrently.
 from __future__ import annotations
 
 import re
-from dataclasses import field
 from typing import Callable
 
 from portside.engine.build.parser import Heredoc, Node, parse_heredoc
 from portside.engine.errors import DockerfileError
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = [
     "Instruction", "From", "Run", "Cmd", "Entrypoint", "Workdir", "Env", "Arg", "Label",

@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import field
 from typing import Callable, Iterator
 
 from portside.engine.errors import DockerfileError
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = [
     "Heredoc",

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass
 from typing import Any, Callable, TextIO
-from ..records import record
+from ..records import asdict, record
 
 __all__ = ["BuildStep", "StepCached", "StepLog", "StepDone", "BuildDone", "Warning",
            "Event", "Progress", "PlainRenderer", "JsonRenderer", "QuietRenderer", "renderer"]
@@ -47,7 +46,7 @@ class StepCached:
     id: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StepLog:
     """One line of output from step ``id`` (``stream``: ``stdout`` or ``stderr``)."""
 

@@ -37,13 +37,12 @@ import stat
 import subprocess
 import threading
 import time
-from dataclasses import field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from portside.engine.errors import BuildError, InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.process import pid_alive
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = ["Workspace", "RunRequest", "run_in_workspace", "resolve_in_root", "lookup_user",
            "commit_upper", "clean_stale"]

@@ -23,7 +23,6 @@ container's shell.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from portside.engine.build.instructions import (
     Add, Arg, Copy, Env, Expose, From, Instruction, KeyValue, Label, Run, Stage, Stopsignal, User,
@@ -31,7 +30,7 @@ from portside.engine.build.instructions import (
 )
 from portside.engine.build.shell import ShellError, ShellLex
 from portside.engine.errors import DockerfileError
-from portside.engine.records import record
+from portside.engine.records import record, replace
 
 __all__ = ["Step", "ExpandedStage", "resolve_meta_args", "expand_from", "expand_instruction",
            "expand_stage"]

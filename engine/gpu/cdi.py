@@ -32,14 +32,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.gpu.request import KIND_RE, NAME_RE, split_cdi_name
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = ["SUPPORTED_VERSIONS", "DEFAULT_SPEC_DIRS", "DeviceNode", "Mount", "Hook",
            "ContainerEdits", "Device", "Spec", "parse_spec", "load_spec", "Registry",

@@ -30,11 +30,10 @@ import re
 import shutil
 import stat
 import subprocess
-from dataclasses import field
 from pathlib import Path
 
 from portside.engine.errors import GPUError
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = ["GPU", "DeviceInfo", "Library", "NvidiaHost", "LIBRARIES", "BINARIES", "CAPABILITIES",
            "discover", "parse_ldconfig", "nvidia_ctk_spec", "cuda_version_for_driver"]

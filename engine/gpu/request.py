@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import field
 
 from portside.engine.errors import GPUError, InvalidArgument
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = ["GPURequest", "CDIDeviceName", "DeviceMapping", "parse_gpus", "parse_device",
            "is_cdi_name", "split_cdi_name"]

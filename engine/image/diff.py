@@ -29,10 +29,9 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
-from ..records import record
+from ..records import field, record
 
 __all__ = ["FileInfo", "FileChange", "LayerInfo", "ConfigChange", "ImageDiff", "MergedView",
            "diff_images", "FIELDS"]
@@ -41,7 +40,7 @@ __all__ = ["FileInfo", "FileChange", "LayerInfo", "ConfigChange", "ImageDiff", "
 FIELDS = ("type", "size", "mode", "owner", "mtime", "content")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileInfo:
     """One path as a container sees it.
 
@@ -69,7 +68,7 @@ class FileInfo:
                 return getattr(self, name)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileChange:
     """A path that differs: ``kind`` is added / removed (relative to the first image) / changed."""
 

@@ -54,7 +54,6 @@ import stat
 import tarfile
 import urllib.parse
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, cast
 
@@ -380,7 +379,7 @@ def _tar_xattrs(ti: tarfile.TarInfo) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-@dataclass
+@record
 class _Meta:
     """Metadata applied to a directory after its contents are in place."""
 

@@ -33,10 +33,9 @@ Images may also be named by their id (the hex digest of their config): :func:`is
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from portside.engine.errors import InvalidArgument
-from portside.engine.records import record
+from portside.engine.records import record, replace
 
 __all__ = [
     "DEFAULT_DOMAIN",

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -38,7 +37,7 @@ from ..store.snapshots import Snapshots, chain_ids
 from . import oci
 from .schema import SCHEMA
 from .reference import Reference, parse_reference
-from ..records import record
+from ..records import field, record
 
 Database.register_schema("images", SCHEMA)
 

@@ -41,7 +41,6 @@ import shutil
 import socket
 import sys
 import threading
-from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -55,7 +54,7 @@ from . import files, ipam
 from . import netns as ns
 from .nft import Firewall, NetRule, PortRule
 from .ports import PortSpec, reserve
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 Database.register_schema("network", ipam.SCHEMA)
 

@@ -25,11 +25,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from dataclasses import replace
 from typing import Iterable, Mapping
 
 from portside.engine.errors import Conflict, InvalidArgument
-from portside.engine.records import record
+from portside.engine.records import record, replace
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 

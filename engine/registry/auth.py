@@ -26,12 +26,11 @@ import json
 import threading
 import time
 import urllib.parse
-from dataclasses import field
 from typing import Callable
 
 from ..errors import RegistryError, Unauthorized
 from .credentials import Credentials
-from ..records import record
+from ..records import field, record
 
 #: How long before its announced expiry a token is considered stale (clock skew, slow requests).
 _EXPIRY_MARGIN = 10.0

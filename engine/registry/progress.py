@@ -23,7 +23,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, TextIO, Union
 from ..records import record
 
@@ -47,7 +46,7 @@ RETRYING = "Retrying"
 _BYTE_PHASES = (DOWNLOADING, PUSHING, EXTRACTING)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerEvent:
     """One layer changed phase or moved bytes.
 

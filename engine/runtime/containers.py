@@ -28,14 +28,13 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import field
 from pathlib import Path
 from typing import Any, Iterator
 
 from portside.engine import events
 from portside.engine.errors import Conflict, InvalidArgument, NotFound
 from portside.engine.store.db import Database
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 Database.register_schema("containers", [
     """CREATE TABLE IF NOT EXISTS containers (

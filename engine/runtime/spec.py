@@ -30,12 +30,11 @@ import json
 import os
 import resource
 import stat
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from portside.engine.errors import InvalidArgument
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 OCI_VERSION = "1.0.2"
 

@@ -27,12 +27,11 @@ import errno
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
-from portside.engine.records import record
+from portside.engine.records import field, record
 
 __all__ = ["Mounter", "LinuxMounter", "FakeMounter", "MountCall", "mount_points"]
 

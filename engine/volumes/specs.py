@@ -33,10 +33,9 @@ import io
 import posixpath
 import re
 from collections.abc import Iterable
-from dataclasses import field
 
 from ..errors import InvalidArgument
-from ..records import record
+from ..records import field, record
 
 __all__ = ["MountSpec", "parse_volume", "parse_mount", "mount_from_api", "parse_tmpfs", "valid_mode",
            "validate_volume_name", "check_duplicates", "PROPAGATIONS"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import pickle
-from dataclasses import field
 
 import pytest
 
 from portside.engine.build.instructions import Copy, From
-from portside.engine.records import record
+from portside.engine.records import asdict, field, fields, record, replace
 
 pytestmark = pytest.mark.unit
 
@@ -103,6 +102,54 @@ def test_repr_fields_replace_asdict_match_copy_pickle():
             pytest.fail("positional class pattern did not match")
     assert copy.copy(p) == p and copy.deepcopy(Child(name="n")) == Child(name="n")
     assert pickle.loads(pickle.dumps(Child(name="n", items=[1]))) == Child(name="n", items=[1])
+
+
+def test_the_helpers_need_no_dataclasses_module():
+    p = Point(1, 2)
+    assert [f.name for f in fields(Point)] == ["x", "y", "tags"] == [f.name for f in fields(p)]
+    assert replace(p, tags=("a",)) == Point(1, 2, ("a",))
+    assert asdict([Child(name="n", items=[Point(1)])]) == [
+        {"line": 0, "note": "", "name": "n", "items": [{"x": 1, "y": 0, "tags": ()}]}]
+    with pytest.raises(TypeError):
+        replace(p, z=1)
+
+
+def test_a_record_imports_no_dataclasses_until_asked():
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys",
+        "from portside.engine.records import record, field",
+        "@record(frozen=True)",
+        "class A:",
+        "    'a'",
+        "    x: int = field(default=1)",
+        "assert A().x == 1 and A(2) == A(x=2)",
+        "assert 'dataclasses' not in sys.modules and 'inspect' not in sys.modules",
+        "import dataclasses",
+        "assert dataclasses.is_dataclass(A)",
+        "assert [f.default for f in dataclasses.fields(A)] == [1] and A.x == 1",
+    ])
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mutable_defaults_are_refused_as_by_dataclasses():
+    with pytest.raises(ValueError, match="mutable default"):
+        @record
+        class Bad:
+            items: list = []  # noqa: RUF012
+
+
+def test_dataclasses_field_is_understood():
+    import dataclasses
+
+    @record
+    class Old:
+        items: list = dataclasses.field(default_factory=list)
+        flag: bool = dataclasses.field(default=False, compare=False)
+
+    assert Old().items == [] and Old(flag=True) == Old(flag=False)
 
 
 def test_the_instruction_classes_keep_their_dataclass_behaviour():
