@@ -18,7 +18,9 @@ import contextlib
 import json
 import os
 import sys
-from typing import Any, Callable, TextIO
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any, Callable, TextIO
 
 from .errors import EngineError, InvalidArgument
 from .records import field, record

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Iterator
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Iterator
 
 from .records import record
 from .store.db import Database

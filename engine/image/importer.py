@@ -8,7 +8,9 @@ stored as the layer blob while it is unpacked into the layer's snapshot.
 from __future__ import annotations
 
 import time
-from typing import BinaryIO
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 from . import oci
 from .changes import apply_changes

@@ -55,7 +55,9 @@ import tarfile
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, cast
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import record
@@ -160,7 +162,7 @@ class _HeadReader(io.RawIOBase):
 
     def readinto(self, buf: Any) -> int:
         if not self._head and hasattr(self._stream, "readinto"):
-            return cast(int, self._stream.readinto(buf) or 0)
+            return self._stream.readinto(buf) or 0
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
@@ -180,13 +182,13 @@ class _Decoded(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         try:
-            return cast(bytes, self._decoder.read(-1 if size is None else size))
+            return self._decoder.read(-1 if size is None else size)
         except self._errors as exc:
             raise InvalidArgument(f"corrupt {self._kind} layer stream: {exc}") from exc
 
     def readinto(self, buf: Any) -> int:
         try:
-            return cast(int, self._decoder.readinto(buf))
+            return self._decoder.readinto(buf)
         except self._errors as exc:
             raise InvalidArgument(f"corrupt {self._kind} layer stream: {exc}") from exc
 
@@ -224,7 +226,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     kind = detect_compression(head)
     raw = _HeadReader(head, stream)
     if kind is None:
-        return cast(BinaryIO, raw)
+        return raw  # a binary stream
     if kind == "gzip":
         decoder: Any = gzip.GzipFile(fileobj=raw, mode="rb")
         errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
@@ -233,7 +235,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
         decoder = zstandard.ZstdDecompressor().stream_reader(
             raw, read_size=_BUF, read_across_frames=True, closefd=False)
         errors = (zstandard.ZstdError, OSError, EOFError)
-    return cast(BinaryIO, _Decoded(decoder, errors, kind))
+    return _Decoded(decoder, errors, kind)  # a binary stream
 
 
 class _ForwardReader(io.RawIOBase):

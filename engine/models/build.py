@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InvalidArgument, NotFound
 from .resource import Collection

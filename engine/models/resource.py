@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Model:

@@ -43,7 +43,9 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
 
 from portside.engine.errors import (AlreadyExists, Conflict, InvalidArgument, NotFound,
                                     RuntimeFailure)

@@ -24,7 +24,9 @@ from __future__ import annotations
 import json
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 from ..errors import EngineError, RegistryError
 from ..image import oci

@@ -25,8 +25,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Sequence, Union
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import IO, Any, Sequence, Union
 
+    
 from portside.engine.errors import CannotInvoke, CommandNotFound, NotFound, RuntimeFailure
 
 from .cgroups import CgroupLayout
@@ -34,7 +37,6 @@ from .cgroups import CgroupLayout
 if TYPE_CHECKING:
     import subprocess
 
-Stdio = Union[int, IO[Any], None]
 #: ``subprocess.DEVNULL``, without importing subprocess (a start never calls the runtime here).
 DEVNULL = -3
 

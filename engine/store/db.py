@@ -45,7 +45,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any
 
 from portside.engine.errors import InvalidArgument
 
