@@ -351,7 +351,7 @@ def run_in_workspace(ws: Workspace, req: RunRequest, *, runtime_root: Path,
         process=ProcessConfig(args=list(req.args), env=list(req.env), cwd=cwd, uid=uid, gid=gid,
                               additional_gids=extra),
         rootfs=str(ws.merged), hostname="buildkitsandbox", network=network, mounts=mounts,
-        cgroups_path=cgroup, cgroup_mount=False))
+        cgroups_path=cgroup))
     bundle = ws.dir / "bundle"
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps(spec))

@@ -150,10 +150,6 @@ class ContainerConfig:
     device_cgroup_rules: list[dict[str, Any]] = field(default_factory=list)
     hooks: dict[str, Any] = field(default_factory=dict)
     seccomp: bool = True
-    #: mount the cgroup hierarchy read-only at /sys/fs/cgroup, as ``docker run`` does; a build's
-    #: ``RUN`` goes without, as under BuildKit (on a cgroup v1 host runc bind-mounts every
-    #: controller's directory twice, ~4 ms a container)
-    cgroup_mount: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,12 +380,10 @@ def host_devices(root: Path = Path("/dev")) -> list[dict[str, Any]]:
     return devices
 
 
-def default_mounts(shm_size: int, privileged: bool = False,
-                   cgroup: bool = True) -> list[dict[str, Any]]:
-    """Docker's default mounts: /proc, /dev, /dev/pts, /sys, /sys/fs/cgroup (unless ``cgroup`` is
-    false), /dev/mqueue, /dev/shm."""
+def default_mounts(shm_size: int, privileged: bool = False) -> list[dict[str, Any]]:
+    """Docker's default mounts: /proc, /dev, /dev/pts, /sys, /sys/fs/cgroup, /dev/mqueue, /dev/shm."""
     ro = [] if privileged else ["ro"]
-    mounts = [
+    return [
         {"destination": "/proc", "type": "proc", "source": "proc",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -405,9 +399,6 @@ def default_mounts(shm_size: int, privileged: bool = False,
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size // 1024}k"]},
     ]
-    if not cgroup:
-        mounts = [m for m in mounts if m["type"] != "cgroup"]
-    return mounts
 
 
 def _cgroup_v2() -> bool:
@@ -506,7 +497,7 @@ def generate_spec(cfg: ContainerConfig) -> dict[str, Any]:
         "process": process,
         "root": {"path": cfg.rootfs, "readonly": cfg.readonly_rootfs},
         "hostname": cfg.hostname,
-        "mounts": [*default_mounts(cfg.shm_size, cfg.privileged, cfg.cgroup_mount), *cfg.mounts],
+        "mounts": [*default_mounts(cfg.shm_size, cfg.privileged), *cfg.mounts],
         "linux": linux,
     }
     if cfg.annotations:

@@ -64,13 +64,6 @@ def test_masks_readonly_paths_and_mounts() -> None:
                                 "/dev/mqueue", "/dev/shm"]
 
 
-def test_build_containers_go_without_the_cgroup_mount() -> None:
-    # BuildKit's RUN containers have no /sys/fs/cgroup mount; docker run's do
-    s = generate_spec(_cfg(cgroup_mount=False))
-    dests = [m["destination"] for m in s["mounts"]]
-    assert "/sys/fs/cgroup" not in dests and "/sys" in dests and "/dev/shm" in dests
-
-
 def test_extra_mounts_come_after_defaults() -> None:
     vol = {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}
     s = generate_spec(_cfg(mounts=[vol]))
