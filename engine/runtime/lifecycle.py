@@ -665,12 +665,15 @@ class Lifecycle:
             return False
         if reported is not None:
             # The processes are gone; while the runtime deletes the container, unmount its root
-            # filesystem (nothing of the runtime's uses it then, unless a hook (GPU/CDI) might).
-            rec = self.store.get_by_id(container_id)
-            if rec is not None and not (rec.host_config.get("Gpus") or
-                                        rec.host_config.get("CDIDevices")):
-                with contextlib.suppress(EngineError):
-                    self.unmount_rootfs(rec)
+            # filesystem (nothing of the runtime's uses it then, unless a hook (GPU/CDI) might) --
+            # unless another process has started it again meanwhile (`restart` elsewhere): that
+            # run's root filesystem is not ours to take away.
+            with self.store.lock(container_id):
+                rec = self.store.get_by_id(container_id)
+                if (rec is not None and rec.monitor_pid == launch.pid
+                        and not (rec.host_config.get("Gpus") or rec.host_config.get("CDIDevices"))):
+                    with contextlib.suppress(EngineError):
+                        self.unmount_rootfs(rec)
         return launch.wait_done(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def reported_exit_code(self, container_id: str) -> int | None:
@@ -722,7 +725,10 @@ class Lifecycle:
                 log_path=paths.log, tty=bool(rec.config.get("Tty")),
                 stdin_open=bool(rec.config.get("OpenStdin")),
                 attach_socket=paths.attach_socket, exit_file=paths.exit_file, on_exit=on_exit,
-                watch_lock=watch_lock, cgroup_path=spec.get("linux", {}).get("cgroupsPath"))
+                # only a watched run's monitor may leave its cleanup to the watcher; a run started
+                # while someone still holds the lock (a restart elsewhere) cleans up after itself
+                watch_lock=watch_lock if watching else None,
+                cgroup_path=spec.get("linux", {}).get("cgroupsPath"))
             if watching:
                 self._launches[rec.id] = launch
             else:

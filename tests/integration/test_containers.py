@@ -296,8 +296,35 @@ def test_restart_from_elsewhere_does_not_undo_a_foreground_run(ctr, portside_roo
         assert code == 137
         doc = json.loads(ctr("inspect", "fg").out)[0]
         assert doc["State"]["Running"] is True and doc["State"]["Pid"] != rec.state["Pid"]
-        assert ctr("exec", "fg", "true").returncode == 0  # the root filesystem is still there
+        assert os.path.ismount(fg.paths(rec).rootfs)   # the new run's root filesystem stays
+        assert ctr("exec", "fg", "true").returncode == 0
     finally:
         fg_engine.close()
         other.close()
     ctr("rm", "-f", "fg")
+
+
+def test_a_restarted_run_that_ends_at_once_cleans_up_after_itself(ctr, portside_root):
+    # the foreground of the first run still holds its watch when the second run (started by a
+    # restart elsewhere) exits: that run's monitor must not leave its cleanup to the foreground
+    from portside.engine.api import Engine
+    from portside.engine.commands.containers import _finish_foreground
+
+    script = "test -e /ran && exit 3; touch /ran; sleep 60"
+    fg_engine, other = Engine(root=portside_root), Engine(root=portside_root)
+    try:
+        fg = fg_engine.containers.lifecycle
+        rec = fg.create({"Image": "busybox", "Cmd": ["sh", "-c", script]}, {}, name="fg2")
+        rec = fg.start(rec.id, watched=True)
+        other.containers.get("fg2").restart(timeout=0)
+        paths = fg.paths(rec)
+        # no command here: each would refresh the record and clean up in the monitor's place
+        assert _wait_for(paths.exit_file.exists, timeout=20)
+        assert _wait_for(lambda: not os.path.ismount(paths.rootfs), timeout=20)
+        assert _finish_foreground(fg, rec) == 137
+        assert ctr("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+                   "fg2").out.split() == ["exited", "3"]
+    finally:
+        fg_engine.close()
+        other.close()
+    ctr("rm", "-f", "fg2")
