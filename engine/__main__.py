@@ -14,23 +14,24 @@ import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command line. ``exiting``: the process ends right after (:func:`run`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "build" in argv[:4]:
         from .build.memo import replay
 
-        code = replay(argv, exiting=True)
+        code = replay(argv, exiting=exiting)
         if code is not None:
             return code
     from .cli import main as cli_main
 
-    return cli_main(argv, exiting=True)
+    return cli_main(argv, exiting=exiting)
 
 
 def run() -> None:
     """The console script: :func:`main`, then a quick exit."""
     try:
-        code = main() or 0
+        code = main(exiting=True) or 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int) and exc.code is not None:

@@ -135,5 +135,8 @@ class Engine:
         connections open, for a process about to exit (see :func:`portside.engine.cli.main`)."""
         if "network_manager" in self.__dict__:
             self.network_manager.close()
-        if "db" in self.__dict__ and not keep_database:
-            self.db.close()
+        if "db" in self.__dict__:
+            if keep_database:
+                self.db.sync_log()  # what this process committed is on disk when it ends
+            else:
+                self.db.close()

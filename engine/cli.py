@@ -254,8 +254,8 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
 
     ``exiting``: the process ends right after (the ``portside`` program): the metadata
     database's connections are left for the exit to drop, which skips the checkpoint SQLite
-    does when the last connection closes (the write-ahead log stays for the next command, as
-    after any process exit; nothing committed is lost).
+    does when the last connection closes; the write-ahead log is synced instead when the
+    command wrote anything (:meth:`Database.sync_log`), and stays for the next command.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     from .api import Engine

@@ -206,7 +206,10 @@ def record(cls: type | None = None, /, *, frozen: bool = False, kw_only: bool = 
             for f in base.__dict__.get("__record_fields__", ()):
                 collected[f.name] = f
         own = []
-        for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        annotations = cls.__dict__.get("__annotations__")
+        if annotations is None and "__annotate__" in cls.__dict__:  # Python 3.14's lazy form
+            annotations = cls.__annotations__
+        for name, annotation in (annotations or {}).items():
             if _is_classvar(annotation):
                 continue
             value = cls.__dict__.get(name, MISSING)
@@ -239,10 +242,12 @@ def record(cls: type | None = None, /, *, frozen: bool = False, kw_only: bool = 
             cls.__repr__ = _repr
         if "__eq__" not in d:
             cls.__eq__ = _eq
+        # a class body that defines __eq__ gets __hash__ = None from Python: not an explicit hash
+        explicit_hash = "__hash__" in d and not (d["__hash__"] is None and "__eq__" in d)
         if frozen:
             cls.__setattr__ = _frozen_setattr
             cls.__delattr__ = _frozen_delattr
-            if "__hash__" not in d:
+            if not explicit_hash:
                 cls.__hash__ = _hash
         elif "__hash__" not in d:
             cls.__hash__ = None  # mutable and compared by value: unhashable, as with @dataclass

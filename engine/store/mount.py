@@ -242,8 +242,10 @@ class LinuxMounter(Mounter):
             except OSError as exc:
                 if not volatile or exc.errno != errno.EINVAL:
                     raise
-                LinuxMounter._volatile = False  # before Linux 5.10: mount without the option
+                # before Linux 5.10 the option is unknown: mount without it, and remember that
+                # only when that works (EINVAL has other causes, an unfit upper directory)
                 self._overlay(lower, upper, work, target, readonly, False)
+                LinuxMounter._volatile = False
         except OSError as exc:
             raise RuntimeFailure(f"mount overlay on {target}: {exc.strerror}"
                                  f"{' (' + exc.filename + ')' if exc.filename else ''}") from exc

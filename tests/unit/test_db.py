@@ -175,3 +175,29 @@ def test_close(db: Database) -> None:
     db.close()
     with pytest.raises(InvalidArgument, match="closed"):
         db.query("SELECT 1")
+
+
+def test_sync_log_makes_a_writing_process_durable_without_closing(db: Database, schema: str,
+                                                                  monkeypatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    db.query(f"SELECT * FROM {schema}")  # the first use creates the table
+    db.sync_log()
+    monkeypatch.setattr(db_module.os, "fsync", fsync)
+    db.query(f"SELECT * FROM {schema}")
+    db.sync_log()
+    assert synced == []  # nothing written since: nothing to make durable
+    with db.transaction() as conn:
+        conn.execute(f"INSERT INTO {schema} VALUES ('a', 1)")
+    db.sync_log()
+    assert synced == [str(db.path) + "-wal"]
+    other = sqlite3.connect(db.path)  # the write is in the log, visible to any reader
+    try:
+        assert other.execute(f"SELECT v FROM {schema} WHERE k = 'a'").fetchone() == (1,)
+    finally:
+        other.close()

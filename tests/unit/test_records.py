@@ -161,3 +161,14 @@ def test_the_instruction_classes_keep_their_dataclass_behaviour():
     match From(base="busybox", stage_name="s"):
         case From(base=base, stage_name=name):
             assert (base, name) == ("busybox", "s")
+
+
+def test_a_frozen_record_with_its_own_eq_still_hashes_by_its_fields():
+    @record(frozen=True)
+    class Named:
+        name: str
+
+        def __eq__(self, other):
+            return isinstance(other, Named) and self.name.lower() == other.name.lower()
+
+    assert Named("a") == Named("A") and hash(Named("a")) == hash(Named("a"))
