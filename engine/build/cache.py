@@ -16,7 +16,7 @@ fully cached rebuild reproduces the same image id.
 
 Rows live in the ``build_cache`` table of the engine's SQLite database, so the cache survives the
 process and is shared by concurrent builds.  Blobs and snapshots named by cached rows are kept
-alive against image garbage collection through :func:`~portside.engine.image.store.register_references`;
+alive against image garbage collection through :func:`~portside.engine.image.schema.register_references`;
 ``builder prune`` deletes rows and then lets the image store collect what nothing else uses.
 """
 
@@ -27,7 +27,8 @@ import json
 import time
 
 from portside.engine.build.memo import SCHEMA as MEMO_SCHEMA
-from portside.engine.image.store import LayerRef, register_references
+from portside.engine.image.schema import register_references
+from portside.engine.image.store import LayerRef
 from portside.engine.store.db import Database
 from portside.engine.records import record
 

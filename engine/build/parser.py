@@ -34,7 +34,8 @@ TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
 if TYPE_CHECKING:
     from typing import Callable, Iterator
 
-    
+    _ArgParser = Callable[[str, str], "tuple[Node | None, dict[str, bool]]"]
+
 from portside.engine.errors import DockerfileError
 from portside.engine.records import field, record
 

@@ -1,5 +1,10 @@
 """The image store's tables (see :mod:`.store`), apart so that opening the database can
-register them without importing the store itself (every command opens it; few need images)."""
+register them without importing the store itself (every command opens it; few need images).
+
+Also here: the other keepers of image data (containers, the build cache, interrupted pulls)
+register what they keep alive against garbage collection (:func:`register_references`), which
+they do when imported -- without importing the image store either.
+"""
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS images (
@@ -36,6 +41,15 @@ SCHEMA = [
     )""",
 
 ]
+
+
+#: name -> function(conn) returning (blob digests, snapshot chain ids) kept alive
+EXTRA_REFERENCES: dict = {}
+
+
+def register_references(name: str, fn) -> None:
+    """Have garbage collection keep what ``fn(conn)`` names: ``(blob digests, chain ids)``."""
+    EXTRA_REFERENCES[name] = fn
 
 
 def register() -> None:

@@ -37,7 +37,7 @@ from ..store.content import ContentStore
 from ..store.db import Database
 from ..store.snapshots import Snapshots, chain_ids
 from . import oci
-from .schema import SCHEMA
+from .schema import EXTRA_REFERENCES, SCHEMA, register_references  # noqa: F401 (re-exported)
 from .reference import Reference, parse_reference
 from ..records import field, record
 
@@ -433,7 +433,7 @@ class ImageStore:
                 chains.update(self.snapshots.chain(chain))
             except (NotFound, CorruptStore):
                 pass
-        for name, fn in _EXTRA_REFS.items():
+        for name, fn in EXTRA_REFERENCES.items():
             extra_blobs, extra_chains = fn(conn)
             blobs |= extra_blobs
             chains |= extra_chains
@@ -495,10 +495,3 @@ def _chain_from(parent_chain: str, diff_id: str) -> str:
     return oci.sha256_digest(f"{parent_chain} {diff_id}".encode())
 
 
-#: Other modules (containers, build cache) register functions returning the blobs and chain ids
-#: they keep alive, so garbage collection never removes them.
-_EXTRA_REFS: dict = {}
-
-
-def register_references(name: str, fn) -> None:
-    _EXTRA_REFS[name] = fn

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, Iterator
 
 from ..errors import ContainerExit, InvalidArgument, NotFound
-from ..image.store import register_references
+from ..image.schema import register_references
 from ..runtime.containers import ContainerRecord, ContainerStore, network_mode
 from .images import register_in_use
 from .resource import Collection, Model

@@ -7,10 +7,11 @@ TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
 if TYPE_CHECKING:
     from typing import BinaryIO, Callable
 
+    from ..image.store import ImageRecord
+
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..image import oci
 from ..image.reference import parse_reference
-from ..image.store import ImageRecord
 from ..units import since
 from .resource import Collection, Model
 

@@ -46,7 +46,7 @@ def _kept_alive(conn) -> tuple[set[str], set[str]]:
 
 
 def _register_gc_hook() -> None:
-    from ..image.store import register_references
+    from ..image.schema import register_references
 
     register_references("registry", _kept_alive)
 

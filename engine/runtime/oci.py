@@ -29,7 +29,8 @@ TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
 if TYPE_CHECKING:
     from typing import IO, Any, Sequence, Union
 
-    
+    Stdio = Union[int, IO[Any], None]
+
 from portside.engine.errors import CannotInvoke, CommandNotFound, NotFound, RuntimeFailure
 
 from .cgroups import CgroupLayout
