@@ -18,12 +18,13 @@ import contextlib
 import json
 import os
 import sys
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, Callable, TextIO
 
 from .errors import EngineError, InvalidArgument
 from .records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Callable, TextIO
 
 
 class UsageError(InvalidArgument):

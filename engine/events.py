@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Iterator
 
 from .records import record
 from .store.db import Database
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Iterator
+
 
 Database.register_schema("events", [
     """CREATE TABLE IF NOT EXISTS events (

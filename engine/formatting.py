@@ -42,14 +42,16 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 
 # decimal, datetime, html and urllib.parse are imported where used: `portside ps` should not
 # pay for them.
 
 from portside.engine.errors import InvalidArgument
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["DOCKER_HEADERS", "format_object", "format_table", "go_json", "go_str", "header_for",
            "render", "tabwrite"]

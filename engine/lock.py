@@ -43,12 +43,14 @@ import json
 import os
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, Iterable, Mapping
 
 from .errors import Conflict, InvalidArgument, NotFound
 from .records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
+
 
 __all__ = ["LOCK_NAME", "BuildInputs", "LockedImage", "LockFile", "find_lock", "load",
            "dumps", "enforce", "enforce_pull", "is_locked", "check_build", "locked_build",

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import shlex
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, Iterable, Mapping
 
 from .errors import InvalidArgument, NotFound
 from .records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
+
 
 __all__ = ["RecipeCell", "Recipe", "recipe_of_image", "dockerfile"]
 

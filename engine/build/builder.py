@@ -32,9 +32,6 @@ import stat
 import threading
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping, Sequence
 
 from portside.engine.build import (
     Add, Arg, Cmd, Copy, Dockerfile, Entrypoint, Env, Expose, From, Healthcheck, Instruction,
@@ -54,8 +51,12 @@ from portside.engine.errors import DockerfileError, EngineError, InvalidArgument
 from portside.engine.image.store import ImageRecord, LayerRef
 from portside.engine.records import field, fields, record, replace
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Sequence
+
     from concurrent.futures import Future
+
 
 __all__ = ["Builder", "StageState", "BuildOptions", "PREDEFINED_ARGS", "builtin_args"]
 

@@ -31,12 +31,14 @@ import re
 import shutil
 import stat
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO, Iterable, Iterator
 
 from portside.engine.errors import InvalidArgument, NotFound
 from portside.engine.records import record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterable, Iterator
+
 
 __all__ = ["IgnorePattern", "IgnoreMatcher", "BuildContext", "IGNORE_FILES", "clean_path"]
 

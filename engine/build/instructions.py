@@ -20,13 +20,15 @@ run independent stages concurrently.
 from __future__ import annotations
 
 import re
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Callable
 
 from portside.engine.build.parser import Heredoc, Node, parse_heredoc
 from portside.engine.errors import DockerfileError
 from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 __all__ = [
     "Instruction", "From", "Run", "Cmd", "Entrypoint", "Workdir", "Env", "Arg", "Label",

@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import json
 import re
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+from portside.engine.errors import DockerfileError
+from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Callable, Iterator
 
     _ArgParser = Callable[[str, str], "tuple[Node | None, dict[str, bool]]"]
 
-from portside.engine.errors import DockerfileError
-from portside.engine.records import field, record
 
 __all__ = [
     "Heredoc",
@@ -561,7 +563,6 @@ def _parse_onbuild(rest: str, escape: str) -> tuple[Node | None, dict[str, bool]
 def _parse_ignore(rest: str, escape: str) -> tuple[Node | None, dict[str, bool]]:
     # Unknown instructions parse (phase 2 rejects them with a clear message).
     return Node(), {}
-
 
 
 #: Instruction name -> how its arguments are shaped.

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import threading
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+from ..records import asdict, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any, Callable, TextIO
-from ..records import asdict, record
+
 
 __all__ = ["BuildStep", "StepCached", "StepLog", "StepDone", "BuildDone", "Warning",
            "Event", "Progress", "PlainRenderer", "JsonRenderer", "QuietRenderer", "renderer"]

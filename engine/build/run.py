@@ -38,13 +38,15 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Callable, Sequence
 
 from portside.engine.errors import BuildError, InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.process import pid_alive
 from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
+
 
 __all__ = ["Workspace", "RunRequest", "run_in_workspace", "resolve_in_root", "lookup_user",
            "commit_upper", "clean_stale"]

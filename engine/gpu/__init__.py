@@ -20,15 +20,16 @@ error, and the container starts without one.
 from __future__ import annotations
 
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
 from collections.abc import Iterable, Mapping
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.gpu.request import (CDIDeviceName, DeviceMapping, GPURequest, parse_device,
                                          parse_gpus)
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from portside.engine.gpu.cdi import ContainerEdits, Registry
+
 
 __all__ = ["GPURequest", "CDIDeviceName", "DeviceMapping", "parse_gpus", "parse_device",
            "resolve_gpus", "resolve_cdi_devices", "apply_edits", "NVIDIA_KIND"]

@@ -33,14 +33,16 @@ import json
 import os
 import stat
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 from collections.abc import Iterable
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.gpu.request import KIND_RE, NAME_RE, split_cdi_name
 from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["SUPPORTED_VERSIONS", "DEFAULT_SPEC_DIRS", "DeviceNode", "Mount", "Hook",
            "ContainerEdits", "Device", "Spec", "parse_spec", "load_spec", "Registry",

@@ -18,15 +18,16 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO, Callable
 
 from .. import faults
 from ..errors import InvalidArgument
 from . import oci
 from .reference import Reference, parse_reference
 from .store import ImageRecord, ImageStore, LayerRef
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable
 
 
 # ------------------------------------------------------------------------------------------- save

@@ -30,10 +30,12 @@ import json
 import os
 import stat
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+from ..records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator, Sequence
-from ..records import field, record
+
 
 __all__ = ["FileInfo", "FileChange", "LayerInfo", "ConfigChange", "ImageDiff", "MergedView",
            "diff_images", "FIELDS"]

@@ -8,14 +8,15 @@ stored as the layer blob while it is unpacked into the layer's snapshot.
 from __future__ import annotations
 
 import time
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 from . import oci
 from .changes import apply_changes
 from .reference import parse_reference
 from .store import ImageRecord, ImageStore
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 def import_rootfs(store: ImageStore, stream: BinaryIO, *, repository: str | None = None,

@@ -55,9 +55,7 @@ import tarfile
 import urllib.parse
 import zlib
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, cast
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import record
@@ -162,7 +160,7 @@ class _HeadReader(io.RawIOBase):
 
     def readinto(self, buf: Any) -> int:
         if not self._head and hasattr(self._stream, "readinto"):
-            return self._stream.readinto(buf) or 0
+            return cast(int, self._stream.readinto(buf) or 0)
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
@@ -182,13 +180,13 @@ class _Decoded(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         try:
-            return self._decoder.read(-1 if size is None else size)
+            return cast(bytes, self._decoder.read(-1 if size is None else size))
         except self._errors as exc:
             raise InvalidArgument(f"corrupt {self._kind} layer stream: {exc}") from exc
 
     def readinto(self, buf: Any) -> int:
         try:
-            return self._decoder.readinto(buf)
+            return cast(int, self._decoder.readinto(buf))
         except self._errors as exc:
             raise InvalidArgument(f"corrupt {self._kind} layer stream: {exc}") from exc
 
@@ -226,7 +224,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     kind = detect_compression(head)
     raw = _HeadReader(head, stream)
     if kind is None:
-        return raw  # a binary stream
+        return cast(BinaryIO, raw)
     if kind == "gzip":
         decoder: Any = gzip.GzipFile(fileobj=raw, mode="rb")
         errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
@@ -235,7 +233,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
         decoder = zstandard.ZstdDecompressor().stream_reader(
             raw, read_size=_BUF, read_across_frames=True, closefd=False)
         errors = (zstandard.ZstdError, OSError, EOFError)
-    return _Decoded(decoder, errors, kind)  # a binary stream
+    return cast(BinaryIO, _Decoded(decoder, errors, kind))
 
 
 class _ForwardReader(io.RawIOBase):

@@ -14,9 +14,11 @@ import datetime as _dt
 import hashlib
 import json
 import os
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any
+
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

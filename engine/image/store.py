@@ -26,9 +26,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO, Iterable, Iterator
 
 from .. import events, faults
 from ..process import pid_alive
@@ -40,6 +37,11 @@ from . import oci
 from .schema import EXTRA_REFERENCES, SCHEMA, register_references  # noqa: F401 (re-exported)
 from .reference import Reference, parse_reference
 from ..records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterable, Iterator
+
 
 Database.register_schema("images", SCHEMA)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InvalidArgument, NotFound
 from .resource import Collection
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 
 class BuildCollection(Collection):

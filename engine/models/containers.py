@@ -18,9 +18,6 @@ import os
 import re
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Iterator
 
 from ..errors import ContainerExit, InvalidArgument, NotFound
 from ..image.schema import register_references
@@ -28,6 +25,11 @@ from ..runtime.containers import ContainerRecord, ContainerStore, network_mode
 from .images import register_in_use
 from .resource import Collection, Model
 from .system import register_check, register_df, register_info
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Iterator
+
 
 #: State keys that are portside's own bookkeeping, not Docker's.
 _PRIVATE_STATE = ("StartedAtTs", "FinishedAtTs", "ManuallyStopped", "RestartCount")

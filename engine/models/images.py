@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import fnmatch
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO, Callable
-
-    from ..image.store import ImageRecord
 
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..image import oci
 from ..image.reference import parse_reference
 from ..units import since
 from .resource import Collection, Model
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable
+
+    from ..image.store import ImageRecord
+
 
 #: Other parts of the engine (containers) register a function ``fn(engine)`` returning the ids of
 #: images in use, as {image id: [container ids]}; ``rmi`` and ``prune`` consult it.

@@ -15,12 +15,14 @@ The collection speaks to :class:`portside.engine.volumes.manager.VolumeManager`
 from __future__ import annotations
 
 import re
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 
 from ..errors import InvalidArgument
 from .resource import Collection, Model
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["Volume", "VolumeCollection", "volume_inspector"]
 

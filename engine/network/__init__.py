@@ -22,11 +22,13 @@ like ``ps`` that merely format ports do not pay for it.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+from .ports import PortSpec, format_ports, parse_publish, publish_all
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any
 
-from .ports import PortSpec, format_ports, parse_publish, publish_all
 
 __all__ = ["Attachment", "NetworkManager", "PortSpec", "format_ports", "parse_publish",
            "publish_all"]

@@ -27,11 +27,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+from portside.engine.errors import InvalidArgument
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-from portside.engine.errors import InvalidArgument
 
 LOCALHOST_LINES = (
     "127.0.0.1\tlocalhost",

@@ -22,11 +22,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sqlite3
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+from portside.engine.errors import Conflict, InvalidArgument
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Iterable, Iterator
 
-from portside.engine.errors import Conflict, InvalidArgument
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address

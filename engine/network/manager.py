@@ -43,9 +43,6 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, Iterable, Sequence
 
 from portside.engine.errors import (AlreadyExists, Conflict, InvalidArgument, NotFound,
                                     RuntimeFailure)
@@ -57,6 +54,11 @@ from . import netns as ns
 from .nft import Firewall, NetRule, PortRule
 from .ports import PortSpec, reserve
 from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
+
 
 Database.register_schema("network", ipam.SCHEMA)
 

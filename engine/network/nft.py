@@ -28,12 +28,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Iterable, Sequence
 
 from portside.engine.errors import RuntimeFailure
 from portside.engine.records import record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
+
 
 TABLE = "portside"
 FAMILY = "inet"

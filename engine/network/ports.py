@@ -25,12 +25,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Iterable, Mapping
 
 from portside.engine.errors import Conflict, InvalidArgument
 from portside.engine.records import record, replace
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping
+
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 

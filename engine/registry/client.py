@@ -34,13 +34,15 @@ import socket
 import ssl
 import threading
 import urllib.parse
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, BinaryIO
 
 from ..errors import NotFound, RegistryError, Unauthorized
 from .auth import Authenticator
 from .credentials import Credentials
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
 
 #: The host that serves Docker Hub's registry API.
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"

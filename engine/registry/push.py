@@ -24,9 +24,6 @@ from __future__ import annotations
 import json
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 from ..errors import EngineError, RegistryError
 from ..image import oci
@@ -34,6 +31,11 @@ from ..image.reference import parse_reference
 from . import known_sources, progress as pg, record_sources
 from .client import RegistryClient
 from .credentials import CredentialStore
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 
 CONCURRENT_UPLOADS = 3
 #: Size of the chunks of a chunked upload.

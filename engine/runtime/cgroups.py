@@ -29,11 +29,13 @@ import errno
 import os
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+from portside.engine.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Callable
 
-from portside.engine.errors import RuntimeFailure
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 

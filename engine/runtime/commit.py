@@ -24,17 +24,18 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, BinaryIO
 
 from portside.engine import events, faults
 from portside.engine.errors import EngineError
 
 from .containers import ContainerRecord
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
     from .lifecycle import Lifecycle
+
 
 #: Paths the engine puts in every container as mount points; ``diff`` does not report them.
 _ENGINE_PATHS = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/proc", "/sys",

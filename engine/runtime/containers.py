@@ -29,14 +29,16 @@ import json
 import os
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any, Iterator
 
 from portside.engine import events
 from portside.engine.errors import Conflict, InvalidArgument, NotFound
 from portside.engine.store.db import Database
 from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
 
 Database.register_schema("containers", [
     """CREATE TABLE IF NOT EXISTS containers (

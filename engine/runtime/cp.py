@@ -34,12 +34,14 @@ import posixpath
 import stat
 import tarfile
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO, Iterator
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
+
 
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02

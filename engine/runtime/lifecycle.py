@@ -34,9 +34,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 
 from portside.engine.errors import (Conflict, EngineError, IncorrectState, InvalidArgument,
                                     NotFound, RuntimeFailure)
@@ -44,8 +41,12 @@ from portside.engine.errors import (Conflict, EngineError, IncorrectState, Inval
 from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode,
                          new_container_id, new_state, now_rfc3339)
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .oci import OCIRuntime
+
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 DEFAULT_STOP_TIMEOUT = 10

@@ -24,9 +24,11 @@ import json
 import os
 import time
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Callable, IO, Iterator
+
 
 STDOUT = "stdout"
 STDERR = "stderr"

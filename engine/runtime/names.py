@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import os
 import re
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Callable
 
 from portside.engine.errors import InvalidArgument
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    from typing import Callable
+
     import random
+
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 

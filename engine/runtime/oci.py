@@ -25,18 +25,18 @@ import json
 import os
 import shutil
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import IO, Any, Sequence, Union
-
-    Stdio = Union[int, IO[Any], None]
 
 from portside.engine.errors import CannotInvoke, CommandNotFound, NotFound, RuntimeFailure
 
 from .cgroups import CgroupLayout
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import subprocess
+    from typing import IO, Any, Sequence, Union
+
+    Stdio = Union[int, IO[Any], None]
+
 
 #: ``subprocess.DEVNULL``, without importing subprocess (a start never calls the runtime here).
 DEVNULL = -3

@@ -31,12 +31,14 @@ import os
 import resource
 import stat
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 
 from portside.engine.errors import InvalidArgument
 from portside.engine.records import field, record
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 OCI_VERSION = "1.0.2"
 

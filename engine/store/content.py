@@ -45,9 +45,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 from portside.engine.errors import (
     Conflict,
@@ -56,6 +53,11 @@ from portside.engine.errors import (
     InvalidArgument,
     NotFound,
 )
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 
 __all__ = ["ContentStore", "Writer", "validate_digest", "digest_of"]
 

@@ -45,11 +45,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
+
+from portside.engine.errors import InvalidArgument
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any
 
-from portside.engine.errors import InvalidArgument
 
 __all__ = ["Database"]
 
@@ -99,6 +101,7 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._synced_changes = 0  # this process's total_changes at its last sync_log()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = _ThreadState()
         self._all: list[tuple[int, sqlite3.Connection]] = []
@@ -271,7 +274,7 @@ class Database:
         pid = os.getpid()
         with self._all_lock:
             total = sum(conn.total_changes for owner, conn in self._all if owner == pid)
-        if total == getattr(self, "_synced_changes", 0):
+        if total == self._synced_changes:
             return
         self._synced_changes = total
         try:

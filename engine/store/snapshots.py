@@ -41,13 +41,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 
 from portside.engine.errors import Conflict, CorruptStore, InvalidArgument, NotFound
 from portside.engine.store.content import validate_digest
 from portside.engine.store.db import Database
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["Snapshots", "chain_ids"]
 

@@ -31,9 +31,6 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-TYPE_CHECKING = False  # typing itself costs every command ~3 ms to import
-if TYPE_CHECKING:
-    from typing import Any
 
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..events import emit
@@ -41,6 +38,11 @@ from ..store.db import Database
 from .seed import copy_tree, is_empty_dir, resolve_in_root
 from .specs import (MountSpec, check_duplicates, mount_from_api, parse_mount, parse_tmpfs,
                     parse_volume, valid_mode, validate_volume_name)
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["VolumeManager", "ANONYMOUS_LABEL", "dir_size"]
 
