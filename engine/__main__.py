@@ -1,6 +1,6 @@
 """The ``portside`` program (``python -m portside.engine`` too).
 
-A rebuild with nothing changed is answered from the build memo (:mod:`.build.memo`) before the
+A rebuild with nothing changed is answered from the build memo (:mod:`.builder.memo`) before the
 command line's parser and the engine are imported; every other command line, and a build the
 memo cannot answer, goes to :func:`portside.engine.cli.main`.
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     """Run one command line. ``exiting``: the process ends right after (:func:`run`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "build" in argv[:4]:
-        from .build.memo import replay
+        from .builder.memo import replay
 
         code = replay(argv, exiting=exiting)
         if code is not None:

@@ -360,7 +360,7 @@ def add_locked_flag(p: argparse.ArgumentParser) -> None:
 
 def lock_active(args: argparse.Namespace) -> bool:
     """Whether a lock may apply (cheap: no lock module import unless one could be in force)."""
-    from .build.memo import lock_may_apply
+    from .builder.memo import lock_may_apply
 
     return bool(getattr(args, "locked", False)) or lock_may_apply()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import InvalidArgument
 
 # Kept light on purpose: ``portside build`` reads the state folder from here before it imports
-# anything else (see :mod:`portside.engine.build.memo`), so no dataclasses and no TOML parser
+# anything else (see :mod:`portside.engine.builder.memo`), so no dataclasses and no TOML parser
 # until a config file exists.
 
 

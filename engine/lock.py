@@ -31,7 +31,7 @@ through it (:func:`enforce`), and any drift is one-line error that says what cha
     portside.lock pins exp:1 to sha256:4f1c2a9b0e11, but the Dockerfile changed
     (sha256:77e2… → sha256:91aa…)
 
-Build inputs come from the labels every build writes (:mod:`portside.engine.build.builder`):
+Build inputs come from the labels every build writes (:mod:`portside.engine.builder.builder`):
 ``io.portside.build.dockerfile``, ``.context``, ``.args``, ``.source-date-epoch`` and the base
 image's ``org.opencontainers.image.base.name`` / ``.base.digest``.
 """

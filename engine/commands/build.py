@@ -11,7 +11,7 @@ from ..errors import InvalidArgument, NotFound
 
 
 def _key_values(items: list[str], what: str, *, from_env: bool = False) -> dict[str, str]:
-    from ..build.memo import key_values
+    from ..builder.memo import key_values
 
     try:
         return key_values(items, what, from_env=from_env)
@@ -41,7 +41,7 @@ def _build_args(p):
 @command("build", "Build an image from a Dockerfile", group="image", top_level=True)
 @arguments(_build_args)
 def build(ctx: Context, args):
-    from ..build.progress import renderer
+    from ..builder.progress import renderer
 
     quiet = args.quiet or args.progress == "quiet"
     mode = "json" if args.progress in ("json", "rawjson") else args.progress

@@ -7,7 +7,7 @@ REST API share::
                                 build_args={"PY": "3.12"}, progress=print)
     engine.builds.prune(all=True)          # builder prune -a
 
-Progress is a callable receiving the typed events of :mod:`portside.engine.build.progress`.
+Progress is a callable receiving the typed events of :mod:`portside.engine.builder.progress`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ class BuildCollection(Collection):
 
         Raises:
             DockerfileError, NotFound, InvalidArgument, BuildError: see
-            :meth:`portside.engine.build.builder.Builder.build`.
+            :meth:`portside.engine.builder.builder.Builder.build`.
         """
-        from ..build.builder import Builder, BuildOptions
+        from ..builder.builder import Builder, BuildOptions
 
         engine = self.engine
         ctx = self._context(context, dockerfile_path)
@@ -76,7 +76,7 @@ class BuildCollection(Collection):
             memo_key = None
             if isinstance(context, (str, os.PathLike)):
                 # taken before the build reads anything: a file edited meanwhile changes the key
-                from ..build.memo import fingerprint
+                from ..builder.memo import fingerprint
 
                 memo_key = fingerprint(
                     dockerfile=dockerfile, context=os.fspath(context), tags=list(tags),
@@ -101,11 +101,11 @@ class BuildCollection(Collection):
 
     def _remember(self, key: str, image_id: str, tags: list[str], bases, events,
                   layer_steps: set[int]) -> None:
-        """Record a finished build in the memo (see :mod:`portside.engine.build.memo`), with the
+        """Record a finished build in the memo (see :mod:`portside.engine.builder.memo`), with the
         events a rebuild would show: every step that looks up the step cache comes from it (the
         build just filled it), so it is CACHED, with no output and no time."""
-        from ..build.memo import record as remember
-        from ..build.progress import BuildDone, BuildStep, StepCached, StepDone, StepLog, \
+        from ..builder.memo import record as remember
+        from ..builder.progress import BuildDone, BuildStep, StepCached, StepDone, StepLog, \
             event_dict
         from ..image.reference import parse_reference
 
@@ -122,7 +122,7 @@ class BuildCollection(Collection):
             remember(conn, key, image_id, bases, [str(parse_reference(t)) for t in tags], shown)
 
     def _context(self, context, dockerfile_path):
-        from ..build.context import BuildContext
+        from ..builder.context import BuildContext
 
         name = "Dockerfile"
         if dockerfile_path is not None and not os.path.isabs(dockerfile_path):
@@ -166,13 +166,13 @@ class BuildCollection(Collection):
         Returns:
             ``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``.
         """
-        from ..build.cache import BuildCache
+        from ..builder.cache import BuildCache
 
         return BuildCache(self.engine.db, self.engine.image_store).prune(all=all)
 
     def cache_entries(self) -> list[dict]:
         """The build cache's entries, most recently used first."""
-        from ..build.cache import BuildCache
+        from ..builder.cache import BuildCache
 
         return BuildCache(self.engine.db, self.engine.image_store).entries()
 
@@ -193,7 +193,7 @@ def _build_check(engine, repair: bool) -> list[str]:
         if not pid_alive(pid):
             stale.append(entry)
     if stale and repair:
-        from ..build.run import clean_stale
+        from ..builder.run import clean_stale
 
         clean_stale(tmp)
     return [f"build workspace {e.name} left by a dead build" for e in stale]

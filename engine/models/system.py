@@ -25,7 +25,7 @@ _CONTRIBUTORS = (
     "portside.engine.models.containers",
     "portside.engine.models.networks",
     "portside.engine.models.build",
-    "portside.engine.build.cache",
+    "portside.engine.builder.cache",
     "portside.engine.registry",
 )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build import parse_dockerfile
+from portside.engine.builder import parse_dockerfile
 from portside.engine.errors import DockerfileError
 
 pytestmark = pytest.mark.conformance

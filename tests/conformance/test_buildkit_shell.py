@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build.shell import ShellError, expand_word, expand_words
+from portside.engine.builder.shell import ShellError, expand_word, expand_words
 
 pytestmark = pytest.mark.conformance
 

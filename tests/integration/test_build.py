@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build.progress import BuildStep, StepLog
+from portside.engine.builder.progress import BuildStep, StepLog
 from portside.engine.errors import BuildError, InvalidArgument, NotFound
 
 pytestmark = [pytest.mark.integration,
@@ -58,7 +58,7 @@ def read(engine, ref: str, path: str) -> str:
 
 def run_image(engine, ref: str, argv: list[str]) -> list[str]:
     """Run ``argv`` in the image as its config says (user, workdir, env); return the output."""
-    from portside.engine.build.run import RunRequest, Workspace, run_in_workspace
+    from portside.engine.builder.run import RunRequest, Workspace, run_in_workspace
 
     rec = engine.image_store.get(ref)
     cfg = engine.image_store.config(rec)["config"]

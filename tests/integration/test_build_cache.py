@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build.progress import BuildStep, StepCached
+from portside.engine.builder.progress import BuildStep, StepCached
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]

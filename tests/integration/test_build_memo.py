@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build.memo import replay
+from portside.engine.builder.memo import replay
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build.context import BuildContext
+from portside.engine.builder.context import BuildContext
 from portside.engine.errors import InvalidArgument, NotFound
 
 pytestmark = pytest.mark.unit

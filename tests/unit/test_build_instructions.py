@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.build import (
+from portside.engine.builder import (
     Add, Arg, Cmd, Copy, Env, From, Healthcheck, KeyValue, Onbuild, Run, Shell, parse_dockerfile,
 )
 from portside.engine.errors import DockerfileError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portside.engine.build import parse_dockerfile
-from portside.engine.build.parser import extract_flags, go_quote, split_raw_words
+from portside.engine.builder import parse_dockerfile
+from portside.engine.builder.parser import extract_flags, go_quote, split_raw_words
 from portside.engine.errors import DockerfileError
 
 pytestmark = pytest.mark.unit

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from portside.engine.build import (
+from portside.engine.builder import (
     Copy, Env, KeyValue, Run, Workdir, expand_word, expand_words, parse_dockerfile,
 )
-from portside.engine.build.shell import ShellError, ShellLex
+from portside.engine.builder.shell import ShellError, ShellLex
 from portside.engine.errors import DockerfileError
 
 pytestmark = pytest.mark.unit

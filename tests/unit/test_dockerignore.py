@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portside.engine.build.context import IgnoreMatcher, clean_path
+from portside.engine.builder.context import IgnoreMatcher, clean_path
 
 pytestmark = pytest.mark.unit
 

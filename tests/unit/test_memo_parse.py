@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from portside.engine.build.memo import MAX_ENTRIES, _parse, context_stamp, key_values
+from portside.engine.builder.memo import MAX_ENTRIES, _parse, context_stamp, key_values
 
 
 def test_reads_the_build_options_it_mirrors():
@@ -70,11 +70,11 @@ def test_stamp_gives_up_on_huge_contexts(tmp_path):
 
 def test_the_fast_path_imports_only_the_standard_library(tmp_path):
     # `portside build` of an unknown context: the memo answers None without loading the engine
-    code = ("import sys; from portside.engine.build.memo import replay; "
+    code = ("import sys; from portside.engine.builder.memo import replay; "
             f"assert replay(['--root', {str(tmp_path)!r}, 'build', {str(tmp_path)!r}]) is None; "
             "print(sorted(m for m in sys.modules if m.startswith('portside')))")
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == "['portside', 'portside.engine', 'portside.engine.build', " \
-                          "'portside.engine.build.memo']"
+    assert out.strip() == "['portside', 'portside.engine', 'portside.engine.builder', " \
+                          "'portside.engine.builder.memo']"

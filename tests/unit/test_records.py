@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from portside.engine.build.instructions import Copy, From
+from portside.engine.builder.instructions import Copy, From
 from portside.engine.records import asdict, field, fields, record, replace
 
 pytestmark = pytest.mark.unit

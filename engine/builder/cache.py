@@ -26,7 +26,7 @@ import hashlib
 import json
 import time
 
-from portside.engine.build.memo import SCHEMA as MEMO_SCHEMA
+from portside.engine.builder.memo import SCHEMA as MEMO_SCHEMA
 from portside.engine.image.schema import register_references
 from portside.engine.image.store import LayerRef
 from portside.engine.store.db import Database

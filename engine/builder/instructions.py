@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from portside.engine.build.parser import Heredoc, Node, parse_heredoc
+from portside.engine.builder.parser import Heredoc, Node, parse_heredoc
 from portside.engine.errors import DockerfileError
 from portside.engine.records import field, record
 

@@ -1,6 +1,6 @@
 """The Dockerfile reader's entry points: :func:`parse_dockerfile` and :class:`Dockerfile`.
 
-:mod:`portside.engine.build` re-exports everything here; its docstring explains the three steps
+:mod:`portside.engine.builder` re-exports everything here; its docstring explains the three steps
 (parse, type, expand) and which module does each.
 """
 
@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from portside.engine.build.instructions import (
+from portside.engine.builder.instructions import (
     Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, From, Healthcheck, Instruction, KeyValue, Label,
     Maintainer, Onbuild, Run, Shell, SourceContent, Stage, Stopsignal, User, Volume, Workdir,
     build_stages, parse_instruction, parse_mount, resolve_stage, stage_dependencies,
 )
-from portside.engine.build.parser import Heredoc, Node, ParseResult, parse
-from portside.engine.build.shell import ShellError, ShellLex, expand_word, expand_words
-from portside.engine.build.variables import (
+from portside.engine.builder.parser import Heredoc, Node, ParseResult, parse
+from portside.engine.builder.shell import ShellError, ShellLex, expand_word, expand_words
+from portside.engine.builder.variables import (
     ExpandedStage, Step, expand_from, expand_instruction, expand_stage, resolve_meta_args,
 )
 from portside.engine.errors import DockerfileError
 from portside.engine.records import replace
 
-# the public names are listed in portside.engine.build.__all__
+# the public names are listed in portside.engine.builder.__all__
 
 
 class Dockerfile:

@@ -1,6 +1,6 @@
 """The builder: typed Dockerfile stages in, images out.
 
-A build walks each *stage* of a parsed Dockerfile (see :mod:`portside.engine.build`) from its
+A build walks each *stage* of a parsed Dockerfile (see :mod:`portside.engine.builder`) from its
 ``FROM`` to its last instruction, keeping a :class:`StageState`: the image config being edited,
 the layer stack, the history and the *cache key* of the last step.  Each instruction is one
 ``match`` arm:
@@ -33,17 +33,17 @@ import threading
 import time
 from pathlib import Path
 
-from portside.engine.build import (
+from portside.engine.builder import (
     Add, Arg, Cmd, Copy, Dockerfile, Entrypoint, Env, Expose, From, Healthcheck, Instruction,
     Label, Maintainer, Onbuild, Run, Shell, SourceContent, Stage, Step, Stopsignal, User,
     Volume, Workdir, expand_from, parse_dockerfile, parse_mount, resolve_meta_args, resolve_stage,
 )
-from portside.engine.build.cache import BuildCache, cache_key
-from portside.engine.build.context import BuildContext, clean_path
-from portside.engine.build.progress import (
+from portside.engine.builder.cache import BuildCache, cache_key
+from portside.engine.builder.context import BuildContext, clean_path
+from portside.engine.builder.progress import (
     BuildDone, BuildStep, Progress, StepCached, StepDone, StepLog, Warning,
 )
-from portside.engine.build.run import (
+from portside.engine.builder.run import (
     RunRequest, Workspace, clean_stale, commit_upper, lookup_user, resolve_in_root,
     run_in_workspace,
 )

@@ -349,7 +349,7 @@ def _show(req: _Request, image_id: str, events: list[dict], seconds: float, out,
             out.write(json.dumps(event) + "\n")
         out.flush()
         return
-    from portside.engine.build import progress
+    from portside.engine.builder import progress
 
     view = progress.PlainRenderer(err)
     for event in [*events, done]:

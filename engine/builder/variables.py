@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from portside.engine.build.instructions import (
+from portside.engine.builder.instructions import (
     Add, Arg, Copy, Env, Expose, From, Instruction, KeyValue, Label, Run, Stage, Stopsignal, User,
     Volume, Workdir,
 )
-from portside.engine.build.shell import ShellError, ShellLex
+from portside.engine.builder.shell import ShellError, ShellLex
 from portside.engine.errors import DockerfileError
 from portside.engine.records import record, replace
 

@@ -18,7 +18,7 @@ so a file whose syntax is fine but whose meaning is not (an unknown flag, say) s
         steps = df.expand(stage, build_args={"PY": "3.12"})
 
 The names below are defined in :mod:`.dockerfile` and the modules it imports; they load on first
-use (``from portside.engine.build import parse_dockerfile`` works as usual), so importing a light
+use (``from portside.engine.builder import parse_dockerfile`` works as usual), so importing a light
 submodule such as :mod:`.memo` does not load the parser.
 """
 
@@ -41,7 +41,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from portside.engine.build import dockerfile
+        from portside.engine.builder import dockerfile
 
         return getattr(dockerfile, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

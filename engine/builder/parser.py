@@ -431,7 +431,7 @@ def parse_heredoc(word: str) -> Heredoc | None:
     match = _HEREDOC.match(word)
     if match is None or not match.group(3):
         return None
-    from portside.engine.build.shell import ShellError, expand_words
+    from portside.engine.builder.shell import ShellError, expand_words
 
     fd_text, chomp, raw_name = match.groups()
     try:
