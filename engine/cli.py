@@ -316,7 +316,8 @@ def print_table(ctx: Context, fmt: str | None, rows: list[dict], default: str,
 
 
 def print_object(ctx: Context, fmt: str | None, objects: list[Any]) -> None:
-    from .formatting import format_object, render
+    from .formatting import format_object
+    from .gotemplate import render
 
     if fmt and fmt != "json":
         for obj in objects:

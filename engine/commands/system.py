@@ -17,7 +17,7 @@ def _fmt_arg(p):
 def version(ctx: Context, args):
     info = ctx.engine.system.version()
     if args.format:
-        from ..formatting import render
+        from ..gotemplate import render
 
         ctx.print(render(args.format, info) if args.format != "json" else json.dumps(info))
         return info
@@ -33,7 +33,7 @@ def version(ctx: Context, args):
 def info(ctx: Context, args):
     data = ctx.engine.system.info()
     if args.format:
-        from ..formatting import render
+        from ..gotemplate import render
 
         ctx.print(render(args.format, data) if args.format != "json" else json.dumps(data))
         return data
@@ -115,7 +115,7 @@ def events(ctx: Context, args):
 
     from .. import events as ev
     from ..cli import parse_filters
-    from ..formatting import render
+    from ..gotemplate import render
 
     filters = parse_filters(args.filter)
     since_ = float(args.since) if args.since else None
