@@ -230,7 +230,7 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
     if args.stop_timeout is not None:
         config["StopTimeout"] = args.stop_timeout
     if args.stop_signal:
-        from ..runtime.lifecycle import parse_signal
+        from ..runtime.signals import parse_signal
 
         parse_signal(args.stop_signal)
     tmpfs: dict[str, str] = {}
@@ -444,7 +444,7 @@ def _run_attached(ctx: Context, ref, *, interactive: bool, tty: bool, detach_key
 
 
 def _interrupt_foreground(lc, rec) -> None:
-    from ..runtime.lifecycle import wait_until
+    from ..process import wait_until
 
     paths = lc.paths(rec)
     try:
@@ -553,7 +553,7 @@ def _attach_tty(ctx: Context, lc, rec, interactive: bool, detach_keys: bytes) ->
 def _finish_foreground(lc, rec) -> int:
     """After an attached container exited: record its exit, clean up (and ``--rm``), return
     its status. Done here rather than left to the monitor's cleanup so ``run`` returns at once."""
-    from ..runtime.lifecycle import wait_until
+    from ..process import wait_until
 
     paths = lc.paths(rec)
     # started here: the monitor reports the exit and the runtime's delete; else poll
@@ -627,7 +627,7 @@ def stop(ctx: Context, args):
     lc = _lc(ctx)
 
     if args.signal:
-        from ..runtime.lifecycle import parse_signal
+        from ..runtime.signals import parse_signal
 
         parse_signal(args.signal)  # a bad signal is refused before anything is stopped
 
@@ -652,7 +652,7 @@ def _kill_args(p):
 @command("kill", "Kill one or more running containers", group="container", top_level=True)
 @arguments(_kill_args)
 def kill(ctx: Context, args):
-    from ..runtime.lifecycle import parse_signal
+    from ..runtime.signals import parse_signal
 
     parse_signal(args.signal)
     lc = _lc(ctx)

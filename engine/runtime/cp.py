@@ -27,7 +27,6 @@ Docker's rules for where things land (``cp SRC DEST``):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import posixpath
@@ -37,47 +36,11 @@ from pathlib import Path
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import record
+from portside.engine.rootfs import openat2_in_root
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import BinaryIO, Iterator
-
-
-SYS_OPENAT2 = 437
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def openat2_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
-    """Open ``path`` relative to ``root_fd`` as if ``root_fd`` were ``/`` (``RESOLVE_IN_ROOT``).
-
-    Args:
-        root_fd: a directory fd (``O_PATH`` is fine) standing for the container's root.
-        path: the path inside the container; absolute or relative, both mean from the root.
-        flags: ``os.O_*`` flags; add ``os.O_NOFOLLOW`` to open a final symlink itself.
-        mode: the mode for ``O_CREAT``.
-    Returns:
-        the new fd (close-on-exec).
-    Raises:
-        OSError: as ``openat2(2)`` fails (ENOENT, ELOOP, ENOTDIR…).
-    """
-    rel = path.lstrip("/") or "."
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(SYS_OPENAT2, root_fd, os.fsencode(rel), ctypes.byref(how),
-                       ctypes.sizeof(how))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
 
 
 def _norm(path: str) -> str:
@@ -173,21 +136,6 @@ class ContainerFS:
                 return os.fstat(fd)
         except NotFound:
             return None
-
-
-def read_file_in_root(rootfs: Path, path: str, limit: int = 16 << 20) -> bytes:
-    """Read a (small) file of the container, confined to ``rootfs``."""
-    fs = ContainerFS(Path(rootfs), [])
-    with fs.open(path, os.O_RDONLY) as fd:
-        chunks = []
-        total = 0
-        while total < limit:
-            data = os.read(fd, 65536)
-            if not data:
-                break
-            chunks.append(data)
-            total += len(data)
-        return b"".join(chunks)
 
 
 # ----------------------------------------------------------------------------------- out of the container

@@ -38,8 +38,12 @@ from pathlib import Path
 from portside.engine.errors import (Conflict, EngineError, IncorrectState, InvalidArgument,
                                     NotFound, RuntimeFailure)
 
+from portside.engine.process import pidfd, process_alive, wait_until
+
 from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode,
                          new_container_id, new_state, now_rfc3339)
+from .defaults import merge_config, normalize_host_config
+from .signals import parse_signal
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -93,92 +97,7 @@ def status_of(rec: ContainerRecord) -> Status:
     return Status(rec.status)
 
 
-# ----------------------------------------------------------------------------------- signals
-
-
-def parse_signal(value: str | int) -> int:
-    """``9``, ``KILL``, ``SIGKILL``, ``sigterm`` → the signal number.
-
-    Raises:
-        InvalidArgument: not a signal this host knows.
-    """
-    import signal
-
-    text = str(value).strip()
-    if text.isdigit():
-        num = int(text)
-        if 0 < num < signal.NSIG:
-            return num
-        raise InvalidArgument(f"invalid signal: {value}")
-    name = text.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
-    if sig is None:
-        m = {"SIGRTMIN": signal.SIGRTMIN, "SIGRTMAX": signal.SIGRTMAX}
-        if name in m:
-            return int(m[name])
-        raise InvalidArgument(f"invalid signal: {value}")
-    return int(sig)
-
-
-# ----------------------------------------------------------------------------------- process helpers
-
-
-def process_alive(pid: int, marker: str = "") -> bool:
-    """True when ``pid`` lives (not a zombie) and, with ``marker``, its argv mentions it."""
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            if f.read().rpartition(b")")[2].split()[0] == b"Z":
-                return False
-        if marker:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return marker.encode() in f.read()
-        return True
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.005,
-               wake: int | None = None) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value.
-
-    ``wake``: a descriptor (e.g. a process's pidfd) whose readiness cuts a sleep short, for the
-    event the predicate waits for, so it is seen at once rather than at the next poll.
-    """
-    deadline = time.monotonic() + timeout
-    delay = interval
-    while True:
-        if predicate():
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        if wake is None:
-            time.sleep(min(delay, left))
-        else:
-            import select
-
-            if select.select([wake], [], [], min(delay, left))[0]:
-                wake = None  # it stays readable: poll from now on
-        delay = min(delay * 1.5, 0.05)
-
-
-def pidfd(pid: int, marker: str = "") -> int | None:
-    """A pidfd of ``pid`` while it lives (with ``marker`` in its argv), for :func:`wait_until`'s
-    ``wake``; None when it is gone or the kernel has no pidfds. The caller closes it."""
-    if pid <= 0 or not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return None
-    if not process_alive(pid, marker):  # checked after the open: the pid cannot be reused now
-        os.close(fd)
-        return None
-    return fd
+# ----------------------------------------------------------------------------------- helpers
 
 
 def _read_exit(path: Path) -> dict[str, Any] | None:
@@ -772,6 +691,8 @@ class Lifecycle:
         cfg, hc = rec.config, rec.host_config
         paths = self.paths(rec)
         args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        from portside.engine.rootfs import resolve_user
+
         uid, gid, groups = resolve_user(paths.rootfs, cfg.get("User") or "")
         workdir = cfg.get("WorkingDir") or "/"
         if not workdir.startswith("/"):
@@ -1117,6 +1038,8 @@ class Lifecycle:
         if workdir:
             proc["cwd"] = workdir
         if user:
+            from portside.engine.rootfs import resolve_user
+
             uid, gid, groups = resolve_user(self.paths(rec).rootfs, user)
             proc["user"] = {"uid": uid, "gid": gid, **({"additionalGids": groups} if groups else {})}
         proc.pop("rlimits", None) if not proc.get("rlimits") else None
@@ -1232,7 +1155,7 @@ def _lookup_command(rootfs: Path, process: dict[str, Any]) -> int:
     ``PATH``), 126 when it exists but cannot be executed, 127 when it is nowhere."""
     import stat as stat_
 
-    from .cp import openat2_in_root
+    from portside.engine.rootfs import openat2_in_root
 
     args = process.get("args") or [""]
     name = args[0]
@@ -1271,73 +1194,7 @@ def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:
     return int(doc["exit_code"]) if doc else int(rec.state.get("ExitCode", 0))
 
 
-# ----------------------------------------------------------------------------------- config helpers
-
-
-def merge_config(image: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    """Docker's rules for combining an image's config with ``run``'s options.
-
-    Env is the image's with the user's overriding by name; a user ``Entrypoint`` (even empty)
-    replaces the image's and drops the image's ``Cmd``; Labels merge; other fields fall back to the
-    image's when the user gave none.
-    """
-    out = dict(user)
-    env = list(image.get("Env") or [])
-    for e in user.get("Env") or []:
-        key = e.split("=", 1)[0]
-        env = [x for x in env if x.split("=", 1)[0] != key] + [e]
-    out["Env"] = env
-    if user.get("Entrypoint") is not None:
-        out["Entrypoint"] = [x for x in user["Entrypoint"] if x != ""] or None
-        out["Cmd"] = user.get("Cmd") or None
-    else:
-        out["Entrypoint"] = image.get("Entrypoint")
-        out["Cmd"] = user.get("Cmd") or image.get("Cmd")
-    for key in ("WorkingDir", "User", "StopSignal"):
-        if not out.get(key):
-            out[key] = image.get(key) or ""
-    labels = dict(image.get("Labels") or {})
-    labels.update(user.get("Labels") or {})
-    out["Labels"] = labels
-    vols = dict(image.get("Volumes") or {})
-    vols.update(user.get("Volumes") or {})
-    out["Volumes"] = vols or None
-    ports = dict(image.get("ExposedPorts") or {})
-    ports.update(user.get("ExposedPorts") or {})
-    out["ExposedPorts"] = ports or None
-    for key, default in (("Tty", False), ("OpenStdin", False), ("AttachStdin", False),
-                         ("AttachStdout", False), ("AttachStderr", False), ("Hostname", ""),
-                         ("Domainname", "")):
-        out.setdefault(key, default)
-    return out
-
-
-def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
-    """Fill Docker's defaults into a HostConfig."""
-    out = dict(hc)
-    out.setdefault("Binds", None)
-    out.setdefault("NetworkMode", "default")
-    out.setdefault("PortBindings", {})
-    out.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-    out.setdefault("AutoRemove", False)
-    out.setdefault("CapAdd", None)
-    out.setdefault("CapDrop", None)
-    out.setdefault("Privileged", False)
-    out.setdefault("ReadonlyRootfs", False)
-    out.setdefault("ShmSize", 64 * 1024 * 1024)
-    out.setdefault("Memory", 0)
-    out.setdefault("NanoCpus", 0)
-    out.setdefault("PidsLimit", None)
-    out.setdefault("DeviceRequests", None)
-    out.setdefault("Devices", [])
-    out.setdefault("VolumesFrom", None)
-    out.setdefault("Mounts", None)
-    policy = out["RestartPolicy"] or {}
-    if policy.get("Name") not in ("no", "always", "on-failure", "unless-stopped", ""):
-        raise InvalidArgument(f"invalid restart policy: {policy.get('Name')}")
-    if out["AutoRemove"] and policy.get("Name") not in ("no", "", None):
-        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
-    return out
+# ----------------------------------------------------------------------------------- volumes and devices
 
 
 def _plain_binds(binds: list[str], mounts: list[Any], image_volumes: list[str],
@@ -1382,52 +1239,6 @@ def _device_mappings(devices: list[dict[str, Any]]) -> tuple[list[dict], list[di
         rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
                       "access": d.get("CgroupPermissions") or "rwm"})
     return out, rules
-
-
-def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int]]:
-    """Docker's ``-u``: ``name|uid[:group|gid]`` resolved against the container's
-    ``/etc/passwd`` and ``/etc/group`` (read without following links out of the rootfs).
-
-    Raises:
-        InvalidArgument: a name the container does not know.
-    """
-    if not user:
-        return 0, 0, []
-    name, _, group = user.partition(":")
-
-    def table(path: str) -> list[list[str]]:
-        from .cp import read_file_in_root
-
-        try:
-            text = read_file_in_root(rootfs, path).decode(errors="replace")
-        except (NotFound, EngineError, OSError):
-            return []
-        return [ln.split(":") for ln in text.splitlines() if ln and not ln.startswith("#")]
-
-    passwd = None
-    if name.isdigit():
-        uid = int(name)
-        gid = 0
-        for row in table("/etc/passwd") if not group else []:
-            if len(row) > 3 and row[2] == name:
-                gid = int(row[3])
-    else:
-        passwd = table("/etc/passwd")
-        match = [r for r in passwd if r and r[0] == name and len(r) > 3]
-        if not match:
-            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
-        uid, gid = int(match[0][2]), int(match[0][3])
-    groups: list[int] = []
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            rows = [r for r in table("/etc/group") if r and r[0] == group and len(r) > 2]
-            if not rows:
-                raise InvalidArgument(f"unable to find group {group}: no matching entries in "
-                                      f"group file")
-            gid = int(rows[0][2])
-    return uid, gid, groups
 
 
 # ----------------------------------------------------------------------------------- entry point

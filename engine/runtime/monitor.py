@@ -199,7 +199,9 @@ class MonitorLaunch:
         except TimeoutError:
             pass
         if reply.get("pid"):
-            _wait_gone(int(reply["pid"]))  # so a failed start leaves no process behind
+            from portside.engine.process import wait_gone
+
+            wait_gone(int(reply["pid"]))  # so a failed start leaves no process behind
         self.close()
         from portside.engine.runtime.oci import classify_error
 
@@ -276,7 +278,7 @@ def launch_monitor(container_id: str, state_dir) -> MonitorLaunch:
 
     Args:
         container_id: the runtime id of the container (it names the process, for
-            :func:`~.lifecycle.process_alive`).
+            :func:`~portside.engine.process.process_alive`).
         state_dir: the monitor's folder (made here); its ``monitor.log`` gets the monitor's own
             errors.
 
@@ -324,19 +326,6 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
                          watch_lock=watch_lock, cgroup_path=cgroup_path, timeout=timeout)
     finally:
         launch.close()
-
-
-def _wait_gone(pid, timeout=5.0):
-    """Wait until ``pid`` (not our child) has exited: gone from /proc or a zombie."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                if f.read().rpartition(")")[2].split()[0] == "Z":
-                    return
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return
-        time.sleep(0.005)
 
 
 def attach(attach_socket, stdin, stdout, stderr, *, detach_keys: bytes = b"\x10\x11",

@@ -10,8 +10,10 @@ import pytest
 from portside.engine.errors import Conflict, InvalidArgument, NotFound
 from portside.engine.runtime.containers import (ContainerRecord, ContainerStore, new_state,
                                                 run_dir_for)
-from portside.engine.runtime.lifecycle import (Lifecycle, Status, merge_config, parse_signal,
-                                               resolve_user)
+from portside.engine.rootfs import resolve_user
+from portside.engine.runtime.defaults import merge_config
+from portside.engine.runtime.lifecycle import Lifecycle, Status
+from portside.engine.runtime.signals import parse_signal
 from portside.engine.runtime.names import random_name, validate_name
 
 pytestmark = pytest.mark.unit
