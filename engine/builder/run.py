@@ -154,6 +154,34 @@ class Workspace:
             return any(True for _ in it)
 
 
+class ReadOnlyView:
+    """A read-only overlay of some snapshots (another stage or image), for COPY --from."""
+
+    def __init__(self, tmp_root: Path, lowers: Sequence[Path]) -> None:
+        self.ws = Workspace(tmp_root, lowers)
+
+    def __enter__(self) -> Path:
+        ws = self.ws
+        ws.dir.mkdir(parents=True)
+        (ws.dir / "pid").write_text(str(os.getpid()))
+        ws.merged.mkdir()
+        lowers = ws.lowers
+        if not lowers:
+            return ws.merged  # scratch: an empty directory
+        from portside.engine.store.mount import LinuxMounter
+
+        try:
+            LinuxMounter().mount_overlay(lowers, None, None, ws.merged, readonly=True)
+            ws._mounted = True
+        except BaseException:
+            shutil.rmtree(ws.dir, ignore_errors=True)
+            raise
+        return ws.merged
+
+    def __exit__(self, *exc: object) -> None:
+        self.ws.__exit__(*exc)
+
+
 def commit_upper(upper: Path, image_store, parent_chain: str | None, leases: list[str], *,
                  source_date_epoch: int | None = None, overlay_upper: bool = True):
     """Tar ``upper`` into a layer and store it (blob + snapshot) on top of ``parent_chain``.
