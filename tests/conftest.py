@@ -29,7 +29,21 @@ CACHE = Path(os.environ.get("PORTSIDE_TEST_CACHE", "/var/cache/portside-test"))
 IS_ROOT = os.geteuid() == 0
 
 
+#: Every test carries exactly one of these (pyproject declares them): the tier decides where it
+#: may run (unit: anywhere, no lock; the others: as root, under the shared test lock).
+TIERS = ("unit", "integration", "interop", "conformance")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an untiered test must not vanish quietly
 def pytest_collection_modifyitems(config, items):
+    wrong = []
+    for item in items:
+        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
+        if len(set(tiers)) != 1:
+            wrong.append(f"{item.nodeid}: {'tiers ' + ', '.join(sorted(set(tiers))) if tiers else 'no tier marker'}")
+    if wrong:
+        raise pytest.UsageError("every test needs exactly one tier marker "
+                                f"({', '.join(TIERS)}):\n  " + "\n  ".join(wrong))
     for item in items:
         if ("integration" in item.keywords or "interop" in item.keywords) and not IS_ROOT:
             item.add_marker(pytest.mark.skip(reason="needs root (run `make test` as root)"))

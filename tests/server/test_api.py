@@ -259,64 +259,6 @@ async def test_a_wrong_token_is_refused(api):
     assert response.code in (401, 403)
 
 
-# ------------------------------------------------------------------------------ containers
-@pytest.fixture
-def containers_engine():
-    pytest.importorskip("portside.engine.models.containers",
-                        reason="engine.containers is not built yet")
-
-
-@pytest.fixture
-def running(cli, busybox, containers_engine):
-    cli("run", "-d", "--name", "web", busybox, "sleep", "60")
-    yield "web"
-    cli("rm", "-f", "web", check=False)
-
-
-@pytest.mark.integration
-async def test_containers_list_actions_and_logs(api, cli, running, server_engine):
-    rows = body(await api("containers"))
-    expected = cli_json(cli, "ps", "-a")
-    assert [r["Names"] for r in rows] == [e["Names"] for e in expected] == ["web"]
-    for key in ("ID", "Image", "State", "Ports", "Command"):
-        assert rows[0][key] == expected[0][key], key
-    assert rows[0]["State"] == "running" and rows[0]["StartedAt"]
-
-    inspected = body(await api("containers", "web"))
-    assert inspected["Name"].lstrip("/") == "web" and inspected["State"]["Running"] is True
-    assert body(await api("containers", inspected["Id"][:12]))["Id"] == inspected["Id"]
-
-    response = await api("containers", "web", "stop", method="POST", params={"t": "1"})
-    assert response.code == 200 and body(response)["State"]["Running"] is False
-    assert server_engine.containers.get("web").status == "exited"
-
-    response = await api("containers", "web", "kill", method="POST")
-    assert response.code == 409 and body(response)["type"] == "IncorrectState"
-
-    logs = body(await api("containers", "web", "logs", params={"tail": "10"}))
-    assert "logs" in logs
-
-    response = await api("containers", "web", method="DELETE")
-    assert response.code == 204
-    assert "web" not in cli("ps", "-a", "--format", "{{.Names}}").out.split()
-    response = await api("containers", "web")
-    assert response.code == 404 and body(response)["type"] == "NotFound"
-
-
-@pytest.mark.integration
-async def test_container_logs_follow_streams_new_output(api, cli, busybox, containers_engine):
-    cli("run", "-d", "--name", "talker", busybox, "sh", "-c",
-        "for i in 1 2 3; do echo line$i; sleep 0.2; done")
-    try:
-        response = await api("containers", "talker", "logs", params={"follow": "1"},
-                             request_timeout=20)
-        assert response.headers["Content-Type"].startswith("application/x-ndjson")
-        text = "".join(item.get("text", "") for item in lines(response.body))
-        assert "line1" in text and "line3" in text
-    finally:
-        cli("rm", "-f", "talker", check=False)
-
-
 # ------------------------------------------------------------------------------ the written API
 def test_openapi_file_documents_every_route_and_verb():
     import yaml

@@ -10,6 +10,8 @@ import pytest
 
 from portside.engine.builder.memo import MAX_ENTRIES, _parse, context_stamp, key_values
 
+pytestmark = pytest.mark.unit
+
 
 def test_reads_the_build_options_it_mirrors():
     req = _parse(["--root", "/r", "build", "-q", "-t", "a:1", "--tag=b:2", "-f", "Df",

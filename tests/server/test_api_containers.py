@@ -1,0 +1,70 @@
+"""The side panel's REST API on containers: real containers (root, runc), served by a real
+Jupyter server, compared with what the CLI prints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def body(response) -> object:
+    return json.loads(response.body)
+
+
+def lines(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+def cli_json(cli, *args: str) -> list[dict]:
+    out = cli(*args, "--format", "json").out
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+@pytest.fixture
+def running(cli, busybox_image):
+    cli("run", "-d", "--name", "web", busybox_image, "sleep", "60")
+    yield "web"
+    cli("rm", "-f", "web", check=False)
+
+
+async def test_containers_list_actions_and_logs(api, cli, running, server_engine):
+    rows = body(await api("containers"))
+    expected = cli_json(cli, "ps", "-a")
+    assert [r["Names"] for r in rows] == [e["Names"] for e in expected] == ["web"]
+    for key in ("ID", "Image", "State", "Ports", "Command"):
+        assert rows[0][key] == expected[0][key], key
+    assert rows[0]["State"] == "running" and rows[0]["StartedAt"]
+
+    inspected = body(await api("containers", "web"))
+    assert inspected["Name"].lstrip("/") == "web" and inspected["State"]["Running"] is True
+    assert body(await api("containers", inspected["Id"][:12]))["Id"] == inspected["Id"]
+
+    response = await api("containers", "web", "stop", method="POST", params={"t": "1"})
+    assert response.code == 200 and body(response)["State"]["Running"] is False
+    assert server_engine.containers.get("web").status == "exited"
+
+    response = await api("containers", "web", "kill", method="POST")
+    assert response.code == 409 and body(response)["type"] == "IncorrectState"
+
+    logs = body(await api("containers", "web", "logs", params={"tail": "10"}))
+    assert "logs" in logs
+
+    response = await api("containers", "web", method="DELETE")
+    assert response.code == 204
+    assert "web" not in cli("ps", "-a", "--format", "{{.Names}}").out.split()
+    response = await api("containers", "web")
+    assert response.code == 404 and body(response)["type"] == "NotFound"
+
+
+async def test_container_logs_follow_streams_new_output(api, cli, busybox_image):
+    cli("run", "-d", "--name", "talker", busybox_image, "sh", "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.2; done")
+    try:
+        response = await api("containers", "talker", "logs", params={"follow": "1"},
+                             request_timeout=20)
+        assert response.headers["Content-Type"].startswith("application/x-ndjson")
+        text = "".join(item.get("text", "") for item in lines(response.body))
+        assert "line1" in text and "line3" in text
+    finally:
+        cli("rm", "-f", "talker", check=False)
