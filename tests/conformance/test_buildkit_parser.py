@@ -16,7 +16,10 @@ from portside.engine.errors import DockerfileError
 
 pytestmark = pytest.mark.conformance
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "buildkit"
+# beside the repository, or beside a folder holding it (a git worktree under wt/)
+CORPUS = next((d / "shared" / "conformance" / "buildkit" for d in Path(__file__).resolve().parents[2:]
+               if (d / "shared" / "conformance" / "buildkit").is_dir()),
+              Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "buildkit")
 PARSER = CORPUS / "parser"
 MISSING = f"BuildKit conformance corpus not found at {CORPUS}"
 

@@ -16,7 +16,10 @@ from portside.engine.builder.shell import ShellError, expand_word, expand_words
 
 pytestmark = pytest.mark.conformance
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "buildkit"
+# beside the repository, or beside a folder holding it (a git worktree under wt/)
+CORPUS = next((d / "shared" / "conformance" / "buildkit" for d in Path(__file__).resolve().parents[2:]
+               if (d / "shared" / "conformance" / "buildkit").is_dir()),
+              Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "buildkit")
 SHELL = CORPUS / "shell"
 MISSING = f"BuildKit conformance corpus not found at {CORPUS}"
 ENV_VAR_TEST_ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}

@@ -160,7 +160,11 @@ def test_dump_survives_semantic_errors() -> None:
 
 
 def test_example_mmdetection3d_parses() -> None:
-    path = Path(__file__).resolve().parents[2].parent / "shared/examples/mmdetection3d.Dockerfile"
+    # beside the repository, or beside a folder holding it (a git worktree under wt/)
+    path = next((d / "shared/examples/mmdetection3d.Dockerfile"
+                 for d in Path(__file__).resolve().parents[2:]
+                 if (d / "shared/examples/mmdetection3d.Dockerfile").is_file()),
+                Path(__file__).resolve().parents[2].parent / "shared/examples/mmdetection3d.Dockerfile")
     if not path.is_file():
         pytest.skip(f"example not found at {path}")
     df = parse_dockerfile(path.read_text(encoding="utf-8"))
