@@ -28,6 +28,8 @@ class Engine:
         if root is not None:
             self.config.root = Path(root)
         self.root = Path(self.config.root)
+        #: what opening the store reclaimed from killed processes (``store.leftovers.reap``)
+        self.reclaimed: list = []
 
     # --------------------------------------------------------------- storage (lazy)
     @functools.cached_property
@@ -43,7 +45,25 @@ class Engine:
 
         schema.register()
 
-        return Database(self.root / "metadata.db")
+        db = Database(self.root / "metadata.db")
+        self.__dict__["db"] = db  # reaping below may open the image store on it
+        self.reclaimed = self._reap()
+        return db
+
+    def _reap(self) -> list:
+        """Reclaim what killed processes left in this root (cheap when there is nothing):
+        see :mod:`portside.engine.store.leftovers`. Never fails the command that opens it."""
+        from .store import leftovers
+
+        try:
+            return leftovers.reap(self)
+        except Exception as exc:  # noqa: BLE001 - a leftover must not stop `ps`
+            if os.environ.get("PORTSIDE_DEBUG"):
+                raise
+            import sys
+
+            sys.stderr.write(f"warning: cannot reclaim leftovers in {self.root}: {exc}\n")
+            return []
 
     @functools.cached_property
     def content(self):
@@ -60,8 +80,10 @@ class Engine:
     @functools.cached_property
     def image_store(self):
         from .image.store import ImageStore
+        from .models.system import load_contributors
 
-        return ImageStore(self.db, self.content, self.snapshots)
+        return ImageStore(self.db, self.content, self.snapshots,
+                          load_references=load_contributors)
 
     @property
     def tmp_dir(self) -> Path:

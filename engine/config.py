@@ -13,6 +13,9 @@ variable                       config key                       meaning
 ``PORTSIDE_REGISTRY_MIRRORS``  ``registry-mirrors``             comma-separated URLs
 ``PORTSIDE_INSECURE_REGISTRIES`` ``insecure-registries``        comma-separated hosts
 ``PORTSIDE_DEFAULT_SUBNET``    ``default-subnet``               CIDR of the ``bridge`` network
+``PORTSIDE_RESUME_WINDOW``     ``resume-window``                seconds an interrupted pull's
+                                                                data is kept for a resume
+                                                                (default 3600)
 =============================  ===============================  ==========================
 """
 
@@ -43,7 +46,8 @@ class Config:
                  cdi_spec_dirs: list[str] | None = None,
                  registry_mirrors: list[str] | None = None,
                  insecure_registries: list[str] | None = None,
-                 default_subnet: str | None = None, extra: dict | None = None) -> None:
+                 default_subnet: str | None = None, resume_window: float | None = None,
+                 extra: dict | None = None) -> None:
         self.root = default_root() if root is None else root
         self.runtime = runtime
         self.cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"] if cdi_spec_dirs is None \
@@ -51,6 +55,7 @@ class Config:
         self.registry_mirrors = registry_mirrors or []
         self.insecure_registries = insecure_registries or []
         self.default_subnet = default_subnet
+        self.resume_window = resume_window  # None: store.leftovers.DEFAULT_RESUME_WINDOW
         self.extra = extra or {}
 
     def __repr__(self) -> str:
@@ -101,6 +106,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     cfg.registry_mirrors = list(merged.pop("registry-mirrors", []))
     cfg.insecure_registries = list(merged.pop("insecure-registries", []))
     cfg.default_subnet = merged.pop("default-subnet", None)
+    cfg.resume_window = _seconds(merged.pop("resume-window", None), "resume-window")
     cfg.extra = merged
     if env.get("PORTSIDE_ROOT"):
         cfg.root = Path(env["PORTSIDE_ROOT"])
@@ -114,4 +120,18 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         cfg.insecure_registries = _split(env["PORTSIDE_INSECURE_REGISTRIES"], ",")
     if env.get("PORTSIDE_DEFAULT_SUBNET"):
         cfg.default_subnet = env["PORTSIDE_DEFAULT_SUBNET"]
+    if env.get("PORTSIDE_RESUME_WINDOW"):
+        cfg.resume_window = _seconds(env["PORTSIDE_RESUME_WINDOW"], "PORTSIDE_RESUME_WINDOW")
     return cfg
+
+
+def _seconds(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if seconds < 0 or seconds != seconds:
+        raise InvalidArgument(f"{name} must be a number of seconds, not {value!r}")
+    return seconds

@@ -228,18 +228,26 @@ class BuildContext:
         """
         from portside.engine.image.layer import apply_layer
 
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        target = tmp_root / ("context-" + os.urandom(16).hex())
+        from portside.engine.store.leftovers import HeldDir
+
+        held = HeldDir(tmp_root, "context")  # a killed build's is reclaimed by the next command
+        target = held.path / "root"
         try:
             apply_layer(stream, target, overlay=False)
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            held.close()
             raise
-        return cls(target, dockerfile=dockerfile, owned=True)
+        ctx = cls(target, dockerfile=dockerfile, owned=True)
+        ctx._held = held
+        return ctx
 
     def close(self) -> None:
         """Remove an unpacked context (no-op for a directory the user gave)."""
-        if self.owned and self.root is not None:
+        held = getattr(self, "_held", None)
+        if held is not None:
+            held.close()
+            self._held = None
+        elif self.owned and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "BuildContext":

@@ -73,11 +73,13 @@ def copy_step(builder: Builder, state: StageState, step: Step) -> bool:
         raise InvalidArgument(f"When using {what} with more than one source file, the "
                               "destination must be a directory and end with a /")
     downloads: list[tuple[str, Path]] = []
-    tmp_downloads: Path | None = None
+    held = None
     try:
         if urls:
-            tmp_downloads = builder.tmp_root / ("download-" + os.urandom(8).hex())
-            tmp_downloads.mkdir()
+            from portside.engine.store.leftovers import HeldDir
+
+            held = HeldDir(builder.tmp_root, "download")  # a killed build's is reclaimed
+            tmp_downloads = held.path
             for url in urls:
                 if not (isinstance(inst, Add) and inst.checksum):
                     builder.volatile = True  # what the URL serves may change under the same key
@@ -117,8 +119,8 @@ def copy_step(builder: Builder, state: StageState, step: Step) -> bool:
 
         return builder._layer_step(state, key, created_by, work)
     finally:
-        if tmp_downloads is not None:
-            shutil.rmtree(tmp_downloads, ignore_errors=True)
+        if held is not None:
+            held.close()
 
 
 class _RootfsContext(BuildContext):

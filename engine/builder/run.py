@@ -21,9 +21,11 @@ defaults (capabilities, masked paths, seccomp) and either a new empty network na
 (``--network=none``) or the host's (the default for builds, as with BuildKit's host network).
 
 Everything a step creates is removed in ``finally`` blocks, so a failing command leaves no mount,
-no runtime container and no cgroup.  Only a process killed outright can leave directories under
-``build-cache/tmp``; :func:`clean_stale` removes those (a mount there is detached first) at the
-start of the next build.
+no runtime container and no cgroup.  Only a process killed outright can leave a workspace under
+``build-cache/tmp``, perhaps mounted and with its ``RUN`` still running (``runc run`` outlives
+it): the workspace's folder is held by its build (a ``HeldDir``) and names its runtime container
+(``container.json``), so the next command to open the store stops that container, unmounts and
+removes the folder (:mod:`portside.engine.store.leftovers`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def _mounter():
 
 
 def clean_stale(tmp_root: Path) -> list[Path]:
-    """Remove workspaces left by builds whose process died (their pid file names a dead pid).
+    """Remove workspaces left by builds of an older portside whose process died (their pid
+    file names a dead pid). Held folders (``<kind>.<hex>``, this version's) are reclaimed when
+    any command opens the store (:func:`portside.engine.store.leftovers.reap`).
 
     Returns the directories removed.
     """
@@ -70,6 +74,8 @@ def clean_stale(tmp_root: Path) -> list[Path]:
     if not tmp_root.is_dir():
         return removed
     for entry in tmp_root.iterdir():
+        if "." in entry.name:
+            continue
         pid_file = entry / "pid"
         try:
             pid = int(pid_file.read_text())
@@ -105,16 +111,33 @@ class Workspace:
     """
 
     def __init__(self, tmp_root: Path, lowers: Sequence[Path]) -> None:
-        self.dir = Path(tmp_root) / os.urandom(8).hex()
+        self.tmp_root = Path(tmp_root)
         self.lowers = list(lowers)
+        self.dir = self.upper = self.work = self.merged = Path()  # set by hold()
+        self._held = None
+        self._mounted = False
+
+    def hold(self) -> Path:
+        """Make the workspace's folder, held by this process while it lives
+        (:class:`~portside.engine.store.leftovers.HeldDir`: a killed build's is reclaimed by
+        the next command, a live one's never); returns it."""
+        from portside.engine.store.leftovers import HeldDir
+
+        self._held = HeldDir(self.tmp_root, "ws")
+        self.dir = self._held.path
         self.upper = self.dir / "upper"
         self.work = self.dir / "work"
         self.merged = self.dir / "merged"
-        self._mounted = False
+        return self.dir
+
+    def release(self) -> None:
+        """Remove the folder and let it go (idempotent)."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def __enter__(self) -> "Workspace":
-        self.dir.mkdir(parents=True)
-        (self.dir / "pid").write_text(str(os.getpid()))
+        self.hold()
         for d in (self.upper, self.work, self.merged):
             d.mkdir()
         lowers = self.lowers
@@ -128,7 +151,7 @@ class Workspace:
             _mounter().mount_overlay(lowers, self.upper, self.work, self.merged, volatile=True)
             self._mounted = True
         except BaseException:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.release()
             raise
         return self
 
@@ -146,7 +169,7 @@ class Workspace:
         try:
             self.unmount()
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.release()
 
     def changed(self) -> bool:
         """Whether the step changed anything (the upper directory is not empty)."""
@@ -162,8 +185,7 @@ class ReadOnlyView:
 
     def __enter__(self) -> Path:
         ws = self.ws
-        ws.dir.mkdir(parents=True)
-        (ws.dir / "pid").write_text(str(os.getpid()))
+        ws.hold()
         ws.merged.mkdir()
         lowers = ws.lowers
         if not lowers:
@@ -174,7 +196,7 @@ class ReadOnlyView:
             LinuxMounter().mount_overlay(lowers, None, None, ws.merged, readonly=True)
             ws._mounted = True
         except BaseException:
-            shutil.rmtree(ws.dir, ignore_errors=True)
+            ws.release()
             raise
         return ws.merged
 
@@ -385,6 +407,10 @@ def run_in_workspace(ws: Workspace, req: RunRequest, *, runtime_root: Path,
     bundle = ws.dir / "bundle"
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps(spec))
+    # `runc run` outlives a killed build: say what to stop (see store.leftovers)
+    (ws.dir / "container.json").write_text(json.dumps(
+        {"runtime": runtime.path, "root": str(runtime.state_root), "id": container_id,
+         "cgroup": cgroup}))
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     proc: subprocess.Popen[bytes] | None = None
     try:

@@ -70,13 +70,17 @@ def _check_args(p):
 @command("check", "Verify the store: blobs, references, images, snapshots", group="system")
 @arguments(_check_args)
 def check(ctx: Context, args):
-    problems = ctx.engine.system.check(repair=args.repair)
-    for problem in problems:
+    """Corruption is an error (exit 1) until repaired; garbage (what killed or failed
+    operations left) is only reported, and reclaimed with --repair."""
+    found = ctx.engine.system.check(repair=args.repair)
+    for problem in found["Problems"]:
         ctx.print(("repaired: " if args.repair else "") + problem)
-    if not problems:
-        ctx.print("store is consistent")
-        return 0
-    return 0 if args.repair else 1
+    for item in found["Reclaimable"]:
+        ctx.print(("reclaimed: " if args.repair else "reclaimable: ") + item)
+    if found["Problems"] and not args.repair:
+        return 1
+    ctx.print("store is consistent")
+    return 0
 
 
 def _df_args(p):

@@ -246,8 +246,11 @@ def _names_for(ann: dict, repo_tags: dict[str, list[str]], config_digest: str) -
 def load(store: ImageStore, stream: BinaryIO, *, tmp_root: Path,
          progress: Callable[[str], None] | None = None) -> list[tuple[ImageRecord, list[Reference]]]:
     """Load every image of an archive; returns each image with the names it got."""
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
+    from ..store.leftovers import HeldDir
+
+    # held for as long as we use it, so a killed load's folder is told from a live one's
+    held = HeldDir(tmp_root, "load")
+    work = held.path
     try:
         try:
             _safe_extract(stream, work)
@@ -282,7 +285,7 @@ def load(store: ImageStore, stream: BinaryIO, *, tmp_root: Path,
                 from None
         raise InvalidArgument("not an image archive: no index.json or manifest.json")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        held.close()
 
 
 def _ingest_blob(store: ImageStore, path: Path, digest: str, leases: list[str]) -> None:

@@ -166,9 +166,11 @@ def bootstrap(store: ImageStore, what: str, *, tag: str | None = None,
     suite = suite or ("bookworm" if kind == "debian" else "")
     name = tag or (f"debian:{suite}" if kind == "debian" else "busybox:latest")
     ref = parse_reference(name)
-    tmp_root = tmp_root or Path(tempfile.gettempdir())
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=tmp_root))
+    from ..store.leftovers import HeldDir
+
+    # held while we use it: a killed bootstrap's folder is reclaimed by the next command
+    held = HeldDir(tmp_root or Path(tempfile.gettempdir()), "bootstrap")
+    work = held.path
     try:
         rootfs = work / "rootfs"
         rootfs.mkdir()
@@ -195,7 +197,7 @@ def bootstrap(store: ImageStore, what: str, *, tag: str | None = None,
                                            "created_by": created_by}])
             return store.create(doc, [layer], tags=[ref], leases=leases, action="import")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        held.close()
 
 
 def is_static_elf(path: Path) -> bool:

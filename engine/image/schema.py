@@ -39,7 +39,11 @@ SCHEMA = [
         pid INTEGER NOT NULL,
         created REAL NOT NULL
     )""",
-
+    # leases name their owner (pid and process start time: a recycled pid is not the owner)
+    # and lease; an interrupted pull's stay protected until keep_until (see store.leftovers)
+    "ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE leases ADD COLUMN lease TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE leases ADD COLUMN keep_until REAL NOT NULL DEFAULT 0",
 ]
 
 

@@ -10,12 +10,15 @@ Vocabulary:
 
 Adding an image is crash-safe by ordering: blobs and snapshots first (each lands atomically), then
 one SQLite transaction records the image, its layers and its names. A crash before the transaction
-leaves unreferenced blobs or snapshots, never a half image; ``system check --repair`` and the next
-garbage collection remove them. Removing runs the other way: records first, files after.
+leaves unreferenced blobs or snapshots, never a half image. Removing runs the other way: records
+first, files after.
 
 While a process is still adding an image, the blobs and snapshots it has written are not yet
-referenced by any image; a *lease* row (resource, pid) keeps garbage collection in another process
-from removing them until the transaction that references them has committed.
+referenced by any image; a *lease* row (resource, owner) keeps garbage collection in another
+process from removing them until the transaction that references them has committed. The owner
+is the process (pid and start time), so when it is killed the next command to open the store
+sees a dead owner's lease and collects what it protected (:mod:`..store.leftovers`); an
+operation that fails collects its own at once (:meth:`ImageStore.lease`).
 """
 
 from __future__ import annotations
@@ -23,15 +26,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 from .. import events, faults
-from ..process import pid_alive
 from ..errors import Conflict, CorruptStore, InvalidArgument, NotFound
 from ..store.content import ContentStore
 from ..store.db import Database
+from ..store.leftovers import ABANDONED, HeldDir, owner_alive, owner_token
 from ..store.snapshots import Snapshots, chain_ids
 from . import oci
 from .schema import EXTRA_REFERENCES, SCHEMA, register_references  # noqa: F401 (re-exported)
@@ -40,7 +42,7 @@ from ..records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import BinaryIO, Iterable, Iterator
+    from typing import BinaryIO, Callable, Iterable, Iterator
 
 
 Database.register_schema("images", SCHEMA)
@@ -109,47 +111,133 @@ class _TeeReader:
 class ImageStore:
     """Images, names and layers. All writes are crash-safe and safe against a second process."""
 
-    def __init__(self, db: Database, content: ContentStore, snapshots: Snapshots) -> None:
+    def __init__(self, db: Database, content: ContentStore, snapshots: Snapshots, *,
+                 load_references: Callable[[], None] | None = None) -> None:
         self.db = db
         self.content = content
         self.snapshots = snapshots
+        # Garbage collection must know everything that keeps blobs alive (containers, the build
+        # cache, registries: see schema.register_references); they register when imported,
+        # which this makes sure of before anything is collected.
+        self._load_references = load_references or (lambda: None)
 
     # ----------------------------------------------------------------- leases
     @contextlib.contextmanager
-    def lease(self) -> Iterator[list[str]]:
+    def lease(self, keep: float = 0.0) -> Iterator[list[str]]:
         """Protect blobs and snapshots written inside the block from a concurrent GC.
 
         Append each resource (digest or ``snapshot:<chain id>``) to the yielded list *before*
-        writing it; the lease rows go away when the block ends.
+        writing it. When the block ends normally the rows go (what it wrote is referenced by
+        then). When it raises, what it wrote and nothing references is collected at once; when
+        the process is killed, the rows stay with this process as their owner
+        (:func:`~portside.engine.store.leftovers.owner_token`) and the next command to open
+        the store collects it (see :mod:`portside.engine.store.leftovers`).
+
+        Args:
+            keep: seconds to keep what an interrupted block wrote (failed or killed), counted
+                from its last progress (``renew()`` on the yielded list): an interrupted pull
+                keeps its downloads for the next pull to resume.
         """
         held: list[str] = []
         pid = os.getpid()
+        owner = owner_token()
+        lease_id = os.urandom(8).hex()
 
         class _Lease(list):
             def append(inner, resource: str) -> None:  # noqa: N805 - closure over self
+                now = time.time()
                 with self.db.transaction() as conn:
-                    conn.execute("INSERT INTO leases (resource, pid, created) VALUES (?, ?, ?)",
-                                 (resource, pid, time.time()))
+                    conn.execute("INSERT INTO leases (resource, pid, created, owner, lease,"
+                                 " keep_until) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (resource, pid, now, owner, lease_id, now + keep if keep else 0))
                 held.append(resource)
                 list.append(inner, resource)
 
+            def renew(inner) -> None:  # noqa: N805
+                """Progress was made: count the keep window from now."""
+                if keep and held:
+                    with self.db.transaction() as conn:
+                        conn.execute("UPDATE leases SET keep_until = ? WHERE lease = ?",
+                                     (time.time() + keep, lease_id))
+
+        finished = False
         try:
             yield _Lease()
+            finished = True
         finally:
             if held:
-                with self.db.transaction() as conn:
-                    conn.executemany("DELETE FROM leases WHERE resource = ? AND pid = ?",
-                                     [(r, pid) for r in held])
+                self._end_lease(lease_id, held, finished, keep)
 
-    def _leased(self, conn) -> set[str]:
-        rows = conn.execute("SELECT resource, pid FROM leases").fetchall()
-        live = set()
-        for row in rows:
-            if pid_alive(row["pid"]):
-                live.add(row["resource"])
-            else:
-                conn.execute("DELETE FROM leases WHERE pid = ?", (row["pid"],))
-        return live
+    def _end_lease(self, lease_id: str, held: list[str], finished: bool, keep: float) -> None:
+        if not finished and keep:
+            # failed, not killed: the rows expire as a killed owner's would
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE leases SET owner = ?, keep_until = ? WHERE lease = ?",
+                             (ABANDONED, time.time() + keep, lease_id))
+            return
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE lease = ?", (lease_id,))
+            if finished and keep:
+                # what an earlier, interrupted attempt kept for this one is recorded now
+                stale = [(r["lease"], r["resource"]) for r in conn.execute(
+                    "SELECT lease, resource, owner, pid FROM leases WHERE keep_until > 0")
+                    if r["resource"] in held and not owner_alive(r["owner"], r["pid"])]
+                conn.executemany("DELETE FROM leases WHERE lease = ? AND resource = ?", stale)
+        if not finished:
+            # the operation failed: what it wrote and nothing else uses goes now
+            with contextlib.suppress(Exception):  # never hide the operation's own error
+                self.collect(
+                    candidates_blobs={r for r in held if not r.startswith("snapshot:")},
+                    candidates_chains={r[9:] for r in held if r.startswith("snapshot:")})
+
+    def _leased(self, conn, *, live_only: bool = False) -> set[str]:
+        """Resources a lease protects: its owner runs, or (unless ``live_only``) it is kept
+        for a resume."""
+        now = time.time()
+        verdict: dict[tuple[str, int], bool] = {}
+        protected = set()
+        for row in conn.execute("SELECT resource, owner, pid, keep_until FROM leases"):
+            if not live_only and row["keep_until"] > now:
+                protected.add(row["resource"])
+                continue
+            key = (row["owner"], row["pid"])
+            if key not in verdict:
+                verdict[key] = owner_alive(*key)
+            if verdict[key]:
+                protected.add(row["resource"])
+        return protected
+
+    def unreferenced_of(self, leases: dict[tuple, list[str]]) -> dict[tuple, tuple[int, int, int]]:
+        """For leases of dead owners (key -> resources): how many blobs and snapshots each
+        protects that no image and no live lease uses, and their bytes."""
+        self._load_references()
+        with self.db.transaction() as conn:
+            blobs, chains = self.referenced(conn)
+            live = self._leased(conn, live_only=True)
+        out = {}
+        for key, resources in leases.items():
+            nb = nc = size = 0
+            for resource in set(resources) - live:
+                if resource.startswith("snapshot:"):
+                    chain = resource[9:]
+                    if chain not in chains and self.snapshots.exists(chain):
+                        nc += 1
+                        size += self._snapshot_size(chain)
+                elif resource not in blobs and self.content.exists(resource):
+                    nb += 1
+                    size += self.content.size(resource)
+            out[key] = (nb, nc, size)
+        return out
+
+    def release_leases(self, leases: dict[tuple, list[str]]) -> None:
+        """Drop leases of dead owners (keys ``(lease, owner, pid)``, resources) and collect
+        what they protected that nothing else uses."""
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM leases WHERE lease = ? AND owner = ? AND pid = ?",
+                             list(leases))
+        resources = {r for res in leases.values() for r in res}
+        self.collect(candidates_blobs={r for r in resources if not r.startswith("snapshot:")},
+                     candidates_chains={r[9:] for r in resources if r.startswith("snapshot:")})
 
     # ----------------------------------------------------------------- layers
     def unpack(self, layers: list[LayerRef], leases: list[str] | None = None) -> list[str]:
@@ -190,10 +278,9 @@ class ImageStore:
         from ..store.snapshots import chain_ids as _chain
         from .layer import apply_layer, decompressed
 
-        staging_root = self.snapshots.root / ".staging"
-        staging_root.mkdir(parents=True, exist_ok=True)
-        tmp = staging_root / ("ingest-" + os.urandom(16).hex())
-        tmp.mkdir()
+        # held while we work in it: a killed import's folder is told from a live one's
+        held = HeldDir(self.snapshots.root / ".staging", "ingest")
+        tmp = held.path
         try:
             lower = ([self.snapshots.path(c) for c in self.snapshots.chain(parent_chain)]
                      if parent_chain else [])
@@ -219,8 +306,7 @@ class ImageStore:
             faults.point("layer-unpacked")
             return LayerRef(diff_id, digest, blob_size, oci.OCI_LAYER), chain
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            held.close()  # its tree became the snapshot's, or goes now
 
     # ----------------------------------------------------------------- images
     def create(self, config: dict, layers: list[LayerRef], *, tags: Iterable[Reference] = (),
@@ -448,6 +534,7 @@ class ImageStore:
         With candidates, only those are considered (the usual case after ``rmi``); without, the
         whole store is swept. Returns (removed blobs, removed chain ids).
         """
+        self._load_references()
         with self.db.transaction() as conn:
             blobs, chains = self.referenced(conn)
             leased = self._leased(conn)

@@ -177,15 +177,19 @@ class BuildCollection(Collection):
         return BuildCache(self.engine.db, self.engine.image_store).entries()
 
 
-def _build_check(engine, repair: bool) -> list[str]:
-    """Workspaces of builds whose process died (a crash or SIGKILL mid-RUN)."""
+def _build_check(engine, repair: bool) -> tuple[list[str], list[str]]:
+    """Workspaces of builds whose process died (a crash or SIGKILL mid-RUN): garbage. Held
+    workspaces are the store's leftovers (see store.leftovers); this finds the older kind,
+    which names its owner in a pid file."""
     tmp = Path(engine.root) / "build-cache" / "tmp"
     if not tmp.is_dir():
-        return []
+        return [], []
     from ..process import pid_alive
 
     stale = []
     for entry in tmp.iterdir():
+        if "." in entry.name:
+            continue  # a held folder
         try:
             pid = int((entry / "pid").read_text())
         except (OSError, ValueError):
@@ -196,7 +200,7 @@ def _build_check(engine, repair: bool) -> list[str]:
         from ..builder.run import clean_stale
 
         clean_stale(tmp)
-    return [f"build workspace {e.name} left by a dead build" for e in stale]
+    return [], [f"build workspace {e.name} left by a dead build" for e in stale]
 
 
 def _register() -> None:

@@ -678,32 +678,41 @@ def _df(engine) -> dict[str, Any]:
             "Reclaimable": total - sum(sizes[r.id] for r in active)}
 
 
-def _check(engine, repair: bool) -> list[str]:
-    """Containers whose monitor died, and mounts, cgroups and runtime state nobody owns."""
+def _check(engine, repair: bool) -> tuple[list[str], list[str]]:
+    """Containers whose monitor died (a problem), and mounts, cgroups, runtime state and
+    folders nobody owns (garbage)."""
     from ..runtime.cgroups import Cgroup, cgroup_path_for
     from ..runtime.lifecycle import _mounted
 
     coll = engine.containers
     lc = coll.lifecycle
     problems: list[str] = []
-    known = set()
-    for rec in coll.store.list():
-        known.add(rec.id)
+    garbage: list[str] = []
+    cdir = Path(engine.root) / "containers"
+    # in one write transaction: a `create` makes its folder and record in one, so a folder
+    # seen here without a record is nobody's
+    with engine.db.transaction():
+        records = coll.store.list()
+        folders = [d for d in cdir.iterdir()] if cdir.is_dir() else []
+    known = {rec.id for rec in records}
+    for rec in records:
         if rec.status in ("running", "paused") and not lc.monitor_alive(rec):
             problems.append(f"container {rec.short_id}: its monitor is gone")
             if repair:
                 lc.stop(rec.id, timeout=0)
         elif rec.status not in ("running", "paused", "restarting"):
             if _mounted(lc.paths(rec).rootfs):
-                problems.append(f"container {rec.short_id}: rootfs still mounted")
+                garbage.append(f"container {rec.short_id}: rootfs still mounted")
                 if repair:
                     lc.finalize(rec)
     try:
-        leftovers = [c for c in lc.runtime.list() if c.get("id") not in known]
+        # build-… containers belong to builds (see store.leftovers for a dead build's)
+        leftovers = [c for c in lc.runtime.list()
+                     if c.get("id") not in known and not c.get("id", "").startswith("build-")]
     except Exception:  # noqa: BLE001 - no runtime state yet
         leftovers = []
     for c in leftovers:
-        problems.append(f"runtime container {c['id'][:12]} has no record")
+        garbage.append(f"runtime container {c['id'][:12]} has no record")
         if repair:
             try:
                 lc.runtime.delete(c["id"], force=True)
@@ -712,19 +721,17 @@ def _check(engine, repair: bool) -> list[str]:
             cg = Cgroup(cgroup_path_for(c["id"]))
             if cg.exists():
                 cg.remove()
-    cdir = Path(engine.root) / "containers"
-    if cdir.is_dir():
-        for d in cdir.iterdir():
-            if d.name not in known:
-                problems.append(f"container folder {d.name[:12]} has no record")
-                if repair:
-                    rootfs = d / "rootfs"
-                    if _mounted(rootfs):
-                        lc.mounter.unmount(rootfs, lazy=True)
-                    import shutil
+    for d in folders:
+        if d.name not in known:
+            garbage.append(f"container folder {d.name[:12]} has no record")
+            if repair:
+                rootfs = d / "rootfs"
+                if _mounted(rootfs):
+                    lc.mounter.unmount(rootfs, lazy=True)
+                import shutil
 
-                    shutil.rmtree(d, ignore_errors=True)
-    return problems
+                shutil.rmtree(d, ignore_errors=True)
+    return problems, garbage
 
 
 register_in_use("containers", _in_use)

@@ -128,8 +128,8 @@ def _existing_bridge_subnet(name: str) -> str | None:
     return None
 
 
-def _network_check(engine, repair: bool) -> list[str]:
-    """Sandboxes (netns, veth, leases, nft rules) of containers that no longer run."""
+def _network_check(engine, repair: bool) -> tuple[list[str], list[str]]:
+    """Sandboxes (netns, veth, leases, nft rules) of containers that no longer run: garbage."""
     from ..network import manager  # noqa: F401 - registers the network tables
 
     alive = {c.id for c in engine.containers.list(all=False)}
@@ -137,7 +137,7 @@ def _network_check(engine, repair: bool) -> list[str]:
     stale = [r["container_id"] for r in rows if r["container_id"] not in alive]
     if stale and repair:
         engine.network_manager.cleanup_stale(alive)
-    return [f"stale network sandbox of container {c[:12]}" for c in stale]
+    return [], [f"stale network sandbox of container {c[:12]}" for c in stale]
 
 
 def _register() -> None:

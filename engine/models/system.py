@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,7 +14,8 @@ _CHECKS: dict = {}
 
 
 def register_check(name: str, fn) -> None:
-    """Other parts (containers, networks) add checks: ``fn(engine, repair) -> list[str]``."""
+    """Other parts (containers, networks) add checks: ``fn(engine, repair)`` returns
+    ``(problems, reclaimable)``, two lists of lines (see :meth:`System.check`)."""
     _CHECKS[name] = fn
 
 #: Modules that, when imported, register rows for ``system df``, checks, ``info`` fields, images in
@@ -46,13 +46,32 @@ class System:
     def __init__(self, engine) -> None:
         self.engine = engine
 
-    def check(self, *, repair: bool = False) -> list[str]:
-        """Verify every blob, reference, image record and snapshot; returns the problems found
-        (with ``repair``, what was fixed). An empty list means the store is consistent."""
+    def check(self, *, repair: bool = False) -> dict[str, list[str]]:
+        """Verify the store: blobs, references, images, snapshots, containers, networks, volumes.
+
+        Two kinds of findings:
+
+        * ``Problems`` -- corruption: a blob whose bytes do not match its digest, an image whose
+          blobs or snapshots are missing, a snapshot record without its files. With ``repair``
+          each is fixed (by removing what is broken) and listed as fixed.
+        * ``Reclaimable`` -- garbage: what a killed or failed operation left and nothing uses
+          (folders of processes that died, unreferenced blobs and snapshots, stale network
+          sandboxes...), including an interrupted pull's data kept for a resume. Every command
+          reclaims what dead processes left as it opens the store (see
+          :mod:`portside.engine.store.leftovers`), so this is usually empty; with ``repair`` it
+          is all reclaimed now.
+
+        Returns:
+            ``{"Problems": [line, ...], "Reclaimable": [line, ...]}``; the store is consistent
+            when ``Problems`` is empty.
+        """
+        from ..store import leftovers
+
         load_contributors()
         eng = self.engine
         store = eng.image_store
         problems: list[str] = []
+        garbage: list[str] = []
         # 1. blobs match their digests
         bad_blobs = set()
         for digest in list(eng.content.list()):
@@ -81,36 +100,33 @@ class System:
                 except NotFound:
                     pass
         # 3. snapshots: records, directories, parents
-        problems += eng.snapshots.check(repair=repair)
-        # 4. leftovers of interrupted operations
-        ingests = eng.content.ingests() if hasattr(eng.content, "ingests") else []
-        if ingests:
-            problems.append(f"{len(ingests)} unfinished ingest(s) in content/ingest")
-            if repair:
-                eng.content.clean_ingest(0)
-        tmp = eng.root / "tmp"
-        leftovers = [p for p in tmp.iterdir()] if tmp.is_dir() else []
-        if leftovers:
-            problems.append(f"{len(leftovers)} leftover temporary folder(s) in tmp/")
-            if repair:
-                for p in leftovers:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
-        # 5. unreferenced blobs and snapshots (a crash between writing and recording)
+        problems += eng.snapshots.check(repair=repair, garbage=garbage)
+        # 4. what killed or failed operations left: folders, ingests, leases of dead owners
+        for item in leftovers.sweep(eng, remove=repair, keep_resumable=not repair):
+            garbage.append(item.describe())
+        # 5. unreferenced blobs and snapshots that no lease explains (older versions, or a
+        # crash of something that wrote without one)
         with eng.db.transaction() as conn:
             blobs, chains = store.referenced(conn)
-            leased = store._leased(conn)
+            # what a lease row names is reported (or kept) with the lease, above
+            leased = {r["resource"] for r in conn.execute("SELECT resource FROM leases")}
         orphans = [d for d in eng.content.list() if d not in blobs and d not in leased]
         orphan_chains = [r["chain_id"] for r in eng.snapshots.list()
                          if r["chain_id"] not in chains and "snapshot:" + r["chain_id"] not in leased]
         if orphans:
-            problems.append(f"{len(orphans)} unreferenced blob(s)")
+            garbage.append(f"{len(orphans)} blob(s) that no image uses")
         if orphan_chains:
-            problems.append(f"{len(orphan_chains)} unreferenced snapshot(s)")
+            garbage.append(f"{len(orphan_chains)} snapshot(s) that no image uses")
         if repair and (orphans or orphan_chains):
             store.collect(candidates_blobs=set(orphans), candidates_chains=set(orphan_chains))
         for name, fn in _CHECKS.items():
-            problems += fn(eng, repair)
-        return problems
+            found = fn(eng, repair)
+            if isinstance(found, tuple):
+                problems += found[0]
+                garbage += found[1]
+            else:
+                problems += found
+        return {"Problems": problems, "Reclaimable": garbage}
 
     def df(self) -> list[dict]:
         load_contributors()

@@ -210,8 +210,11 @@ def _df_row(engine: Any) -> dict:
             "Reclaimable": reclaimable}
 
 
-def _check(engine: Any, repair: bool) -> list[str]:
-    return engine.volume_manager.check(repair=repair)
+def _check(engine: Any, repair: bool) -> tuple[list[str], list[str]]:
+    # a folder without a record is what a crash of create or rm leaves: garbage
+    found = engine.volume_manager.check(repair=repair)
+    garbage = [line for line in found if line.endswith(": no volume record")]
+    return [line for line in found if line not in garbage], garbage
 
 
 def _register() -> None:

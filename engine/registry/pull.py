@@ -12,8 +12,10 @@ A pull goes:
 3. **Download** — blobs missing from the content store, a few at once (threads). Each streams
    into a *named* ingest (``pull-<hex>``): the sha256 is computed as bytes arrive, a blob that
    runs past its descriptor's size is cut off at once, and ``commit`` refuses a wrong size or
-   digest, so nothing unverified ever lands in ``blobs/``. If the connection dies, the partial
-   ingest stays; the next pull sends ``Range: bytes=<offset>-`` and continues where it stopped.
+   digest, so nothing unverified ever lands in ``blobs/``. If the connection dies (or the pull
+   is killed), the partial ingest and the blobs already complete stay for ``resume-window``
+   seconds (an hour by default; see :mod:`..store.leftovers`); a pull in that time sends
+   ``Range: bytes=<offset>-`` and continues where it stopped.
 4. **Unpack** — layers are unpacked in order as soon as each is downloaded (while later ones are
    still downloading); the snapshot code verifies the diff id and refuses path traversal.
 5. **Record** — one transaction adds the image, its tag and its ``repo@digest`` name.
@@ -343,7 +345,11 @@ def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
     manifest = resolved.manifest
     layer_descs = manifest["layers"]
     dl = _Downloader(engine, resolved.client, resolved.repository, reporter)
-    with store.lease() as leases:
+    # if this pull is interrupted, what it downloaded is kept for a while for the next one
+    # to resume (see store.leftovers); renewed as layers complete
+    from ..store.leftovers import resume_window
+
+    with store.lease(keep=resume_window(engine)) as leases:
         config_desc = manifest["config"]
         leases.append(config_desc["digest"])
         config_bytes = dl.fetch_small(config_desc)
@@ -391,6 +397,7 @@ def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
                                         f"{pg.short_id(layer.digest)}: {exc}") from exc
                 if not existed:
                     reporter.layer(layer.digest, pg.PULL_COMPLETE, layer.size, layer.size)
+                leases.renew()
         except BaseException:
             dl.stop.set()
             raise

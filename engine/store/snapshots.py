@@ -314,52 +314,41 @@ class Snapshots:
         """Remove leftovers of interrupted work: abandoned staging dirs and the trash.
 
         A staging directory whose chain id is being created right now (its lock is held by a
-        live process) is left alone.
+        live process), or that a live import holds (:class:`~.leftovers.HeldDir`), is left
+        alone. Every command does this as it opens the store (:func:`.leftovers.reap`).
 
         Returns:
             How many entries were removed.
         """
-        removed = 0
-        for entry in list(self._staging.iterdir()):
-            hex_part = entry.name.split("-", 1)[0]
-            lock = self._locks / hex_part
-            try:
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError:
-                fd = -1
-            try:
-                if fd >= 0:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a live create
-                if entry.exists():
-                    _rmtree(entry)
-                    removed += 1
-            finally:
-                if fd >= 0:
-                    os.close(fd)
-        removed += self._empty_trash()
-        return removed
+        from .leftovers import _entries, _sweep_staging
 
-    def check(self, repair: bool = False) -> list[str]:
+        entries = _entries(self._staging)
+        removed = sum(1 for item in _sweep_staging(self.root, entries, True, time.time())
+                      if item.removed)
+        return removed + self._empty_trash()
+
+    def check(self, repair: bool = False, *, garbage: list[str] | None = None) -> list[str]:
         """Compare records with directories and report every mismatch.
 
         Problems found: a record whose directory is missing, a directory with no record, a
         record whose parent has no record. With ``repair``, each is fixed by removing the
         offending record and/or directory (and, in later rounds, what depended on it).
 
+        Args:
+            garbage: where to put, instead, the findings that are only garbage (a directory
+                with no record: a crash between its rename and the record's commit).
+
         Returns:
             One line per problem (empty when the snapshots are consistent).
         """
         problems: list[str] = []
         while True:
-            found = self._check_once(repair)
+            found = self._check_once(repair, garbage)
             problems.extend(found)
             if not found or not repair:
                 return problems
 
-    def _check_once(self, repair: bool) -> list[str]:
+    def _check_once(self, repair: bool, garbage: list[str] | None = None) -> list[str]:
         found: list[str] = []
         with self.db.transaction() as conn:
             records = {r["chain_id"]: r["parent"] for r in
@@ -377,7 +366,8 @@ class Snapshots:
                     doomed.add(chain_id)
             for name in sorted(dirs):
                 if "sha256:" + name not in records:
-                    found.append(f"snapshot directory {self.root / name} has no record")
+                    line = f"snapshot directory {self.root / name} has no record"
+                    (found if garbage is None else garbage).append(line)
                     if repair:
                         self._to_trash(self.root / name)
             if repair:
