@@ -41,6 +41,7 @@ import threading
 import time
 from pathlib import Path
 
+from portside.engine import faults
 from portside.engine.errors import BuildError, InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.process import pid_alive
 from portside.engine.records import field, record
@@ -420,6 +421,7 @@ def run_in_workspace(ws: Workspace, req: RunRequest, *, runtime_root: Path,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise RuntimeFailure(f"cannot start {runtime.name}: {exc}") from exc
+        faults.point("build-run-started")
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")

@@ -352,10 +352,23 @@ class ContainerCollection(Collection):
     def _refreshed(self, rec: ContainerRecord) -> ContainerRecord:
         """The record with its true state. Readers (ps, inspect, the side panel) take the
         container's lock only when the state must change, and then act on a record read under
-        the lock: a copy read earlier may be stale (a restart policy just started a new run)."""
-        if rec.status not in ("running", "paused", "restarting"):
-            return rec
+        the lock: a copy read earlier may be stale (a restart policy just started a new run).
+        A stopped container costs one ``stat`` (a start killed half-way left a marker)."""
         lc = self.lifecycle
+        if rec.status not in ("running", "paused", "restarting"):
+            from ..runtime.interrupted import pending
+
+            if not pending(lc.paths(rec)):
+                return rec
+            with self.store.lock(rec.id, blocking=False) as held:
+                if not held:
+                    return rec  # being started right now: shown as it was
+                fresh = self.store.get_by_id(rec.id)
+                if fresh is not None:
+                    fresh = lc.settle(fresh)  # the starter died: finish its job
+                if fresh is None:
+                    raise NotFound(f"no such container: {rec.name}")  # it was --rm
+                return lc.refresh(fresh)
         if lc.monitor_alive(rec) and (rec.status == "restarting"
                                       or not lc.paths(rec).exit_file.exists()):
             return rec  # nothing to record: its monitor lives and no exit was written
@@ -377,7 +390,10 @@ class ContainerCollection(Collection):
         out = []
         image_ids: dict[str, str | None] = {}
         for rec in self.store.list():
-            rec = self._refreshed(rec)
+            try:
+                rec = self._refreshed(rec)
+            except NotFound:
+                continue  # removed meanwhile
             if not all and not filters.get("status") and rec.status not in ("running", "paused",
                                                                               "restarting"):
                 continue

@@ -132,7 +132,13 @@ def _network_check(engine, repair: bool) -> tuple[list[str], list[str]]:
     """Sandboxes (netns, veth, leases, nft rules) of containers that no longer run: garbage."""
     from ..network import manager  # noqa: F401 - registers the network tables
 
+    from ..runtime.interrupted import pending
+
     alive = {c.id for c in engine.containers.list(all=False)}
+    # a container being started right now has its sandbox before its state says running
+    # (listing settled the starts whose process died)
+    lc = engine.containers.lifecycle
+    alive |= {r.id for r in lc.store.list() if pending(lc.paths(r))}
     rows = engine.db.query("SELECT container_id FROM net_sandboxes")
     stale = [r["container_id"] for r in rows if r["container_id"] not in alive]
     if stale and repair:

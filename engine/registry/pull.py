@@ -27,6 +27,7 @@ import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from .. import faults
 from ..errors import CorruptStore, EngineError, InvalidArgument, RegistryError, Unauthorized
 from ..image import oci
 from ..image.reference import DEFAULT_DOMAIN, Reference, parse_reference
@@ -301,6 +302,7 @@ class _Downloader:
                 raise RegistryError(f"blob {digest} is larger than the manifest says "
                                     f"({size} bytes)")
             writer.write(data)
+            faults.point("pull-layer-partial")
             self.reporter.layer(digest, pg.DOWNLOADING, writer.offset, size)
         if resp.read(1):
             writer.abort()

@@ -180,14 +180,21 @@ class ContainerStore:
     # ---- locking ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, container_id: str) -> Iterator[None]:
-        """Hold the container's lock: verbs on one container run one at a time, across processes."""
+    def lock(self, container_id: str, *, blocking: bool = True) -> Iterator[bool]:
+        """Hold the container's lock: verbs on one container run one at a time, across processes.
+
+        ``blocking=False``: do not wait; the block gets False (and holds nothing) when another
+        holder has it."""
         path = self.paths(container_id).lock_file
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 

@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from portside.engine import faults
 from portside.engine.errors import (Conflict, EngineError, IncorrectState, InvalidArgument,
                                     NotFound, RuntimeFailure)
 
@@ -337,18 +338,7 @@ class Lifecycle:
                              hostname=rec.config.get("Hostname") or rec.id[:12],
                              add_hosts=list(hc.get("ExtraHosts") or []),
                              dns=list(hc.get("Dns") or []) or None)
-        ports: dict[str, list[dict]] = {}
-        for spec in att.ports:
-            ports.setdefault(spec.key, []).append({"HostIp": spec.host_ip or "0.0.0.0",
-                                                   "HostPort": str(spec.host_port)})
-        rec.extra["NetworkSettings"] = {
-            "Networks": {name: {"IPAddress": ip, "MacAddress": att.macs.get(name, ""),
-                                "IPPrefixLen": 0}
-                         for name, ip in att.ips.items()},
-            "Ports": ports,
-            "SandboxKey": att.netns_path,
-        }
-        rec.extra["EtcFiles"] = {k: str(v) for k, v in att.etc_files.items()}
+        record_attachment(rec, att)
         return att.netns_path
 
     def _detach_network(self, rec: ContainerRecord) -> None:
@@ -404,6 +394,7 @@ class Lifecycle:
         rec = ContainerRecord(cid, name, image.id, time.time(), merged, host_config, new_state(),
                               0, [], extra)
         self.store.add(rec)
+        faults.point("create-recorded")
         try:
             rec.mounts = self._prepare_volumes(rec, img_cfg)
             if rec.mounts:
@@ -445,16 +436,26 @@ class Lifecycle:
         if manager is None:
             return _plain_binds(binds, mounts, image_volumes, volumes_from)
         needs_seed = bool(image_volumes) or any(":" in b and not b.startswith("/") for b in binds)
-        rootfs = None
-        try:
-            if needs_seed:
-                rootfs = self.mount_rootfs(rec)
+        if not needs_seed:
             return manager.prepare_mounts(rec.id, binds=binds, mounts=mounts,
                                           volumes_from=volumes_from,
-                                          image_volumes=image_volumes, rootfs=rootfs)
-        finally:
-            if rootfs is not None:
+                                          image_volumes=image_volumes, rootfs=None)
+        from . import interrupted
+
+        # the root filesystem is mounted while volumes are seeded from it: a process killed
+        # meanwhile leaves the marker, and whoever takes the lock next removes the half-made
+        # container (interrupted.settle)
+        with self.store.lock(rec.id):
+            interrupted.begin(self.paths(rec), phase="create")
+            try:
+                rootfs = self.mount_rootfs(rec)
+                faults.point("create-seeding")
+                return manager.prepare_mounts(rec.id, binds=binds, mounts=mounts,
+                                              volumes_from=volumes_from,
+                                              image_volumes=image_volumes, rootfs=rootfs)
+            finally:
                 self.unmount_rootfs(rec)
+                interrupted.done(self.paths(rec))
 
     def _release_volumes(self, rec: ContainerRecord, remove_anonymous: bool) -> None:
         if not any(m.get("Type") == "volume" for m in rec.mounts):
@@ -611,27 +612,48 @@ class Lifecycle:
         return launch.fileno() if launch is not None and launch.fileno() >= 0 else None
 
     def _fresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """The record read again and refreshed; the caller holds the container's lock."""
         fresh = self.store.get_by_id(rec.id)
+        if fresh is not None:
+            fresh = self.settle(fresh)
         if fresh is None:
             raise NotFound(f"no such container: {rec.name}")
         return self.refresh(fresh)
 
+    def settle(self, rec: ContainerRecord) -> ContainerRecord | None:
+        """Under the container's lock: finish what a killed ``start`` left (see
+        :mod:`.interrupted`); None when that removed the container (``--rm``)."""
+        from . import interrupted
+
+        if status_of(rec) in (Status.CREATED, Status.EXITED) and \
+                interrupted.pending(self.paths(rec)):
+            return interrupted.settle(self, rec)
+        return rec
+
     def _start_locked(self, rec: ContainerRecord, *, watched: bool = False,
                       launch=None) -> None:
+        from . import interrupted
+
         paths = self.paths(rec)
         if launch is None:
             # The monitor's interpreter starts now, while we mount and write the bundle.
             launch = self.launch_monitor(rec.id)
         try:
+            # if this process is killed before the state is saved, whoever takes the lock next
+            # finds this and settles the container (interrupted.settle)
+            interrupted.begin(paths)
             with contextlib.suppress(FileNotFoundError):
                 paths.exit_file.unlink()
             # A previous run's leftovers (monitor killed) would make the runtime's create fail.
             self.finalize(rec)
             self.mount_rootfs(rec)
+            faults.point("start-mounted")
             spec = self.build_spec(rec)
+            faults.point("start-network")
             from .spec import write_spec
 
             write_spec(paths.bundle, spec)
+            faults.point("start-bundle")
             on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle",
                        str(self.root), rec.id]
             policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
@@ -649,6 +671,7 @@ class Lifecycle:
                 # while someone still holds the lock (a restart elsewhere) cleans up after itself
                 watch_lock=watch_lock if watching else None,
                 cgroup_path=spec.get("linux", {}).get("cgroupsPath"))
+            faults.point("start-handed-over")
             if watching:
                 self._launches[rec.id] = launch
             else:
@@ -673,6 +696,7 @@ class Lifecycle:
                 rec.state["Status"] = "exited"
             with contextlib.suppress(NotFound):
                 self.store.save(rec)
+            interrupted.done(paths)
             if isinstance(exc, (OSError, ValueError)):
                 raise RuntimeFailure(f"cannot start container {rec.name}: {exc}") from exc
             raise
@@ -682,6 +706,7 @@ class Lifecycle:
                          ExitCode=0, Error="", OOMKilled=False, StartedAt=stamp, StartedAtTs=ts,
                          FinishedAt=ZERO_TIME, FinishedAtTs=0.0)
         self.store.save(rec, "start")
+        interrupted.done(paths)
 
     def build_spec(self, rec: ContainerRecord) -> dict[str, Any]:
         """The OCI runtime spec of the container (rootfs must be mounted)."""
@@ -1081,8 +1106,14 @@ class Lifecycle:
         """Run in the monitor's pid after the container's init exited: finish the cleanup, then
         remove (``--rm``), restart (restart policy) or leave the container exited."""
         delay = 0.0
+        from . import interrupted
+
         with self.store.lock(container_id):
             rec = self.store.get_by_id(container_id)
+            if rec is not None and rec.monitor_pid != os.getpid() and status_of(rec) in (
+                    Status.CREATED, Status.EXITED) and interrupted.pending(self.paths(rec)):
+                # the process that started us was killed before it saved the state: ours
+                interrupted.adopt(self, rec, os.getpid())
             if rec is None or rec.monitor_pid != os.getpid():
                 return  # removed meanwhile, or restarted by somebody else
             self.refresh(rec, monitor_gone=True)
@@ -1192,6 +1223,25 @@ def _lookup_command(rootfs: Path, process: dict[str, Any]) -> int:
 def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:
     doc = _read_exit(paths.exit_file)
     return int(doc["exit_code"]) if doc else int(rec.state.get("ExitCode", 0))
+
+
+# ----------------------------------------------------------------------------------- network
+
+
+def record_attachment(rec: ContainerRecord, att: Any) -> None:
+    """Put a network attachment into the record as Docker shows it (``NetworkSettings``)."""
+    ports: dict[str, list[dict]] = {}
+    for spec in att.ports:
+        ports.setdefault(spec.key, []).append({"HostIp": spec.host_ip or "0.0.0.0",
+                                               "HostPort": str(spec.host_port)})
+    rec.extra["NetworkSettings"] = {
+        "Networks": {name: {"IPAddress": ip, "MacAddress": att.macs.get(name, ""),
+                            "IPPrefixLen": 0}
+                     for name, ip in att.ips.items()},
+        "Ports": ports,
+        "SandboxKey": att.netns_path,
+    }
+    rec.extra["EtcFiles"] = {k: str(v) for k, v in att.etc_files.items()}
 
 
 # ----------------------------------------------------------------------------------- volumes and devices

@@ -573,8 +573,30 @@ def _drain(fd):
         pass
 
 
+def _alive(pid):
+    try:
+        fd = posix.open("/proc/%d/stat" % pid, posix.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        stat = posix.read(fd, 512)
+    finally:
+        posix.close(fd)
+    return stat.rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
+
+
+def _forget_folder(path):
+    try:
+        names = posix.listdir(path)
+        if names == ["monitor.log"] and posix.stat(path + "/monitor.log").st_size == 0:
+            posix.unlink(path + "/monitor.log")
+            posix.rmdir(path)
+    except OSError:
+        pass
+
+
 def _main(argv):
-    """The monitor process: ``argv`` is ``[-c, portside-monitor, ID, CFG_FD, SYNC_FD]``."""
+    """The monitor process: ``argv`` is ``[-c, portside-monitor, ID, CFG_FD, SYNC_FD, DIR, CALLER]``."""
     # Second fork: the process the caller started exits now; the monitor is reparented to init
     # (or a subreaper above the caller) and, not being a session leader, never gets a terminal.
     if posix.fork() > 0:
@@ -595,7 +617,11 @@ def _main(argv):
         data += chunk
     posix.close(cfg_fd)
     if not data:
-        posix._exit(0)  # the caller gave up before the start
+        # the caller gave up before the start; when it was killed (it cannot clean up) our
+        # folder goes too, unless something else is in it already (a container's)
+        if len(argv) > 6 and not _alive(int(argv[6])):
+            _forget_folder(argv[5])
+        posix._exit(0)
     posix.chdir("/")
     posix.umask(0o022)
     _Monitor(loads(data.decode()), sync_fd).main()
