@@ -81,9 +81,10 @@ class Engine:
     def image_store(self):
         from .image.store import ImageStore
         from .models.system import load_contributors
+        from .store.leftovers import resume_window
 
         return ImageStore(self.db, self.content, self.snapshots,
-                          load_references=load_contributors)
+                          load_references=load_contributors, resume_window=resume_window(self))
 
     @property
     def tmp_dir(self) -> Path:

@@ -393,12 +393,12 @@ class Builder:
             raise InvalidArgument(f"invalid base image reference {ref!r}: {exc}") from None
         else:
             self._note_base(ref, rec.id)
-            return rec
+            return self._hold(rec)
         if os.environ.get("PORTSIDE_BUILD_PULL", "1") != "0":
             self.volatile = True  # the next build finds it locally and may be remembered
             try:
                 image = self.engine.images.pull(ref, platform=platform)
-                return self.store.get(image.id)
+                return self._hold(self.store.get(image.id))
             except EngineError as exc:
                 raise NotFound(f"base image {ref} not found: not in the local store and pulling "
                                f"it failed: {exc}") from None
@@ -406,6 +406,14 @@ class Builder:
                 raise NotFound(f"base image {ref} not found: not in the local store and pulling "
                                f"it failed: {exc}") from None
         raise NotFound(f"base image {ref} not found in the local store")
+
+    def _hold(self, rec: ImageRecord) -> ImageRecord:
+        """Lease a base image's layers for the build (an ``rmi`` or ``image prune`` elsewhere
+        must not take them away while a step uses them) and return its record, read again: it
+        may have gone between the lookup and the lease."""
+        self.leases.extend([layer["digest"] for layer in rec.layers]
+                           + ["snapshot:" + layer["chain_id"] for layer in rec.layers])
+        return self.store.get(rec.id)
 
     def _note_base(self, ref: str, image_id: str) -> None:
         """Remember how ``ref`` resolved: by a name (which may later point elsewhere) or by an

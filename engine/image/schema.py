@@ -40,10 +40,11 @@ SCHEMA = [
         created REAL NOT NULL
     )""",
     # leases name their owner (pid and process start time: a recycled pid is not the owner)
-    # and lease; an interrupted pull's stay protected until keep_until (see store.leftovers)
+    # and lease; a pull's lease (progress > 0: when it last made progress) stays for the resume
+    # window after its owner stops (see store.leftovers)
     "ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE leases ADD COLUMN lease TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE leases ADD COLUMN keep_until REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE leases ADD COLUMN progress REAL NOT NULL DEFAULT 0",
 ]
 
 

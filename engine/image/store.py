@@ -33,7 +33,8 @@ from .. import events, faults
 from ..errors import Conflict, CorruptStore, InvalidArgument, NotFound
 from ..store.content import ContentStore
 from ..store.db import Database
-from ..store.leftovers import ABANDONED, HeldDir, owner_alive, owner_token
+from ..store.leftovers import (ABANDONED, DEFAULT_RESUME_WINDOW, HeldDir, owner_alive,
+                              owner_token)
 from ..store.snapshots import Snapshots, chain_ids
 from . import oci
 from .schema import EXTRA_REFERENCES, SCHEMA, register_references  # noqa: F401 (re-exported)
@@ -112,7 +113,8 @@ class ImageStore:
     """Images, names and layers. All writes are crash-safe and safe against a second process."""
 
     def __init__(self, db: Database, content: ContentStore, snapshots: Snapshots, *,
-                 load_references: Callable[[], None] | None = None) -> None:
+                 load_references: Callable[[], None] | None = None,
+                 resume_window: float = DEFAULT_RESUME_WINDOW) -> None:
         self.db = db
         self.content = content
         self.snapshots = snapshots
@@ -120,10 +122,12 @@ class ImageStore:
         # cache, registries: see schema.register_references); they register when imported,
         # which this makes sure of before anything is collected.
         self._load_references = load_references or (lambda: None)
+        #: seconds a kept lease (an interrupted pull's) outlives its last progress
+        self.resume_window = resume_window
 
     # ----------------------------------------------------------------- leases
     @contextlib.contextmanager
-    def lease(self, keep: float = 0.0) -> Iterator[list[str]]:
+    def lease(self, keep: bool = False) -> Iterator[list[str]]:
         """Protect blobs and snapshots written inside the block from a concurrent GC.
 
         Append each resource (digest or ``snapshot:<chain id>``) to the yielded list *before*
@@ -134,9 +138,9 @@ class ImageStore:
         the store collects it (see :mod:`portside.engine.store.leftovers`).
 
         Args:
-            keep: seconds to keep what an interrupted block wrote (failed or killed), counted
-                from its last progress (``renew()`` on the yielded list): an interrupted pull
-                keeps its downloads for the next pull to resume.
+            keep: keep what an interrupted block wrote (failed or killed) for
+                ``resume_window`` seconds after its last progress (``renew()`` on the yielded
+                list): an interrupted pull keeps its downloads for the next pull to resume.
         """
         held: list[str] = []
         pid = os.getpid()
@@ -148,17 +152,29 @@ class ImageStore:
                 now = time.time()
                 with self.db.transaction() as conn:
                     conn.execute("INSERT INTO leases (resource, pid, created, owner, lease,"
-                                 " keep_until) VALUES (?, ?, ?, ?, ?, ?)",
-                                 (resource, pid, now, owner, lease_id, now + keep if keep else 0))
+                                 " progress) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (resource, pid, now, owner, lease_id, now if keep else 0))
                 held.append(resource)
                 list.append(inner, resource)
 
+            def extend(inner, resources) -> None:  # noqa: N805
+                """Append several resources in one transaction."""
+                resources = list(resources)
+                now = time.time()
+                with self.db.transaction() as conn:
+                    conn.executemany("INSERT INTO leases (resource, pid, created, owner, lease,"
+                                     " progress) VALUES (?, ?, ?, ?, ?, ?)",
+                                     [(r, pid, now, owner, lease_id, now if keep else 0)
+                                      for r in resources])
+                held.extend(resources)
+                list.extend(inner, resources)
+
             def renew(inner) -> None:  # noqa: N805
-                """Progress was made: count the keep window from now."""
+                """Progress was made: count the resume window from now."""
                 if keep and held:
                     with self.db.transaction() as conn:
-                        conn.execute("UPDATE leases SET keep_until = ? WHERE lease = ?",
-                                     (time.time() + keep, lease_id))
+                        conn.execute("UPDATE leases SET progress = ? WHERE lease = ?",
+                                     (time.time(), lease_id))
 
         finished = False
         try:
@@ -168,19 +184,19 @@ class ImageStore:
             if held:
                 self._end_lease(lease_id, held, finished, keep)
 
-    def _end_lease(self, lease_id: str, held: list[str], finished: bool, keep: float) -> None:
+    def _end_lease(self, lease_id: str, held: list[str], finished: bool, keep: bool) -> None:
         if not finished and keep:
             # failed, not killed: the rows expire as a killed owner's would
             with self.db.transaction() as conn:
-                conn.execute("UPDATE leases SET owner = ?, keep_until = ? WHERE lease = ?",
-                             (ABANDONED, time.time() + keep, lease_id))
+                conn.execute("UPDATE leases SET owner = ?, progress = ? WHERE lease = ?",
+                             (ABANDONED, time.time(), lease_id))
             return
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM leases WHERE lease = ?", (lease_id,))
             if finished and keep:
                 # what an earlier, interrupted attempt kept for this one is recorded now
                 stale = [(r["lease"], r["resource"]) for r in conn.execute(
-                    "SELECT lease, resource, owner, pid FROM leases WHERE keep_until > 0")
+                    "SELECT lease, resource, owner, pid FROM leases WHERE progress > 0")
                     if r["resource"] in held and not owner_alive(r["owner"], r["pid"])]
                 conn.executemany("DELETE FROM leases WHERE lease = ? AND resource = ?", stale)
         if not finished:
@@ -190,14 +206,20 @@ class ImageStore:
                     candidates_blobs={r for r in held if not r.startswith("snapshot:")},
                     candidates_chains={r[9:] for r in held if r.startswith("snapshot:")})
 
+    def kept_until(self, progress: float) -> float:
+        """Until when a kept lease whose owner stopped is kept (0: not kept, or no more)."""
+        if progress <= 0 or self.resume_window <= 0:
+            return 0.0
+        until = progress + self.resume_window
+        return until if until > time.time() else 0.0
+
     def _leased(self, conn, *, live_only: bool = False) -> set[str]:
         """Resources a lease protects: its owner runs, or (unless ``live_only``) it is kept
         for a resume."""
-        now = time.time()
         verdict: dict[tuple[str, int], bool] = {}
         protected = set()
-        for row in conn.execute("SELECT resource, owner, pid, keep_until FROM leases"):
-            if not live_only and row["keep_until"] > now:
+        for row in conn.execute("SELECT resource, owner, pid, progress FROM leases"):
+            if not live_only and self.kept_until(row["progress"]):
                 protected.add(row["resource"])
                 continue
             key = (row["owner"], row["pid"])

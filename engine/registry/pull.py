@@ -349,9 +349,7 @@ def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
     dl = _Downloader(engine, resolved.client, resolved.repository, reporter)
     # if this pull is interrupted, what it downloaded is kept for a while for the next one
     # to resume (see store.leftovers); renewed as layers complete
-    from ..store.leftovers import resume_window
-
-    with store.lease(keep=resume_window(engine)) as leases:
+    with store.lease(keep=True) as leases:
         config_desc = manifest["config"]
         leases.append(config_desc["digest"])
         config_bytes = dl.fetch_small(config_desc)

@@ -255,29 +255,32 @@ def _remove_tree(path: Path, *, mounts: bool = True) -> bool:
 
 class Leftover:
     """One thing a dead owner left: ``kind`` (``tmp``, ``ingest``, ``staging``, ``build``,
-    ``trash``, ``lease``), where, how many bytes, and ``kept_until`` (epoch seconds) for the
-    data of an interrupted pull that is kept for a resume (0 otherwise)."""
+    ``trash``, ``lease``), where (relative to the root, or a summary), how many bytes;
+    ``resumable`` for the data of an interrupted pull, with ``kept_until`` (epoch seconds) while
+    it is kept for a resume; ``removed`` once reclaimed."""
 
-    __slots__ = ("kind", "where", "size", "kept_until", "removed")
+    __slots__ = ("kind", "where", "size", "kept_until", "removed", "resumable")
 
     def __init__(self, kind: str, where: str, size: int = 0, kept_until: float = 0.0,
-                 removed: bool = False) -> None:
+                 removed: bool = False, resumable: bool = False) -> None:
         self.kind, self.where, self.size = kind, where, size
         self.kept_until, self.removed = kept_until, removed
+        self.resumable = resumable or bool(kept_until)
 
     def describe(self) -> str:
         """One line for ``system check``."""
+        size = f" ({_human(self.size)})" if self.size else ""
+        if self.resumable:
+            line = f"data of an interrupted pull: {self.where}{size}"
+            if self.kept_until and not self.removed:
+                stamp = time.strftime("%H:%M:%S", time.localtime(self.kept_until))
+                line += f", kept for a retry until {stamp}"
+            return line
         what = {"tmp": "temporary folder", "ingest": "unfinished blob write",
                 "staging": "half-unpacked layer", "build": "build workspace",
                 "trash": "removed snapshot not yet deleted", "lease": "unrecorded data",
                 }.get(self.kind, self.kind)
-        size = f" ({_human(self.size)})" if self.size else ""
-        line = f"{what} of a process that died: {self.where}{size}"
-        if self.kept_until:
-            stamp = time.strftime("%H:%M:%S", time.localtime(self.kept_until))
-            line = (f"data of an interrupted pull: {self.where}{size}, kept for a retry until "
-                    f"{stamp}")
-        return line
+        return f"{what} of a process that died: {self.where}{size}"
 
     def __repr__(self) -> str:
         return f"Leftover({self.kind!r}, {self.where!r}, {self.size})"
@@ -339,6 +342,9 @@ def sweep(engine: Any, *, remove: bool, keep_resumable: bool) -> list[Leftover]:
             item.removed = _remove_tree(Path(entry.path))
         found.append(item)
     found += _sweep_leases(engine, remove, keep_resumable, now)
+    prefix = str(root).rstrip("/") + "/"
+    for item in found:
+        item.where = item.where.removeprefix(prefix)
     return found
 
 
@@ -413,10 +419,10 @@ def _sweep_ingests(entries: list[os.DirEntry], remove: bool, keep_resumable: boo
                 size, last = 0, entry.stat().st_mtime
             kept = 0.0
             # an unnamed ingest ("tmp-…") can never be resumed; a named one (a pull's) can
-            if not entry.name.startswith("tmp-") and size and keep_resumable \
-                    and now < last + window:
+            resumable = not entry.name.startswith("tmp-") and size > 0
+            if resumable and keep_resumable and now < last + window:
                 kept = last + window
-            item = Leftover("ingest", entry.path, size, kept_until=kept)
+            item = Leftover("ingest", entry.path, size, kept_until=kept, resumable=resumable)
             if remove and not kept:
                 shutil.rmtree(path, ignore_errors=True)
                 item.removed = not path.exists()
@@ -489,14 +495,16 @@ def _unwind_workspace(path: Path) -> None:
 def _sweep_leases(engine: Any, remove: bool, keep_resumable: bool,
                   now: float) -> list[Leftover]:
     try:
-        rows = engine.db.query("SELECT lease, owner, pid, keep_until, resource FROM leases")
+        rows = engine.db.query("SELECT lease, owner, pid, progress, resource FROM leases")
     except Exception:  # noqa: BLE001 - a database without the table (never opened by images)
         return []
     if not rows:
         return []
+    window = resume_window(engine)
     verdict: dict[tuple[str, int], bool] = {}
     dead: dict[tuple[str, str, int], list[str]] = {}
     kept: dict[tuple[str, str, int], float] = {}
+    rows_progress: dict[tuple[str, str, int], float] = {}
     for row in rows:
         owner = (row["owner"], row["pid"])
         if owner not in verdict:
@@ -504,8 +512,10 @@ def _sweep_leases(engine: Any, remove: bool, keep_resumable: bool,
         if verdict[owner]:
             continue
         key = (row["lease"], row["owner"], row["pid"])
-        if keep_resumable and row["keep_until"] > now:
-            kept[key] = max(kept.get(key, 0.0), row["keep_until"])
+        rows_progress[key] = row["progress"]
+        until = row["progress"] + window if row["progress"] > 0 and window > 0 else 0.0
+        if keep_resumable and until > now:
+            kept[key] = max(kept.get(key, 0.0), until)
         dead.setdefault(key, []).append(row["resource"])
     if not dead:
         return []
@@ -517,7 +527,8 @@ def _sweep_leases(engine: Any, remove: bool, keep_resumable: bool,
             continue
         where = f"{blobs} blob(s) and {chains} snapshot(s) that no image uses"
         found.append(Leftover("lease", where, size, kept_until=kept.get(key, 0.0),
-                              removed=remove and key in reclaim))
+                              removed=remove and key in reclaim,
+                              resumable=rows_progress.get(key, 0.0) > 0))
     if remove and reclaim:
         store.release_leases(reclaim)
     return found
