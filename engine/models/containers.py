@@ -711,7 +711,15 @@ def _check(engine, repair: bool) -> tuple[list[str], list[str]]:
         records = coll.store.list()
         folders = [d for d in cdir.iterdir()] if cdir.is_dir() else []
     known = {rec.id for rec in records}
+    from ..runtime.interrupted import pending
+
     for rec in records:
+        try:
+            rec = coll._refreshed(rec)  # settles a start whose process died
+        except NotFound:
+            continue
+        if pending(lc.paths(rec)):
+            continue  # being started right now: what it has mounted is its own
         if rec.status in ("running", "paused") and not lc.monitor_alive(rec):
             problems.append(f"container {rec.short_id}: its monitor is gone")
             if repair:

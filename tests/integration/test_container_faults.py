@@ -211,18 +211,18 @@ def _container_id(cli, name: str) -> str:
 @pytest.mark.parametrize("point", RUN_POINTS)
 def test_sigkill_during_run_is_settled_by_the_next_command(cli, busybox_image, portside_root,
                                                            point, detach):
-    args = ["run", *(["-d"] if detach else []), "--name", "k", "-p", "127.0.0.1::80",
+    args = ["run", *(["-d"] if detach else []), "--name", "kk", "-p", "127.0.0.1::80",
             "busybox", "sleep", "300"]
     _killed(cli(*args, check=False, env={"PORTSIDE_FAULT": point}))
     status = cli("ps", "-a", "--format", "{{.Status}}").out  # one ordinary command
-    cid = _container_id(cli, "k")
-    state = _inspect(cli, "k")["State"]
+    cid = _container_id(cli, "kk")
+    state = _inspect(cli, "kk")["State"]
     if point == "start-handed-over":
         # its monitor runs it: the start went through, only its record was not saved
         assert status.startswith("Up "), status
         assert state["Running"] and state["Pid"] > 0
-        port = _inspect(cli, "k")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        assert cli("port", "k").out.strip() == f"80/tcp -> 127.0.0.1:{port}"
+        port = _inspect(cli, "kk")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        assert cli("port", "kk").out.strip() == f"80/tcp -> 127.0.0.1:{port}"
         assert {"mounts", "netns", "nft", "cgroups"} <= set(_holds(portside_root, cid))
     elif point == "create-recorded":
         assert status.startswith("Created"), status  # it was never started (as Docker's)
@@ -233,9 +233,9 @@ def test_sigkill_during_run_is_settled_by_the_next_command(cli, busybox_image, p
         assert _holds(portside_root, cid) == {}
     # and it can be started again, or removed, as any container
     if point != "start-handed-over":
-        cli("start", "k")
-        assert _inspect(cli, "k")["State"]["Running"]
-    cli("rm", "-f", "k")
+        cli("start", "kk")
+        assert _inspect(cli, "kk")["State"]["Running"]
+    cli("rm", "-f", "kk")
     assert _holds(portside_root, cid) == {}
     assert_store_clean(cli, portside_root)
 
