@@ -53,9 +53,13 @@ class Engine:
     def _reap(self) -> list:
         """Reclaim what killed processes left in this root (cheap when there is nothing):
         see :mod:`portside.engine.store.leftovers`. Never fails the command that opens it."""
-        from .store import leftovers
+        from .store import anything_left
 
         try:
+            if not anything_left(self.root, self.db):
+                return []
+            from .store import leftovers
+
             return leftovers.reap(self)
         except Exception as exc:  # noqa: BLE001 - a leftover must not stop `ps`
             if os.environ.get("PORTSIDE_DEBUG"):
@@ -80,11 +84,10 @@ class Engine:
     @functools.cached_property
     def image_store(self):
         from .image.store import ImageStore
-        from .models.system import load_contributors
         from .store.leftovers import resume_window
 
         return ImageStore(self.db, self.content, self.snapshots,
-                          load_references=load_contributors, resume_window=resume_window(self))
+                          load_references=_load_references, resume_window=resume_window(self))
 
     @property
     def tmp_dir(self) -> Path:
@@ -163,3 +166,10 @@ class Engine:
                 self.db.sync_log()  # what this process committed is on disk when it ends
             else:
                 self.db.close()
+
+
+def _load_references() -> None:
+    """Have every keeper of image data register its references (before garbage collection)."""
+    from .models.system import load_contributors
+
+    load_contributors()

@@ -354,12 +354,12 @@ class ContainerCollection(Collection):
         container's lock only when the state must change, and then act on a record read under
         the lock: a copy read earlier may be stale (a restart policy just started a new run).
         A stopped container costs one ``stat`` (a start killed half-way left a marker)."""
-        lc = self.lifecycle
         if rec.status not in ("running", "paused", "restarting"):
             from ..runtime.interrupted import pending
 
-            if not pending(lc.paths(rec)):
-                return rec
+            if not pending(self.store.paths(rec.id)):
+                return rec  # (without importing the lifecycle: ps -a stays cheap)
+            lc = self.lifecycle
             with self.store.lock(rec.id, blocking=False) as held:
                 if not held:
                     return rec  # being started right now: shown as it was
@@ -369,6 +369,7 @@ class ContainerCollection(Collection):
                 if fresh is None:
                     raise NotFound(f"no such container: {rec.name}")  # it was --rm
                 return lc.refresh(fresh)
+        lc = self.lifecycle
         if lc.monitor_alive(rec) and (rec.status == "restarting"
                                       or not lc.paths(rec).exit_file.exists()):
             return rec  # nothing to record: its monitor lives and no exit was written

@@ -13,6 +13,8 @@ Three pieces, bottom up:
 :class:`Mounter` protocol, the real :class:`LinuxMounter` and a :class:`FakeMounter` for unit tests.
 """
 
+import os as _os
+
 # The names load on first use: every command opens the database, few need the content store,
 # the snapshots or ctypes for mounting.
 _HOME = {
@@ -23,7 +25,29 @@ _HOME = {
     "Mounter": "mount", "LinuxMounter": "mount", "FakeMounter": "mount", "MountCall": "mount",
     "mount_points": "mount",
 }
-__all__ = list(_HOME)
+__all__ = [*_HOME, "LEFTOVER_FOLDERS", "anything_left"]
+
+#: Where unfinished work lives while it runs (relative to the root): what a killed process leaves
+#: is there, or in the ``leases`` table (see :mod:`.leftovers`).
+LEFTOVER_FOLDERS = ("tmp", "build-cache/tmp", "content/ingest", "snapshots/.staging",
+                    "snapshots/.trash")
+
+
+def anything_left(root, db) -> bool:
+    """Whether :func:`.leftovers.reap` could have anything to do: one of the folders is not
+    empty, or a lease exists. Every command asks, so this imports nothing and costs a few
+    ``scandir`` calls and one query (:mod:`.leftovers` is imported only when it says yes)."""
+    for rel in LEFTOVER_FOLDERS:
+        try:
+            with _os.scandir(_os.path.join(root, rel)) as it:
+                for _ in it:
+                    return True
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    try:
+        return bool(db.query("SELECT 1 FROM leases LIMIT 1"))
+    except Exception:  # noqa: BLE001 - no leases table: nothing was ever leased
+        return False
 
 
 def __getattr__(name: str):

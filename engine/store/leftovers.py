@@ -39,9 +39,7 @@ is refreshed: see :mod:`portside.engine.runtime.lifecycle`.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
 import time
 from pathlib import Path
 
@@ -58,8 +56,21 @@ DEFAULT_RESUME_WINDOW = 3600.0
 #: it has not changed for this long.
 LEGACY_AGE = 3600.0
 
-_HELD_RE = re.compile(r"[a-z]+\.[0-9a-f]{16}")
-_STAGING_RE = re.compile(r"[0-9a-f]{64}-[0-9a-f]+")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_held_name(name: str) -> bool:
+    """``<prefix>.<16 hex>``, as :class:`HeldDir` names its folders."""
+    prefix, dot, tail = name.rpartition(".")
+    return bool(dot) and prefix.isalpha() and prefix.islower() and len(tail) == 16 \
+        and _HEX.issuperset(tail)
+
+
+def _is_staging_name(name: str) -> bool:
+    """``<chain id hex>-<random hex>``, as :meth:`.snapshots.Snapshots.create` stages."""
+    chain, dash, tail = name.partition("-")
+    return bool(dash) and len(chain) == 64 and _HEX.issuperset(chain) and bool(tail) \
+        and _HEX.issuperset(tail)
 #: The owner of the lease rows a failed (not killed) operation left to expire.
 ABANDONED = "-"
 
@@ -128,6 +139,8 @@ class HeldDir:
     """
 
     def __init__(self, parent: Path, prefix: str) -> None:
+        import fcntl
+
         parent = Path(parent)
         parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -175,6 +188,8 @@ class HeldDir:
 
 def _try_hold(path: Path) -> int | None:
     """The locked descriptor of folder ``path`` when its owner is gone; None while it lives."""
+    import fcntl
+
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -368,7 +383,7 @@ def _sweep_held(kind: str, entries: list[os.DirEntry], remove: bool, now: float,
     found = []
     for entry in entries:
         path = Path(entry.path)
-        if not _HELD_RE.fullmatch(entry.name):
+        if not _is_held_name(entry.name):
             # not a held folder: from an older version (or a stray file); by age only
             if not _legacy_dead(entry, now):
                 continue
@@ -434,10 +449,12 @@ def _sweep_ingests(entries: list[os.DirEntry], remove: bool, keep_resumable: boo
 
 def _sweep_staging(snapshots: Path, entries: list[os.DirEntry], remove: bool,
                    now: float) -> list[Leftover]:
+    import fcntl
+
     found = []
     rest = []
     for entry in entries:
-        if not _STAGING_RE.fullmatch(entry.name):
+        if not _is_staging_name(entry.name):
             rest.append(entry)
             continue
         # <chain hex>-<random>: being unpacked by whoever holds that chain id's lock

@@ -132,10 +132,10 @@ def test_a_folder_an_older_version_left_goes_only_when_old(engine: Engine) -> No
 def test_a_held_folder_the_reaper_takes_first_is_made_again(engine: Engine, monkeypatch) -> None:
     # The reaper may test a new folder between its mkdir and its lock: it removes it (it is
     # unlocked and empty), and the creator must not end up holding a deleted folder.
-    import fcntl as real_fcntl
+    import fcntl
 
     calls = []
-    original = real_fcntl.flock
+    original = fcntl.flock
 
     def racing_flock(fd: int, op: int) -> None:
         if not calls:
@@ -143,7 +143,7 @@ def test_a_held_folder_the_reaper_takes_first_is_made_again(engine: Engine, monk
             assert [r.kind for r in leftovers.reap(engine)] == ["tmp"]
         original(fd, op)
 
-    monkeypatch.setattr(leftovers.fcntl, "flock", racing_flock)
+    monkeypatch.setattr(fcntl, "flock", racing_flock)
     held = HeldDir(engine.root / "tmp", "load")
     monkeypatch.undo()
     assert held.path.is_dir() and _names(engine.root / "tmp") == [held.path.name]
