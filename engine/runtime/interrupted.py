@@ -88,9 +88,9 @@ def find_monitor(container_id: str) -> int:
 def settle(lc: Lifecycle, rec: ContainerRecord) -> ContainerRecord | None:
     """Finish what a killed start left; the caller holds the container's lock and ``rec`` was
     read under it. Returns the record as it is now (None when it was removed: ``--rm``)."""
-    from .containers import now_rfc3339
     from portside.engine.process import process_alive
 
+    from .containers import now_rfc3339
     from .lifecycle import _read_exit
 
     paths = lc.paths(rec)

@@ -7,7 +7,6 @@ processes importing and tagging into one root at once."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PORTSIDE
-from leftover_checks import (assert_store_clean, folder_bytes, mounts_under, query,
+from leftover_checks import (assert_store_clean, folder_bytes, mounts_under,
                              unfinished_work)
 
 pytestmark = pytest.mark.integration
