@@ -62,18 +62,22 @@ def main() -> None:
                   f"{deciles[0] * 1000:.1f}–{deciles[-1] * 1000:.1f} ms |")
 
         from portside.engine.api import Engine
-        from portside.engine.store import leftovers
+        from portside.engine.store import anything_left, leftovers
 
         engine = Engine(root=ps.root)
         engine.db  # noqa: B018 - opens the store (and reaps once)
-        samples = []
-        for _ in range(2000):
-            start = time.perf_counter()
-            leftovers.reap(engine)
-            samples.append(time.perf_counter() - start)
+        for what, fn in (("the check every command makes (store.anything_left)",
+                          lambda: anything_left(engine.root, engine.db)),
+                         ("a whole reaping pass (store.leftovers.reap)",
+                          lambda: leftovers.reap(engine))):
+            samples = []
+            for _ in range(2000):
+                start = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - start)
+            print(f"\n{what}, nothing to reclaim: median "
+                  f"{statistics.median(samples) * 1e6:.0f} µs over {len(samples)} calls")
         engine.close()
-        print(f"\nthe reaping pass on its own, nothing to reclaim: median "
-              f"{statistics.median(samples) * 1e6:.0f} µs over {len(samples)} calls")
         if os.geteuid() == 0:
             for i in range(3):
                 ps("rm", f"c{i}")
