@@ -73,6 +73,8 @@ def check(ctx: Context, args):
     """Corruption is an error (exit 1) until repaired; garbage (what killed or failed
     operations left) is only reported, and reclaimed with --repair."""
     found = ctx.engine.system.check(repair=args.repair)
+    for item in found.get("Reclaimed", []):  # as this command opened the store
+        ctx.print("reclaimed: " + item)
     for problem in found["Problems"]:
         ctx.print(("repaired: " if args.repair else "") + problem)
     for item in found["Reclaimable"]:

@@ -62,8 +62,9 @@ class System:
           is all reclaimed now.
 
         Returns:
-            ``{"Problems": [line, ...], "Reclaimable": [line, ...]}``; the store is consistent
-            when ``Problems`` is empty.
+            ``{"Problems": [line, ...], "Reclaimable": [line, ...], "Reclaimed": [line, ...]}``
+            (``Reclaimed``: what opening the store reclaimed for this engine, reported once);
+            the store is consistent when ``Problems`` is empty.
         """
         from ..store import leftovers
 
@@ -126,7 +127,9 @@ class System:
                 garbage += found[1]
             else:
                 problems += found
-        return {"Problems": problems, "Reclaimable": garbage}
+        reclaimed = [item.describe() for item in getattr(eng, "reclaimed", []) if item.removed]
+        eng.reclaimed = []
+        return {"Problems": problems, "Reclaimable": garbage, "Reclaimed": reclaimed}
 
     def df(self) -> list[dict]:
         load_contributors()

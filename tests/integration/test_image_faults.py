@@ -63,6 +63,25 @@ def test_sigkill_during_load_is_reclaimed_by_the_next_command(cli, busybox_image
     assert_store_clean(cli, portside_root)
 
 
+def test_system_check_after_a_killed_load_says_what_it_reclaimed_and_passes(
+        cli, busybox_image, tmp_path, portside_root):
+    archive = tmp_path / "bb.tar"
+    cli("save", "-o", str(archive), busybox_image)
+    cli("rmi", busybox_image)
+    _killed(cli("load", "-i", str(archive), check=False,
+                env={"PORTSIDE_FAULT": "image-before-record"}))
+    check = cli("system", "check", check=False)
+    assert check.returncode == 0, check.out
+    lines = check.out.splitlines()
+    assert lines[-1] == "store is consistent"
+    assert any(line.startswith("reclaimed: temporary folder of a process that died: tmp/load.")
+               for line in lines), lines
+    assert any(line.startswith("reclaimed: unrecorded data of a process that died: 3 blob(s)")
+               for line in lines), lines
+    assert unfinished_work(portside_root) == {}
+    assert_store_clean(cli, portside_root)
+
+
 @pytest.mark.parametrize("point", POINTS[1:])
 def test_sigkill_during_import_is_reclaimed_by_the_next_command(cli, tmp_path, portside_root,
                                                                 point):
