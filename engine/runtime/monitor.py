@@ -86,7 +86,7 @@ class MonitorLaunch:
             os.set_inheritable(sync_w, True)
             here = os.path.dirname(os.path.abspath(__file__))
             argv = [sys.executable, "-S", "-I", "-c", _BOOT % here, MARKER, container_id,
-                    str(cfg_r), str(sync_w), str(state_dir), str(os.getpid())]
+                    str(cfg_r), str(sync_w), str(state_dir)]
             # posix_spawn, not subprocess: no Python-level fork work in a big engine process.
             # The monitor closes every other descriptor it may inherit first thing.
             self._first = os.posix_spawn(

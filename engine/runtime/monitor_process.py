@@ -573,18 +573,6 @@ def _drain(fd):
         pass
 
 
-def _alive(pid):
-    try:
-        fd = posix.open("/proc/%d/stat" % pid, posix.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        stat = posix.read(fd, 512)
-    finally:
-        posix.close(fd)
-    return stat.rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
-
-
 def _forget_folder(path):
     try:
         names = posix.listdir(path)
@@ -596,7 +584,7 @@ def _forget_folder(path):
 
 
 def _main(argv):
-    """The monitor process: ``argv`` is ``[-c, portside-monitor, ID, CFG_FD, SYNC_FD, DIR, CALLER]``."""
+    """The monitor process: ``argv`` is ``[-c, portside-monitor, ID, CFG_FD, SYNC_FD, DIR]``."""
     # Second fork: the process the caller started exits now; the monitor is reparented to init
     # (or a subreaper above the caller) and, not being a session leader, never gets a terminal.
     if posix.fork() > 0:
@@ -617,9 +605,10 @@ def _main(argv):
         data += chunk
     posix.close(cfg_fd)
     if not data:
-        # the caller gave up before the start; when it was killed (it cannot clean up) our
-        # folder goes too, unless something else is in it already (a container's)
-        if len(argv) > 6 and not _alive(int(argv[6])):
+        # the caller gave up before the start (cancelled, or killed: then nobody else would
+        # clean up): our folder goes too, unless something else is in it (a container's). A
+        # cancelling caller waits for our exit, so no new launch can be using it meanwhile.
+        if len(argv) > 5:
             _forget_folder(argv[5])
         posix._exit(0)
     posix.chdir("/")

@@ -227,6 +227,10 @@ def test_sigkill_during_run_is_settled_by_the_next_command(cli, busybox_image, p
     elif point == "create-recorded":
         assert status.startswith("Created"), status  # it was never started (as Docker's)
         assert _holds(portside_root, cid) == {}
+        # the monitor launched ahead saw its caller die: it left, and took its folder along
+        from portside.engine.runtime.containers import ContainerPaths
+
+        assert _wait(lambda: not ContainerPaths(portside_root, cid).state_dir.exists())
     else:
         assert status.startswith("Exited (128)"), status
         assert state["Status"] == "exited" and "start interrupted" in state["Error"]
