@@ -21,11 +21,14 @@ So every such thing is tied to its *owner*, in a way any later process can test:
 * **leases** (rows of the ``leases`` table): the owner's pid and process start time
   (:func:`owner_token`), checked against ``/proc`` (:func:`owner_alive`).
 
-:func:`reap` runs each time an engine opens its store (every command does): when the folders
-above are empty and no lease row exists -- the usual case -- it costs four ``scandir`` calls
-and one small query (tens of microseconds, see ``bench/bench_startup.py``). What belongs to a
-dead owner is removed; a lease of a dead owner is dropped and what it protected is garbage
-collected (blobs and snapshots no image uses).
+Each time an engine opens its store (every command does), :func:`portside.engine.store.
+anything_left` looks whether those folders (and ``snapshots/.trash``) are empty and no lease row
+exists -- the usual case, about 15 microseconds, see ``bench/bench_startup.py`` -- and only
+otherwise imports this module and calls :func:`reap`. What belongs to a dead owner is removed
+(mounts under it first: a killed build or bootstrap can leave some, and a killed build's ``RUN``
+container is stopped); a lease of a dead owner is dropped and what it protected is garbage
+collected (blobs and snapshots no image uses). Folders of older portside versions, which hold
+no lock, are removed once untouched for an hour.
 
 One exception keeps data on purpose: an interrupted pull. Its partly downloaded blob (a named
 ingest) and the blobs it completed are kept for ``resume-window`` seconds (config; default one
@@ -33,8 +36,8 @@ hour) after its last progress, so that pulling again resumes rather than starts 
 any command reclaims them. ``system check`` reports all of these as reclaimable (exit 0), and
 ``system check --repair`` reclaims them at once.
 
-Containers have their own form of this (a start killed half-way), handled where the container
-is refreshed: see :mod:`portside.engine.runtime.lifecycle`.
+Containers have their own form of this (a start killed half-way), settled by the next command
+that looks at the container: see :mod:`portside.engine.runtime.interrupted`.
 """
 
 from __future__ import annotations
@@ -335,7 +338,7 @@ def sweep(engine: Any, *, remove: bool, keep_resumable: bool) -> list[Leftover]:
     ``keep_resumable``: leave an interrupted pull's data alone within its resume window (it is
     still listed, with ``kept_until``); false reclaims it too (``system check --repair``).
     """
-    root = Path(engine.root)
+    root = Path(engine.root)  # (the folders are store.LEFTOVER_FOLDERS)
     found: list[Leftover] = []
     now = time.time()
     window = resume_window(engine)
