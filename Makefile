@@ -11,7 +11,8 @@ PY := $(VENV)/bin/python
 export PORTSIDE_TEST_CACHE ?= /var/cache/portside-test
 
 APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-registry nftables \
-	iproute2 zstd apache2-utils golang-github-containers-common python3-venv chromium
+	iproute2 zstd apache2-utils golang-github-containers-common python3-venv chromium \
+	slurmctld slurmd slurm-client munge
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps venv compile test test-unit lab labext jupyter-links wheel clean bench bench-venv
