@@ -17,7 +17,7 @@ import functools
 import os
 from pathlib import Path
 
-from .config import Config, load_config
+from .config import Config, expand_root, load_config
 
 
 class Engine:
@@ -26,7 +26,7 @@ class Engine:
     def __init__(self, root: str | os.PathLike | None = None, config: Config | None = None) -> None:
         self.config = config or load_config()
         if root is not None:
-            self.config.root = Path(root)
+            self.config.root = expand_root(root)
         self.root = Path(self.config.root)
         #: what opening the store reclaimed from killed processes (``store.leftovers.reap``)
         self.reclaimed: list = []

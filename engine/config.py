@@ -17,6 +17,11 @@ variable                       config key                       meaning
                                                                 data is kept for a resume
                                                                 (default 3600)
 =============================  ===============================  ==========================
+
+The state folder may name the machine it is on: ``%n`` stands for the node's name (Slurm's
+``SLURMD_NODENAME`` when set, else the short host name) and ``%u`` for the user's name, so one
+setting (``PORTSIDE_ROOT=/local/portside/%u/%n``) gives every node of a cluster its own store;
+``%%`` is a plain ``%``. See :func:`expand_root`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,50 @@ def default_root() -> Path:
         return Path("/var/lib/portside")
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(data) / "portside"
+
+
+def expand_root(path: str | os.PathLike) -> Path:
+    """A state folder with ``%n`` (this node's name) and ``%u`` (this user's name) filled in.
+
+    >>> os.environ["SLURMD_NODENAME"] = "node17"; expand_root("/scratch/ps/%n")
+    PosixPath('/scratch/ps/node17')
+    """
+    text = os.fspath(path)
+    if "%" not in text:
+        return Path(text)
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if ch == "%" and nxt == "n":
+            out.append(node_name())
+        elif ch == "%" and nxt == "u":
+            import pwd
+
+            try:
+                out.append(pwd.getpwuid(os.geteuid()).pw_name)
+            except KeyError:
+                out.append(str(os.geteuid()))
+        elif ch == "%" and nxt == "%":
+            out.append("%")
+        else:
+            out.append(ch)
+            i += 1
+            continue
+        i += 2
+    return Path("".join(out))
+
+
+def node_name() -> str:
+    """This machine's name as a cluster knows it: Slurm's ``SLURMD_NODENAME`` (set in jobs and
+    prolog/epilog scripts, and what tells apart several slurmd on one host), else the host name
+    up to its first dot."""
+    name = os.environ.get("SLURMD_NODENAME")
+    if name:
+        return name
+    import socket
+
+    return socket.gethostname().split(".")[0]
 
 
 class Config:
@@ -100,7 +149,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
                 raise InvalidArgument(f"bad config file {path}: {exc}") from exc
     cfg = Config()
     if "root" in merged:
-        cfg.root = Path(merged.pop("root"))
+        cfg.root = expand_root(merged.pop("root"))
     cfg.runtime = merged.pop("runtime", None)
     cfg.cdi_spec_dirs = list(merged.pop("cdi-spec-dirs", cfg.cdi_spec_dirs))
     cfg.registry_mirrors = list(merged.pop("registry-mirrors", []))
@@ -109,7 +158,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     cfg.resume_window = _seconds(merged.pop("resume-window", None), "resume-window")
     cfg.extra = merged
     if env.get("PORTSIDE_ROOT"):
-        cfg.root = Path(env["PORTSIDE_ROOT"])
+        cfg.root = expand_root(env["PORTSIDE_ROOT"])
     if env.get("PORTSIDE_RUNTIME"):
         cfg.runtime = env["PORTSIDE_RUNTIME"]
     if env.get("PORTSIDE_CDI_SPEC_DIRS"):
