@@ -15,6 +15,7 @@ catch that one class and show ``str(exc)``, a single line that names the thing a
     ├── RuntimeFailure          the OCI runtime, a mount or a namespace failed
     ├── RegistryError           the distribution protocol failed (HTTP status kept)
     │   └── Unauthorized        "unauthorized: authentication required"
+    ├── SchedulerError          "Slurm refused the job: Invalid partition name specified"
     └── BuildError              a build step failed (step and exit code kept)
 
 Foreign exceptions are mapped at the boundary with ``raise Mine(msg) from exc`` so the cause stays
@@ -108,6 +109,13 @@ class Unauthorized(RegistryError):
     """The registry refused the credentials (or asked for some)."""
 
     http_status = 401
+
+
+class SchedulerError(EngineError):
+    """A cluster scheduler (Slurm) refused or could not run a job; the message carries the
+    scheduler's own reason (from ``sbatch`` or ``squeue``)."""
+
+    http_status = 503
 
 
 class BuildError(EngineError):

@@ -402,6 +402,13 @@ class Registry:
         return sorted(n for n in self._devices
                       if n not in self._conflicts and (kind is None or n.startswith(kind + "=")))
 
+    def device(self, name: str) -> Device | None:
+        """The usable device of that fully qualified name (its own edits, without its spec's),
+        or None."""
+        if name in self._conflicts or name not in self._devices:
+            return None
+        return self._devices[name][1]
+
     def resolve(self, names: Iterable[str]) -> ContainerEdits:
         """Merge the edits for the named devices into one :class:`ContainerEdits`.
 
