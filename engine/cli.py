@@ -104,7 +104,7 @@ def arguments(fn_args: Callable[[argparse.ArgumentParser], None]):
 
 #: Every command module (engine/commands/<name>.py); each registers its commands on import.
 COMMAND_MODULES = ("images", "system", "containers", "volumes", "networks", "build", "registry",
-                   "repro")
+                   "repro", "slurm")
 
 #: Which modules define each top-level word, so a command line imports and builds only what it
 #: uses (building the whole argparse tree costs ~80 ms). tests/unit/test_cli_index.py checks this
@@ -122,6 +122,7 @@ COMMAND_INDEX: dict[str, tuple[str, ...]] = {
     "pull": ("registry",), "push": ("registry",), "rename": ("containers",),
     "restart": ("containers",), "rm": ("containers",), "rmi": ("images",),
     "run": ("containers",), "save": ("images",), "search": ("registry",),
+    "slurm": ("slurm",),
     "start": ("containers",), "stats": ("containers",), "stop": ("containers",),
     "system": ("system",), "tag": ("images",), "top": ("containers",),
     "unpause": ("containers",), "version": ("system",), "volume": ("volumes",),
@@ -200,7 +201,8 @@ def build_parser(prog: str = "portside", modules: tuple[str, ...] | None = None,
     group_help = {"image": "Manage images", "container": "Manage containers",
                   "volume": "Manage volumes", "network": "Manage networks",
                   "system": "Manage portside", "builder": "Manage builds",
-                  "manifest": "Manage image manifests"}
+                  "manifest": "Manage image manifests",
+                  "slurm": "A Slurm context's commands on the cluster's nodes"}
     for cmd in COMMANDS:
         if wanted is not None and cmd.handler.__module__ not in wanted:
             continue

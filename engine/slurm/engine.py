@@ -1,0 +1,933 @@
+"""The engine object of a Slurm context: the model API answered by jobs on a cluster.
+
+:class:`SlurmEngine` has what the fronts use of an engine (``containers``, ``images``…). Its
+containers are records on the client (:mod:`.records`) tied to Slurm jobs:
+
+==================  ==========================================================================
+verb                what happens
+==================  ==========================================================================
+``create``          a record only (``created``); nothing is asked of Slurm yet
+``start``/``run``   ``sbatch`` of a keeper job named after the container, ``--gres=gpu:N``,
+                    ``-c``/``--mem`` from ``--cpus``/``-m``; once Slurm has placed it, the image
+                    is made present on the node and the keeper starts the container. A job that
+                    must wait leaves the container ``created`` with Slurm's reason (``Pending
+                    (Resources)``); it starts when Slurm runs the job
+``exec``, ``logs``, ``srun --overlap --jobid J -w NODE -u portside …`` on the container's node
+``top``, ``stats``,
+``inspect``, ``cp``,
+``stop``, ``kill``,
+``pause``…
+``rm -f``           kills the container and cancels its job
+``ps``/``list``     the records, reconciled with one ``squeue``: a job that ended or vanished
+                    shows its container as exited (``rm`` works on it)
+==================  ==========================================================================
+
+After the job has ended the node's copy of the container is gone (the keeper removes it); the
+record keeps the last state and, where the node could write it, the container's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from ..errors import (Conflict, EngineError, IncorrectState, InvalidArgument, NotFound,
+                      SchedulerError)
+from ..models.resource import Collection, Model
+from .cluster import (HOPELESS_REASONS, REASON_TEXT, Job, Slurm, exit_code_of, gpu_count,
+                      require_running)
+from .options import SlurmOptions
+from .records import RecordStore
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Iterator
+
+#: How long ``start`` waits for Slurm's first decision about a new job (the controller looks at
+#: a batch job in its next scheduling pass, which comes within about a second).
+DECISION_TIMEOUT = 15.0
+#: How long ``rm -f``/``stop`` wait for a job to end once its container is gone.
+END_TIMEOUT = 30.0
+
+
+def portside_argv() -> list[str]:
+    """How to run this portside on a node: the ``portside`` program beside this interpreter (a
+    virtual environment on a shared file system, as clusters install software), else this
+    interpreter with ``-m portside.engine``."""
+    exe = os.environ.get("PORTSIDE_SLURM_PROGRAM")
+    if exe:
+        return shlex.split(exe)
+    here = os.path.join(os.path.dirname(sys.executable), "portside")
+    if os.access(here, os.X_OK):
+        return [here]
+    return [sys.executable, "-m", "portside.engine"]
+
+
+def _rfc3339(ts: float | None) -> str:
+    from ..image.oci import rfc3339
+
+    return rfc3339(ts) if ts else "0001-01-01T00:00:00Z"
+
+
+class _Unavailable:
+    """A collection a Slurm context does not have (each node has its own)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidArgument(f"{self._what} are per node in a Slurm context: name them in "
+                              f"run (-v NAME:/path, --net …) and they are made on the node")
+
+
+class SlurmEngine:
+    """The model API over a Slurm cluster.
+
+    Args:
+        options: the context's settings.
+        state_dir: where the client keeps its records (per context).
+        local: the engine holding the images (built and pulled where the notebook runs);
+            default: the local engine.
+        env: the environment for Slurm's commands (default: this process's).
+        name: the context's name (for messages).
+    """
+
+    def __init__(self, options: SlurmOptions, state_dir: str | os.PathLike, *,
+                 local: Any = None, env: dict[str, str] | None = None,
+                 name: str = "slurm") -> None:
+        self.options = options
+        self.name = name
+        self.slurm = Slurm(options, env)
+        self.records = RecordStore(state_dir)
+        self._local = local
+        self._containers: SlurmContainerCollection | None = None
+
+    @property
+    def local(self) -> Any:
+        if self._local is None:
+            from ..api import Engine
+
+            self._local = Engine()
+        return self._local
+
+    @property
+    def images(self) -> Any:
+        """Images live where the notebook runs; they are shipped to a node when a container
+        starts there."""
+        return self.local.images
+
+    @property
+    def builds(self) -> Any:
+        return self.local.builds
+
+    @property
+    def containers(self) -> SlurmContainerCollection:
+        if self._containers is None:
+            self._containers = SlurmContainerCollection(self)
+        return self._containers
+
+    volumes = property(lambda self: _Unavailable("volumes"))
+    networks = property(lambda self: _Unavailable("networks"))
+
+    def close(self, **kwargs: Any) -> None:
+        if self._local is not None:
+            self._local.close(**kwargs)
+
+    # ------------------------------------------------------------------ the node's portside
+    def node_env(self) -> dict[str, str]:
+        """The environment for jobs and steps: the node's portside must use the node's store
+        and the default (local) context, whatever the client's are."""
+        env = dict(self.slurm.env)
+        env.pop("PORTSIDE_ROOT", None)
+        env["PORTSIDE_CONTEXT"] = "default"
+        if self.options.root:
+            env["PORTSIDE_ROOT"] = self.options.root
+        return env
+
+    def node_argv(self, *args: str) -> list[str]:
+        return [*portside_argv(), *args]
+
+
+class SlurmContainer(Model):
+    """A container of a Slurm context; ``attrs`` is Docker's inspect document plus ``Slurm``
+    (``JobId``, ``Node``, ``Gres``, ``State``, ``Reason``, ``Elapsed``)."""
+
+    @property
+    def name(self) -> str:
+        return self.attrs["Name"].lstrip("/")
+
+    @property
+    def status(self) -> str:
+        return self.attrs["State"]["Status"]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.attrs["Config"].get("Labels") or {}
+
+    @property
+    def image(self) -> Any:
+        return self.collection.engine.images.get(self.attrs["Image"])
+
+    @property
+    def job(self) -> str:
+        return (self.attrs.get("Slurm") or {}).get("JobId") or ""
+
+    @property
+    def node(self) -> str:
+        return (self.attrs.get("Slurm") or {}).get("Node") or ""
+
+    def reload(self) -> None:
+        self.attrs = self.collection.get(self.id).attrs
+
+    # ---- the job's lifetime --------------------------------------------------------------------
+    def start(self) -> SlurmContainer:
+        self.attrs = self.collection._start(self.id)
+        return self
+
+    def stop(self, timeout: int | None = None) -> SlurmContainer:
+        self.attrs = self.collection._stop(self.id, timeout)
+        return self
+
+    def restart(self, timeout: int | None = None) -> SlurmContainer:
+        rec, job = self.collection._live(self.id)
+        if job is not None and job.running:
+            self.collection._call(rec, job, "restart", {"timeout": timeout})
+            self.reload()
+            return self
+        return self.start()
+
+    def kill(self, signal: str | int = "KILL") -> SlurmContainer:
+        rec, job = self.collection._live(self.id)
+        self.collection._call(rec, require_running(job, rec["Name"]), "kill",
+                              {"signal": signal})
+        self.reload()
+        return self
+
+    def pause(self) -> SlurmContainer:
+        rec, job = self.collection._live(self.id)
+        self.collection._call(rec, require_running(job, rec["Name"]), "pause", {})
+        self.reload()
+        return self
+
+    def unpause(self) -> SlurmContainer:
+        rec, job = self.collection._live(self.id)
+        self.collection._call(rec, require_running(job, rec["Name"]), "unpause", {})
+        self.reload()
+        return self
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the container's job has ended; ``{"StatusCode": n, "Error": None}``."""
+        coll = self.collection
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rec, job = coll._live(self.id)
+            if rec["State"]["Status"] not in ("running", "created") or (
+                    rec["State"]["Status"] == "created" and not rec.get("Job")):
+                self.attrs = coll.inspect(rec, job)
+                return {"StatusCode": int(rec["State"].get("ExitCode") or 0), "Error": None}
+            if deadline is not None and time.monotonic() > deadline:
+                from ..errors import RuntimeFailure
+
+                raise RuntimeFailure(f"timed out waiting for container {rec['Name']}")
+            time.sleep(0.1)
+
+    def remove(self, force: bool = False, v: bool = False) -> None:
+        self.collection._remove(self.id, force=force)
+
+    def rename(self, name: str) -> None:
+        self.attrs = self.collection._rename(self.id, name)
+
+    # ---- on the node --------------------------------------------------------------------------
+    def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
+             timestamps: bool = False, tail: int | str | None = None, since: float | None = None,
+             until: float | None = None, follow: bool = False,
+             stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
+        """The container's output: from its node while the job runs, else from the copy the
+        keeper left in the client's folder (when the node could write there)."""
+        entries = self.collection._logs(self.id, timestamps=timestamps, tail=tail, since=since,
+                                        until=until, follow=follow, stop=stop)
+        wanted = {s for s, ok in (("stdout", stdout), ("stderr", stderr)) if ok}
+        selected = ((s, d) for s, d in entries if s in wanted)
+        if stream or follow:
+            return selected
+        return b"".join(d for _s, d in selected)
+
+    def top(self, ps_args: str = "") -> dict[str, Any]:
+        rec, job = self.collection._live(self.id)
+        return self.collection._call(rec, require_running(job, rec["Name"]), "top", {})
+
+    def stats(self) -> dict[str, Any]:
+        rec, job = self.collection._live(self.id)
+        return self.collection._call(rec, require_running(job, rec["Name"]), "stats", {})
+
+    def diff(self) -> list[dict[str, Any]]:
+        rec, job = self.collection._live(self.id)
+        return self.collection._call(rec, require_running(job, rec["Name"]), "diff", {})
+
+    def exec_run(self, cmd: str | list[str], *, stdout: bool = True, stderr: bool = True,
+                 tty: bool = False, detach: bool = False, environment: list[str] | dict | None = None,
+                 workdir: str = "", user: str = "") -> tuple[int | None, bytes]:
+        """Run a command in the container on its node; ``(exit_code, output)``."""
+        argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        env = [f"{k}={v}" for k, v in environment.items()] if isinstance(environment, dict) \
+            else list(environment or [])
+        proc = self.exec_popen(argv, user=user or None, workdir=workdir or None, env=env or None,
+                               detach=detach, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL)
+        with proc.stdout:
+            out = proc.stdout.read()
+        code = proc.wait()
+        if detach:
+            return None, b""
+        return code, out if stdout else b""
+
+    def exec_popen(self, argv: list[str], *, user: str | None = None, workdir: str | None = None,
+                   env: list[str] | None = None, tty: bool = False, detach: bool = False,
+                   stdin: Any = None, stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
+        """Start ``argv`` in the container with pipes, over ``srun -u`` (no pty: the agent's
+        frames pass through unchanged)."""
+        rec, job = self.collection._live(self.id)
+        job = require_running(job, rec["Name"])
+        args = ["exec"]
+        if stdin is not None and stdin is not subprocess.DEVNULL:
+            args.append("-i")
+        if detach:
+            args.append("-d")
+        for item in env or []:
+            args += ["-e", item]
+        if workdir:
+            args += ["-w", workdir]
+        if user:
+            args += ["-u", user]
+        coll = self.collection
+        return coll.engine.slurm.popen(job.id, job.node,
+                                       coll.engine.node_argv(*coll._root_args(), *args,
+                                                             rec["Id"], *argv),
+                                       silent=True, stdin=stdin, stdout=stdout, stderr=stderr,
+                                       env=coll.engine.node_env())
+
+    def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
+        """Write a tar of ``path`` (in the container, on its node) to ``out``."""
+        rec, job = self.collection._live(self.id)
+        job = require_running(job, rec["Name"])
+        coll = self.collection
+        proc = coll.engine.slurm.popen(job.id, job.node, coll.engine.node_argv(
+            *coll._root_args(), "cp", f"{rec['Id']}:{path}", "-"), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=coll.engine.node_env())
+        size = 0
+        with proc.stdout:
+            for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+                out.write(chunk)
+                size += len(chunk)
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+        if proc.wait() != 0:
+            raise _node_error(err, f"cp {rec['Name']}:{path}", proc.returncode)
+        return {"name": os.path.basename(path.rstrip("/")) or "/", "size": size}
+
+    def put_archive(self, path: str, data: BinaryIO | bytes) -> bool:
+        """Extract a tar (bytes or stream) into the directory ``path`` of the container."""
+        rec, job = self.collection._live(self.id)
+        job = require_running(job, rec["Name"])
+        coll = self.collection
+        proc = coll.engine.slurm.popen(job.id, job.node, coll.engine.node_argv(
+            *coll._root_args(), "cp", "-", f"{rec['Id']}:{path}"), stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=coll.engine.node_env())
+        try:
+            if isinstance(data, (bytes, bytearray)):
+                proc.stdin.write(data)
+            else:
+                for chunk in iter(lambda: data.read(1 << 20), b""):
+                    proc.stdin.write(chunk)
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+        if proc.wait() != 0:
+            raise _node_error(err, f"cp into {rec['Name']}:{path}", proc.returncode)
+        return True
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidArgument(f"commit: container {self.name} lives on node {self.node or '?'}; "
+                              "build images where the notebook runs")
+
+    def export(self, out: BinaryIO) -> None:
+        raise InvalidArgument(f"export: container {self.name} lives on node {self.node or '?'}; "
+                              "use cp CONTAINER:/ - instead")
+
+
+def _node_error(stderr: str, what: str, code: int | None = None) -> EngineError:
+    """The error a node's portside printed (``Error: …``), as an engine error."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if line.startswith("Error: "):
+            msg = line[len("Error: "):]
+            if msg.startswith("no such container") or msg.startswith("No such"):
+                return NotFound(msg)
+            exc = EngineError(msg)
+            if code:
+                exc.exit_code = code
+            return exc
+    return SchedulerError(f"{what}: {lines[-1] if lines else f'srun exited with {code}'}")
+
+
+class SlurmContainerCollection(Collection):
+    """``engine.containers`` of a Slurm context."""
+
+    model = SlurmContainer
+
+    def __init__(self, engine: SlurmEngine) -> None:
+        super().__init__(engine)
+        self.store = engine.records
+        self.slurm = engine.slurm
+
+    # ------------------------------------------------------------------ reading
+    def inspect(self, rec: dict[str, Any], job: Job | None = None,
+                node_attrs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Docker's inspect document for a record (the node's own document when given, with
+        the record's Slurm section added)."""
+        slurm = dict(rec.get("Slurm") or {})
+        slurm.update({"JobId": rec.get("Job") or "", "Node": rec.get("Node") or "",
+                      "Gres": f"gpu:{rec['Gpus']}" if rec.get("Gpus") else ""})
+        if job is not None:
+            slurm.update({"State": job.state, "Reason": job.reason, "Elapsed": job.elapsed})
+        if node_attrs is None and rec.get("Attrs"):
+            # the node's document as the keeper last reported it, with today's state
+            node_attrs = dict(rec["Attrs"], State=dict(rec["State"]), Name="/" + rec["Name"])
+        if node_attrs:
+            attrs = dict(node_attrs)
+            attrs["Slurm"] = slurm
+            return attrs
+        cfg = rec["Config"]
+        args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        return {
+            "Id": rec["Id"],
+            "Created": _rfc3339(rec.get("Created")),
+            "Path": args[0] if args else "",
+            "Args": args[1:],
+            "State": dict(rec["State"]),
+            "Image": rec.get("Image") or "",
+            "Name": "/" + rec["Name"],
+            "RestartCount": 0,
+            "Driver": "overlay",
+            "Platform": "linux",
+            "HostConfig": rec["HostConfig"],
+            "Config": cfg,
+            "Mounts": [],
+            "NetworkSettings": {"Networks": {}, "Ports": {}, "IPAddress": ""},
+            "GPUs": rec.get("GPUs") or [],
+            "Slurm": slurm,
+        }
+
+    def _reconcile(self, rec: dict[str, Any], job: Job | None) -> dict[str, Any]:
+        """Bring a record's state in line with its job (saved when it changed); returns it."""
+        state = rec["State"]
+        before = json.dumps([state, rec.get("Node"), rec.get("Slurm")], sort_keys=True)
+        jid = rec.get("Job")
+        if not jid:
+            return rec
+        if job is not None:
+            rec.setdefault("Slurm", {}).update(State=job.state, Reason=job.reason,
+                                               Elapsed=job.elapsed)
+            if job.node:
+                rec["Node"] = job.node
+        if job is not None and job.pending:
+            state.update(Status="created", Running=False)
+            rec.pop("Attrs", None)
+        elif job is not None and job.running:
+            if state.get("Status") != "running":
+                state.update(Status="running", Running=True)
+                state.setdefault("StartedAt", _rfc3339(time.time()))
+        elif state.get("Status") in ("created", "running") or state.get("Running"):
+            # the job has ended (or vanished): so has the container
+            code = None
+            if job is not None:
+                try:
+                    detail = self.slurm.detail(jid)
+                except SchedulerError:
+                    detail = None
+                code = exit_code_of(detail or {})
+                if job.state == "CANCELLED" and code in (None, 0):
+                    code = 128 + 15
+                if job.state == "TIMEOUT" and code in (None, 0):
+                    code = 128 + 15
+            else:
+                rec.setdefault("Slurm", {})["State"] = "GONE"
+            state.update(Status="exited", Running=False, Paused=False, Pid=0,
+                         ExitCode=255 if code is None else code,
+                         FinishedAt=_rfc3339(time.time()))
+            if code is None:
+                state["Error"] = f"Slurm job {jid} vanished before its end was seen"
+            elif job is not None and job.state not in ("COMPLETED", "FAILED"):
+                state["Error"] = f"Slurm job {jid} ended: {job.state}" + (
+                    f" ({job.reason})" if job.reason else "")
+        after = json.dumps([state, rec.get("Node"), rec.get("Slurm")], sort_keys=True)
+        if after != before:
+            if state["Status"] == "exited" and rec["HostConfig"].get("AutoRemove"):
+                self.store.delete(rec)
+                rec["_removed"] = True
+            else:
+                self.store.save(rec)
+        return rec
+
+    def _live(self, ref: str) -> tuple[dict[str, Any], Job | None]:
+        """The record of ``ref`` reconciled with its job, and the job."""
+        rec = self.store.resolve(ref)
+        job = self.slurm.job(rec["Job"]) if rec.get("Job") else None
+        return self._reconcile(rec, job), job
+
+    def get(self, container_id: str) -> SlurmContainer:
+        """The container of that name, id or id prefix; while it runs, the node's inspect
+        document with ``Slurm`` added."""
+        rec, job = self._live(container_id)
+        if rec.get("_removed"):
+            raise NotFound(f"no such container: {container_id}")
+        node_attrs = None
+        if job is not None and job.running and rec["State"].get("Status") == "running":
+            try:
+                node_attrs = self._call(rec, job, "inspect", {})
+            except (NotFound, IncorrectState, SchedulerError):
+                # the keeper has not created it yet, or removed it already and the job is
+                # ending: the record says what is known
+                node_attrs = None
+        return SlurmContainer(self.inspect(rec, job, node_attrs), self)
+
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+             limit: int | None = None, before: str | None = None,
+             since: str | None = None) -> list[SlurmContainer]:
+        """The context's containers, newest first (running and pending ones; ``all`` adds the
+        exited), from the records and one ``squeue``."""
+        records = self.store.list()
+        ids = [r["Job"] for r in records if r.get("Job")]
+        jobs = self.slurm.jobs(ids) if ids else {}
+        out = []
+        for rec in records:
+            job = jobs.get(rec.get("Job") or "")
+            rec = self._reconcile(rec, job)
+            if rec.get("_removed"):
+                continue
+            if not all and not (filters or {}).get("status") and not _active(rec):
+                continue
+            if not _matches(rec, filters or {}):
+                continue
+            out.append(SlurmContainer(self.inspect(rec, job), self))
+        if limit is not None and limit >= 0:
+            out = out[:limit]
+        return out
+
+    # ------------------------------------------------------------------ creating
+    def create_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
+                    name: str | None = None, container_id: str | None = None) -> SlurmContainer:
+        """A new container record from Docker-shaped ``Config``/``HostConfig`` (what the CLI
+        builds); the image must exist where the notebook runs."""
+        from ..runtime.containers import new_container_id, new_state
+        from ..runtime.names import random_name, validate_name
+
+        image_ref = config.get("Image") or ""
+        if not image_ref:
+            raise InvalidArgument("an image name is required")
+        image = self.engine.images.get(image_ref)
+        gpus = gpu_count(host_config.get("Gpus"))
+        if host_config.get("CDIDevices"):
+            raise InvalidArgument("--device with a CDI name: in a Slurm context ask for GPUs "
+                                  "with --gpus N; Slurm chooses which")
+        if (host_config.get("RestartPolicy") or {}).get("Name", "no") not in ("no", ""):
+            raise InvalidArgument("--restart: a Slurm job ends with its container; resubmit "
+                                  "with start instead")
+        taken = {r["Name"] for r in self.store.list()}
+        name = validate_name(name) if name else random_name(lambda n: n in taken)
+        rec = {"Id": container_id or new_container_id(), "Name": name, "Created": time.time(),
+               "Config": dict(config), "HostConfig": dict(host_config), "Image": image.id,
+               "Job": "", "Node": "", "Gpus": gpus, "State": new_state(), "Slurm": {},
+               "Context": self.engine.options.to_text()}
+        self.store.claim(rec)
+        return SlurmContainer(self.inspect(rec), self)
+
+    def create(self, image: str, command: str | list[str] | None = None,
+               **kwargs: Any) -> SlurmContainer:
+        """docker-py's ``containers.create`` (the same keyword arguments as the local one)."""
+        from ..models.containers import docker_py_kwargs
+
+        config, host_config, name = docker_py_kwargs(image, command, kwargs)
+        return self.create_from(config, host_config, name=name)
+
+    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
+            remove: bool = False, stdout: bool = True, stderr: bool = False,
+            **kwargs: Any) -> SlurmContainer | bytes:
+        """docker-py's ``containers.run``: with ``detach`` the container once its job is running
+        or pending; otherwise its output once it exited.
+
+        Raises:
+            ContainerExit: it exited non-zero. SchedulerError: Slurm refused the job.
+        """
+        from ..errors import ContainerExit
+        from ..models.containers import docker_py_kwargs
+
+        config, host_config, name = docker_py_kwargs(
+            image, command, dict(kwargs, auto_remove=remove and detach))
+        container = self.create_from(config, host_config, name=name)
+        try:
+            container.start()
+        except BaseException:
+            self._forget(container.id)
+            raise
+        if detach:
+            return container
+        code = container.wait()["StatusCode"]
+        out = container.logs(stdout=stdout, stderr=stderr)
+        if remove:
+            container.remove(force=True)
+        if code != 0:
+            raise ContainerExit(code, f"container {container.name} exited with {code}: "
+                                      f"{out[-200:].decode(errors='replace').strip()}")
+        return out
+
+    def _forget(self, container_id: str) -> None:
+        rec = self.store.get(container_id)
+        if rec is not None:
+            if rec.get("Job"):
+                self.slurm.cancel(rec["Job"])
+            self.store.delete(rec)
+
+    # ------------------------------------------------------------------ the job
+    def _root_args(self) -> list[str]:
+        return ["--root", self.engine.options.root] if self.engine.options.root else []
+
+    def _script(self, rec: dict[str, Any], spec: dict[str, Any]) -> str:
+        delimiter = "PORTSIDE_SPEC_" + os.urandom(8).hex()
+        argv = " ".join(shlex.quote(a) for a in self.engine.node_argv("slurm", "keeper"))
+        return (f"#!/bin/sh\n# portside: container {rec['Name']} ({rec['Id'][:12]}), "
+                f"image {rec['Config'].get('Image')}\n"
+                f"exec {argv} <<'{delimiter}'\n{json.dumps(spec)}\n{delimiter}\n")
+
+    def _start(self, ref: str) -> dict[str, Any]:
+        rec, job = self._live(ref)
+        if job is not None and job.active:
+            if job.pending:
+                return self.inspect(rec, job)  # it starts when Slurm runs it
+            raise IncorrectState(f"container {rec['Name']} is already running (job {job.id} on "
+                                 f"{job.node})")
+        return self._submit(rec)
+
+    def _submit(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Submit the keeper job of ``rec``, then start the container as soon as Slurm places
+        it (see the module's table)."""
+        from ..runtime.containers import new_state
+        from .epilog import comment_for
+        from .ship import registry_ref
+
+        opts = self.engine.options
+        hc = rec["HostConfig"]
+        image = self.engine.images.get(rec["Image"])
+        pull = registry_ref(self.engine.images, image, rec["Config"].get("Image") or "",
+                            opts.registry) if opts.registry else None
+        spec = {"id": rec["Id"], "name": rec["Name"], "config": rec["Config"],
+                "host_config": hc, "image": image.id, "pull": pull,
+                "root": opts.root, "gpus": rec.get("Gpus") or 0,
+                "log_copy": str(self.store.log_copy(rec["Id"]))}
+        nano = int(hc.get("NanoCpus") or 0)
+        cpus = -(-nano // 1_000_000_000) if nano else None
+        mem = int(hc.get("Memory") or 0)
+        mem_mb = -(-mem // (1024 * 1024)) if mem else None
+        self.store._ensure()
+        job = self.slurm.submit(self._script(rec, spec), name=rec["Name"],
+                                gpus=rec.get("Gpus") or 0, cpus=cpus, mem_mb=mem_mb,
+                                output=str(self.store.job_output("%j")),
+                                comment=comment_for(opts.root), workdir="/",
+                                env=self.engine.node_env())
+        rec.update(Job=job, Node="", State=new_state(), Slurm={"State": "PENDING"})
+        rec.pop("Attrs", None)
+        self.store.save(rec)
+        placed = self._decision(rec)
+        if placed is not None and placed.pending and placed.reason in HOPELESS_REASONS:
+            self.slurm.cancel(job)
+            rec.update(Job="", Slurm={"State": "CANCELLED", "Reason": placed.reason})
+            self.store.save(rec)
+            why = REASON_TEXT.get(placed.reason)
+            raise SchedulerError(f"Slurm cannot start container {rec['Name']}: job {job} "
+                                 f"pending ({placed.reason})" + (f": {why}" if why else ""))
+        if placed is not None and placed.running:
+            self._prepare(rec, placed)
+        elif placed is not None and placed.pending and not pull:
+            self._spawn_shipper(rec)
+        rec, job2 = self._live(rec["Id"])
+        return self.inspect(rec, job2)
+
+    def _decision(self, rec: dict[str, Any], timeout: float = DECISION_TIMEOUT) -> Job | None:
+        """Wait for Slurm's first decision about the job: running on a node, pending for a
+        reason it gives, or ended. Returns the job (None: it vanished)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            job = self.slurm.job(rec["Job"])
+            if job is None or job.running and job.node or job.considered or not job.active:
+                return job
+            if time.monotonic() > deadline:
+                return job
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    def _prepare(self, rec: dict[str, Any], job: Job) -> None:
+        """The start hand-shake with the node (:func:`.node.prepare`): ship the image when the
+        node lacks it, then wait for the keeper's word. Raises the keeper's error when the
+        container could not start."""
+        from .ship import prepare_on_node
+
+        status = prepare_on_node(self.engine, rec, job)
+        if status.get("state") == "running":
+            state = rec["State"]
+            state.update(Status="running", Running=True, StartedAt=status.get("started") or
+                         _rfc3339(time.time()))
+            rec["Node"] = job.node
+            if status.get("gpus"):
+                rec["GPUs"] = status["gpus"]
+            if status.get("attrs"):
+                rec["Attrs"] = status["attrs"]
+                state.update({k: v for k, v in status["attrs"]["State"].items()
+                              if k in ("Pid", "StartedAt")})
+            self.store.save(rec)
+            return
+        error = status.get("error") or "the container did not start"
+        rec["State"].update(Status="exited", Running=False, Error=error,
+                            ExitCode=int(status.get("code") or 125))
+        self.store.save(rec)
+        exc = EngineError(f"container {rec['Name']} (job {job.id} on {job.node}): {error}")
+        exc.exit_code = int(status.get("code") or 125)
+        raise exc
+
+    def _spawn_shipper(self, rec: dict[str, Any]) -> None:
+        """A pending job whose node is not known yet: a small background process ships the
+        image once Slurm places the job (the keeper waits for it), then exits."""
+        log = open(self.store.dir / "jobs" / f"{rec['Job']}.ship.log", "ab")
+        try:
+            # setsid -f: the helper is nobody's child here (no zombie in a long-lived kernel)
+            subprocess.run(["setsid", "-f", *portside_argv(), "slurm", "ship", "--state",
+                            str(self.store.dir), rec["Id"]], stdin=subprocess.DEVNULL,
+                           stdout=log, stderr=log, env=self.slurm.env, close_fds=True,
+                           check=False, timeout=30)
+        finally:
+            log.close()
+
+    def ship_when_placed(self, container_id: str, poll: float = 0.5) -> int:
+        """``portside slurm ship``: wait for the container's job to run, then do the start
+        hand-shake; returns 0 (or 1 when the job ended first)."""
+        while True:
+            rec = self.store.get(container_id)
+            if rec is None or not rec.get("Job"):
+                return 1
+            job = self.slurm.job(rec["Job"])
+            if job is None or not job.active:
+                return 1
+            if job.running and job.node:
+                try:
+                    self._prepare(rec, job)
+                except EngineError as exc:
+                    sys.stderr.write(f"portside slurm ship: {exc}\n")
+                    return 1
+                return 0
+            time.sleep(poll)
+
+    def _call(self, rec: dict[str, Any], job: Job, op: str, kwargs: dict[str, Any]) -> Any:
+        """One model method on the node's engine (``portside slurm node call``)."""
+        from .node import raise_answer
+
+        request = json.dumps({"op": op, "id": rec["Id"], "kwargs": kwargs}).encode()
+        proc = self._step(job, ["slurm", "node", "call"], request, f"{op} {rec['Name']}")
+        lines = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if ln.strip()]
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            raise _node_error(proc.stderr.decode(errors="replace"), f"{op} {rec['Name']}",
+                              proc.returncode) from None
+        return raise_answer(answer)
+
+    def _step(self, job: Job, args: list[str], input: bytes | None, what: str,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+        argv = self.slurm.srun_argv(job.id, job.node,
+                                    self.engine.node_argv(*self._root_args(), *args))
+        try:
+            return subprocess.run(argv, input=input, capture_output=True, timeout=timeout,
+                                  env=self.engine.node_env(),
+                                  stdin=None if input is not None else subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise SchedulerError("srun not found: Slurm's client commands are needed for a "
+                                 "Slurm context") from None
+        except subprocess.TimeoutExpired:
+            raise SchedulerError(f"{what}: the node did not answer in {timeout:g} s") from None
+
+    def _stop(self, ref: str, timeout: int | None) -> dict[str, Any]:
+        rec, job = self._live(ref)
+        if job is None or not job.active:
+            return self.inspect(rec, job)
+        if job.pending:
+            # not started yet: leave it created, without its job
+            self.slurm.cancel(job.id)
+            rec.update(Job="", Slurm={"State": "CANCELLED"})
+            self.store.save(rec)
+            return self.inspect(rec)
+        if job.running and job.node:
+            try:
+                self._call(rec, job, "stop", {"timeout": timeout})
+            except NotFound:
+                pass  # the keeper removed it meanwhile
+        self._wait_job_end(rec, cancel_after=END_TIMEOUT)
+        rec, job = self._live(ref)
+        return self.inspect(rec, job)
+
+    def _wait_job_end(self, rec: dict[str, Any], cancel_after: float) -> None:
+        """Wait for the job to end (its keeper exits once the container is gone); cancel it
+        after ``cancel_after`` seconds, then wait for that."""
+        deadline = time.monotonic() + cancel_after
+        cancelled = False
+        while True:
+            job = self.slurm.job(rec["Job"])
+            if job is None or not job.active:
+                return
+            if time.monotonic() > deadline:
+                if cancelled:
+                    return
+                self.slurm.cancel(job.id)
+                cancelled = True
+                deadline = time.monotonic() + cancel_after
+            time.sleep(0.05)
+
+    def _remove(self, ref: str, *, force: bool) -> None:
+        rec, job = self._live(ref)
+        if job is not None and (job.running or job.pending):
+            if not force:
+                raise Conflict(f"You cannot remove a {rec['State']['Status']} container "
+                               f"{rec['Id']}. Stop the container before attempting removal or "
+                               "force remove")
+            if job.running and job.node:
+                try:
+                    self._call(rec, job, "kill", {"signal": "KILL"})
+                except EngineError:
+                    pass  # not created yet, or gone already: cancelling the job settles it
+            self.slurm.cancel(job.id)
+            self._wait_job_end(rec, cancel_after=END_TIMEOUT)
+        self.store.delete(rec)
+
+    def _rename(self, ref: str, name: str) -> dict[str, Any]:
+        from ..runtime.names import validate_name
+
+        name = validate_name(name)
+        rec, job = self._live(ref)
+        with self.store.lock():
+            for other in self.store.list():
+                if other["Name"] == name and other["Id"] != rec["Id"]:
+                    raise Conflict(f'the container name "/{name}" is already in use')
+            if job is not None and job.running and job.node:
+                self._call(rec, job, "rename", {"name": name})
+            rec["Name"] = name
+            self.store.save(rec)
+        return self.inspect(rec, job)
+
+    def _logs(self, ref: str, *, timestamps: bool, tail: int | str | None, since: float | None,
+              until: float | None, follow: bool, stop: Any) -> Iterator[tuple[str, bytes]]:
+        rec, job = self._live(ref)
+        if job is not None and job.running and job.node and \
+                rec["State"].get("Status") == "running":
+            return self._node_logs(rec, job, timestamps=timestamps, tail=tail, since=since,
+                                   until=until, follow=follow, stop=stop)
+        from ..runtime.logs import read_logs
+
+        path = self.store.log_copy(rec["Id"])
+        tail_n = None if tail in (None, "all") else int(tail)
+        return ((s, d) for s, d, _t in read_logs(path, tail=tail_n, since=since, until=until,
+                                                 timestamps=timestamps))
+
+    def _node_logs(self, rec: dict[str, Any], job: Job, *, timestamps: bool,
+                   tail: int | str | None, since: float | None, until: float | None,
+                   follow: bool, stop: Any) -> Iterator[tuple[str, bytes]]:
+        import selectors
+
+        args = ["logs"]
+        if follow:
+            args.append("-f")
+        if timestamps:
+            args.append("-t")
+        if tail not in (None, "all"):
+            args += ["--tail", str(int(tail))]
+        if since is not None:
+            args += ["--since", str(since)]
+        if until is not None:
+            args += ["--until", str(until)]
+        proc = self.engine.slurm.popen(job.id, job.node, self.engine.node_argv(
+            *self._root_args(), *args, rec["Id"]), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.engine.node_env())
+
+        def entries() -> Iterator[tuple[str, bytes]]:
+            sel = selectors.DefaultSelector()
+            sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+            sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            open_ = 2
+            try:
+                while open_:
+                    if stop is not None and stop():
+                        break
+                    for key, _ in sel.select(timeout=0.25):
+                        data = os.read(key.fileobj.fileno(), 1 << 16)
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            open_ -= 1
+                            continue
+                        yield key.data, data
+            finally:
+                sel.close()
+                if proc.poll() is None:
+                    proc.terminate()
+                for f in (proc.stdout, proc.stderr):
+                    f.close()
+                proc.wait()
+
+        return entries()
+
+
+def _active(rec: dict[str, Any]) -> bool:
+    """Listed by a plain ``ps``: running, or waiting in Slurm's queue to run."""
+    status = rec["State"]["Status"]
+    return status == "running" or (status == "created" and bool(rec.get("Job")))
+
+
+def _matches(rec: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    import re
+
+    for key, values in filters.items():
+        if key == "status":
+            if rec["State"]["Status"] not in values:
+                return False
+        elif key == "name":
+            if not any(re.search(v, rec["Name"]) for v in values):
+                return False
+        elif key == "id":
+            if not any(rec["Id"].startswith(v) for v in values):
+                return False
+        elif key == "label":
+            labels = rec["Config"].get("Labels") or {}
+            for item in values:
+                k, eq, v = item.partition("=")
+                if k not in labels or (eq and labels[k] != v):
+                    return False
+        elif key == "ancestor":
+            if not any(v in (rec["Config"].get("Image"), rec.get("Image")) for v in values):
+                return False
+        elif key == "exited":
+            if rec["State"]["Status"] != "exited" or \
+                    str(rec["State"].get("ExitCode")) not in values:
+                return False
+        elif key in ("network", "health", "is-task", "publish", "expose", "volume", "before",
+                     "since"):
+            continue
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return True
