@@ -74,12 +74,19 @@ class Hpc:
         finally:
             eng.close()
 
+    def jobs(self) -> set[str]:
+        """The jobs this test's containers had (from the job names)."""
+        names = {r["Name"] for eng in self.engines for r in eng.records.list()}
+        return {j for j, v in self.cluster.jobs().items() if v["name"] in names}
+
     def close(self) -> None:
         try:
+            jobs = self.jobs()
             for eng in self.engines:
                 for ctr in eng.containers.list(all=True):
                     ctr.remove(force=True)
-            self.cluster.cancel_all()
+            active = set(self.cluster.active_jobs())
+            assert not jobs & active, f"jobs left running: {jobs & active}"
             for node in ("node1", "node2"):
                 assert self.on_node(node) == [], f"containers left on {node}"
         finally:
@@ -91,6 +98,55 @@ def hpc(cluster, tmp_path):
     h = Hpc(cluster, tmp_path)
     yield h
     h.close()
+
+
+class TimeLimited:
+    """A container whose job may run one minute (Slurm's shortest limit), started when the
+    module starts so that the minute (and the up to 30 s slurmctld takes to notice) passes while
+    the other tests run. A thread watches, every 20 ms, when the job leaves RUNNING and when the
+    container is gone from its node; the module's last test looks at what it saw."""
+
+    def __init__(self, cluster: SlurmCluster, base: Path) -> None:
+        import threading
+
+        self.hpc = Hpc(cluster, base)
+        eng = self.hpc.engine("partition=gpu,time=1", name="timed")
+        self.ctr = eng.containers.run("busybox", ["sleep", "1000"], detach=True, name="timed",
+                                      stop_timeout=1)
+        self.job, self.node = self.ctr.job, self.ctr.node
+        self.folder = self.hpc.nodes / self.node / "containers" / self.ctr.id
+        self.ended_at: float | None = None
+        self.end_state = ""
+        self.gone_at: float | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + 150
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            now = time.monotonic()
+            if self.ended_at is None:
+                state = _job_state(self.hpc.cluster, self.job)
+                if state != "RUNNING":
+                    self.ended_at, self.end_state = now, state
+            if self.gone_at is None and not self.folder.exists():
+                self.gone_at = now
+            if self.ended_at is not None and self.gone_at is not None:
+                return
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.hpc.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def time_limited(cluster, tmp_path_factory):
+    t = TimeLimited(cluster, tmp_path_factory.mktemp("timed"))
+    yield t
+    t.close()
 
 
 def _job_state(cluster: SlurmCluster, job: str) -> str:
@@ -172,6 +228,21 @@ def test_exec_logs_top_stop_start_and_rm_through_the_context(hpc):
     assert _job_state(hpc.cluster, job2) not in ("RUNNING", "PENDING", "COMPLETING")
     assert eng.containers.list(all=True) == []
     assert hpc.on_node("node1") == hpc.on_node("node2") == []
+
+
+def test_cpus_and_memory_are_asked_of_slurm(hpc):
+    from portside.engine.slurm.cluster import parse_scontrol
+
+    eng = hpc.engine()
+    ctr = eng.containers.run("busybox", TERMINABLE, detach=True, name="sized",
+                             nano_cpus=1_500_000_000, mem_limit="300m")
+    detail = parse_scontrol(hpc.cluster.run("scontrol", "show", "job", "-o", ctr.job).stdout)
+    assert detail["NumCPUs"] == "2"  # 1.5 CPUs: Slurm allocates whole ones
+    assert detail["MinMemoryNode"] == "300M"
+    assert detail["JobName"] == "sized"
+    hc = ctr.attrs["HostConfig"]  # the node's container keeps the exact limits
+    assert hc["NanoCpus"] == 1_500_000_000 and hc["Memory"] == 300 * 1024 * 1024
+    ctr.remove(force=True)
 
 
 def test_cp_in_and_out_over_srun(hpc):
@@ -325,7 +396,8 @@ def test_a_job_slurm_cannot_run_is_one_line_with_slurms_reason(hpc, options, gpu
     assert reason.lower() in message.lower() and "\n" not in message
     assert info.value.exit_code == 125
     assert eng.containers.list(all=True) == []
-    assert hpc.cluster.active_jobs() == []
+    assert not any(v["name"] == "nope" and v["state"] in ("PENDING", "RUNNING")
+                   for v in hpc.cluster.jobs().values())
 
 
 def test_a_command_the_node_cannot_run_fails_the_start(hpc):
@@ -335,5 +407,78 @@ def test_a_command_the_node_cannot_run_fails_the_start(hpc):
     with pytest.raises(EngineError) as info:
         eng.containers.run("busybox", ["/no/such/program"], detach=True, name="broken")
     assert info.value.exit_code == 127 and "/no/such/program" in str(info.value)
-    wait_for(lambda: hpc.cluster.active_jobs() == [], 20, "the job to end")
+    wait_for(lambda: not any(v["name"] == "broken" and v["state"] in ("RUNNING", "COMPLETING")
+                             for v in hpc.cluster.jobs().values()), 20, "the job to end")
     assert hpc.on_node("node1") == hpc.on_node("node2") == []
+
+
+# --------------------------------------------------------------------------------- cells
+def test_cells_run_inside_the_container_over_srun(hpc, debian_tar):
+    """The notebook's agent over ``srun -u``'s pipe: state kept between cells, 5 MB streamed,
+    an interrupt ends a cell and keeps the namespace, a trivial cell is quick."""
+    import statistics
+    import threading
+
+    from portside.kernel.client import AgentSession, Collector, container_popen_factory
+
+    with open(debian_tar, "rb") as f:
+        hpc.local.images.load(f)
+    eng = hpc.engine()
+    ctr = eng.containers.run("portside/debian:bookworm", ["sleep", "infinity"], detach=True,
+                             name="cells", stop_timeout=1)
+    session = AgentSession(container_popen_factory(eng, "cells"), label="cells")
+    try:
+        session.execute("import os, sys, time\nx = 41")
+        sink = Collector()
+        reply = session.execute("print(os.environ.get('HOSTNAME', open('/etc/hostname')"
+                                ".read().strip()))\nx + 1", sink)
+        assert reply["status"] == "ok"
+        assert sink.of_type("execute_result")[0]["data"]["text/plain"] == "42"
+        assert sink.text().strip() == ctr.attrs["Config"]["Hostname"]
+
+        big = Collector()
+        session.execute("sys.stdout.write('y' * (5 * 1024 * 1024)); sys.stdout.flush()", big)
+        assert big.text() == "y" * (5 * 1024 * 1024)
+
+        timer = threading.Timer(0.5, session.interrupt)
+        timer.start()
+        t0 = time.monotonic()
+        stopped = Collector()
+        reply = session.execute("time.sleep(30)", stopped)
+        took = time.monotonic() - t0
+        timer.join()
+        assert reply["status"] == "error"
+        assert stopped.of_type("error")[0]["ename"] == "KeyboardInterrupt"
+        assert took < 3, f"the interrupt took {took:.1f} s to end the cell"
+        after = Collector()
+        session.execute("x", after)
+        assert after.of_type("execute_result")[0]["data"]["text/plain"] == "41"
+
+        samples = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            session.execute("x = 1")
+            samples.append(time.perf_counter() - t0)
+        p50 = statistics.median(samples) * 1000
+        print(f"agent over srun: p50 {p50:.3f} ms")
+        assert p50 <= 2.0
+    finally:
+        session.close()
+    ctr.remove(force=True)
+
+
+# --------------------------------------------------------------------------------- time limit
+def test_a_time_limit_removes_the_container_within_two_seconds(time_limited):
+    """Last in the module: the job started with it, with a one-minute limit."""
+    t = time_limited
+    t.thread.join(timeout=150)
+    assert t.ended_at is not None, "the job never reached its time limit"
+    assert t.end_state in ("TIMEOUT", "COMPLETING"), t.end_state
+    assert t.gone_at is not None, "the container outlived its job"
+    took = t.gone_at - t.ended_at
+    assert took < 2.0, f"the container outlived the time limit by {took:.2f} s"
+    coll = t.hpc.engines[0].containers
+    wait_for(lambda: coll.get("timed").attrs["Slurm"]["State"] == "TIMEOUT", 30,
+             "Slurm to finish the job")
+    ctr = coll.get("timed")
+    assert ctr.status == "exited" and ctr.attrs["State"]["ExitCode"] == 143
