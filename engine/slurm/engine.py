@@ -104,6 +104,7 @@ class SlurmEngine:
         self.slurm = Slurm(options, env)
         self.records = RecordStore(state_dir)
         self._local = local
+        self._own_local = local is None
         self._containers: SlurmContainerCollection | None = None
 
     @property
@@ -134,7 +135,8 @@ class SlurmEngine:
     networks = property(lambda self: _Unavailable("networks"))
 
     def close(self, **kwargs: Any) -> None:
-        if self._local is not None:
+        """Release the local engine when this object made it (one handed in stays open)."""
+        if self._local is not None and self._own_local:
             self._local.close(**kwargs)
 
     # ------------------------------------------------------------------ the node's portside
@@ -445,9 +447,12 @@ class SlurmContainerCollection(Collection):
             state.update(Status="created", Running=False)
             rec.pop("Attrs", None)
         elif job is not None and job.running:
-            if state.get("Status") != "running":
+            # the job runs; the container does once somebody has seen it on the node (the
+            # start hand-shake, or _confirm): until then the image may still be on its way
+            if rec.get("Attrs"):
                 state.update(Status="running", Running=True)
-                state.setdefault("StartedAt", _rfc3339(time.time()))
+            else:
+                state.update(Status="created", Running=False)
         elif state.get("Status") in ("created", "running") or state.get("Running"):
             # the job has ended (or vanished): so has the container
             code = None
@@ -468,6 +473,11 @@ class SlurmContainerCollection(Collection):
                          FinishedAt=_rfc3339(time.time()))
             if code is None:
                 state["Error"] = f"Slurm job {jid} vanished before its end was seen"
+            elif code and not rec.get("Attrs"):
+                # it never started: the keeper said why in the job's output (when readable)
+                note = self._keeper_note(jid)
+                if note:
+                    state["Error"] = note
             elif job is not None and job.state not in ("COMPLETED", "FAILED"):
                 state["Error"] = f"Slurm job {jid} ended: {job.state}" + (
                     f" ({job.reason})" if job.reason else "")
@@ -479,6 +489,16 @@ class SlurmContainerCollection(Collection):
             else:
                 self.store.save(rec)
         return rec
+
+    def _keeper_note(self, job: str) -> str:
+        """The keeper's last message in the job's output file ('' when there is none)."""
+        try:
+            lines = self.store.job_output(job).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        notes = [ln[len("portside keeper: "):] for ln in lines
+                 if ln.startswith("portside keeper: ")]
+        return notes[-1] if notes else ""
 
     def _live(self, ref: str) -> tuple[dict[str, Any], Job | None]:
         """The record of ``ref`` reconciled with its job, and the job."""
@@ -493,14 +513,28 @@ class SlurmContainerCollection(Collection):
         if rec.get("_removed"):
             raise NotFound(f"no such container: {container_id}")
         node_attrs = None
-        if job is not None and job.running and rec["State"].get("Status") == "running":
-            try:
-                node_attrs = self._call(rec, job, "inspect", {})
-            except (NotFound, IncorrectState, SchedulerError):
-                # the keeper has not created it yet, or removed it already and the job is
-                # ending: the record says what is known
-                node_attrs = None
+        if job is not None and job.running:
+            node_attrs = self._confirm(rec, job)
         return SlurmContainer(self.inspect(rec, job, node_attrs), self)
+
+    def _confirm(self, rec: dict[str, Any], job: Job) -> dict[str, Any] | None:
+        """The node's inspect document of a container whose job runs (None while the keeper
+        has not created it, or once it is gone); the first sighting marks the record
+        running."""
+        try:
+            attrs = self._call(rec, job, "inspect", {})
+        except (NotFound, IncorrectState, SchedulerError):
+            # the keeper has not created it yet, or removed it already and the job is
+            # ending: the record says what is known
+            return None
+        if not rec.get("Attrs"):
+            rec["Attrs"] = attrs
+            rec["Node"] = job.node
+            rec["State"].update(Status="running", Running=True, **{
+                k: v for k, v in (attrs.get("State") or {}).items() if k in ("Pid", "StartedAt")})
+            self.store.save(rec)
+        rec["State"].update(Status="running", Running=True)
+        return attrs
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
              limit: int | None = None, before: str | None = None,
@@ -516,6 +550,8 @@ class SlurmContainerCollection(Collection):
             rec = self._reconcile(rec, job)
             if rec.get("_removed"):
                 continue
+            if job is not None and job.running and not rec.get("Attrs"):
+                self._confirm(rec, job)  # started since the last look? (one srun, once)
             if not all and not (filters or {}).get("status") and not _active(rec):
                 continue
             if not _matches(rec, filters or {}):
@@ -711,7 +747,8 @@ class SlurmContainerCollection(Collection):
         log = open(self.store.dir / "jobs" / f"{rec['Job']}.ship.log", "ab")
         try:
             # setsid -f: the helper is nobody's child here (no zombie in a long-lived kernel)
-            subprocess.run(["setsid", "-f", *portside_argv(), "slurm", "ship", "--state",
+            subprocess.run(["setsid", "-f", *portside_argv(), "--root",
+                            str(self.engine.local.root), "slurm", "ship", "--state",
                             str(self.store.dir), rec["Id"]], stdin=subprocess.DEVNULL,
                            stdout=log, stderr=log, env=self.slurm.env, close_fds=True,
                            check=False, timeout=30)

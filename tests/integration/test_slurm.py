@@ -176,7 +176,9 @@ def test_gpus_are_the_ones_slurm_allocated_and_a_third_waits(hpc):
         assert ctr.attrs["HostConfig"]["Gpus"] == f"device={minor}"
     assert sorted(seen.values()) == [0, 1]
 
-    c = eng.containers.run("busybox", TERMINABLE, detach=True, name="gc", gpus="1")
+    # an image node1 does not have yet: it is shipped once Slurm places the queued job
+    hpc.local.builds.build("FROM busybox\nRUN echo queued > /q\n", tags=["queued:1"])
+    c = eng.containers.run("queued:1", TERMINABLE, detach=True, name="gc", gpus="1")
     assert c.status == "created" and c.attrs["Slurm"]["State"] == "PENDING"
     assert c.attrs["Slurm"]["Reason"] == "Resources"
     listed = {x.name: x for x in eng.containers.list()}
@@ -190,6 +192,8 @@ def test_gpus_are_the_ones_slurm_allocated_and_a_third_waits(hpc):
     wait_for(lambda: eng.containers.get("gc").status == "running", 20, "gc to run")
     c.reload()
     assert c.node == "node1" and c.attrs["HostConfig"]["Gpus"] == f"device={seen['ga']}"
+    assert c.attrs["Slurm"]["Image"] == "shipped"
+    assert c.exec_run(["cat", "/q"]) == (0, b"queued\n")
     assert sorted(hpc.on_node("node1")) == ["gb", "gc"]
 
 
