@@ -283,12 +283,6 @@ class Slurm:
         return ["srun", "--overlap", f"--jobid={job_id}", "-w", node, "-N1", "-n1", "-u",
                 *(["-Q", "-Q"] if silent else ["-Q"]), *argv]
 
-    def step(self, job_id: str, node: str, argv: list[str], *, input: bytes | None = None,
-             timeout: float = 120, what: str = "") -> subprocess.CompletedProcess:
-        """Run ``argv`` as a step of the job and wait for it (output captured)."""
-        return self.run(self.srun_argv(job_id, node, argv), input=input, timeout=timeout,
-                        what=what or argv[0])
-
     def popen(self, job_id: str, node: str, argv: list[str], *, silent: bool = False,
               **kwargs: Any) -> subprocess.Popen:
         """Start ``argv`` as a step of the job; the caller owns the pipes it asked for."""
