@@ -789,15 +789,15 @@ def cp(ctx: Context, args):
         with coll.container_fs(src_ctr) as fs:
             if dest == "-":
                 out = getattr(ctx, "stdout_binary", None) or binary_stream(ctx.out)
-                write_archive(fs, src, out)
+                write_archive(fs, src, out, follow=args.follow_link)
                 out.flush()
             else:
-                copy_out(fs, src, dest, archive=args.archive)
+                copy_out(fs, src, dest, archive=args.archive, follow=args.follow_link)
         return 0
     if not dest.startswith("/"):
         dest = "/" + dest
     with coll.container_fs(dst_ctr) as fs:
-        copy_in(fs, src, dest, stdin=ctx.stdin)
+        copy_in(fs, src, dest, stdin=ctx.stdin, follow=args.follow_link)
     return 0
 
 

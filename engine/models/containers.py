@@ -212,12 +212,17 @@ class Container(Model):
 
         export(self.lc, self.collection.store.resolve(self.id), out)
 
-    def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
-        """Write a tar of ``path`` to ``out``; returns Docker's stat (name, size, mode)."""
+    def get_archive(self, path: str, out: BinaryIO, *,
+                    follow_links: bool = False) -> dict[str, Any]:
+        """Write a tar of ``path`` to ``out``; returns Docker's stat (name, size, mode).
+
+        ``follow_links``: a final symbolic link is followed inside the container (``cp -L``):
+        the tar holds its target's content under the link's name, and the stat is the target's.
+        """
         from ..runtime.cp import write_archive
 
         with self.collection.container_fs(self.id) as fs:
-            st = write_archive(fs, path, out)
+            st = write_archive(fs, path, out, follow=follow_links)
         return {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size,
                 "mode": st.st_mode, "mtime": _rfc3339(st.st_mtime)}
 
@@ -515,7 +520,7 @@ class ContainerCollection(Collection):
                 readonly = tuple(m["Destination"] for m in rec.mounts
                                  if m.get("Destination") and m.get("RW") is False)
                 yield ContainerFS(Path(root), mounts, readonly,
-                                  bool(rec.host_config.get("ReadonlyRootfs")))
+                                  bool(rec.host_config.get("ReadonlyRootfs")), rec.name)
 
         return opened()
 

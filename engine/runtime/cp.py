@@ -22,6 +22,18 @@ Docker's rules for where things land (``cp SRC DEST``):
   does not exist, it is created there;
 * ``-`` as DEST writes a tar stream of SRC; ``-`` as SRC extracts a tar stream into the DEST
   directory.
+
+Symbolic links in SRC (``cp -L``, ``get_archive(follow_links=True)``): without ``-L`` every link
+but the last is followed and a final link is copied as a link, as Docker does. With ``-L`` the final
+link is followed too, *inside the container*: :meth:`ContainerFS.resolve` walks the path one
+component at a time, reads each link where the container would (its root or the volume that holds
+it) and restarts absolute targets at the container's ``/``, so ``/pw -> /etc/passwd`` copies the
+container's ``/etc/passwd`` as a regular file named ``pw`` and never a link to the host's. A link
+whose target the container does not have is ``Could not find the file``, even if the host has that
+path. For a directory only that top-level link is followed; links inside it are copied as links.
+The walk decides *which* file is meant; the opens that read it are still ``RESOLVE_IN_ROOT``, so a
+container that swaps a component for a link meanwhile still cannot reach outside.
+On the way in, ``-L`` follows a link on the host (the caller's own path), as Docker does.
 """
 
 from __future__ import annotations
@@ -43,6 +55,10 @@ if TYPE_CHECKING:
     from typing import BinaryIO, Iterator
 
 
+#: Links followed in one path before giving up (Linux's own limit, MAXSYMLINKS).
+MAX_LINKS = 40
+
+
 def _norm(path: str) -> str:
     """Lexically normalised absolute path inside the container (``..`` stops at ``/``)."""
     return posixpath.normpath("/" + path.lstrip("/")).replace("//", "/")
@@ -62,6 +78,14 @@ class ContainerFS:
     #: destinations of read-only mounts; ``rootfs_readonly`` for ``--read-only`` containers
     readonly: tuple[str, ...] = ()
     rootfs_readonly: bool = False
+    #: the container's name, for messages
+    name: str = ""
+
+    def missing(self, path: str, followed_from: str = "") -> NotFound:
+        """Docker's error for a path the container does not have."""
+        where = f" in container {self.name}" if self.name else " in container"
+        via = f" (the link {followed_from} points there)" if followed_from else ""
+        return NotFound(f"Could not find the file {path}{where}{via}")
 
     def writable(self, path: str) -> bool:
         """Whether ``path`` lies on a writable tree (not a ``:ro`` mount, not a read-only root)."""
@@ -112,7 +136,7 @@ class ContainerFS:
                 fd = openat2_in_root(root_fd, inner, flags | (0 if follow else os.O_NOFOLLOW), mode)
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                    raise NotFound(f"Could not find the file {path} in container") from exc
+                    raise self.missing(path) from exc
                 raise RuntimeFailure(f"cannot open {path} in container: {exc.strerror}") from exc
         finally:
             os.close(root_fd)
@@ -136,6 +160,73 @@ class ContainerFS:
                 return os.fstat(fd)
         except NotFound:
             return None
+
+    def _readlink(self, path: str) -> str | None:
+        """The target of ``path`` when it is a symbolic link; None when it is anything else or
+        missing. ``path``'s parent must already be free of links."""
+        base, inner = self.locate(path)
+        parent, leaf = posixpath.split(inner)
+        if not leaf:
+            return None  # a tree's root (the container's / or a mount point) is no link
+        try:
+            root_fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            pfd = openat2_in_root(root_fd, parent or "/", os.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return None
+        finally:
+            os.close(root_fd)
+        try:
+            return os.readlink(leaf, dir_fd=pfd)
+        except OSError:  # EINVAL: not a link; ENOENT: missing
+            return None
+        finally:
+            os.close(pfd)
+
+    def resolve(self, path: str, *, follow: bool = True) -> str:
+        """``path`` with its symbolic links resolved as the container sees them.
+
+        Components are taken one at a time; a link's target replaces it (an absolute one starts
+        again at the container's ``/``, ``..`` stops there), and each is read in the tree that
+        holds it, so a link into a volume continues in the volume. Components that do not exist
+        are kept as they are: the result names what the container would open, whether or not it
+        is there (the caller finds out when it opens it).
+
+        Args:
+            path: an absolute path inside the container (lexically normalised by the caller).
+            follow: also follow a final link (``cp -L``); otherwise it is left as it is.
+        Returns:
+            the absolute path, free of links (``/`` joined, no ``.`` or ``..``).
+        Raises:
+            InvalidArgument: more than :data:`MAX_LINKS` links (a loop).
+        """
+        todo = [p for p in path.split("/") if p]
+        todo.reverse()
+        done: list[str] = []
+        hops = 0
+        while todo:
+            part = todo.pop()
+            if part == ".":
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            here = "/" + "/".join([*done, part])
+            target = None if (not todo and not follow) else self._readlink(here)
+            if target is None:
+                done.append(part)
+                continue
+            hops += 1
+            if hops > MAX_LINKS:
+                where = f" in container {self.name}" if self.name else ""
+                raise InvalidArgument(f"too many levels of symbolic links: {path}{where}")
+            if target.startswith("/"):
+                done = []
+            todo.extend(reversed([p for p in target.split("/") if p]))
+        return "/" + "/".join(done)
 
 
 # ----------------------------------------------------------------------------------- out of the container
@@ -174,21 +265,41 @@ def _add_entry(tf: tarfile.TarFile, dir_fd: int, entry: str, name: str) -> None:
     tf.addfile(ti)
 
 
-def write_archive(fs: ContainerFS, path: str, out: BinaryIO) -> os.stat_result:
+def source_path(fs: ContainerFS, path: str, *, follow: bool = False) -> str:
+    """Where ``cp`` reads SRC ``path`` in the container: its links resolved as Docker does.
+
+    Every link before the last component is followed; the last one too with ``follow``
+    (``-L``) or when ``path`` ends in ``/`` or ``/.`` (a directory is meant, so a link to one is
+    entered). ``..`` in ``path`` itself is lexical, as Docker's is; in link targets it is not.
+
+    Raises:
+        NotFound: the container has no such file (naming the link when one led there).
+        InvalidArgument: a loop of links.
+    """
+    norm = _norm(path)
+    real = fs.resolve(norm, follow=follow or path.endswith(("/", "/.")))
+    if fs.lstat(real) is None:
+        raise fs.missing(real, followed_from=path) if real != norm else fs.missing(path)
+    return real
+
+
+def write_archive(fs: ContainerFS, path: str, out: BinaryIO, *,
+                  follow: bool = False) -> os.stat_result:
     """Write a tar stream of ``path`` (file, directory or symlink) from the container to ``out``.
 
     Entries are named after ``path``'s last component; with a trailing ``/.`` they are the
-    directory's contents (named ``./…``).
+    directory's contents (named ``./…``). With ``follow`` (``cp -L``) a final symbolic link is
+    followed inside the container and its target archived under the link's name.
 
     Returns:
-        the ``lstat`` of ``path``.
+        the ``lstat`` of what was archived (the link's target with ``follow``).
     Raises:
-        NotFound: no such path in the container.
+        NotFound: no such path in the container (or the link's target is missing).
     """
     contents = path.endswith("/.")
-    norm = _norm(path)
-    name = posixpath.basename(norm) or "."
-    base, inner = fs.locate(norm)
+    name = posixpath.basename(_norm(path)) or "."
+    real = source_path(fs, path, follow=follow)
+    base, inner = fs.locate(real)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         if contents or inner == "/":
             # The directory itself is a root we resolve in (the container's / or a volume).
@@ -203,7 +314,12 @@ def write_archive(fs: ContainerFS, path: str, out: BinaryIO) -> os.stat_result:
             try:
                 st = os.lstat(leaf, dir_fd=pfd)
             except FileNotFoundError as exc:
-                raise NotFound(f"Could not find the file {path} in container") from exc
+                raise fs.missing(path) from exc
+            if follow and stat.S_ISLNK(st.st_mode):
+                # resolve() found no link here: the container swapped one in meanwhile, and a
+                # link is exactly what -L must never hand over.
+                raise RuntimeFailure(f"{path} changed in container {fs.name} while it was "
+                                     "being copied")
             _add_entry(tf, pfd, leaf, name)
             if stat.S_ISDIR(st.st_mode):
                 dfd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -251,18 +367,22 @@ def _host_filter(archive: bool):
     return host_filter
 
 
-def copy_out(fs: ContainerFS, src: str, dest: str, *, archive: bool = False) -> None:
-    """``cp CONTAINER:SRC DEST`` onto the host with Docker's placement rules.
+def copy_out(fs: ContainerFS, src: str, dest: str, *, archive: bool = False,
+             follow: bool = False) -> None:
+    """``cp [-L] CONTAINER:SRC DEST`` onto the host with Docker's placement rules.
+
+    With ``follow`` a final link in SRC is followed inside the container (see the module's
+    docstring): DEST gets the target's content under the link's name, never a link.
 
     Raises:
-        NotFound: SRC is missing. InvalidArgument: DEST's parent is missing, or a directory
-        would overwrite a file.
+        NotFound: SRC (or the target of its link) is missing. InvalidArgument: DEST's parent is
+        missing, or a directory would overwrite a file.
     """
     import tempfile
 
-    st = fs.lstat(src.rstrip("/") if src.rstrip("/") else "/")
-    if st is None:
-        raise NotFound(f"Could not find the file {src} in container")
+    st = fs.lstat(source_path(fs, src, follow=follow))
+    if st is None:  # gone since it was resolved
+        raise fs.missing(src)
     src_is_dir = stat.S_ISDIR(st.st_mode)
     if src.endswith("/") and not src_is_dir:
         raise InvalidArgument(f"not a directory: {src}")
@@ -283,7 +403,7 @@ def copy_out(fs: ContainerFS, src: str, dest: str, *, archive: bool = False) -> 
             target_dir, name = dest_path.parent, dest_path.name
     with tempfile.TemporaryFile() as spool:
         write_archive(fs, src if not (contents and not src.endswith("/.")) else
-                      src.rstrip("/") + "/.", spool)
+                      src.rstrip("/") + "/.", spool, follow=follow)
         spool.seek(0)
         base = posixpath.basename(_norm(src))
         with tarfile.open(fileobj=spool, mode="r") as tf:
@@ -443,11 +563,16 @@ def host_archive(src: str, out: BinaryIO, arcname: str) -> None:
         tf.add(src, arcname=arcname, recursive=True, filter=owner)
 
 
-def copy_in(fs: ContainerFS, src: str, dest: str, stdin: BinaryIO | None = None) -> None:
-    """``cp SRC CONTAINER:DEST`` (SRC ``-``: a tar stream on ``stdin``) with Docker's rules.
+def copy_in(fs: ContainerFS, src: str, dest: str, stdin: BinaryIO | None = None, *,
+            follow: bool = False) -> None:
+    """``cp [-L] SRC CONTAINER:DEST`` (SRC ``-``: a tar stream on ``stdin``) with Docker's rules.
+
+    With ``follow`` a link SRC on the host is followed (the caller's own path) and its target
+    copied under the link's name; without it the link itself is copied.
 
     Raises:
-        NotFound: SRC or DEST's parent is missing. InvalidArgument: bad combination.
+        NotFound: SRC (or its link's target) or DEST's parent is missing. InvalidArgument: bad
+        combination.
     """
     import tempfile
 
@@ -458,8 +583,15 @@ def copy_in(fs: ContainerFS, src: str, dest: str, stdin: BinaryIO | None = None)
         return
     if not os.path.lexists(src):
         raise NotFound(f"no such file or directory: {src}")
-    src_is_dir = os.path.isdir(src) and not os.path.islink(src)
     contents = src.endswith("/.")
+    source = (src[:-2] or "/") if contents else src
+    if follow:
+        source = os.path.realpath(source)
+        if not os.path.exists(source):
+            raise NotFound(f"no such file or directory: {source} (the link {src} points there)")
+        src_is_dir = os.path.isdir(source)
+    else:
+        src_is_dir = os.path.isdir(src) and not os.path.islink(src)
     dst_st = fs.stat(dest)
     if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
         target_dir = dest
@@ -475,6 +607,6 @@ def copy_in(fs: ContainerFS, src: str, dest: str, stdin: BinaryIO | None = None)
             raise NotFound(f"destination directory {parent} does not exist in container")
         target_dir, arcname = parent, name
     with tempfile.TemporaryFile() as spool:
-        host_archive((src[:-2] or "/") if contents else src, spool, arcname)
+        host_archive(source, spool, arcname)
         spool.seek(0)
         extract_archive(fs, target_dir, spool, keep_owner=True)

@@ -609,6 +609,44 @@ class ContainerLogsHandler(PortsideHandler):
         await self.pump(make, _log_line)
 
 
+class ContainerArchiveHandler(PortsideHandler):
+    """``GET /containers/{name}/archive?path=/etc&follow=1``: a tar of a path in the container.
+
+    Docker's ``GET /containers/{id}/archive``: the body is a tar (``application/x-tar``) named
+    after the path's last component, and the ``X-Docker-Container-Path-Stat`` header carries the
+    path's stat as base64 JSON. ``follow`` follows a final symbolic link inside the container
+    (``cp -L``): the tar then holds the target's content under the link's name, never a link.
+    """
+
+    _CHUNK = 1 << 16
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        import base64
+        import tempfile
+
+        path = self.get_query_argument("path", "")
+        if not path:
+            raise tornado.web.HTTPError(400, "%s", "path is required")
+        follow = self.flag("follow")
+        with tempfile.TemporaryFile() as spool:
+            # Spooled first: an error (no such file) still answers as JSON with its status.
+            def archive() -> dict[str, Any]:
+                container = _require(self.engine, "containers").get(name)
+                return container.get_archive(path, spool, follow_links=follow)
+            stat = await self.call(archive)
+            spool.seek(0)
+            self.set_header("Content-Type", "application/x-tar")
+            self.set_header("X-Docker-Container-Path-Stat",
+                            base64.b64encode(json.dumps(stat).encode()).decode())
+            while chunk := spool.read(self._CHUNK):
+                if self._closed:
+                    return
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
 def _log_line(chunk: Any) -> dict[str, str]:
     """One streamed piece of output: ``(stream, bytes)`` pairs or plain bytes, as JSON."""
     if isinstance(chunk, tuple) and len(chunk) == 2:
@@ -731,6 +769,7 @@ ROUTES: list[tuple[str, type[PortsideHandler]]] = [
     (rf"containers/{_NAME}", ContainerHandler),
     (rf"containers/{_NAME}/(?P<action>start|stop|restart|kill)", ContainerActionHandler),
     (rf"containers/{_NAME}/logs", ContainerLogsHandler),
+    (rf"containers/{_NAME}/archive", ContainerArchiveHandler),
     (r"volumes", VolumesHandler),
     (r"volumes/prune", VolumesPruneHandler),
     (rf"volumes/{_NAME}", VolumeHandler),

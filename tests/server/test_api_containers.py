@@ -3,7 +3,9 @@ Jupyter server, compared with what the CLI prints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 
@@ -68,3 +70,47 @@ async def test_container_logs_follow_streams_new_output(api, cli, busybox_image)
         assert "line1" in text and "line3" in text
     finally:
         cli("rm", "-f", "talker", check=False)
+
+
+async def test_container_archive_follows_links_only_when_asked(api, cli, busybox_image,
+                                                                tmp_path):
+    import base64
+    import io
+    import tarfile
+
+    host_only = tmp_path / "host-only"
+    host_only.write_text("host secret\n")
+    cli("run", "-d", "--name", "arch", busybox_image, "sh", "-c",
+        f"echo in-container > /etc/marker && ln -s /etc/marker /pw && "
+        f"ln -s {host_only} /hostonly && echo ready && exec sleep 60")
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in cli("logs", "arch").out:
+            assert time.monotonic() < deadline, "the container never got ready"
+            await asyncio.sleep(0.05)
+
+        def members(response) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+            with tarfile.open(fileobj=io.BytesIO(response.body)) as tf:
+                return [(m, tf.extractfile(m).read() if m.isreg() else None)
+                        for m in tf.getmembers()]
+
+        plain = await api("containers", "arch", "archive", params={"path": "/pw"})
+        assert plain.code == 200 and plain.headers["Content-Type"] == "application/x-tar"
+        [(link, _)] = members(plain)
+        assert link.issym() and link.name == "pw" and link.linkname == "/etc/marker"
+
+        followed = await api("containers", "arch", "archive",
+                             params={"path": "/pw", "follow": "1"})
+        [(entry, data)] = members(followed)
+        assert entry.isreg() and entry.name == "pw" and data == b"in-container\n"
+        stat = json.loads(base64.b64decode(followed.headers["X-Docker-Container-Path-Stat"]))
+        assert stat["name"] == "pw" and stat["size"] == len(b"in-container\n")
+
+        # a target the container lacks is a 404, even when the host has that path
+        missing = await api("containers", "arch", "archive",
+                            params={"path": "/hostonly", "follow": "1"})
+        assert missing.code == 404 and "Could not find the file" in body(missing)["message"]
+        assert host_only.read_text() == "host secret\n"
+        assert (await api("containers", "arch", "archive")).code == 400
+    finally:
+        cli("rm", "-f", "arch", check=False)
