@@ -374,10 +374,13 @@ class ContainerCollection(Collection):
                 if fresh is None:
                     raise NotFound(f"no such container: {rec.name}")  # it was --rm
                 return lc.refresh(fresh)
+        from ..runtime import freeze
+
         lc = self.lifecycle
         if lc.monitor_alive(rec) and (rec.status == "restarting"
-                                      or not lc.paths(rec).exit_file.exists()):
-            return rec  # nothing to record: its monitor lives and no exit was written
+                                      or not lc.paths(rec).exit_file.exists()
+                                      and not freeze.suspicious(lc, rec)):
+            return rec  # nothing to record: its monitor lives, no exit, no freeze to settle
         with self.store.lock(rec.id):
             fresh = self.store.get_by_id(rec.id)
             if fresh is None:

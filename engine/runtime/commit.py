@@ -13,12 +13,14 @@ That upper dir is therefore already the container's diff:
   layer on top of the image's, and records the image with the container's config (plus ``-c``
   changes) and one more history entry. The image appears in one SQLite transaction at the end, so
   a commit killed half-way leaves no half image (only unreferenced files that garbage collection
-  removes);
+  removes). A running container is frozen while its upper dir is read, under a trace
+  (:mod:`.freeze`) that lets the next command thaw it if the commit dies before it does;
 * ``export`` tars the merged view (mounted for the moment if the container is stopped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -26,8 +28,8 @@ import time
 from pathlib import Path
 
 from portside.engine import events, faults
-from portside.engine.errors import EngineError
 
+from . import freeze
 from .containers import ContainerRecord
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
@@ -108,52 +110,43 @@ def commit(lc: Lifecycle, rec: ContainerRecord, *, repository: str | None = None
     image = store.get(rec.image_id)
     base = store.config(image)
     lc.refresh(rec)
-    paused_here = False
-    if pause and status_of(rec) == Status.RUNNING:
-        lc.runtime.pause(rec.id)
-        paused_here = True
-    try:
-        with tempfile.TemporaryFile(dir=lc.engine.tmp_dir) as spool:
+    # Frozen while the upper dir is read (Docker's default), with a trace that lets the next
+    # command thaw it should this process die before it does (see runtime/freeze.py).
+    freezing = freeze.frozen_for(lc, rec, "commit") if (
+        pause and status_of(rec) == Status.RUNNING) else contextlib.nullcontext()
+    with tempfile.TemporaryFile(dir=lc.engine.tmp_dir) as spool:
+        with freezing:
             write_layer(lc.paths(rec).upper, spool, overlay_upper=True, compression=None)
-            if paused_here:
-                lc.runtime.resume(rec.id)
-                paused_here = False
-            faults.point("commit-layer-written")
-            spool.seek(0)
-            with store.lease() as leases:
-                layer, _chain = store.ingest_layer(spool, image.top_chain_id, leases)
-                faults.point("commit-layer-ingested")
-                config = {k: rec.config[k] for k in _IMAGE_KEYS if rec.config.get(k) is not None}
-                config = apply_changes(config, list(changes))
-                now = time.time()
-                history = list(base.get("history") or [])
-                entry: dict[str, Any] = {"created": oci.rfc3339(now),
-                                         "created_by": " ".join(
-                                             (rec.config.get("Entrypoint") or [])
-                                             + (rec.config.get("Cmd") or []))}
-                if message:
-                    entry["comment"] = message
-                if author:
-                    entry["author"] = author
-                history.append(entry)
-                doc = dict(base)
-                doc.update(created=oci.rfc3339(now), config=config, history=history,
-                           rootfs={"type": "layers",
-                                   "diff_ids": [*base["rootfs"]["diff_ids"], layer.diff_id]})
-                if author:
-                    doc["author"] = author
-                else:
-                    doc.pop("author", None)
-                old = [LayerRef(l["diff_id"], l["digest"], l["size"], l["media_type"])
-                       for l in image.layers]
-                new = store.create(doc, [*old, layer], tags=tags, leases=leases, parent=image.id,
-                                   action="commit")
-    finally:
-        if paused_here:
-            try:
-                lc.runtime.resume(rec.id)
-            except EngineError:
-                pass
+        faults.point("commit-layer-written")
+        spool.seek(0)
+        with store.lease() as leases:
+            layer, _chain = store.ingest_layer(spool, image.top_chain_id, leases)
+            faults.point("commit-layer-ingested")
+            config = {k: rec.config[k] for k in _IMAGE_KEYS if rec.config.get(k) is not None}
+            config = apply_changes(config, list(changes))
+            now = time.time()
+            history = list(base.get("history") or [])
+            entry: dict[str, Any] = {"created": oci.rfc3339(now),
+                                     "created_by": " ".join(
+                                         (rec.config.get("Entrypoint") or [])
+                                         + (rec.config.get("Cmd") or []))}
+            if message:
+                entry["comment"] = message
+            if author:
+                entry["author"] = author
+            history.append(entry)
+            doc = dict(base)
+            doc.update(created=oci.rfc3339(now), config=config, history=history,
+                       rootfs={"type": "layers",
+                               "diff_ids": [*base["rootfs"]["diff_ids"], layer.diff_id]})
+            if author:
+                doc["author"] = author
+            else:
+                doc.pop("author", None)
+            old = [LayerRef(l["diff_id"], l["digest"], l["size"], l["media_type"])
+                   for l in image.layers]
+            new = store.create(doc, [*old, layer], tags=tags, leases=leases, parent=image.id,
+                               action="commit")
     with lc.engine.db.transaction() as conn:
         events.emit(conn, "container", "commit", rec.id, name=rec.name, imageID=new.id)
     return new.id

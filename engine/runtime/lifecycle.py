@@ -41,6 +41,7 @@ from portside.engine.errors import (Conflict, EngineError, IncorrectState, Inval
 
 from portside.engine.process import pidfd, process_alive, wait_until
 
+from . import freeze
 from .containers import (ContainerPaths, ContainerRecord, ContainerStore, network_mode,
                          new_container_id, new_state, now_rfc3339)
 from .defaults import merge_config, normalize_host_config
@@ -205,6 +206,10 @@ class Lifecycle:
         else:
             exit_doc = _read_exit(paths.exit_file)
         if exit_doc is None:
+            if status != Status.RESTARTING:
+                # A pause or commit killed half-way may have left record and freezer apart.
+                freeze.reconcile(self, rec, save=save)
+                seen = (rec.status, rec.monitor_pid)
             if alive:
                 return rec
             # The monitor died without recording an exit (SIGKILLed): ask the runtime.
@@ -253,6 +258,7 @@ class Lifecycle:
                 cg.remove()
         self._detach_network(rec)
         self.unmount_rootfs(rec)
+        freeze.discard(self.paths(rec))
 
     # ---- rootfs ------------------------------------------------------------------------------
 
@@ -968,9 +974,12 @@ class Lifecycle:
                 raise IncorrectState(f"container {rec.name} is already paused")
             if not status.can_pause():
                 raise IncorrectState(f"container {rec.name} is not running")
-            self.runtime.pause(rec.id)
-            rec.state.update(Status="paused", Paused=True)
-            self.store.save(rec, "pause")
+            with freeze.traced(self, rec, "pause") as trace:
+                self.runtime.pause(rec.id)
+                trace.step("frozen")
+                rec.state.update(Status="paused", Paused=True)
+                self.store.save(rec, "pause")
+                trace.release()
         return rec
 
     def unpause(self, ref: str | ContainerRecord) -> ContainerRecord:
@@ -979,9 +988,12 @@ class Lifecycle:
             rec = self._fresh(rec)
             if not status_of(rec).can_unpause():
                 raise IncorrectState(f"container {rec.name} is not paused")
-            self.runtime.resume(rec.id)
-            rec.state.update(Status="running", Paused=False)
-            self.store.save(rec, "unpause")
+            with freeze.traced(self, rec, "unpause") as trace:
+                self.runtime.resume(rec.id)
+                trace.step("thawed")
+                rec.state.update(Status="running", Paused=False)
+                self.store.save(rec, "unpause")
+                trace.release()
         return rec
 
     # ---- remove ----------------------------------------------------------------------------------
