@@ -313,13 +313,17 @@ class SlurmContainer(Model):
                                        silent=True, stdin=stdin, stdout=stdout, stderr=stderr,
                                        env=coll.engine.node_env())
 
-    def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
-        """Write a tar of ``path`` (in the container, on its node) to ``out``."""
+    def get_archive(self, path: str, out: BinaryIO, *,
+                    follow_links: bool = False) -> dict[str, Any]:
+        """Write a tar of ``path`` (in the container, on its node) to ``out``; ``follow_links``
+        follows a final link inside the container (the node's ``cp -L``)."""
         rec, job = self.collection._live(self.id)
         job = require_running(job, rec["Name"])
         coll = self.collection
+        follow = ["-L"] if follow_links else []
         proc = coll.engine.slurm.popen(job.id, job.node, coll.engine.node_argv(
-            *coll._root_args(), "cp", f"{rec['Id']}:{path}", "-"), stdin=subprocess.DEVNULL,
+            *coll._root_args(), "cp", *follow, f"{rec['Id']}:{path}", "-"),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=coll.engine.node_env())
         size = 0
         with proc.stdout:

@@ -633,7 +633,9 @@ class ContainerArchiveHandler(PortsideHandler):
             # Spooled first: an error (no such file) still answers as JSON with its status.
             def archive() -> dict[str, Any]:
                 container = _require(self.engine, "containers").get(name)
-                return container.get_archive(path, spool, follow_links=follow)
+                if follow:
+                    return container.get_archive(path, spool, follow_links=True)
+                return container.get_archive(path, spool)
             stat = await self.call(archive)
             spool.seek(0)
             self.set_header("Content-Type", "application/x-tar")

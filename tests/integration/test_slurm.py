@@ -269,6 +269,15 @@ def test_cp_in_and_out_over_srun(hpc):
     with tarfile.open(fileobj=out) as tar:
         assert tar.extractfile("greeting.txt").read() == b"hello from the client\n"
     assert stat["name"] == "greeting.txt"
+    # follow_links: the node resolves the link inside the container (cp -L)
+    assert ctr.exec_run(["ln", "-s", "/tmp/greeting.txt", "/tmp/link"])[0] == 0
+    out = io.BytesIO()
+    ctr.get_archive("/tmp/link", out, follow_links=True)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        [member] = tar.getmembers()
+        assert member.isreg() and member.name == "link"
+        assert tar.extractfile(member).read() == b"hello from the client\n"
     ctr.remove(force=True)
 
 
