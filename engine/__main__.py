@@ -7,7 +7,9 @@ memo cannot answer, goes to :func:`portside.engine.cli.main`.
 The program ends with ``os._exit`` once its output is flushed: nothing is left to do by then,
 and a normal interpreter exit would spend ~30 ms tearing down modules and checkpointing the
 metadata database's write-ahead log (SQLite does that when the last connection closes; the log
-is simply picked up by the next command instead).
+is simply picked up by the next command instead). Only when something still expects the normal
+exit -- a function registered with :mod:`atexit`, or a thread that is not a daemon (the
+interpreter waits for those) -- does the program exit the normal way.
 """
 
 import os
@@ -37,7 +39,24 @@ def run() -> None:
         if not isinstance(exc.code, int) and exc.code is not None:
             sys.stderr.write(f"{exc.code}\n")
     code = _flush(code)
+    if not _quick_exit_safe():
+        sys.exit(code)
     os._exit(code)
+
+
+def _quick_exit_safe() -> bool:
+    """Whether ``os._exit`` skips nothing anyone asked for: no :mod:`atexit` function is
+    registered and no non-daemon thread still runs (both need the interpreter's own exit)."""
+    import atexit
+
+    if atexit._ncallbacks():
+        return False
+    threading = sys.modules.get("threading")  # never imported: no Python thread was started
+    if threading is not None:
+        main = threading.main_thread()
+        if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+            return False
+    return True
 
 
 def _flush(code: int) -> int:

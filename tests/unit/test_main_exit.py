@@ -1,0 +1,49 @@
+"""The ``portside`` program's quick exit: ``os._exit`` only when nothing still expects the
+interpreter's normal exit (atexit functions, non-daemon threads)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PROGRAM = """
+import atexit, sys, threading, time
+from portside.engine.__main__ import run
+what = sys.argv[1]
+if what == "atexit":
+    atexit.register(lambda: print("atexit ran", flush=True))
+elif what == "thread":
+    def late():
+        time.sleep(0.2)
+        print("thread finished", flush=True)
+    threading.Thread(target=late).start()
+sys.argv = ["portside", "version", "--format", "{{.Client.Version}}"]
+run()
+"""
+
+
+def _program(tmp_path, what: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROGRAM, what], capture_output=True, text=True,
+                          env={"PORTSIDE_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          timeout=60)
+
+
+@pytest.mark.parametrize("what, line", [("atexit", "atexit ran"),
+                                        ("thread", "thread finished")])
+def test_normal_exit_when_something_waits_for_it(tmp_path, what, line):
+    proc = _program(tmp_path, what)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == line
+
+
+def test_quick_exit_otherwise(tmp_path, monkeypatch):
+    import portside.engine.__main__ as main
+
+    proc = _program(tmp_path, "none")
+    assert proc.returncode == 0 and proc.stdout.strip() == "0.1.0"
+    monkeypatch.setattr("atexit._ncallbacks", lambda: 0)
+    assert main._quick_exit_safe()
