@@ -9,7 +9,11 @@ a *fingerprint* of everything it depended on:
   platform, ``SOURCE_DATE_EPOCH``);
 * the context folder: every entry's path, type and mode, size, modification and change times
   and inode (as ``git`` decides a file is unchanged without reading it); a content change
-  always moves the change time, which no one can set back.
+  always moves the change time, which no one can set back. As with git's "racy clean" entries,
+  a file whose change time lies within the file system's timestamp granularity of the moment
+  the fingerprint was taken could change again within the same tick without its metadata
+  showing it: such files are hashed when the build is remembered, and hashed again before a
+  rebuild is answered.
 
 The row holds the image id, the base images the build resolved (name and id), and the progress
 events a rebuild shows (each step that looks up the step cache as CACHED: the build just filled
@@ -34,8 +38,8 @@ import sqlite3
 import sys
 import time
 
-__all__ = ["SCHEMA", "MAX_ENTRIES", "key_values", "context_stamp", "fingerprint", "replay",
-           "record", "state_root", "lock_may_apply"]
+__all__ = ["SCHEMA", "MAX_ENTRIES", "BUILD_OPTIONS", "key_values", "context_stamp",
+           "fingerprint", "replay", "record", "state_root", "lock_may_apply"]
 
 #: the memo's table; :mod:`.cache` registers it with the database's migrations
 SCHEMA = [
@@ -47,7 +51,36 @@ SCHEMA = [
         events TEXT NOT NULL,
         created REAL NOT NULL
     )""",
+    # racy files: {context path: content digest} (see fingerprint)
+    "ALTER TABLE build_memo ADD COLUMN racy TEXT NOT NULL DEFAULT '{}'",
 ]
+
+#: How close to the fingerprint's time a file's change time must be for its metadata not to be
+#: trusted: Linux stamps files from a clock that ticks every few milliseconds (and FAT every two
+#: seconds), so two writes within one tick leave the same times.
+RACY_NS = 2_000_000_000
+
+#: ``build``'s options, the one declaration both :mod:`portside.engine.commands.build` (which
+#: makes its argparse parser from it) and this module's fast parser read: ``(flags, dest, kind,
+#: help, memo)`` where ``kind`` is ``"value"``, ``"append"`` or ``"switch"`` and ``memo`` says
+#: whether a rebuild with the option given may be answered from the memo (otherwise the command
+#: line takes the normal path). ``--progress`` also has :data:`PROGRESS_MODES` as choices.
+BUILD_OPTIONS: tuple[tuple[tuple[str, ...], str, str, str, bool], ...] = (
+    (("-t", "--tag"), "tag", "append", "name and tag (name:tag)", True),
+    (("-f", "--file"), "file", "value", "the Dockerfile (default: PATH/Dockerfile)", True),
+    (("--build-arg",), "build_arg", "append", "set a build argument", True),
+    (("--target",), "target", "value", "the build stage to build", True),
+    (("--no-cache",), "no_cache", "switch", "do not use the build cache", False),
+    (("--label",), "label", "append", "set an image label", True),
+    (("--iidfile",), "iidfile", "value", "write the image id to this file", True),
+    (("-q", "--quiet"), "quiet", "switch", "print only the image id", True),
+    (("--progress",), "progress", "value", "progress output: auto, plain or json", True),
+    (("--platform",), "platform", "value", "target platform (os/arch)", True),
+    (("--locked",), "locked", "switch",
+     "resolve images through portside.lock; any drift is an error", False),
+    (("--pull",), "pull", "switch", "accepted for compatibility", False),
+)
+PROGRESS_MODES = ("auto", "plain", "tty", "json", "quiet", "rawjson")
 
 #: a context with more entries than this is not fingerprinted (the walk would cost more than
 #: the cached build it would save)
@@ -81,6 +114,15 @@ def key_values(items: list[str] | None, what: str, *, from_env: bool = False) ->
 def context_stamp(root: str) -> str | None:
     """A digest of the context folder's metadata, or None when it has too many entries or
     cannot be read (then there is no fingerprint)."""
+    found = _context_state(root)
+    return None if found is None else found[0]
+
+
+def _context_state(root: str) -> tuple[str, list[str]] | None:
+    """The context's metadata digest and its *racy* regular files (changed within
+    :data:`RACY_NS` of now), or None (too many entries, unreadable)."""
+    racy_after = time.time_ns() - RACY_NS
+    racy: list[str] = []
     h = hashlib.sha256()
     count = 0
     todo = [""]
@@ -105,37 +147,62 @@ def context_stamp(root: str) -> str | None:
                      f"\0{st.st_ino}\0{link}\n".encode("utf-8", "surrogateescape"))
             if entry.is_dir(follow_symlinks=False):
                 todo.append(path)
-    return h.hexdigest()
+            elif st.st_ctime_ns >= racy_after and entry.is_file(follow_symlinks=False):
+                racy.append(path)
+    return h.hexdigest(), racy
+
+
+def _digests(root: str, paths: list[str]) -> dict[str, str] | None:
+    """The content digest of each context file in ``paths``; None when one cannot be read."""
+    out = {}
+    for path in paths:
+        h = hashlib.sha256()
+        try:
+            with open(os.path.join(root, path), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError:
+            return None
+        out[path] = "sha256:" + h.hexdigest()
+    return out
 
 
 def fingerprint(*, dockerfile: str, context: str, tags: list[str], build_args: dict[str, str],
                 target: str | None, labels: dict[str, str], platform: str | None,
-                source_date_epoch: int | None, dockerfile_path: str | None = None) -> str | None:
-    """The memo key of a build from the folder ``context``, or None (no memo for it)."""
-    stamp = context_stamp(context)
-    if stamp is None:
+                source_date_epoch: int | None, dockerfile_path: str | None = None
+                ) -> tuple[str, dict[str, str]] | None:
+    """The memo key of a build from the folder ``context`` and the content digests of its racy
+    files (see the module's docstring), or None (no memo for it)."""
+    state = _context_state(context)
+    if state is None:
+        return None
+    stamp, racy = state
+    digests = _digests(context, racy)
+    if digests is None:
         return None
     doc = [_VERSION, os.path.realpath(context), stamp, dockerfile, dockerfile_path, list(tags),
            sorted(build_args.items()), target, sorted(labels.items()), platform,
            source_date_epoch]
-    return "sha256:" + hashlib.sha256(json.dumps(doc).encode("utf-8", "surrogateescape")
-                                      ).hexdigest()
+    key = "sha256:" + hashlib.sha256(json.dumps(doc).encode("utf-8", "surrogateescape")
+                                     ).hexdigest()
+    return key, digests
 
 
 def record(conn: sqlite3.Connection, key: str, image_id: str, bases: list[tuple[str, str]],
-           tags: list[str], events: list[dict]) -> None:
+           tags: list[str], events: list[dict], racy: dict[str, str] | None = None) -> None:
     """Remember a finished build (``conn``: an open transaction on the engine's database).
 
+    ``key`` and ``racy``: what :func:`fingerprint` returned before the build read anything;
     ``bases``: (normalised reference, image id) for each base image the build resolved by name,
     ("", id) for one named by id; ``tags``: the normalised names the image was tagged with;
     ``events``: the build's progress events as dicts, without the final ``BuildDone``.
     """
-    conn.execute("INSERT INTO build_memo (key, image_id, bases, tags, events, created) "
-                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+    conn.execute("INSERT INTO build_memo (key, image_id, bases, tags, events, created, racy) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                  "image_id = excluded.image_id, bases = excluded.bases, tags = excluded.tags, "
-                 "events = excluded.events, created = excluded.created",
+                 "events = excluded.events, created = excluded.created, racy = excluded.racy",
                  (key, image_id, json.dumps(bases), json.dumps(tags), json.dumps(events),
-                  time.time()))
+                  time.time(), json.dumps(racy or {})))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,15 +226,16 @@ def state_root(explicit: str | None) -> str:
 
 
 class _Request:
-    """The part of a ``build`` command line the fast path understands."""
+    """The part of a ``build`` command line the fast path understands: the values of the
+    options of :data:`BUILD_OPTIONS` it mirrors, under the parser's ``dest`` names."""
 
     def __init__(self) -> None:
         self.root: str | None = None
         self.path: str | None = None
-        self.tags: list[str] = []
+        self.tag: list[str] = []
         self.file: str | None = None
-        self.build_args: list[str] = []
-        self.labels: list[str] = []
+        self.build_arg: list[str] = []
+        self.label: list[str] = []
         self.target: str | None = None
         self.iidfile: str | None = None
         self.quiet = False
@@ -175,10 +243,9 @@ class _Request:
         self.platform: str | None = None
 
 
-_VALUED = {"-t": "tags", "--tag": "tags", "-f": "file", "--file": "file",
-           "--build-arg": "build_args", "--label": "labels", "--target": "target",
-           "--iidfile": "iidfile", "--progress": "progress", "--platform": "platform"}
-_PROGRESS = ("auto", "plain", "tty", "json", "quiet", "rawjson")
+#: flag -> (dest, kind) for the options the fast path mirrors
+_MIRRORED = {flag: (dest, kind) for flags, dest, kind, _help, memo in BUILD_OPTIONS if memo
+             for flag in flags}
 
 
 def _parse(argv: list[str]) -> _Request | None:
@@ -203,25 +270,28 @@ def _parse(argv: list[str]) -> _Request | None:
     while words:
         word = words.pop(0)
         name, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
-        if word in ("-q", "--quiet"):
-            req.quiet = True
-        elif name in _VALUED:
+        if name in _MIRRORED:
+            dest, kind = _MIRRORED[name]
+            if kind == "switch":
+                if eq:
+                    return None
+                setattr(req, dest, True)
+                continue
             if eq:
                 value = inline
             elif words:
                 value = words.pop(0)
             else:
                 return None
-            attr = _VALUED[name]
-            if isinstance(getattr(req, attr), list):
-                getattr(req, attr).append(value)
+            if kind == "append":
+                getattr(req, dest).append(value)
             else:
-                setattr(req, attr, value)
+                setattr(req, dest, value)
         elif word.startswith("-") or req.path is not None:
             return None  # --no-cache, --locked, --pull, "-", a flag we don't mirror...
         else:
             req.path = word
-    if req.path is None or req.file == "-" or req.progress not in _PROGRESS:
+    if req.path is None or req.file == "-" or req.progress not in PROGRESS_MODES:
         return None
     return req
 
@@ -265,18 +335,19 @@ def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int
     sde_text = os.environ.get("SOURCE_DATE_EPOCH")
     try:
         sde = int(sde_text) if sde_text else None
-        build_args = key_values(req.build_args, "build argument", from_env=True)
-        labels = key_values(req.labels, "label")
+        build_args = key_values(req.build_arg, "build argument", from_env=True)
+        labels = key_values(req.label, "label")
     except ValueError:
         return None
     dockerfile = _dockerfile_text(req)
     if dockerfile is None:
         return None
-    key = fingerprint(dockerfile=dockerfile, context=req.path, tags=req.tags,
-                      build_args=build_args, target=req.target, labels=labels,
-                      platform=req.platform, source_date_epoch=sde)
-    if key is None:
+    found_key = fingerprint(dockerfile=dockerfile, context=req.path, tags=req.tag,
+                            build_args=build_args, target=req.target, labels=labels,
+                            platform=req.platform, source_date_epoch=sde)
+    if found_key is None:
         return None
+    key = found_key[0]
     try:
         db = os.path.join(state_root(req.root), "metadata.db")
     except Exception:  # a bad config file: the full path reports it
@@ -288,7 +359,7 @@ def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int
     except sqlite3.Error:
         return None
     try:
-        found = _lookup(conn, key)
+        found = _lookup(conn, key, req.path)
     except sqlite3.Error:
         found = None  # no memo table yet, a locked or damaged database: the full path decides
     finally:
@@ -305,16 +376,19 @@ def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int
     return 0
 
 
-def _lookup(conn: sqlite3.Connection, key: str) -> tuple[str, list[dict]] | None:
+def _lookup(conn: sqlite3.Connection, key: str, context: str) -> tuple[str, list[dict]] | None:
     """The memo's answer for ``key`` if everything it relied on still holds, else None."""
     conn.execute("BEGIN")  # one consistent snapshot for every check below
     try:
-        row = conn.execute("SELECT image_id, bases, tags, events FROM build_memo WHERE key = ?",
-                           (key,)).fetchone()
+        row = conn.execute("SELECT image_id, bases, tags, events, racy FROM build_memo "
+                           "WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         image_id, bases, tags, events = row[0], json.loads(row[1]), json.loads(row[2]), \
             json.loads(row[3])
+        racy = json.loads(row[4])
+        if racy and _digests(context, list(racy)) != racy:
+            return None  # a file changed within its timestamp's tick: metadata cannot tell
         if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
             return None
         for name, base_id in bases:
@@ -335,7 +409,7 @@ def _lookup(conn: sqlite3.Connection, key: str) -> tuple[str, list[dict]] | None
 
 def _show(req: _Request, image_id: str, events: list[dict], seconds: float, out, err) -> None:
     """Print what the normal path prints for a fully cached build."""
-    done = {"type": "BuildDone", "image_id": image_id, "tags": list(req.tags),
+    done = {"type": "BuildDone", "image_id": image_id, "tags": list(req.tag),
             "seconds": seconds}
     quiet = req.quiet or req.progress == "quiet"
     if quiet:

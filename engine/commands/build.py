@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import Context, add_locked_flag, arguments, command, lock_active, lock_forced
+from ..cli import Context, arguments, command, lock_active, lock_forced
 from ..errors import InvalidArgument, NotFound
 
 
@@ -20,22 +20,19 @@ def _key_values(items: list[str], what: str, *, from_env: bool = False) -> dict[
 
 
 def _build_args(p):
+    from ..builder.memo import BUILD_OPTIONS, PROGRESS_MODES
+
     p.add_argument("path", help="context directory, or - to read a tar (or a Dockerfile) "
                                 "from standard input")
-    p.add_argument("-t", "--tag", action="append", default=[], help="name and tag (name:tag)")
-    p.add_argument("-f", "--file", help="the Dockerfile (default: PATH/Dockerfile)")
-    p.add_argument("--build-arg", action="append", default=[], help="set a build argument")
-    p.add_argument("--target", help="the build stage to build")
-    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
-    p.add_argument("--label", action="append", default=[], help="set an image label")
-    p.add_argument("--iidfile", help="write the image id to this file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    p.add_argument("--progress", default="auto", choices=("auto", "plain", "tty", "json",
-                                                          "quiet", "rawjson"),
-                   help="progress output: auto, plain or json")
-    p.add_argument("--platform", help="target platform (os/arch)")
-    add_locked_flag(p)
-    p.add_argument("--pull", action="store_true", help="accepted for compatibility")
+    for flags, dest, kind, help_, _memo in BUILD_OPTIONS:
+        if kind == "switch":
+            p.add_argument(*flags, dest=dest, action="store_true", help=help_)
+        elif kind == "append":
+            p.add_argument(*flags, dest=dest, action="append", default=[], help=help_)
+        elif dest == "progress":
+            p.add_argument(*flags, dest=dest, default="auto", choices=PROGRESS_MODES, help=help_)
+        else:
+            p.add_argument(*flags, dest=dest, help=help_)
 
 
 @command("build", "Build an image from a Dockerfile", group="image", top_level=True)

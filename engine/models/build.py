@@ -73,12 +73,12 @@ class BuildCollection(Collection):
                                    tags=list(tags), labels=dict(labels or {}),
                                    no_cache=no_cache, source_date_epoch=source_date_epoch,
                                    platform=platform)
-            memo_key = None
+            memo = None
             if isinstance(context, (str, os.PathLike)):
                 # taken before the build reads anything: a file edited meanwhile changes the key
                 from ..builder.memo import fingerprint
 
-                memo_key = fingerprint(
+                memo = fingerprint(
                     dockerfile=dockerfile, context=os.fspath(context), tags=list(tags),
                     build_args=options.build_args, target=target, labels=options.labels,
                     platform=platform, source_date_epoch=source_date_epoch,
@@ -94,13 +94,13 @@ class BuildCollection(Collection):
             record = builder.build(dockerfile, ctx, options)
         finally:
             ctx.close()
-        if memo_key is not None and not builder.volatile:
-            self._remember(memo_key, record.id, list(tags), builder.bases, events,
+        if memo is not None and not builder.volatile:
+            self._remember(memo, record.id, list(tags), builder.bases, events,
                            builder.layer_steps)
         return engine.images.get(record.id)
 
-    def _remember(self, key: str, image_id: str, tags: list[str], bases, events,
-                  layer_steps: set[int]) -> None:
+    def _remember(self, memo: tuple[str, dict[str, str]], image_id: str, tags: list[str], bases,
+                  events, layer_steps: set[int]) -> None:
         """Record a finished build in the memo (see :mod:`portside.engine.builder.memo`), with the
         events a rebuild would show: every step that looks up the step cache comes from it (the
         build just filled it), so it is CACHED, with no output and no time."""
@@ -119,7 +119,8 @@ class BuildCollection(Collection):
             if isinstance(event, BuildStep) and event.id in layer_steps:
                 shown.append(event_dict(StepCached(event.id)))
         with self.engine.db.transaction() as conn:
-            remember(conn, key, image_id, bases, [str(parse_reference(t)) for t in tags], shown)
+            remember(conn, memo[0], image_id, bases, [str(parse_reference(t)) for t in tags],
+                     shown, racy=memo[1])
 
     def _context(self, context, dockerfile_path):
         from ..builder.context import BuildContext
