@@ -78,7 +78,7 @@ def test_multi_stage_build_is_bit_for_bit_in_two_roots(roots, context):
     assert c.id != a.id
     result, text = _run(one, "image", "diff", "exp:1", "exp:2")
     assert result == 1
-    assert "/flavour" in text and 'RUN |1 FLAVOUR=spicy' in text or "FLAVOUR" in text
+    assert "/flavour" in text and 'RUN |1 FLAVOUR=spicy' in text
     assert _run(one, "image", "diff", "exp:1", a.id)[0] == 0
 
 
