@@ -42,12 +42,12 @@ from portside.engine.builder.progress import (
     BuildDone, BuildStep, Progress, StepCached, StepDone, StepLog, Warning,
 )
 from portside.engine.builder.run import (
-    ReadOnlyView, RunRequest, Workspace, clean_stale, commit_upper, lookup_user, resolve_in_root,
-    run_in_workspace,
+    ReadOnlyView, RunRequest, Workspace, clean_stale, commit_upper, run_in_workspace,
 )
 from portside.engine.errors import DockerfileError, EngineError, InvalidArgument, NotFound
 from portside.engine.image.store import ImageRecord, LayerRef
 from portside.engine.records import field, fields, record, replace
+from portside.engine.rootfs import resolve, resolve_user
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -591,11 +591,11 @@ class Builder:
         user = state.config.get("User") or ""
 
         def work(ws: Workspace) -> None:
-            target = resolve_in_root(ws.merged, path)
+            target = resolve(ws.merged, path)
             if not target.exists():
                 target.mkdir(parents=True, mode=0o755)
                 if user:
-                    uid, gid, _ = lookup_user(ws.merged, user)
+                    uid, gid, _ = resolve_user(ws.merged, user)
                     os.chown(target, uid, gid)
 
         key = cache_key(state.key, _describe(inst), path, user)
@@ -735,7 +735,7 @@ class Builder:
                         view = self.builder._source_view(m["from"])
                         self.views.append(view)
                         root = view.__enter__()
-                        source = str(resolve_in_root(root, m["source"]))
+                        source = str(resolve(root, m["source"]))
                     out.append({"destination": m["target"], "type": "bind", "source": source,
                                 "options": ["rbind", "ro" if m["ro"] else "rw"]})
             except BaseException:

@@ -300,37 +300,16 @@ class BuildContext:
         if cleaned == ".." or cleaned.startswith("../"):
             raise InvalidArgument(f"{what} failed: forbidden path outside the build context: "
                                   f"{source}")
-        parts = [p for p in cleaned.lstrip("/").split("/") if p not in ("", ".")]
-        resolved: list[str] = []
-        links = 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                if not resolved:
-                    raise InvalidArgument(f"{what} failed: forbidden path outside the build "
-                                          f"context: {source}")
-                resolved.pop()
-                continue
-            candidate = self.root.joinpath(*resolved, part)
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                resolved.append(part)
-                resolved.extend(p for p in parts if p not in ("", "."))
-                break
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise InvalidArgument(f"{what} failed: too many levels of symbolic links: "
-                                          f"{source}")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    raise InvalidArgument(f"{what} failed: symlink {'/'.join(resolved + [part])}"
-                                          f" points outside the build context: {target}")
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-                continue
-            resolved.append(part)
-        return self.root.joinpath(*resolved)
+        from portside.engine.rootfs import resolve
+
+        try:
+            return resolve(self.root, cleaned, beneath=True)
+        except InvalidArgument as exc:
+            if "too many levels" in str(exc):
+                raise InvalidArgument(f"{what} failed: too many levels of symbolic links: "
+                                      f"{source}") from None
+            raise InvalidArgument(f"{what} failed: {source} is outside the build context (a "
+                                  "symbolic link on it points out of it)") from None
 
     def relative(self, path: Path) -> str:
         """``path`` (inside the context) as a context-relative slash path."""

@@ -23,8 +23,9 @@ from portside.engine.builder import Add, Copy, SourceContent, Step
 from portside.engine.builder.builder import Builder, StageState, _describe
 from portside.engine.builder.cache import cache_key
 from portside.engine.builder.context import BuildContext, clean_path
-from portside.engine.builder.run import Workspace, lookup_user, resolve_in_root
+from portside.engine.builder.run import Workspace
 from portside.engine.errors import InvalidArgument, NotFound
+from portside.engine.rootfs import resolve, resolve_user
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class _RootfsContext(BuildContext):
 
     def resolve(self, source: str, *, what: str = "COPY") -> Path:
         assert self.root is not None
-        return resolve_in_root(self.root, source)
+        return resolve(self.root, source)
 
 
 def _is_url(source: str) -> bool:
@@ -196,12 +197,12 @@ def _parse_chmod(text: str | None) -> int | None:
 
 def _chown_ids(root: Path, spec: str) -> tuple[int, int]:
     user, sep, group = spec.partition(":")
-    uid, gid, _ = lookup_user(root, user if user else "0")
+    uid, gid, _ = resolve_user(root, user if user else "0")
     if not sep:
         # Docker: a user without a group uses the same number as the group
         gid = uid
     else:
-        _, gid, _ = lookup_user(root, f"{user or '0'}:{group}")
+        _, gid, _ = resolve_user(root, f"{user or '0'}:{group}")
     return uid, gid
 
 
@@ -237,15 +238,15 @@ class _Copier:
         self.sde = sde
 
     def _target(self, image_path: str) -> Path:
-        return resolve_in_root(self.root, image_path, follow_last=False)
+        return resolve(self.root, image_path, follow_last=False)
 
     def _parent(self, image_path: str) -> Path:
         parent = image_path.rstrip("/").rsplit("/", 1)[0] or "/"
         self.mkdirs(parent)
-        return resolve_in_root(self.root, parent)
+        return resolve(self.root, parent)
 
     def mkdirs(self, image_path: str) -> Path:
-        target = resolve_in_root(self.root, image_path)
+        target = resolve(self.root, image_path)
         if target.is_dir():
             return target
         missing = []
@@ -310,7 +311,7 @@ class _Copier:
                 self._extract(path, dest)
                 continue
             base = os.path.basename(source.rstrip("/")) or os.path.basename(str(path))
-            dest_dir = dest.endswith("/") or resolve_in_root(self.root, dest).is_dir()
+            dest_dir = dest.endswith("/") or resolve(self.root, dest).is_dir()
             self.copy_file(path, dest.rstrip("/") + "/" + base if dest_dir else dest)
 
     def _copy_tree(self, ctx: BuildContext, top: str, target: Path) -> None:

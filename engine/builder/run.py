@@ -42,19 +42,19 @@ import time
 from pathlib import Path
 
 from portside.engine import faults
-from portside.engine.errors import BuildError, InvalidArgument, NotFound, RuntimeFailure
+from portside.engine.errors import BuildError, RuntimeFailure
 from portside.engine.process import pid_alive
 from portside.engine.records import field, record
+from portside.engine.rootfs import resolve, resolve_user
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Callable, Sequence
 
 
-__all__ = ["Workspace", "RunRequest", "run_in_workspace", "resolve_in_root", "lookup_user",
-           "commit_upper", "clean_stale"]
+__all__ = ["Workspace", "ReadOnlyView", "RunRequest", "run_in_workspace", "commit_upper",
+           "clean_stale"]
 
-_MAX_LINKS = 40
 _TAIL_LINES = 20
 
 
@@ -243,105 +243,6 @@ def commit_upper(upper: Path, image_store, parent_chain: str | None, leases: lis
 
 
 # --------------------------------------------------------------------------------------------
-# Paths and users inside a root filesystem
-
-
-def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
-    """Resolve ``path`` as a process chrooted at ``root`` would, never leaving ``root``.
-
-    Absolute symlink targets restart at ``root``; ``..`` stops at ``root``. Missing components
-    are kept as they are.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if not parts and not follow_last:
-            resolved.append(part)
-            break
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            resolved.append(part)
-            resolved.extend(p for p in parts if p not in ("", "."))
-            break
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise InvalidArgument(f"too many levels of symbolic links: {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
-
-
-def _read_db(root: Path, name: str) -> list[list[str]]:
-    try:
-        text = resolve_in_root(root, name).read_text(errors="replace")
-    except (OSError, InvalidArgument):
-        return []
-    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
-
-
-def lookup_user(root: Path, spec: str) -> tuple[int, int, list[int]]:
-    """Turn ``user[:group]`` (names or numbers) into ``(uid, gid, supplementary gids)``.
-
-    Names are looked up in the image's ``/etc/passwd`` and ``/etc/group``; a numeric user that
-    has no entry gets gid 0, as with Docker.
-
-    Raises:
-        NotFound: a name that the image does not know.
-    """
-    user, _, group = (spec or "root").partition(":")
-    passwd = _read_db(root, "/etc/passwd")
-    uid = gid = 0
-    name = None
-    if user.isdigit():
-        uid = int(user)
-        for entry in passwd:
-            if len(entry) > 3 and entry[2] == user:
-                name, gid = entry[0], int(entry[3]) if entry[3].isdigit() else 0
-                break
-    else:
-        for entry in passwd:
-            if len(entry) > 3 and entry[0] == user:
-                name = user
-                uid = int(entry[2]) if entry[2].isdigit() else 0
-                gid = int(entry[3]) if entry[3].isdigit() else 0
-                break
-        else:
-            raise NotFound(f"unable to find user {user}: no matching entries in passwd file")
-    groups = _read_db(root, "/etc/group")
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            for entry in groups:
-                if len(entry) > 2 and entry[0] == group:
-                    gid = int(entry[2]) if entry[2].isdigit() else 0
-                    break
-            else:
-                raise NotFound(f"unable to find group {group}: no matching entries in group file")
-    extra: list[int] = []
-    if name and not group:
-        for entry in groups:
-            if len(entry) > 3 and name in entry[3].split(",") and entry[2].isdigit():
-                g = int(entry[2])
-                if g != gid and g not in extra:
-                    extra.append(g)
-    return uid, gid, extra
-
-
-# --------------------------------------------------------------------------------------------
 # RUN
 
 
@@ -382,12 +283,12 @@ def run_in_workspace(ws: Workspace, req: RunRequest, *, runtime_root: Path,
     from portside.engine.runtime.spec import ContainerConfig, ProcessConfig, generate_spec
 
     runtime = _runtime(runtime_root)
-    uid, gid, extra = lookup_user(ws.merged, req.user)
+    uid, gid, groups = resolve_user(ws.merged, req.user)
     points = [*_MOUNT_POINTS, *(m["destination"].strip("/") for m in req.mounts)]
-    missing = [p for p in points if not os.path.lexists(resolve_in_root(ws.merged, p))]
+    missing = [p for p in points if not os.path.lexists(resolve(ws.merged, p))]
     cwd = req.cwd or "/"
     # Docker creates the working directory when it is missing.
-    target = resolve_in_root(ws.merged, cwd)
+    target = resolve(ws.merged, cwd)
     if not target.exists():
         target.mkdir(parents=True, exist_ok=True)
     mounts = list(req.mounts)
@@ -402,7 +303,7 @@ def run_in_workspace(ws: Workspace, req: RunRequest, *, runtime_root: Path,
     cgroup = cgroup_path_for(container_id)
     spec = generate_spec(ContainerConfig(
         process=ProcessConfig(args=list(req.args), env=list(req.env), cwd=cwd, uid=uid, gid=gid,
-                              additional_gids=extra),
+                              additional_gids=groups),
         rootfs=str(ws.merged), hostname="buildkitsandbox", network=network, mounts=mounts,
         cgroups_path=cgroup))
     bundle = ws.dir / "bundle"

@@ -217,18 +217,20 @@ def parse_ldconfig(output: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _resolve(root: Path, path: str, limit: int = 40) -> str | None:
-    """Follow symlinks of host path ``path`` without leaving ``root``; None when it dangles."""
-    current = path
-    for _ in range(limit):
-        real = root / current.lstrip("/")
-        try:
-            target = os.readlink(real)
-        except OSError:
-            return current if real.exists() else None
-        current = target if target.startswith("/") else os.path.normpath(
-            os.path.join(os.path.dirname(current), target))
-    return None
+def _resolve(root: Path, path: str) -> str | None:
+    """Host path ``path`` with its symlinks followed inside ``root`` (the host's root, or a fake
+    one in tests), as a path from that root; None when it dangles or loops."""
+    from ..errors import InvalidArgument
+    from ..rootfs import resolve
+
+    try:
+        real = resolve(root, path)
+    except InvalidArgument:
+        return None
+    if not real.exists():
+        return None
+    rel = real.relative_to(root)
+    return "/" if rel == Path(".") else "/" + str(rel)
 
 
 def _ldconfig_output(root: Path) -> str:

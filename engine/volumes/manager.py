@@ -35,7 +35,7 @@ from pathlib import Path
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..events import emit
 from ..store.db import Database
-from .seed import copy_tree, is_empty_dir, resolve_in_root
+from .seed import copy_tree, is_empty_dir
 from .specs import (MountSpec, check_duplicates, mount_from_api, parse_mount, parse_tmpfs,
                     parse_volume, valid_mode, validate_volume_name)
 
@@ -445,8 +445,13 @@ class VolumeManager:
                                     "ro" if spec.readonly else "rw"]}}
 
     def _seed(self, rootfs: Path, target: str, data: Path) -> None:
-        src = resolve_in_root(rootfs, target)
-        if src is None or not src.is_dir() or src.is_symlink():
+        from ..rootfs import resolve
+
+        try:
+            src = resolve(rootfs, target)
+        except InvalidArgument:  # a loop of links: nothing to seed from
+            return
+        if not src.is_dir() or src.is_symlink():
             return
         if not is_empty_dir(data):
             return  # Docker copies only into an empty volume: existing data is never touched

@@ -6,10 +6,10 @@ volume, so the container finds its defaults there and the copy then lives on in 
 
 Two rules keep that copy honest:
 
-* **Stay inside the root filesystem.** The path is resolved component by component with every
-  symlink interpreted *relative to the container's root* (``/etc -> /usr/etc`` means
-  ``ROOTFS/usr/etc``, ``..`` never climbs above ``ROOTFS``), the way the container itself would
-  see it. A hostile image cannot make the engine read host files.
+* **Stay inside the root filesystem.** The path is resolved with every symlink interpreted
+  *relative to the container's root* (``/etc -> /usr/etc`` means ``ROOTFS/usr/etc``, ``..``
+  never climbs above ``ROOTFS``; :func:`portside.engine.rootfs.resolve`), the way the container
+  itself would see it. A hostile image cannot make the engine read host files.
 * **Copy, never follow.** Inside the tree nothing is dereferenced: symlinks are recreated as
   symlinks, hard links as hard links, devices and FIFOs with ``mknod``; modes, owners, times and
   extended attributes (file capabilities included) are kept. Owners are set before modes and
@@ -23,49 +23,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["resolve_in_root", "copy_tree", "is_empty_dir"]
-
-_MAX_SYMLINKS = 40  # Linux's own limit (ELOOP)
-
-
-def resolve_in_root(root: Path, path: str) -> Path | None:
-    """Resolve ``path`` as a process chrooted at ``root`` would, without leaving ``root``.
-
-    Args:
-        root: the container's root filesystem on the host.
-        path: an absolute path in the container, e.g. ``/var/lib/db``.
-
-    Returns:
-        The host path it names, or ``None`` when it does not exist or loops.
-    """
-    root = Path(os.path.abspath(root))
-    parts = [p for p in path.split("/") if p]
-    current = root
-    hops = 0
-    while parts:
-        name = parts.pop(0)
-        if name == ".":
-            continue
-        if name == "..":
-            if current != root:
-                current = current.parent
-            continue
-        candidate = current / name
-        try:
-            st = os.lstat(candidate)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > _MAX_SYMLINKS:
-                return None
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = root
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        current = candidate
-    return current
+__all__ = ["copy_tree", "is_empty_dir"]
 
 
 def is_empty_dir(path: Path) -> bool:

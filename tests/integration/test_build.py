@@ -114,6 +114,36 @@ RUN id -u > /tmp/uid-at-build; pwd > /tmp/pwd-at-build
                                                                             "/srv/data"]
 
 
+def test_run_as_a_user_and_RUN_as_that_user_get_the_same_groups(engine, cli, busybox_image,
+                                                                tmp_path):
+    """One user lookup: `run -u app` and a RUN after `USER app` give the same ids and groups,
+    the primary group first, as Docker does."""
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": """\
+FROM busybox
+RUN echo 'app:x:1234:2345::/:/bin/sh' >> /etc/passwd && echo 'appg:x:2345:' >> /etc/group \\
+ && echo 'staff:x:50:app' >> /etc/group && echo 'video:x:44:other,app' >> /etc/group
+RUN id > /id-root && mkdir -m 777 /ids
+USER app
+RUN id > /ids/app
+"""})
+    engine.builds.build(context=ctx, tags=["users:1"])
+    at_build = read(engine, "users:1", "/ids/app")
+    # (the kernel keeps a process's groups sorted)
+    assert at_build == "uid=1234(app) gid=2345(appg) groups=44(video),50(staff),2345(appg)\n"
+    assert cli("run", "--rm", "users:1", "id").out == at_build
+    assert cli("run", "--rm", "-u", "app", "busybox", "id", check=False).returncode == 125
+    root = "uid=0(root) gid=0(root) groups=0(root)\n"
+    assert read(engine, "users:1", "/id-root") == root
+    assert cli("run", "--rm", "-u", "root", "users:1", "id").out == root
+    assert cli("run", "--rm", "-u", "1234:5678", "users:1", "id").out == \
+        "uid=1234(app) gid=5678 groups=5678\n"
+    cli("run", "-d", "--name", "ids", "users:1", "sleep", "30")
+    try:
+        assert cli("exec", "-u", "app", "ids", "id").out == at_build
+    finally:
+        cli("rm", "-f", "ids")
+
+
 def test_onbuild_triggers_run_in_child(engine, busybox_image, tmp_path):
     parent = write_ctx(tmp_path / "parent", {"Dockerfile": """\
 FROM busybox

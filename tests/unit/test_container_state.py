@@ -10,7 +10,6 @@ import pytest
 from portside.engine.errors import Conflict, InvalidArgument, NotFound
 from portside.engine.runtime.containers import (ContainerRecord, ContainerStore, new_state,
                                                 run_dir_for)
-from portside.engine.rootfs import resolve_user
 from portside.engine.runtime.defaults import merge_config
 from portside.engine.runtime.lifecycle import Lifecycle, Status
 from portside.engine.runtime.signals import parse_signal
@@ -63,26 +62,6 @@ def test_merge_config_follows_docker():
     assert merged["Entrypoint"] == ["echo"] and merged["Cmd"] is None
     merged = merge_config(image, {"Entrypoint": [""], "Cmd": ["ls"]})
     assert merged["Entrypoint"] is None and merged["Cmd"] == ["ls"]
-
-
-def test_resolve_user_reads_the_containers_passwd(tmp_path):
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n")
-    (tmp_path / "etc/group").write_text("root:x:0:\nstaff:x:50:\n")
-    assert resolve_user(tmp_path, "") == (0, 0, [])
-    assert resolve_user(tmp_path, "app") == (1000, 1001, [])
-    assert resolve_user(tmp_path, "app:staff") == (1000, 50, [])
-    assert resolve_user(tmp_path, "42:7") == (42, 7, [])
-    with pytest.raises(InvalidArgument):
-        resolve_user(tmp_path, "nobody")
-
-
-def test_resolve_user_does_not_follow_links_out_of_the_root(tmp_path):
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc/passwd").symlink_to("/etc/passwd")
-    # /etc/passwd resolves inside tmp_path: a loop back to itself, i.e. no host passwd.
-    with pytest.raises(InvalidArgument):
-        resolve_user(tmp_path, "root")
 
 
 def _record(name: str, cid: str) -> ContainerRecord:
