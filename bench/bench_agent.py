@@ -36,7 +36,7 @@ def percentiles(samples: list[float]) -> str:
 
 def main() -> None:
     from portside.engine.api import Engine
-    from portside.kernel.client import AgentSession, Collector, container_popen_factory
+    from portside.kernel.client import AgentSession, Collector, container_exec_factory
 
     archives = sorted(CACHE.glob("debian-bookworm-python3-*.tar"))
     if not archives:
@@ -49,7 +49,7 @@ def main() -> None:
             engine.images.load(f)
         ctr = engine.containers.run("portside/debian:bookworm", ["sleep", "3600"], detach=True,
                                     name="bench-agent")
-        sess = AgentSession(container_popen_factory(engine, "bench-agent"), label="bench-agent")
+        sess = AgentSession(container_exec_factory(engine, "bench-agent"), label="bench-agent")
         t0 = time.perf_counter()
         sess.start()
         print(f"agent start (exec + bootstrap): {(time.perf_counter() - t0) * 1000:.1f} ms")

@@ -1,6 +1,7 @@
 """portside.engine: the container engine (store, images, containers, volumes, networks, builds).
 
-Nothing here imports Jupyter. The public entry point is :class:`portside.engine.api.Engine`.
+Nothing here imports Jupyter. The public entry point is :func:`portside.engine.api.from_env`, whose
+engine object answers the model API (:mod:`portside.engine.models.interface`).
 
 Every ``portside`` command is a new process, so what a module imports at run time is paid on each
 command line. Modules therefore import :mod:`typing` only for annotations, under a local

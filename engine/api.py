@@ -1,9 +1,13 @@
 """The engine facade: one object that the CLI, the magics and the REST API all use.
 
+It answers the model API (:mod:`portside.engine.models.interface`) and is where the engine's
+parts (database, stores, lifecycle, managers) are put together; nothing below it imports it.
+Fronts get it from :func:`from_env`.
+
 Example::
 
-    from portside.engine.api import Engine
-    engine = Engine()                      # PORTSIDE_ROOT or the default root
+    from portside.engine.api import from_env
+    engine = from_env()                    # PORTSIDE_ROOT or the default root
     engine.images.bootstrap("busybox")     # -> Image
     [img.tags for img in engine.images.list()]
 
@@ -18,6 +22,17 @@ import os
 from pathlib import Path
 
 from .config import Config, expand_root, load_config
+
+
+def from_env(root: str | os.PathLike | None = None) -> Engine:
+    """The engine the environment selects, for every front (the CLI, the magics, the REST API).
+
+    Today that is the local :class:`Engine` on ``root`` (default: ``$PORTSIDE_ROOT``, the
+    configuration's, or the default root); it is where a context (a Docker Engine, an engine
+    process behind a socket) will be chosen. Fronts speak to what it returns only through the
+    model API (:mod:`portside.engine.models.interface`).
+    """
+    return Engine(root=root)
 
 
 class Engine:
@@ -87,7 +102,7 @@ class Engine:
         from .store.leftovers import resume_window
 
         return ImageStore(self.db, self.content, self.snapshots,
-                          load_references=_load_references, resume_window=resume_window(self))
+                          resume_window=resume_window(self))
 
     @property
     def tmp_dir(self) -> Path:
@@ -145,6 +160,17 @@ class Engine:
         return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
 
     @functools.cached_property
+    def lifecycle(self):
+        """The container verbs (:class:`~portside.engine.runtime.lifecycle.Lifecycle`), wired
+        to this root's parts (the facade is where the parts are put together)."""
+        from .runtime.lifecycle import Lifecycle
+
+        return Lifecycle(self.root, self.db, self.config,
+                         image_store=lambda: self.image_store,
+                         volume_manager=lambda: self.volume_manager,
+                         network_manager=lambda: self.network_manager)
+
+    @functools.cached_property
     def builds(self):
         from .models.build import BuildCollection
 
@@ -167,9 +193,3 @@ class Engine:
             else:
                 self.db.close()
 
-
-def _load_references() -> None:
-    """Have every keeper of image data register its references (before garbage collection)."""
-    from .models.system import load_contributors
-
-    load_contributors()

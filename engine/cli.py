@@ -14,7 +14,6 @@ that cannot be invoked or found, otherwise the container's own status.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -261,13 +260,13 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     command wrote anything (:meth:`Database.sync_log`), and stays for the next command.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .api import Engine
+    from .api import from_env
 
     try:
         if argv and argv[0] in ("-v", "--version"):
             argv = ["version", "--format", "portside version {{.Client.Version}}"]
         args = parse(argv)
-        engine = Engine(root=args.root)
+        engine = from_env(root=args.root)
         # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
         ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
                       stdout_binary=getattr(sys.stdout, "buffer", None),
@@ -359,30 +358,6 @@ def binary_stream(text: TextIO):
 def add_locked_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--locked", action="store_true",
                    help="resolve images through portside.lock; any drift is an error")
-
-
-def lock_active(args: argparse.Namespace) -> bool:
-    """Whether a lock may apply (cheap: no lock module import unless one could be in force)."""
-    from .builder.memo import lock_may_apply
-
-    return bool(getattr(args, "locked", False)) or lock_may_apply()
-
-
-@contextlib.contextmanager
-def lock_forced(args: argparse.Namespace):
-    """``--locked`` for this one command: the lock is enforced while the block runs."""
-    if not getattr(args, "locked", False):
-        yield
-        return
-    old = os.environ.get("PORTSIDE_LOCKED")
-    os.environ["PORTSIDE_LOCKED"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PORTSIDE_LOCKED", None)
-        else:
-            os.environ["PORTSIDE_LOCKED"] = old
 
 
 def for_each(ctx: Context, names: list[str], fn: Callable[[str], Any], *,

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["LOCK_NAME", "BuildInputs", "LockedImage", "LockFile", "find_lock", "load",
-           "dumps", "enforce", "enforce_pull", "is_locked", "check_build", "locked_build",
+           "dumps", "enforce", "enforce_pull", "is_locked", "in_force", "check_build",
            "dockerfile_digest", "pin", "LABEL_DOCKERFILE", "LABEL_CONTEXT", "LABEL_ARGS",
            "LABEL_SDE", "LABEL_SOURCE", "LABEL_BASE_NAME", "LABEL_BASE_DIGEST", "LABEL_CREATED",
            "LABEL_RECIPE", "provenance", "lock_images"]
@@ -144,7 +144,7 @@ class LockedImage:
                    BuildInputs.from_toml(build) if isinstance(build, dict) else None)
 
 
-def _short(digest: str | None) -> str:
+def short_digest(digest: str | None) -> str:
     if not digest:
         return "(none)"
     return digest[:19] + "…" if digest.startswith("sha256:") and len(digest) > 19 else digest
@@ -305,8 +305,11 @@ def load(path: str | os.PathLike | None = None) -> LockFile | None:
     return LockFile.read(p)
 
 
-def is_locked(lock: LockFile | None = None) -> bool:
-    """Whether names must resolve through the lock: ``PORTSIDE_LOCKED=1`` or ``locked = true``."""
+def is_locked(lock: LockFile | None = None, *, force: bool = False) -> bool:
+    """Whether names must resolve through the lock: ``force`` (a caller's ``--locked``),
+    ``PORTSIDE_LOCKED=1`` or ``locked = true`` in the lock file."""
+    if force:
+        return True
     env = os.environ.get("PORTSIDE_LOCKED", "").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True
@@ -315,6 +318,22 @@ def is_locked(lock: LockFile | None = None) -> bool:
     if lock is None:
         lock = load()
     return bool(lock and lock.locked)
+
+
+def in_force(force: bool = False) -> LockFile | None:
+    """The lock file when it is enforced (see :func:`is_locked`), else None; cheap when no lock
+    can apply (no file, no ``PORTSIDE_LOCK*`` variable).
+
+    Raises:
+        NotFound: the lock is enforced but there is no lock file.
+    """
+    if not force and not (os.environ.get("PORTSIDE_LOCKED") or os.environ.get("PORTSIDE_LOCK")
+                          or find_lock().exists()):
+        return None
+    lock = load()
+    if not is_locked(lock, force=force):
+        return None
+    return _required_lock(lock)
 
 
 def _required_lock(lock: LockFile | None) -> LockFile:
@@ -330,7 +349,7 @@ def dockerfile_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def pin(engine: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> LockedImage:
+def pin(store: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> LockedImage:
     """Pin ``name`` (as it is in the store now) into ``lock``; its base image too, when it was
     built here and the base is in the store.
 
@@ -340,8 +359,8 @@ def pin(engine: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> 
     Raises:
         NotFound: no such image.
     """
-    rec = engine.image_store.get(name)
-    config = engine.image_store.config(rec)
+    rec = store.get(name)
+    config = store.config(rec)
     labels = (config.get("config") or {}).get("Labels") or {}
     build = BuildInputs.from_labels(labels)
     repo_digest = rec.repo_digests[0] if rec.repo_digests else None
@@ -354,26 +373,28 @@ def pin(engine: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> 
         lock.source_date_epoch = build.source_date_epoch
     if follow_base and build is not None and build.base:
         try:
-            base_rec = engine.image_store.get(build.base)
+            base_rec = store.get(build.base)
         except (NotFound, InvalidArgument):
             base_rec = None
         if base_rec is not None and _key(build.base) not in lock.images:
-            pin(engine, lock, build.base, follow_base=True)
+            pin(store, lock, build.base, follow_base=True)
     return entry
 
 
-def lock_images(engine: Any, names: Iterable[str] = (), *, path: str | os.PathLike | None = None,
-                update: bool = False, source_date_epoch: int | None = None) -> LockFile:
+def lock_images(store: Any, names: Iterable[str] = (), *,
+                path: str | os.PathLike | None = None, update: bool = False,
+                source_date_epoch: int | None = None, locked: bool | None = None) -> LockFile:
     """``portside lock``: write or update the lock file.
 
     Args:
-        engine: the engine.
+        store: the image store (:class:`~portside.engine.image.store.ImageStore`).
         names: images to pin; with none, the names already in the lock are re-checked.
         path: the lock file (default :func:`find_lock`).
         update: re-pin names already in the lock to what they are now (otherwise a name that
             moved is an error, so a lock never changes silently).
         source_date_epoch: the value to record (default: kept, else the first pinned build's,
             else now).
+        locked: set the lock's ``locked`` switch (None: keep it).
 
     Returns:
         The saved lock.
@@ -391,65 +412,66 @@ def lock_images(engine: Any, names: Iterable[str] = (), *, path: str | os.PathLi
         old = lock.get(name)
         if old is not None and not update:
             try:
-                current = engine.image_store.resolve_id(name)
+                current = store.resolve_id(name)
             except NotFound:
                 current = None
             if current is not None and current != old.id:
-                raise Conflict(f"{p.name} pins {old.name} to {_short(old.id)}, but it is now "
-                               f"{_short(current)} (use --update to re-pin)")
+                raise Conflict(f"{p.name} pins {old.name} to {short_digest(old.id)}, but it is now "
+                               f"{short_digest(current)} (use --update to re-pin)")
             if current is None:
                 continue  # pinned and absent here: keep the pin
-        pin(engine, lock, name)
+        pin(store, lock, name)
     if lock.source_date_epoch is None:
         lock.source_date_epoch = int(time.time())
+    if locked is not None:
+        lock.locked = locked
     lock.save()
     return lock
 
 
 # ------------------------------------------------------------------------------------ enforcing
-def enforce(engine: Any, name: str, lock: LockFile | None = None) -> str:
-    """Resolve ``name`` through the lock when it is enforced (``run``, ``create``, ``FROM``).
+def enforce(store: Any, name: str, lock: LockFile) -> str:
+    """Resolve ``name`` through an enforced ``lock`` (``run``, ``create``, ``FROM``).
+
+    Args:
+        store: the image store, to see what ``name`` points at now.
+        name: the image name as given.
+        lock: the lock in force (:func:`in_force`).
 
     Returns:
-        The image id to use (``name`` itself when the lock is not enforced).
+        The pinned image id (a digest reference is returned as it is: it cannot drift).
 
     Raises:
         Conflict: the lock does not pin ``name``, or ``name`` now names another image.
         NotFound: the pinned image is not in this store (pull or build it first).
     """
-    lock = lock if lock is not None else load()
-    if not is_locked(lock):
-        return name
-    lock = _required_lock(lock)
     if name.startswith("sha256:") or "@sha256:" in name:
         return name  # a digest cannot drift
     entry = lock.get(name)
     if entry is None:
         raise Conflict(f"{lock.path.name} does not pin {name} (run `portside lock {name}`)")
     try:
-        current = engine.image_store.resolve_id(name)
+        current = store.resolve_id(name)
     except NotFound:
         current = None
     if current is not None and current != entry.id:
-        raise Conflict(f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, but "
-                       f"{entry.name} is now {_short(current)} (re-tagged or rebuilt)")
-    if not engine.images.exists(entry.id):
+        raise Conflict(f"{lock.path.name} pins {entry.name} to {short_digest(entry.id)}, but "
+                       f"{entry.name} is now {short_digest(current)} (re-tagged or rebuilt)")
+    try:
+        store.resolve_id(entry.id)
+    except NotFound:
         how = "pull" if entry.repo_digest else "build"
-        raise NotFound(f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, which is not "
-                       f"in this store ({how} it first)")
+        raise NotFound(f"{lock.path.name} pins {entry.name} to {short_digest(entry.id)}, which is not "
+                       f"in this store ({how} it first)") from None
     return entry.id
 
 
-def enforce_pull(name: str, lock: LockFile | None = None) -> str:
-    """The reference ``pull`` must fetch when the lock is enforced: ``repo@sha256:…``.
+def enforce_pull(name: str, lock: LockFile) -> str:
+    """The reference ``pull`` must fetch under an enforced ``lock``: ``repo@sha256:…``.
 
     Raises:
         Conflict: the lock does not pin ``name`` to a registry digest.
     """
-    lock = lock if lock is not None else load()
-    if not is_locked(lock):
-        return name
-    lock = _required_lock(lock)
     if "@sha256:" in name:
         return name
     entry = lock.get(name)
@@ -473,12 +495,12 @@ def check_build(lock: LockFile, tag: str, inputs: BuildInputs) -> LockedImage:
     if entry is None:
         raise Conflict(f"{lock.path.name} does not pin {tag} (run `portside lock {tag}`)")
     old = entry.build
-    head = f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, but"
+    head = f"{lock.path.name} pins {entry.name} to {short_digest(entry.id)}, but"
     if old is None:
         raise Conflict(f"{head} it was not built by portside (no recorded build inputs)")
     if old.dockerfile != inputs.dockerfile:
-        raise Conflict(f"{head} the Dockerfile changed ({_short(old.dockerfile)} → "
-                       f"{_short(inputs.dockerfile)})")
+        raise Conflict(f"{head} the Dockerfile changed ({short_digest(old.dockerfile)} → "
+                       f"{short_digest(inputs.dockerfile)})")
     for key in sorted(set(old.args) | set(inputs.args)):
         a, b = old.args.get(key), inputs.args.get(key)
         if a != b:
@@ -488,64 +510,21 @@ def check_build(lock: LockFile, tag: str, inputs: BuildInputs) -> LockedImage:
         raise Conflict(f"{head} SOURCE_DATE_EPOCH changed ({old.source_date_epoch} → "
                        f"{inputs.source_date_epoch})")
     if inputs.context is not None and old.context != inputs.context:
-        raise Conflict(f"{head} the build context changed ({_short(old.context)} → "
-                       f"{_short(inputs.context)})")
+        raise Conflict(f"{head} the build context changed ({short_digest(old.context)} → "
+                       f"{short_digest(inputs.context)})")
     return entry
 
 
-def locked_build(engine: Any, dockerfile: str, context: Any, *, tags: Iterable[str] = (),
-                 build_args: Mapping[str, str] | None = None,
-                 source_date_epoch: int | None = None, lock: LockFile | None = None,
-                 **kwargs: Any) -> Any:
-    """Build under the lock: inputs are checked before building, the context and the result
-    after; the tags move only when everything matches.
-
-    Returns:
-        The image (:class:`~portside.engine.models.images.Image`).
-
-    Raises:
-        Conflict: an input drifted, or the same inputs gave another image (the message names the
-            first differing layer and the step that made it).
-    """
-    lock = _required_lock(lock)
-    tags = list(tags)
-    if not tags:
-        raise InvalidArgument("a locked build needs a tag (-t NAME:TAG) to look up in the lock")
-    sde = source_date_epoch if source_date_epoch is not None else lock.source_date_epoch
-    args = dict(build_args or {})
-    entries = [check_build(lock, t, BuildInputs(dockerfile_digest(dockerfile), None, args, sde))
-               for t in tags]
-    image = engine.builds.build(dockerfile, context, tags=(), build_args=args,
-                                source_date_epoch=sde, **kwargs)
-    got = BuildInputs.from_labels(image.labels)
-    for tag, entry in zip(tags, entries):
-        if got is not None:
-            check_build(lock, tag, got)
-        if image.id != entry.id:
-            from .image.diff import diff_images
-
-            why = ""
-            if engine.images.exists(entry.id):
-                d = diff_images(engine, entry.id, image.id)
-                if d.layer_b is not None:
-                    why = f": layer #{d.first_layer} differs ({d.layer_b.created_by})"
-            raise Conflict(f"{lock.path.name} pins {entry.name} to {_short(entry.id)}, but the "
-                           f"same inputs built {_short(image.id)}{why}")
-    for tag in tags:
-        engine.images.tag(image.id, tag)
-    return engine.images.get(image.id)
-
-
-def provenance(engine: Any, name: str) -> dict[str, str]:
+def provenance(store: Any, name: str) -> dict[str, str]:
     """Where an image came from: its provenance labels and its manifest's annotations
     (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``…).
 
     Raises:
         NotFound: no such image.
     """
-    rec = engine.image_store.get(name)
-    labels = (engine.image_store.config(rec).get("config") or {}).get("Labels") or {}
+    rec = store.get(name)
+    labels = (store.config(rec).get("config") or {}).get("Labels") or {}
     out = {k: v for k, v in labels.items()
            if k.startswith(("org.opencontainers.image.", "io.portside."))}
-    out.update(engine.image_store.manifest(rec).get("annotations") or {})
+    out.update(store.manifest(rec).get("annotations") or {})
     return out

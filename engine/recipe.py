@@ -94,34 +94,37 @@ class Recipe:
         return ["LABEL " + shlex.quote(f"{k}={v}") for k, v in self.labels().items()]
 
 
-def recipe_of_image(engine: Any, image: str) -> Recipe | None:
-    """The recipe an image carries, or None. Raises NotFound for a missing image."""
-    rec = engine.image_store.get(image)
-    labels = (engine.image_store.config(rec).get("config") or {}).get("Labels") or {}
+def recipe_of_image(image: Any) -> Recipe | None:
+    """The recipe an image carries, or None.
+
+    Args:
+        image: an :class:`~portside.engine.models.interface.Image` (its labels are read).
+
+    Raises:
+        InvalidArgument: the recipe label is not what a commit writes.
+    """
+    labels = image.labels
     raw = labels.get(LABEL_RECIPE)
     if raw is None:
         return None
     try:
         cells = [RecipeCell.from_json(c) for c in json.loads(raw)]
     except (ValueError, TypeError, AttributeError):
-        raise InvalidArgument(f"{image}: label {LABEL_RECIPE} is not a JSON list of cells") \
-            from None
+        raise InvalidArgument(f"{image.short_id}: label {LABEL_RECIPE} is not a JSON list of "
+                              "cells") from None
     return Recipe(labels.get(LABEL_BASE_NAME, ""), labels.get(LABEL_BASE_DIGEST, ""), cells)
 
 
-def recipe_for_container_image(engine: Any, image_id: str,
-                               cells: Iterable[RecipeCell]) -> Recipe:
-    """The recipe a commit of a container made from ``image_id`` records: the image's own
-    recipe (when it was itself committed with one) followed by ``cells``."""
-    rec = engine.image_store.get(image_id)
-    parent = recipe_of_image(engine, image_id)
+def recipe_for_container_image(image: Any, cells: Iterable[RecipeCell]) -> Recipe:
+    """The recipe a commit of a container made from ``image`` (an
+    :class:`~portside.engine.models.interface.Image`) records: the image's own recipe (when it
+    was itself committed with one) followed by ``cells``."""
+    parent = recipe_of_image(image)
     if parent is not None and parent.base_digest:
         return Recipe(parent.base_name, parent.base_digest, [*parent.cells, *cells])
-    names = rec.repo_tags
-    from .image.reference import parse_reference
-
-    name = parse_reference(names[0]).familiar() if names else ""
-    return Recipe(name, rec.manifest_digest, list(cells))
+    names = image.tags
+    digest = (image.attrs.get("Descriptor") or {}).get("digest") or ""
+    return Recipe(names[0] if names else "", digest, list(cells))
 
 
 def _delimiter(code: str) -> str:
@@ -179,9 +182,11 @@ def dockerfile(recipe: Recipe) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dockerfile_for(engine: Any, image: str) -> str:
-    """:func:`dockerfile` for a committed image. Raises NotFound when it has no recipe."""
-    recipe = recipe_of_image(engine, image)
+def dockerfile_for(image: Any) -> str:
+    """:func:`dockerfile` for a committed image (an
+    :class:`~portside.engine.models.interface.Image`). Raises NotFound when it has no recipe."""
+    recipe = recipe_of_image(image)
     if recipe is None:
-        raise NotFound(f"{image} has no recipe (commit it with %container commit from a notebook)")
+        raise NotFound(f"{image.tags[0] if image.tags else image.short_id} has no recipe (commit "
+                       "it with %container commit from a notebook)")
     return dockerfile(recipe)

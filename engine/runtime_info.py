@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 
-def runtime_summary(engine) -> dict:
+def runtime_summary(config) -> dict:
     runtimes = {name: {"path": shutil.which(name)} for name in ("runc", "crun") if shutil.which(name)}
-    default = engine.config.runtime or ("runc" if "runc" in runtimes else next(iter(runtimes), ""))
+    default = config.runtime or ("runc" if "runc" in runtimes else next(iter(runtimes), ""))
     return {"Runtimes": runtimes, "DefaultRuntime": default}

@@ -1,10 +1,13 @@
 """The host side of the in-container agent: start it, send it cells, republish what it sends back.
 
 An :class:`AgentSession` owns one agent process (see :mod:`portside.kernel.agent`). It does not
-know how the process is started: a *popen factory* returns a :class:`subprocess.Popen` with pipes
-on stdin/stdout/stderr that runs ``python3 -u -c BOOTSTRAP``. In a notebook the factory comes from
-:func:`container_popen_factory`, which goes through the engine's exec (the kernel never touches
-Linux itself); tests use :func:`host_popen_factory`, the same agent as a plain host process.
+know how the process is started: an *exec factory* returns an
+:class:`~portside.engine.models.interface.ExecStream` -- the process's stdin, stdout and stderr as
+binary streams, plus ``wait``/``poll``/``kill`` -- running ``python3 -u -c BOOTSTRAP``. In a
+notebook the factory comes from :func:`container_exec_factory`, which asks the engine for
+``exec_run(..., socket=True)`` (the kernel never touches Linux itself, and any engine object that
+answers the model API will do); tests use :func:`host_exec_factory`, the same agent as a plain
+host process.
 
 Then the session sends the agent's own source as the first frame, waits for ``ready``, and serves
 requests. Output frames are handed to an :class:`OutputSink` as they arrive, so a cell's prints
@@ -29,14 +32,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .agent import BOOTSTRAP
+
+if TYPE_CHECKING:
+    from portside.engine.models.interface import EngineAPI, ExecStream
 
 _HEADER = struct.Struct(">I")
 AGENT_SOURCE_PATH = Path(__file__).with_name("agent.py")
 
-PopenFactory = Callable[[list[str]], subprocess.Popen]
+#: Starts ``argv`` (``["python3", "-u", "-c", BOOTSTRAP]``) and returns its streams.
+ExecFactory = Callable[[list[str]], "ExecStream"]
 
 
 class AgentError(Exception):
@@ -91,55 +98,44 @@ class Collector:
         return [m for m in self.messages if m["type"] == kind]
 
 
-def host_popen_factory(python: str | None = None, **popen_kwargs: Any) -> PopenFactory:
+def host_exec_factory(python: str | None = None, **popen_kwargs: Any) -> ExecFactory:
     """A factory running the agent as a host process (tests and benchmarks).
 
     Args:
         python: the interpreter to use (default: ``python3`` on PATH, else this one).
     """
+    from portside.engine.models.streams import ProcessStream
+
     exe = python or shutil.which("python3") or sys.executable
 
-    def factory(argv: list[str]) -> subprocess.Popen:
+    def factory(argv: list[str]) -> ExecStream:
         argv = [exe if argv[0] == "python3" else argv[0], *argv[1:]]
-        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, **popen_kwargs)
+        return ProcessStream(subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              start_new_session=True, **popen_kwargs))
 
     return factory
 
 
-def container_popen_factory(engine: Any, container: str, *, user: str | None = None,
-                            workdir: str | None = None, env: dict[str, str] | None = None,
-                            python: str = "python3") -> PopenFactory:
-    """A factory running the agent inside ``container`` through the engine's exec.
+def container_exec_factory(engine: EngineAPI, container: str, *, user: str | None = None,
+                           workdir: str | None = None, env: dict[str, str] | None = None,
+                           python: str = "python3") -> ExecFactory:
+    """A factory running the agent inside ``container`` through the model API's
+    ``exec_run(..., stdin=True, socket=True)``.
 
     Raises:
         portside.engine.errors.NotFound / IncorrectState: from the engine, when the container
             does not exist or is not running (raised when the factory is called).
     """
 
-    def factory(argv: list[str]) -> subprocess.Popen:
+    def factory(argv: list[str]) -> ExecStream:
         ctr = engine.containers.get(container)
         argv = [python if argv[0] == "python3" else argv[0], *argv[1:]]
-        return exec_popen(ctr, argv, user=user, workdir=workdir, env=env,
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _code, stream = ctr.exec_run(argv, stdin=True, socket=True, user=user or "",
+                                     workdir=workdir, environment=env or None)
+        return stream
 
     return factory
-
-
-def exec_popen(ctr: Any, argv: list[str], *, user: str | None = None, workdir: str | None = None,
-               env: dict[str, str] | None = None, stdin: Any = None, stdout: Any = None,
-               stderr: Any = None) -> subprocess.Popen:
-    """Start ``argv`` in the running container ``ctr`` (an engine ``Container``) with pipes.
-
-    Uses ``Container.exec_popen`` when the engine has it, else the lifecycle's ``exec_run``
-    (the same runtime call, one layer down).
-    """
-    env_list = [f"{k}={v}" for k, v in (env or {}).items()]
-    if hasattr(ctr, "exec_popen"):
-        return ctr.exec_popen(argv, user=user, workdir=workdir, env=env_list or None, tty=False,
-                              stdin=stdin, stdout=stdout, stderr=stderr)
-    return ctr.lc.exec_run(ctr.id, argv, tty=False, env=env_list, workdir=workdir or "",
-                           user=user or "", stdin=stdin, stdout=stdout, stderr=stderr)
 
 
 class AgentSession:
@@ -147,17 +143,17 @@ class AgentSession:
 
     Example::
 
-        session = AgentSession(host_popen_factory(), label="test")
+        session = AgentSession(host_exec_factory(), label="test")
         session.execute("x = 41", sink)
         session.execute("x + 1", sink)     # sink gets an execute_result with text/plain '42'
     """
 
-    def __init__(self, popen_factory: PopenFactory, *, label: str = "container",
+    def __init__(self, exec_factory: ExecFactory, *, label: str = "container",
                  start_timeout: float = 30.0) -> None:
-        self.popen_factory = popen_factory
+        self.exec_factory = exec_factory
         self.label = label
         self.start_timeout = start_timeout
-        self.proc: subprocess.Popen | None = None
+        self.proc: ExecStream | None = None
         self.info: dict = {}
         self._next_id = 0
         self._in_fd = -1
@@ -180,7 +176,7 @@ class AgentSession:
             self._reap()
             self._lost_namespace = True
         try:
-            proc = self.popen_factory(["python3", "-u", "-c", BOOTSTRAP])
+            proc = self.exec_factory(["python3", "-u", "-c", BOOTSTRAP])
         except FileNotFoundError as exc:
             raise NoPython(f"no python3 in {self.label}: use %%container exec --shell "
                            f"{self.label} to run the cell with sh") from exc
@@ -208,7 +204,7 @@ class AgentSession:
             raise AgentDied(f"the agent in {self.label} sent {ready.get('type')!r} at start")
         self.info = ready
 
-    def _read_stderr(self, proc: subprocess.Popen) -> None:
+    def _read_stderr(self, proc: ExecStream) -> None:
         # The agent's own fd 2 is captured inside it; what arrives here comes from the exec or
         # from a crash of the interpreter. Keep the tail for error messages.
         for chunk in iter(lambda: proc.stderr.read1(4096), b""):
@@ -225,7 +221,7 @@ class AgentSession:
                 pass
         try:
             code = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except TimeoutError:
             proc.kill()
             code = proc.wait()
         if self._stderr_thread is not None:

@@ -18,13 +18,16 @@ Commands that only make sense in a notebook are handled here:
 ``%container send NAME VAR...`` / ``%container recv NAME VAR...``
     Copy variables between the host kernel and the container's namespace.
 ``%%container build [-t NAME:TAG] [--build-arg K=V] [CONTEXT]``
-    The cell is the Dockerfile; the context defaults to the notebook's folder; progress is drawn
-    as widgets (:mod:`portside.kernel.widgets`). ``SOURCE_DATE_EPOCH`` comes from the notebook's
-    ``portside.lock`` (recorded there on the first build), so a rebuild gives the same image id;
-    the image's manifest names the notebook and cell it came from (``io.portside.source``).
+    ``portside build``'s own command line (the same parser), with the cell as the Dockerfile
+    and the notebook's folder as the default context; progress is drawn as widgets
+    (:mod:`portside.kernel.widgets`) from the builder's own events. ``SOURCE_DATE_EPOCH`` comes
+    from the notebook's ``portside.lock`` (recorded there on the first build), so a rebuild
+    gives the same image id; the image's manifest names the notebook and cell it came from
+    (``io.portside.source``).
 ``%container lock [IMAGE...]``
     Pin the images this notebook built, ran or pulled in ``portside.lock`` (:mod:`portside.engine.lock`);
-    with ``locked = true`` in it, names resolve through it and drift is an error.
+    with ``locked = true`` in it, names resolve through it and drift is an error (the engine
+    enforces it, for every front alike).
 ``%container commit NAME REPO:TAG`` / ``%container dockerfile NAME``
     A commit records the cells run in the container (``io.portside.recipe``), and ``dockerfile``
     prints a Dockerfile that redoes them from the base image (:mod:`portside.engine.recipe`).
@@ -40,7 +43,6 @@ import argparse
 import io
 import os
 import shlex
-import subprocess
 import sys
 import threading
 from typing import Any
@@ -49,7 +51,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Unicode
 
-from .client import AgentError, AgentSession, RemoteError, container_popen_factory, exec_popen
+from .client import AgentError, AgentSession, RemoteError, container_exec_factory
 from .display import Listing, Record
 
 #: Subcommands whose value is data: their printed text is captured and returned as a Listing.
@@ -86,28 +88,18 @@ def _exec_parser() -> _ArgParser:
     return p
 
 
-def _build_parser() -> _ArgParser:
-    p = _ArgParser(prog="%%container build", description="Build an image; the cell is the Dockerfile.")
-    p.add_argument("context", nargs="?", help="build context folder (default: the notebook's)")
-    p.add_argument("-t", "--tag", action="append", default=[], help="name the image NAME[:TAG]")
-    p.add_argument("--build-arg", action="append", default=[], help="set a build-time ARG K=V")
-    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
-    p.add_argument("--target", help="stop at this stage")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    p.add_argument("--source-date-epoch", type=int,
-                   help="timestamps for a reproducible image (default: from portside.lock)")
-    p.add_argument("--no-source-date-epoch", action="store_true",
-                   help="use the current time, not the lock's SOURCE_DATE_EPOCH")
-    return p
-
-
-def _pairs(items: list[str], what: str) -> dict[str, str]:
+def _env(items: list[str]) -> dict[str, str]:
+    """``-e K=V`` of a container cell (``-e K`` takes the kernel's value, as ``docker exec``
+    does; dropped when unset)."""
     out: dict[str, str] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not key:
-            raise UsageError(f"{what}: expected K=V, got {item!r}")
-        out[key] = value if eq else os.environ.get(key, "")
+            raise UsageError(f"-e: expected K=V, got {item!r}")
+        if eq:
+            out[key] = value
+        elif key in os.environ:
+            out[key] = os.environ[key]
     return out
 
 
@@ -185,11 +177,11 @@ class ContainerMagics(Magics):
         """The engine for the current root (re-made when ``$PORTSIDE_ROOT`` changes)."""
         root = self.root or os.environ.get("PORTSIDE_ROOT") or ""
         if self._engine is None or root != self._engine_root:
-            from portside.engine.api import Engine
+            from portside.engine.api import from_env
 
             if self._engine is not None:
                 self._engine.close()
-            self._engine = Engine(root=root or None)
+            self._engine = from_env(root=root or None)
             self._engine_root = root
         return self._engine
 
@@ -250,9 +242,9 @@ class ContainerMagics(Magics):
         one_off = None
         if getattr(args, "root", None):
             # --root applies to this command only, as in the CLI
-            from portside.engine.api import Engine
+            from portside.engine.api import from_env
 
-            engine = one_off = Engine(root=args.root)
+            engine = one_off = from_env(root=args.root)
         try:
             return self._run_parsed(args, engine)
         finally:
@@ -306,14 +298,14 @@ class ContainerMagics(Magics):
         key = (container, user)
         sess = self.sessions.get(key)
         if sess is None:
-            factory = container_popen_factory(self.engine, container, user=user,
-                                              python=self.agent_python)
+            factory = container_exec_factory(self.engine, container, user=user,
+                                             python=self.agent_python)
             sess = self.sessions[key] = AgentSession(factory, label=container)
         return sess
 
     def _exec_cell(self, argv: list[str], cell: str) -> Any:
         args = _exec_parser().parse_args(argv)
-        env = _pairs(args.env, "-e")
+        env = _env(args.env)
         if args.shell:
             return self._shell_cell(args, cell, env)
         sess = self.session(args.container, args.user)
@@ -342,10 +334,10 @@ class ContainerMagics(Magics):
 
     def _shell_cell(self, args: argparse.Namespace, cell: str, env: dict[str, str]) -> None:
         ctr = self.engine.containers.get(args.container)
-        proc = exec_popen(ctr, [self.default_shell, "-c", cell], user=args.user,
-                          workdir=args.workdir, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        code = stream_process(proc)
+        _code, stream = ctr.exec_run([self.default_shell, "-c", cell], socket=True,
+                                     user=args.user or "", workdir=args.workdir,
+                                     environment=env or None)
+        code = stream_process(stream)
         if code == 0:
             self._record(args.container, "shell", cell, args.workdir, env)
         if code == 127:
@@ -355,64 +347,50 @@ class ContainerMagics(Magics):
 
     # ------------------------------------------------------------------ build
     def _build_cell(self, argv: list[str], cell: str) -> None:
+        """``%%container build``: ``portside build``'s own command line (one grammar), the cell
+        as the Dockerfile, the notebook's folder as the default context."""
+        from portside.engine import cli
+        from portside.engine.lock import LABEL_SOURCE
+
         from .widgets import BuildProgress, print_summary
 
-        args = _build_parser().parse_args(argv)
-        context = os.path.abspath(args.context or os.getcwd())
-        if not os.path.isdir(context):
-            raise UsageError(f"build context is not a folder: {context}")
-        engine = self.engine
-        build = getattr(engine, "build", None)
-        if build is None:
-            try:
-                build = engine.builds.build
-            except (ImportError, AttributeError):
-                build = None
-        if build is None:
-            raise UsageError("the image builder is not available in this portside")
+        try:
+            args = cli.parse(["build", *argv], prog="%%container")
+        except cli._HelpShown:
+            return None
+        if args.path is None:
+            args.path = os.getcwd()
+        if args.path == "-":
+            raise UsageError("%%container build: the cell is the Dockerfile; give a context "
+                             "folder, not -")
+        if args.file is None:
+            args.file = "-"  # the cell
+        if args.source_date_epoch is None and not args.no_source_date_epoch:
+            sde = self._source_date_epoch()
+            if sde is not None:
+                args.source_date_epoch = str(sde)
+        # provenance: the builder moves this label into the manifest's annotations
+        if not any(item.partition("=")[0] == LABEL_SOURCE for item in args.label):
+            nb, cell_id = self.notebook_name(), self.cell_id()
+            args.label.append(f"{LABEL_SOURCE}=notebook:{nb or 'unknown'}"
+                              + (f"#cell={cell_id}" if cell_id else ""))
+        self.used_images.extend(args.tag)
         widget = BuildProgress(title=f"Building {', '.join(args.tag) or 'image'}")
-        if not args.quiet:
+        quiet = args.quiet or args.progress == "quiet"
+        if not quiet:
             from IPython.display import display
 
             display(widget)
-        kwargs: dict[str, Any] = {"tags": args.tag, "build_args": _pairs(args.build_arg, "--build-arg")}
-        sde = self._source_date_epoch(args)
-        if sde is not None:
-            kwargs["source_date_epoch"] = sde
-        # provenance: the builder moves this label into the manifest's annotations
-        nb, cell_id = self.notebook_name(), self.cell_id()
-        kwargs["labels"] = {"io.portside.source": f"notebook:{nb or 'unknown'}"
-                                                  + (f"#cell={cell_id}" if cell_id else "")}
-        self.used_images.extend(args.tag)
-        if args.no_cache:
-            kwargs["no_cache"] = True
-        if args.target:
-            kwargs["target"] = args.target
-        last: Any = None
-        from portside.engine import lock as lockmod
-
-        lock = lockmod.load()
-        if lockmod.is_locked(lock) and build == getattr(engine.builds, "build", None):
-            def build(text: str, ctx_dir: str, **kw: Any) -> Any:  # noqa: F811
-                return lockmod.locked_build(engine, text, ctx_dir, lock=lock, **kw)
+        ctx = cli.Context(engine=self.engine, out=sys.stdout, err=sys.stderr,
+                          stdin=io.BytesIO(cell.encode()), interactive=False, magic=True,
+                          progress=widget)
         try:
-            result = build(cell, context, progress=widget, **kwargs)
-            if hasattr(result, "__next__"):
-                for event in result:
-                    widget(event)
-                    last = event
-            else:
-                last = result
+            image_id = args._handler(ctx, args)
         except Exception as exc:
             widget.failed(str(exc))
             raise
-        final = widget.result or last
-        if final is None:
-            return None
-        if args.quiet:
-            print(getattr(final, "image_id", None) or getattr(final, "id", final))
-        else:
-            print_summary(final)
+        if not quiet:
+            print_summary(widget.result or image_id)
         return None
 
     # ------------------------------------------------------------------ reproducibility
@@ -430,15 +408,12 @@ class ContainerMagics(Magics):
         path = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__session__") or ""
         return os.path.basename(str(path))
 
-    def _source_date_epoch(self, args: argparse.Namespace) -> int | None:
-        """The build's SOURCE_DATE_EPOCH: the flag, else the lock's (recorded there on the first
-        build, so every later build of this notebook uses the same one), else the environment."""
-        if args.no_source_date_epoch:
-            return None
-        if args.source_date_epoch is not None:
-            return args.source_date_epoch
+    def _source_date_epoch(self) -> int | None:
+        """The build's SOURCE_DATE_EPOCH when the command line gives none: the lock's (recorded
+        there on the first build, so every later build of this notebook uses the same one), or
+        None when the environment sets one (the engine reads it)."""
         if os.environ.get("SOURCE_DATE_EPOCH"):
-            return None  # the engine reads it
+            return None
         from portside.engine import lock as lockmod
 
         lock = lockmod.load()
@@ -455,21 +430,20 @@ class ContainerMagics(Magics):
         return lock.source_date_epoch
 
     def _before_command(self, top: str | None, command: str | None, args: Any) -> None:
-        """Notebook additions to CLI commands: lock enforcement for run/create/pull, the
-        recipe for commit, the session's images for lock."""
-        from portside.engine import lock as lockmod
-
+        """Notebook additions to CLI commands: the images this session used (what ``lock``
+        pins by default), the recipe a commit records. (The lock itself is enforced by the
+        engine, for every front alike.)"""
         if top in ("run", "create") and getattr(args, "image", None):
             self.used_images.append(args.image)
-            args.image = lockmod.enforce(self.engine, args.image)
         elif (top == "pull" or command == "pull") and getattr(args, "name", None):
             self.used_images.append(args.name)
-            args.name = lockmod.enforce_pull(args.name)
         elif (top == "commit" or command == "commit") and getattr(args, "container", None):
             recipe = self.recipe(args.container)
             if recipe is not None:
                 args.change = [*(getattr(args, "change", None) or []), *recipe.changes()]
         elif top == "lock" and not args.images:
+            from portside.engine import lock as lockmod
+
             lock = lockmod.load(args.file) if args.file else lockmod.load()
             known = set(lock.images) if lock else set()
             args.images = [n for n in dict.fromkeys(self.used_images)
@@ -495,8 +469,7 @@ class ContainerMagics(Magics):
         cells = self.recipes.get(ctr.id)
         if not cells:
             return None
-        image_id = ctr.attrs.get("Image") or ctr.image.id
-        return recipe_for_container_image(self.engine, image_id, cells)
+        return recipe_for_container_image(ctr.image, cells)
 
     def _dockerfile(self, argv: list[str]) -> str:
         p = _ArgParser(prog="%container dockerfile",
@@ -512,7 +485,8 @@ class ContainerMagics(Magics):
             recipe = self.recipe(args.name)
         except NotFound:
             recipe = None
-        text = dockerfile(recipe) if recipe is not None else dockerfile_for(self.engine, args.name)
+        text = dockerfile(recipe) if recipe is not None else \
+            dockerfile_for(self.engine.images.get(args.name))
         if args.output:
             with open(args.output, "w") as f:
                 f.write(text)
@@ -633,8 +607,9 @@ class ContainerMagics(Magics):
             self._engine = None
 
 
-def stream_process(proc: subprocess.Popen) -> int:
-    """Copy a process's stdout/stderr to ours as they come; Ctrl-C interrupts it. Returns its status."""
+def stream_process(proc: Any) -> int:
+    """Copy a process's stdout/stderr (an :class:`~portside.engine.models.interface.ExecStream`)
+    to ours as they come; Ctrl-C interrupts it (a second one kills it). Returns its status."""
     def pump(src: Any, dst: Any) -> None:
         try:
             for chunk in iter(lambda: src.read1(65536), b""):
@@ -656,9 +631,12 @@ def stream_process(proc: subprocess.Popen) -> int:
             break
         except KeyboardInterrupt:
             interrupted += 1
-            import signal as _signal
+            if interrupted == 1:
+                import signal as _signal
 
-            proc.send_signal(_signal.SIGINT if interrupted == 1 else _signal.SIGKILL)
+                proc.signal(_signal.SIGINT)
+            else:
+                proc.kill()
     for t in threads:
         # a background process started by the cell keeps the pipes open: don't wait for it
         t.join(timeout=0.5)

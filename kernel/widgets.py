@@ -1,20 +1,17 @@
 """Progress widgets: the notebook's view of the engine's typed progress events.
 
 Long operations yield events (one producer, three views: terminal, notebook, REST). This module
-is the notebook view, drawn with ipywidgets:
+is the notebook view, drawn with ipywidgets, of the engine's own event types:
 
-* :class:`BuildProgress` — a bar over the Dockerfile's steps, the current step, a count of cache
-  hits, and the build log in a collapsible section; the final image id and tags printed.
-* :class:`PullProgress` — one bar per layer, driven by ``portside.engine.registry.progress``'s
+* :class:`BuildProgress` — the builder's events (:mod:`portside.engine.builder.progress`):
+  ``BuildStep(id, n, m, stage, text)`` starts step ``#id`` (instruction ``n`` of ``m`` in
+  ``stage``), ``StepCached(id)`` says it came from the cache, ``StepLog(id, line)`` is a line of
+  its output, ``StepDone(id, seconds, error)`` ends it, ``Warning(message)``, and
+  ``BuildDone(image_id, tags, seconds)``. Drawn as a bar over the steps announced so far, the
+  current step, a count of cache hits, and the build log (BuildKit's ``#n`` lines) in a
+  collapsible section; the final image id and tags printed.
+* :class:`PullProgress` — one bar per layer, from :mod:`portside.engine.registry.progress`'s
   ``LayerEvent`` / ``Message``.
-
-Build events are read by shape, not by class, so the widget works with the builder's own event
-classes as long as they carry these attributes (the dataclasses below document the protocol and
-are what the tests feed):
-
-    step event:  ``step`` (1-based), ``total``, ``text`` (the instruction), ``cached`` (bool)
-    log event:   ``line``
-    done event:  ``image_id``, ``tags``
 
 Widgets only render in a front end with the widget manager (JupyterLab); elsewhere ipywidgets
 prints their text form, and the final summary line is printed either way.
@@ -23,33 +20,11 @@ prints their text form, and the final summary line is printed either way.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class BuildStep:
-    """Step ``step`` of ``total`` started; ``cached`` when its result came from the cache."""
-
-    step: int
-    total: int
-    text: str
-    cached: bool = False
-
-
-@dataclass(frozen=True)
-class BuildLog:
-    """One line of output from a ``RUN`` step (or a builder message)."""
-
-    line: str
-
-
-@dataclass(frozen=True)
-class BuildDone:
-    """The build finished with image ``image_id`` named ``tags``."""
-
-    image_id: str
-    tags: list[str] = field(default_factory=list)
+from portside.engine.builder.progress import (BuildDone, BuildStep, StepCached, StepDone,
+                                              StepLog, Warning)
+from portside.engine.registry.progress import LayerEvent, Message
 
 
 def _widgets():
@@ -77,7 +52,10 @@ class BuildProgress:
         self.box = w.VBox([w.HBox([self.steps, self.cache]), self.current, self.accordion])
         self.cache_hits = 0
         self.lines: list[str] = []
-        self.result: Any = None
+        self.result: BuildDone | None = None
+        self._stages: dict[str, int] = {}   # stage -> its number of instructions
+        self._text: dict[int, str] = {}     # step id -> instruction
+        self._done: set[int] = set()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -85,28 +63,40 @@ class BuildProgress:
         display(self.box)
 
     def __call__(self, event: Any) -> None:
-        if hasattr(event, "step") and hasattr(event, "total"):
-            total = max(int(event.total or 0), 1)
-            self.steps.max = total
-            self.steps.value = min(int(event.step), total)
-            self.steps.description = f"Step {event.step}/{event.total}"
-            cached = bool(getattr(event, "cached", False))
-            if cached:
-                self.cache_hits += 1
-                self.cache.value = f"cache hits: {self.cache_hits}"
-            text = getattr(event, "text", "")
-            self.current.value = f"{text}" + ("  (cached)" if cached else "")
-            self._log(f"Step {event.step}/{event.total} : {text}" + (" (cached)" if cached else ""))
-        elif hasattr(event, "image_id"):
+        if isinstance(event, BuildStep):
+            label = f"{event.stage} {event.n}/{event.m}" if event.stage else f"{event.n}/{event.m}"
+            self._stages.setdefault(event.stage, event.m)
+            self.steps.max = max(sum(self._stages.values()), 1)
+            self.steps.description = f"Step {event.n}/{event.m}"
+            self._text[event.id] = event.text
+            self.current.value = f"[{label}] {event.text}"
+            self._log(f"#{event.id} [{label}] {event.text}")
+        elif isinstance(event, StepCached):
+            self.cache_hits += 1
+            self.cache.value = f"cache hits: {self.cache_hits}"
+            self._finished(event.id)
+            self.current.value = f"{self._text.get(event.id, '')}  (cached)"
+            self._log(f"#{event.id} CACHED")
+        elif isinstance(event, StepLog):
+            self._log(f"#{event.id} {event.line}")
+        elif isinstance(event, StepDone):
+            self._finished(event.id)
+            self._log(f"#{event.id} DONE {event.seconds:.1f}s" if event.error is None
+                      else f"#{event.id} ERROR: {event.error}")
+        elif isinstance(event, Warning):
+            self._log(f"WARNING: {event.message}")
+        elif isinstance(event, BuildDone):
             self.result = event
             self.steps.value = self.steps.max
             self.steps.bar_style = "success"
-            tags = list(getattr(event, "tags", []) or [])
-            self.current.value = f"Built {event.image_id}" + (f" as {', '.join(tags)}" if tags else "")
-        elif hasattr(event, "line"):
-            self._log(str(event.line).rstrip("\n"))
-        else:
-            self._log(str(event))
+            tags = list(event.tags)
+            self.current.value = f"Built {event.image_id}" + (f" as {', '.join(tags)}"
+                                                                 if tags else "")
+
+    def _finished(self, step_id: int) -> None:
+        if step_id not in self._done:
+            self._done.add(step_id)
+            self.steps.value = min(len(self._done), self.steps.max)
 
     def _log(self, line: str) -> None:
         self.lines.append(line)
@@ -140,7 +130,7 @@ class PullProgress:
         display(self.box)
 
     def __call__(self, event: Any) -> None:
-        if hasattr(event, "phase") and hasattr(event, "id"):
+        if isinstance(event, LayerEvent):
             w = _widgets()
             bar = self.bars.get(event.id)
             if bar is None:
@@ -148,30 +138,29 @@ class PullProgress:
                                                           description=event.id[:12])
                 label = self.labels[event.id] = w.Label(value="")
                 self.rows.children = (*self.rows.children, w.HBox([bar, label]))
-            total = int(getattr(event, "total", 0) or 0)
-            current = int(getattr(event, "current", 0) or 0)
-            if total:
-                bar.max = total
-                bar.value = min(current, total)
+            if event.total:
+                bar.max = event.total
+                bar.value = min(event.current, event.total)
             if event.phase in ("Pull complete", "Already exists", "Pushed",
                                "Layer already exists") or event.phase.startswith("Mounted"):
                 bar.value = bar.max
                 bar.bar_style = "success"
             self.labels[event.id].value = str(event.phase) + (
-                f" {current}/{total}" if total and event.phase in ("Downloading", "Pushing",
-                                                                   "Extracting") else "")
-        else:
-            text = str(getattr(event, "text", event))
-            self.messages.append(text)
-            self.header.value = text
+                f" {event.current}/{event.total}" if event.total and event.phase in
+                ("Downloading", "Pushing", "Extracting") else "")
+        elif isinstance(event, Message):
+            self.messages.append(event.text)
+            self.header.value = event.text
 
 
-def summary_line(result: Any) -> str:
-    """``"Successfully built <id>; tagged a:b, c:d"`` for a build's final event or image."""
-    image_id = getattr(result, "image_id", None) or getattr(result, "id", None) or str(result)
-    tags = list(getattr(result, "tags", []) or [])
-    return f"Successfully built {image_id}" + (f"; tagged {', '.join(tags)}" if tags else "")
+def summary_line(result: BuildDone | str) -> str:
+    """``"Successfully built <id>; tagged a:b, c:d"`` for a build's ``BuildDone`` (or an id)."""
+    if isinstance(result, BuildDone):
+        tags = list(result.tags)
+        return f"Successfully built {result.image_id}" + (f"; tagged {', '.join(tags)}"
+                                                          if tags else "")
+    return f"Successfully built {result}"
 
 
-def print_summary(result: Any, out: Any = None) -> None:
+def print_summary(result: BuildDone | str, out: Any = None) -> None:
     (out or sys.stdout).write(summary_line(result) + "\n")

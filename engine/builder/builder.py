@@ -45,7 +45,7 @@ from portside.engine.builder.run import (
     ReadOnlyView, RunRequest, Workspace, clean_stale, commit_upper, run_in_workspace,
 )
 from portside.engine.errors import DockerfileError, EngineError, InvalidArgument, NotFound
-from portside.engine.image.store import ImageRecord, LayerRef
+from portside.engine.image.store import ImageRecord, ImageStore, LayerRef
 from portside.engine.records import field, fields, record, replace
 from portside.engine.rootfs import resolve, resolve_user
 
@@ -173,18 +173,26 @@ class Builder:
     """Builds one Dockerfile in one engine root.
 
     Args:
-        engine: the :class:`~portside.engine.api.Engine`.
+        store: the image store (its database holds the step cache; its snapshots are the
+            layers steps run on).
+        state_dir: the engine's state folder (``build-cache/`` for workspaces and cache mounts,
+            ``run/runtime`` for the OCI runtime's state of ``RUN`` containers).
+        pull_base: fetches a base image the store lacks: ``pull_base(name, platform)`` returns
+            its image id (a pull from its registry); None: a missing base is an error.
         progress: a callable receiving progress events (see :mod:`.progress`), or None.
     """
 
-    def __init__(self, engine, progress: Callable[[Any], None] | None = None) -> None:
-        self.engine = engine
-        self.store = engine.image_store
-        self.snapshots = engine.snapshots
-        self.cache = BuildCache(engine.db, self.store)
+    def __init__(self, store: ImageStore, state_dir: Path, *,
+                 pull_base: Callable[[str, str | None], str] | None = None,
+                 progress: Callable[[Any], None] | None = None) -> None:
+        self.store = store
+        self.snapshots = store.snapshots
+        self.cache = BuildCache(store.db, store)
         self.progress = Progress(progress)
-        self.tmp_root = Path(engine.root) / "build-cache" / "tmp"
-        self.runtime_root = Path(engine.root) / "run" / "runtime"
+        self.state_dir = Path(state_dir)
+        self.pull_base = pull_base
+        self.tmp_root = self.state_dir / "build-cache" / "tmp"
+        self.runtime_root = self.state_dir / "run" / "runtime"
         self._failed = threading.Event()
         self._used_keys: list[str] = []
         self._futures: dict[int, Future[StageState]] = {}
@@ -394,11 +402,10 @@ class Builder:
         else:
             self._note_base(ref, rec.id)
             return self._hold(rec)
-        if os.environ.get("PORTSIDE_BUILD_PULL", "1") != "0":
+        if self.pull_base is not None and os.environ.get("PORTSIDE_BUILD_PULL", "1") != "0":
             self.volatile = True  # the next build finds it locally and may be remembered
             try:
-                image = self.engine.images.pull(ref, platform=platform)
-                return self._hold(self.store.get(image.id))
+                return self._hold(self.store.get(self.pull_base(ref, platform)))
             except EngineError as exc:
                 raise NotFound(f"base image {ref} not found: not in the local store and pulling "
                                f"it failed: {exc}") from None
@@ -688,7 +695,7 @@ class Builder:
                 target = "/" + target
             if kind == "cache":
                 ident = opts.get("id") or target
-                host = Path(self.engine.root) / "build-cache" / "mounts" / \
+                host = self.state_dir / "build-cache" / "mounts" / \
                     hashlib.sha256(ident.encode()).hexdigest()[:32]
                 host.mkdir(parents=True, exist_ok=True)
                 mounts.append({"kind": "host", "source": str(host), "target": target,

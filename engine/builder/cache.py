@@ -16,7 +16,7 @@ fully cached rebuild reproduces the same image id.
 
 Rows live in the ``build_cache`` table of the engine's SQLite database, so the cache survives the
 process and is shared by concurrent builds.  Blobs and snapshots named by cached rows are kept
-alive against image garbage collection through :func:`~portside.engine.image.schema.register_references`;
+alive against image garbage collection by :data:`~portside.engine.image.schema.GC_ROOTS`;
 ``builder prune`` deletes rows and then lets the image store collect what nothing else uses.
 """
 
@@ -27,7 +27,6 @@ import json
 import time
 
 from portside.engine.builder.memo import SCHEMA as MEMO_SCHEMA
-from portside.engine.image.schema import register_references
 from portside.engine.image.store import LayerRef
 from portside.engine.store.db import Database
 from portside.engine.records import record
@@ -82,21 +81,7 @@ def _decode(text: str) -> tuple[tuple[LayerRef, str], ...] | None:
     return tuple((LayerRef(d, g, s, m), c) for d, g, s, m, c in json.loads(text))
 
 
-def _references(conn) -> tuple[set[str], set[str]]:
-    blobs: set[str] = set()
-    chains: set[str] = set()
-    try:
-        rows = conn.execute("SELECT layers FROM build_cache WHERE layers != ''").fetchall()
-    except Exception:  # the table is not there yet in this database
-        return blobs, chains
-    for row in rows:
-        for _diff, digest, _size, _mt, chain in json.loads(row[0]):
-            blobs.add(digest)
-            chains.add(chain)
-    return blobs, chains
 
-
-register_references("build_cache", _references)
 
 
 class BuildCache:

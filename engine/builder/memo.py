@@ -79,6 +79,11 @@ BUILD_OPTIONS: tuple[tuple[tuple[str, ...], str, str, str, bool], ...] = (
     (("--locked",), "locked", "switch",
      "resolve images through portside.lock; any drift is an error", False),
     (("--pull",), "pull", "switch", "accepted for compatibility", False),
+    (("--source-date-epoch",), "source_date_epoch", "value",
+     "timestamps for a reproducible image (default: $SOURCE_DATE_EPOCH; in a notebook, the "
+     "value recorded in portside.lock)", False),
+    (("--no-source-date-epoch",), "no_source_date_epoch", "switch",
+     "use the current time, not $SOURCE_DATE_EPOCH nor portside.lock's", False),
 )
 PROGRESS_MODES = ("auto", "plain", "tty", "json", "quiet", "rawjson")
 
@@ -315,7 +320,7 @@ def _dockerfile_text(req: _Request) -> str | None:
 
 def lock_may_apply() -> bool:
     """Whether a ``portside.lock`` may be in force (``--locked`` aside): then a build takes the
-    full path, which checks it (:func:`portside.engine.cli.lock_active` asks this too)."""
+    full path, which checks it (:func:`portside.engine.lock.in_force` asks this too)."""
     return bool(os.environ.get("PORTSIDE_LOCKED") or os.environ.get("PORTSIDE_LOCK")
                 or os.path.exists("portside.lock"))
 

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import Context, arguments, command, lock_active, lock_forced
+from ..cli import Context, arguments, command
 from ..errors import InvalidArgument, NotFound
 
 
@@ -22,8 +22,8 @@ def _key_values(items: list[str], what: str, *, from_env: bool = False) -> dict[
 def _build_args(p):
     from ..builder.memo import BUILD_OPTIONS, PROGRESS_MODES
 
-    p.add_argument("path", help="context directory, or - to read a tar (or a Dockerfile) "
-                                "from standard input")
+    p.add_argument("path", nargs="?", help="context directory, or - to read a tar (or a "
+                                           "Dockerfile) from standard input")
     for flags, dest, kind, help_, _memo in BUILD_OPTIONS:
         if kind == "switch":
             p.add_argument(*flags, dest=dest, action="store_true", help=help_)
@@ -42,9 +42,11 @@ def build(ctx: Context, args):
 
     quiet = args.quiet or args.progress == "quiet"
     mode = "json" if args.progress in ("json", "rawjson") else args.progress
-    progress = renderer(mode, ctx.out, ctx.err, quiet=quiet)
+    progress = ctx.progress or renderer(mode, ctx.out, ctx.err, quiet=quiet)
+    if args.path is None:
+        raise InvalidArgument("build requires exactly 1 argument: the context (a folder, or - "
+                              "for standard input)")
     dockerfile = None
-    dockerfile_path = None
     context = None
     if args.file and args.file != "-":
         # -f is a path on the client, relative to the current directory (as with docker)
@@ -68,48 +70,29 @@ def build(ctx: Context, args):
     else:
         if not os.path.isdir(args.path):
             raise NotFound(f"unable to prepare context: path {args.path!r} not found")
-        context = Path(args.path)
+        context = args.path
         if args.file == "-":
             if ctx.stdin is None:
                 raise InvalidArgument("build -f -: nothing on standard input")
             dockerfile = ctx.stdin.read().decode()
-    build_args = _key_values(args.build_arg, "build argument", from_env=True)
-    labels = _key_values(args.label, "label")
-    with lock_forced(args):
-        image = _build_maybe_locked(ctx, args, dockerfile, context, dockerfile_path, build_args,
-                                    labels, progress)
+    sde = None
+    if args.source_date_epoch is not None:
+        try:
+            sde = int(args.source_date_epoch)
+        except ValueError:
+            raise InvalidArgument(f"--source-date-epoch must be an integer: "
+                                  f"{args.source_date_epoch}") from None
+    image = ctx.engine.images.build(
+        dockerfile, context, tags=args.tag,
+        build_args=_key_values(args.build_arg, "build argument", from_env=True),
+        target=args.target, no_cache=args.no_cache, labels=_key_values(args.label, "label"),
+        progress=progress, platform=args.platform, source_date_epoch=sde,
+        ignore_source_date_epoch=args.no_source_date_epoch, locked=args.locked)
     if args.iidfile:
         Path(args.iidfile).write_text(image.id)
     if quiet:
         ctx.print(image.id)
     return image.id
-
-
-def _build_maybe_locked(ctx: Context, args, dockerfile, context, dockerfile_path, build_args,
-                        labels, progress):
-    """Build, through portside.lock when it is enforced (inputs checked, tags moved last)."""
-    lock = None
-    if lock_active(args):
-        from .. import lock as locks
-
-        lock = locks.load()
-        if not locks.is_locked(lock):
-            lock = None
-    if lock is None:
-        return ctx.engine.builds.build(
-            dockerfile, context, dockerfile_path=dockerfile_path, tags=args.tag,
-            build_args=build_args, target=args.target, no_cache=args.no_cache,
-            labels=labels, progress=progress, platform=args.platform)
-    if dockerfile is None:
-        name = args.file or "Dockerfile"
-        path = Path(args.path, name) if not os.path.isabs(name) else Path(name)
-        try:
-            dockerfile = path.read_text()
-        except OSError as exc:
-            raise NotFound(f"failed to read dockerfile {path}: {exc.strerror}") from None
-    return locks.locked_build(ctx.engine, dockerfile, context, tags=args.tag,
-                              build_args=build_args, target=args.target, no_cache=args.no_cache,
-                              labels=labels, progress=progress, lock=lock)
 
 
 def _looks_like_archive(data: bytes) -> bool:

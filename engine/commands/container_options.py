@@ -184,12 +184,6 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
     for item in args.expose:
         port, _, proto = item.partition("/")
         exposed[f"{port}/{proto or 'tcp'}"] = {}
-    if args.platform:
-        from ..image.oci import host_platform
-
-        os_, _, arch = args.platform.partition("/")
-        if os_ != "linux" or (arch and arch.split("/")[0] != host_platform()["architecture"]):
-            raise InvalidArgument(f"image platform {args.platform} is not supported on this host")
     config: dict = {
         "Hostname": args.hostname or "", "Domainname": args.domainname, "User": args.user or "",
         "AttachStdin": args.interactive, "AttachStdout": True, "AttachStderr": True,
@@ -203,10 +197,6 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
     }
     if args.stop_timeout is not None:
         config["StopTimeout"] = args.stop_timeout
-    if args.stop_signal:
-        from ..runtime.signals import parse_signal
-
-        parse_signal(args.stop_signal)
     tmpfs: dict[str, str] = {}
     for item in args.tmpfs:
         path, _, opts = item.partition(":")
@@ -264,15 +254,14 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
     if cdi:
         host_config["CDIDevices"] = cdi
     if args.gpus:
-        from ..gpu import parse_gpus
-
-        parse_gpus(args.gpus)  # a grammar error fails here, before anything is made
         host_config["Gpus"] = args.gpus
         host_config["GpusOptional"] = args.gpus_optional
         host_config["DeviceRequests"] = [{"Driver": "nvidia", "Count": -1 if args.gpus == "all"
                                           else 0, "DeviceIDs": None,
                                           "Capabilities": [["gpu"]], "Options": {},
                                           "Request": args.gpus}]
+    if args.platform:
+        host_config["Platform"] = args.platform  # checked by the engine against its host
     if args.rm and host_config["RestartPolicy"]["Name"] != "no":
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     return config, host_config, args.name

@@ -41,7 +41,9 @@ def images(ctx: Context, args):
         for ident in ids:
             ctx.print(ident)
         return ids
-    rows = coll.summaries(imgs, digests=args.digests)
+    from ..listing import image_rows
+
+    rows = image_rows(imgs)
     for row in rows:
         if args.no_trunc:
             row["ID"] = row["FullID"]

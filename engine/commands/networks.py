@@ -37,10 +37,9 @@ def _ls_args(p):
 @arguments(_ls_args)
 def ls(ctx: Context, args):
     nets = ctx.engine.networks.list(parse_filters(args.filter))
-    rows = [{"ID": n.id if args.no_trunc else n.id[:12], "Name": n.name,
-             "Driver": n.attrs["Driver"], "Scope": n.attrs.get("Scope", "local"),
-             "Internal": n.attrs.get("Internal", False), "Labels": n.attrs.get("Labels") or {}}
-            for n in nets]
+    from ..listing import network_row
+
+    rows = [network_row(n, no_trunc=args.no_trunc) for n in nets]
     if args.quiet:
         for row in rows:
             ctx.print(row["ID"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..cli import (Context, add_locked_flag, arguments, command, lock_active, parse_filters,
-                   print_table)
+from ..cli import Context, add_locked_flag, arguments, command, parse_filters, print_table
 from ..errors import InvalidArgument
 
 
@@ -48,46 +47,23 @@ def _pull_args(p):
 def pull(ctx: Context, args):
     from ..image.reference import parse_reference
 
-    if lock_active(args):
-        from ..cli import lock_forced
-        from ..lock import enforce_pull
-
-        with lock_forced(args):
-            args.name = enforce_pull(args.name)
-
     ref = parse_reference(args.name, default_tag=None)
-    from ..models.registry import Registries
-
-    registries = Registries(ctx.engine)
-    names = [args.name]
+    images = ctx.engine.images
+    progress = _renderer(ctx, args.quiet)
     if args.all_tags:
-        if ref.tag or ref.digest:
-            raise InvalidArgument("tag can't be used with --all-tags/-a")
-        names = [f"{ref.name}:{t}" for t in _tags(ctx, ref, args.tls_verify)]
-    elif ref.tag is None and ref.digest is None:
-        if not args.quiet:
-            ctx.print("Using default tag: latest")
-        names = [args.name + ":latest"]
-    image = None
-    for name in names:
-        image = registries.pull(name, platform=args.platform,
-                                progress=_renderer(ctx, args.quiet), tls_verify=args.tls_verify)
-        full = parse_reference(name)
-        ctx.print(str(full) if not full.digest else f"{full.name}@{full.digest}")
+        pulled = images.pull(args.name, platform=args.platform, progress=progress,
+                             tls_verify=args.tls_verify, all_tags=True, locked=args.locked)
+        for image in pulled:
+            names = [t for t in image.tags if parse_reference(t).name == ref.name]
+            ctx.print(str(parse_reference(names[0])) if names else image.id)
+        return pulled[-1] if pulled else None
+    if ref.tag is None and ref.digest is None and not args.quiet:
+        ctx.print("Using default tag: latest")
+    image = images.pull(args.name, platform=args.platform, progress=progress,
+                        tls_verify=args.tls_verify, locked=args.locked)
+    full = parse_reference(args.name)
+    ctx.print(str(full) if not full.digest else f"{full.name}@{full.digest}")
     return image
-
-
-def _tags(ctx: Context, ref, tls_verify) -> list[str]:
-    from ..registry.pull import endpoints
-
-    clients = endpoints(ctx.engine, ref, tls_verify=tls_verify)
-    try:
-        doc = clients[-1].get_json(f"/v2/{ref.path}/tags/list",
-                                   scopes=(f"repository:{ref.path}:pull",))
-    finally:
-        for c in clients:
-            c.close()
-    return sorted(t for t in doc.get("tags") or [] if isinstance(t, str))
 
 
 def _push_args(p):
@@ -99,10 +75,8 @@ def _push_args(p):
 @command("push", "Upload an image to a registry", group="image", top_level=True)
 @arguments(_push_args)
 def push(ctx: Context, args):
-    from ..models.registry import Registries
-
-    digest = Registries(ctx.engine).push(args.name, progress=_renderer(ctx, args.quiet),
-                                         tls_verify=args.tls_verify)
+    digest = ctx.engine.images.push(args.name, progress=_renderer(ctx, args.quiet),
+                                    tls_verify=args.tls_verify)
     if args.quiet:
         ctx.print(digest)
     return digest
@@ -119,8 +93,6 @@ def _login_args(p):
 @command("login", "Log in to a registry")
 @arguments(_login_args)
 def login(ctx: Context, args):
-    from ..models.registry import Registries
-
     password = args.password
     if args.password_stdin:
         if password:
@@ -143,8 +115,8 @@ def login(ctx: Context, args):
         password = password or getpass.getpass("Password: ")
     else:
         username = args.username
-    result = Registries(ctx.engine).login(args.server, username, password,
-                                          tls_verify=args.tls_verify)
+    result = ctx.engine.images.login(args.server, username, password,
+                                     tls_verify=args.tls_verify)
     ctx.print(result)
     return result
 
@@ -156,10 +128,8 @@ def _logout_args(p):
 @command("logout", "Log out from a registry")
 @arguments(_logout_args)
 def logout(ctx: Context, args):
-    from ..models.registry import Registries
-
     shown = args.server or "https://index.docker.io/v1/"
-    if Registries(ctx.engine).logout(args.server):
+    if ctx.engine.images.logout(args.server):
         ctx.print(f"Removing login credentials for {shown}")
     else:
         ctx.print(f"Not logged in to {shown}")
@@ -178,11 +148,9 @@ def _search_args(p):
 @command("search", "Search a registry for images")
 @arguments(_search_args)
 def search(ctx: Context, args):
-    from ..models.registry import Registries
-
-    rows = Registries(ctx.engine).search(args.term, limit=args.limit,
-                                         filters=parse_filters(args.filter),
-                                         tls_verify=args.tls_verify)
+    rows = ctx.engine.images.search(args.term, limit=args.limit,
+                                    filters=parse_filters(args.filter),
+                                    tls_verify=args.tls_verify)
     shown = []
     for row in rows:
         desc = row["Description"]
@@ -212,9 +180,7 @@ def _manifest_inspect_args(p):
 @command("inspect", "Display an image manifest or manifest list", group="manifest")
 @arguments(_manifest_inspect_args)
 def manifest_inspect(ctx: Context, args):
-    from ..models.registry import Registries
-
     verify = False if args.insecure else args.tls_verify
-    doc = Registries(ctx.engine).manifest_inspect(args.name, tls_verify=verify)
+    doc = ctx.engine.images.get_registry_data(args.name, tls_verify=verify)
     ctx.print(json.dumps(doc, indent=3))
     return doc

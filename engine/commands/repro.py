@@ -27,18 +27,14 @@ def _lock_args(p):
 @command("lock", "Pin images to their digests in portside.lock")
 @arguments(_lock_args)
 def lock(ctx: Context, args):
-    from .. import lock as lockmod
-
-    path = args.file or lockmod.find_lock()
-    result = lockmod.lock_images(ctx.engine, args.images, path=path, update=args.update,
-                                 source_date_epoch=args.source_date_epoch)
-    if args.locked is not None:
-        result.locked = args.locked == "true"
-        result.save()
-    for name, entry in sorted(result.images.items()):
-        ctx.print(f"{name}\t{entry.id}\t{entry.source}".expandtabs(32))
-    ctx.print(f"wrote {result.path} ({len(result.images)} image(s), "
-              f"locked = {'true' if result.locked else 'false'})")
+    result = ctx.engine.images.lock(
+        args.images, path=args.file, update=args.update,
+        locked=None if args.locked is None else args.locked == "true",
+        source_date_epoch=args.source_date_epoch)
+    for name, entry in result["Images"].items():
+        ctx.print(f"{name}\t{entry['Id']}\t{entry['Source']}".expandtabs(32))
+    ctx.print(f"wrote {result['Path']} ({len(result['Images'])} image(s), "
+              f"locked = {'true' if result['Locked'] else 'false'})")
     return result
 
 
@@ -54,16 +50,14 @@ def _diff_args(p):
          group="image")
 @arguments(_diff_args)
 def image_diff(ctx: Context, args):
-    from ..image.diff import diff_images
-
     ignore = [f.strip() for item in args.ignore for f in item.split(",") if f.strip()]
-    result = diff_images(ctx.engine, args.image1, args.image2, ignore=ignore)
+    result = ctx.engine.images.diff(args.image1, args.image2, ignore=ignore)
     if args.format == "json":
-        ctx.print(json.dumps(result.as_dict(), indent=2))
+        ctx.print(json.dumps({k: v for k, v in result.items() if k != "Report"}, indent=2))
     else:
-        for line in result.lines():
+        for line in result["Report"]:
             ctx.print(line)
-    return 0 if result.identical else 1
+    return 0 if result["Identical"] else 1
 
 
 def _dockerfile_args(p):
@@ -76,6 +70,6 @@ def _dockerfile_args(p):
 def image_dockerfile(ctx: Context, args):
     from ..recipe import dockerfile_for
 
-    text = dockerfile_for(ctx.engine, args.image)
+    text = dockerfile_for(ctx.engine.images.get(args.image))
     ctx.out.write(text)
     return text

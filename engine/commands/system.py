@@ -117,34 +117,23 @@ def _events_args(p):
 @command("events", "Get real time events from the engine", group="system", top_level=True)
 @arguments(_events_args)
 def events(ctx: Context, args):
-    import time
-
-    from .. import events as ev
     from ..cli import parse_filters
     from ..gotemplate import render
 
-    filters = parse_filters(args.filter)
-    since_ = float(args.since) if args.since else None
-    until = float(args.until) if args.until else None
-    stop = (lambda: until is not None and time.time() > until)
-    source = (ev.read_events(ctx.engine.db, since=since_, until=until, limit=1_000_000)
-              if until is not None and until <= time.time()
-              else ev.follow(ctx.engine.db, since=since_, stop=stop))
-    for event in source:
-        if "type" in filters and event.type not in filters["type"]:
-            continue
-        if "event" in filters and event.action not in filters["event"]:
-            continue
-        doc = event.to_docker()
+    events = ctx.engine.system.events(since=float(args.since) if args.since else None,
+                                      until=float(args.until) if args.until else None,
+                                      filters=parse_filters(args.filter), follow=True)
+    for doc in events:
         if args.format == "json":
             ctx.print(json.dumps(doc))
         elif args.format:
             ctx.print(render(args.format, doc))
         else:
-            attrs = ", ".join(f"{k}={v}" for k, v in sorted(event.attributes.items()))
+            actor = doc["Actor"]
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(actor["Attributes"].items()))
             from ..image.oci import rfc3339
 
-            ctx.print(f"{rfc3339(event.time)} {event.type} {event.action} {event.actor}"
-                      + (f" ({attrs})" if attrs else ""))
+            ctx.print(f"{rfc3339(doc['timeNano'] / 1e9)} {doc['Type']} {doc['Action']} "
+                      f"{actor['ID']}" + (f" ({attrs})" if attrs else ""))
         ctx.out.flush()
     return 0

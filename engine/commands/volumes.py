@@ -72,13 +72,9 @@ def ls(ctx: Context, args):
         for name in names:
             ctx.print(name)
         return names
-    rows = []
-    for v in volumes:
-        labels = v.attrs.get("Labels") or {}
-        rows.append({"Name": v.name, "Driver": v.attrs["Driver"], "Scope": v.attrs["Scope"],
-                     "Mountpoint": v.attrs["Mountpoint"], "CreatedAt": v.attrs["CreatedAt"],
-                     "Labels": ",".join(f"{k}={val}" for k, val in sorted(labels.items())),
-                     "Links": "N/A", "Size": "N/A"})
+    from ..listing import volume_row
+
+    rows = [volume_row(v) for v in volumes]
     print_table(ctx, args.format, rows, "table {{.Driver}}\t{{.Name}}", LS_HEADERS)
     return rows
 

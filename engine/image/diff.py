@@ -16,7 +16,7 @@ parent that decides it (:class:`MergedView`).
 
 Example::
 
-    result = diff_images(engine, "exp:1", "exp:2")
+    result = diff_images(engine.image_store, "exp:1", "exp:2")
     if not result.identical:
         print(result.first_layer.created_by)      # 'RUN /bin/sh -c date +%N > /stamp'
         for change in result.files:
@@ -364,12 +364,12 @@ def compare_files(view_a: MergedView, view_b: MergedView, paths: Iterable[str], 
     return changes
 
 
-def diff_images(engine: Any, image_a: str, image_b: str, *,
+def diff_images(store: Any, image_a: str, image_b: str, *,
                 ignore: Iterable[str] = ()) -> ImageDiff:
-    """Compare two images of one engine root.
+    """Compare two images of one image store.
 
     Args:
-        engine: the :class:`~portside.engine.api.Engine`.
+        store: the :class:`~portside.engine.image.store.ImageStore` (its snapshots are read).
         image_a: the first image (name, id or id prefix): "before".
         image_b: the second image: "after" (``added`` files are in it and not in ``image_a``).
         ignore: file fields not to compare (any of :data:`FIELDS`, e.g. ``("mtime",)``).
@@ -387,7 +387,6 @@ def diff_images(engine: Any, image_a: str, image_b: str, *,
     if unknown:
         raise InvalidArgument(f"image diff: unknown field to ignore: {sorted(unknown)[0]} "
                               f"(one of {', '.join(FIELDS)})")
-    store = engine.image_store
     rec_a, rec_b = store.get(image_a), store.get(image_b)
     result = ImageDiff(image_a, image_b, rec_a.id == rec_b.id)
     if result.identical:
@@ -411,7 +410,7 @@ def diff_images(engine: Any, image_a: str, image_b: str, *,
         return LayerInfo(k, ids[k], hist[k] if k < len(hist) else "")
 
     result.layer_a, result.layer_b = layer(ids_a, hist_a), layer(ids_b, hist_b)
-    snaps = engine.snapshots
+    snaps = store.snapshots
     dirs_a = [snaps.path(layer["chain_id"]) for layer in rec_a.layers]
     dirs_b = [snaps.path(layer["chain_id"]) for layer in rec_b.layers]
     view_a, view_b = MergedView(dirs_a[::-1]), MergedView(dirs_b[::-1])

@@ -1,9 +1,9 @@
 """The image store's tables (see :mod:`.store`), apart so that opening the database can
 register them without importing the store itself (every command opens it; few need images).
 
-Also here: the other keepers of image data (containers, the build cache, interrupted pulls)
-register what they keep alive against garbage collection (:func:`register_references`), which
-they do when imported -- without importing the image store either.
+Also here: :data:`GC_ROOTS`, what garbage collection keeps besides the images themselves (the
+layers of containers' images, the build cache's layers, compressed twins of layers) -- one static
+table, so what is kept never depends on which modules a process happened to import.
 """
 
 SCHEMA = [
@@ -48,13 +48,20 @@ SCHEMA = [
 ]
 
 
-#: name -> function(conn) returning (blob digests, snapshot chain ids) kept alive
-EXTRA_REFERENCES: dict = {}
-
-
-def register_references(name: str, fn) -> None:
-    """Have garbage collection keep what ``fn(conn)`` names: ``(blob digests, chain ids)``."""
-    EXTRA_REFERENCES[name] = fn
+#: What garbage collection keeps besides the images: ``(table, SQL)``, the SQL returning rows of
+#: ``(blob digest, snapshot chain id)`` (either may be NULL); a root whose table does not exist
+#: (yet) in a database keeps nothing.
+GC_ROOTS: tuple[tuple[str, str], ...] = (
+    # containers keep the layers of their image
+    ("containers", "SELECT DISTINCT l.digest, l.chain_id FROM containers c "
+                   "JOIN image_layers l ON l.image_id = c.image_id"),
+    # the build cache keeps every layer stack it can answer a step with
+    ("build_cache", "SELECT json_extract(j.value, '$[1]'), json_extract(j.value, '$[4]') "
+                    "FROM build_cache b, json_each(b.layers) j WHERE b.layers != ''"),
+    # compressed twins (a pull's or push's) of layers some image still uses
+    ("registry_compressed", "SELECT c.digest, NULL FROM registry_compressed c "
+                            "WHERE c.diff_id IN (SELECT diff_id FROM image_layers)"),
+)
 
 
 def register() -> None:

@@ -37,13 +37,13 @@ from ..store.leftovers import (ABANDONED, DEFAULT_RESUME_WINDOW, HeldDir, owner_
                               owner_token)
 from ..store.snapshots import Snapshots, chain_ids
 from . import oci
-from .schema import EXTRA_REFERENCES, SCHEMA, register_references  # noqa: F401 (re-exported)
+from .schema import GC_ROOTS, SCHEMA  # noqa: F401 (re-exported)
 from .reference import Reference, parse_reference
 from ..records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable, Iterable, Iterator
+    from typing import BinaryIO, Iterable, Iterator
 
 
 Database.register_schema("images", SCHEMA)
@@ -113,15 +113,10 @@ class ImageStore:
     """Images, names and layers. All writes are crash-safe and safe against a second process."""
 
     def __init__(self, db: Database, content: ContentStore, snapshots: Snapshots, *,
-                 load_references: Callable[[], None] | None = None,
                  resume_window: float = DEFAULT_RESUME_WINDOW) -> None:
         self.db = db
         self.content = content
         self.snapshots = snapshots
-        # Garbage collection must know everything that keeps blobs alive (containers, the build
-        # cache, registries: see schema.register_references); they register when imported,
-        # which this makes sure of before anything is collected.
-        self._load_references = load_references or (lambda: None)
         #: seconds a kept lease (an interrupted pull's) outlives its last progress
         self.resume_window = resume_window
 
@@ -232,7 +227,6 @@ class ImageStore:
     def unreferenced_of(self, leases: dict[tuple, list[str]]) -> dict[tuple, tuple[int, int, int]]:
         """For leases of dead owners (key -> resources): how many blobs and snapshots each
         protects that no image and no live lease uses, and their bytes."""
-        self._load_references()
         with self.db.transaction() as conn:
             blobs, chains = self.referenced(conn)
             live = self._leased(conn, live_only=True)
@@ -543,10 +537,16 @@ class ImageStore:
                 chains.update(self.snapshots.chain(chain))
             except (NotFound, CorruptStore):
                 pass
-        for name, fn in EXTRA_REFERENCES.items():
-            extra_blobs, extra_chains = fn(conn)
-            blobs |= extra_blobs
-            chains |= extra_chains
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master "
+                                                 "WHERE type = 'table'")}
+        for table, sql in GC_ROOTS:
+            if table not in tables:
+                continue
+            for digest, chain in conn.execute(sql):
+                if digest:
+                    blobs.add(digest)
+                if chain:
+                    chains.add(chain)
         return blobs, chains
 
     def collect(self, *, candidates_blobs: set[str] | None = None,
@@ -556,7 +556,6 @@ class ImageStore:
         With candidates, only those are considered (the usual case after ``rmi``); without, the
         whole store is swept. Returns (removed blobs, removed chain ids).
         """
-        self._load_references()
         with self.db.transaction() as conn:
             blobs, chains = self.referenced(conn)
             leased = self._leased(conn)

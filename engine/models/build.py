@@ -16,7 +16,7 @@ import io
 import os
 from pathlib import Path
 
-from ..errors import InvalidArgument, NotFound
+from ..errors import Conflict, InvalidArgument, NotFound
 from .resource import Collection
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
@@ -32,7 +32,8 @@ class BuildCollection(Collection):
               build_args: Mapping[str, str] | None = None, target: str | None = None,
               no_cache: bool = False, labels: Mapping[str, str] | None = None,
               progress: Callable[[Any], None] | None = None,
-              source_date_epoch: int | None = None, platform: str | None = None):
+              source_date_epoch: int | None = None, platform: str | None = None,
+              ignore_source_date_epoch: bool = False):
         """Build an image.
 
         Args:
@@ -49,6 +50,7 @@ class BuildCollection(Collection):
             progress: receives progress events.
             source_date_epoch: timestamps for reproducible images (``SOURCE_DATE_EPOCH``).
             platform: target platform for ``TARGETPLATFORM`` & co (``linux/amd64``).
+            ignore_source_date_epoch: do not take ``$SOURCE_DATE_EPOCH`` (use the time now).
 
         Returns:
             The new :class:`~portside.engine.models.images.Image`.
@@ -64,7 +66,8 @@ class BuildCollection(Collection):
         try:
             if dockerfile is None:
                 dockerfile = self._read_dockerfile(ctx, dockerfile_path)
-            if source_date_epoch is None and os.environ.get("SOURCE_DATE_EPOCH"):
+            if source_date_epoch is None and os.environ.get("SOURCE_DATE_EPOCH") \
+                    and not ignore_source_date_epoch:
                 try:
                     source_date_epoch = int(os.environ["SOURCE_DATE_EPOCH"])
                 except ValueError:
@@ -90,7 +93,11 @@ class BuildCollection(Collection):
                 if progress is not None:
                     progress(event)
 
-            builder = Builder(engine, sink)
+            def pull_base(name: str, platform: str | None) -> str:
+                return engine.images.pull(name, platform=platform).id
+
+            builder = Builder(engine.image_store, engine.root, pull_base=pull_base,
+                              progress=sink)
             record = builder.build(dockerfile, ctx, options)
         finally:
             ctx.close()
@@ -98,6 +105,58 @@ class BuildCollection(Collection):
             self._remember(memo, record.id, list(tags), builder.bases, events,
                            builder.layer_steps)
         return engine.images.get(record.id)
+
+    def locked_build(self, dockerfile: str | None, context: Any = None, *, lock: Any,
+                     tags: Iterable[str] = (), build_args: Mapping[str, str] | None = None,
+                     source_date_epoch: int | None = None,
+                     dockerfile_path: str | os.PathLike | None = None, **kwargs: Any):
+        """Build under an enforced ``lock`` (a :class:`~portside.engine.lock.LockFile`): the
+        inputs are checked against it before building, the context and the result after; the
+        tags move only when everything matches.
+
+        Returns:
+            The image (:class:`~portside.engine.models.images.Image`).
+
+        Raises:
+            InvalidArgument: no tag to look up in the lock.
+            Conflict: an input drifted, or the same inputs gave another image (the message names
+                the first differing layer and the step that made it).
+        """
+        from ..image.diff import diff_images
+        from ..lock import BuildInputs, check_build, dockerfile_digest, short_digest
+
+        tags = list(tags)
+        if not tags:
+            raise InvalidArgument("a locked build needs a tag (-t NAME:TAG) to look up in the "
+                                  "lock")
+        if dockerfile is None:
+            ctx = self._context(context, dockerfile_path)
+            try:
+                dockerfile = self._read_dockerfile(ctx, dockerfile_path)
+            finally:
+                ctx.close()
+        sde = source_date_epoch if source_date_epoch is not None else lock.source_date_epoch
+        args = dict(build_args or {})
+        entries = [check_build(lock, t, BuildInputs(dockerfile_digest(dockerfile), None, args,
+                                                    sde)) for t in tags]
+        image = self.build(dockerfile, context, tags=(), build_args=args, source_date_epoch=sde,
+                           dockerfile_path=dockerfile_path, **kwargs)
+        got = BuildInputs.from_labels(image.labels)
+        images = self.engine.images
+        for tag, entry in zip(tags, entries):
+            if got is not None:
+                check_build(lock, tag, got)
+            if image.id != entry.id:
+                why = ""
+                if images.exists(entry.id):
+                    d = diff_images(self.engine.image_store, entry.id, image.id)
+                    if d.layer_b is not None:
+                        why = f": layer #{d.first_layer} differs ({d.layer_b.created_by})"
+                raise Conflict(f"{lock.path.name} pins {entry.name} to {short_digest(entry.id)}, "
+                               f"but the same inputs built {short_digest(image.id)}{why}")
+        for tag in tags:
+            images.tag(image.id, tag)
+        return images.get(image.id)
 
     def _remember(self, memo: tuple[str, dict[str, str]], image_id: str, tags: list[str], bases,
                   events, layer_steps: set[int]) -> None:

@@ -8,19 +8,20 @@ The collection follows docker-py: ``engine.containers.run("busybox", "echo hi")`
 after ``reload()`` is always the truth.
 
 Importing this module also tells the rest of the engine about containers: images they use cannot be
-removed (``register_in_use``), their layers are kept by garbage collection
-(``register_references``), and ``info``, ``system df`` and ``system check`` count and repair them.
+removed (``register_in_use``), and ``info``, ``system df`` and ``system check`` count and repair
+them. (Garbage collection keeps their images' layers through the image store's static table of
+roots, :data:`~portside.engine.image.schema.GC_ROOTS`.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 from pathlib import Path
 
-from ..errors import ContainerExit, InvalidArgument, NotFound
-from ..image.schema import register_references
+from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
 from ..runtime.containers import ContainerRecord, ContainerStore, network_mode
 from .images import register_in_use
 from .resource import Collection, Model
@@ -42,41 +43,81 @@ def _rfc3339(ts: float) -> str:
 
 
 class Container(Model):
-    """One container; ``attrs`` is Docker's ``container inspect`` document."""
+    """One container. ``attrs`` is Docker's ``container inspect`` document, made when first read
+    (verbs need only the id), or the ``/containers/json`` summary for ``list(sparse=True)``."""
+
+    def __init__(self, attrs: dict[str, Any] | None, collection: Any,
+                 record: ContainerRecord | None = None) -> None:
+        self._attrs = attrs
+        self.collection = collection
+        self._rec = record
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        if self._attrs is None:
+            assert self._rec is not None
+            self._attrs = self.collection.inspect(self._rec)
+        return self._attrs
+
+    @attrs.setter
+    def attrs(self, value: dict[str, Any]) -> None:
+        self._attrs = value
+
+    @property
+    def id(self) -> str:
+        return self._rec.id if self._rec is not None else self.attrs["Id"]
 
     @property
     def name(self) -> str:
-        return self.attrs["Name"].lstrip("/")
+        if self._rec is not None:
+            return self._rec.name
+        names = self.attrs.get("Names")
+        return (names[0] if names else self.attrs["Name"]).lstrip("/")
 
     @property
     def status(self) -> str:
-        return self.attrs["State"]["Status"]
+        if self._rec is not None:
+            return self._rec.status
+        state = self.attrs["State"]
+        return state if isinstance(state, str) else state["Status"]
 
     @property
     def labels(self) -> dict[str, str]:
-        return self.attrs["Config"].get("Labels") or {}
+        if self._rec is not None:
+            return self._rec.config.get("Labels") or {}
+        return (self.attrs.get("Config") or self.attrs).get("Labels") or {}
 
     @property
     def image(self):
-        return self.collection.engine.images.get(self.attrs["Image"])
+        return self.collection.engine.images.get(self._record().image_id)
 
     @property
     def lc(self):
         return self.collection.lifecycle
 
+    def _record(self) -> ContainerRecord:
+        return self._rec if self._rec is not None else self.collection.store.resolve(self.id)
+
     def reload(self) -> None:
-        self.attrs = self.collection.get(self.id).attrs
+        fresh = self.collection.get(self.id)
+        self._rec, self._attrs = fresh._rec, None
 
     def _done(self, rec: ContainerRecord) -> "Container":
-        self.attrs = self.collection.inspect(rec)
+        self._rec, self._attrs = rec, None
         return self
 
     # ---- verbs ----------------------------------------------------------------------------
     def start(self) -> "Container":
         return self._done(self.lc.start(self.id))
 
-    def stop(self, timeout: int | None = None) -> "Container":
-        return self._done(self.lc.stop(self.id, timeout))
+    def stop(self, timeout: int | None = None, signal: str | int | None = None) -> "Container":
+        """Docker's ``stop``: ``signal`` (default: its StopSignal, else SIGTERM), then SIGKILL
+        after ``timeout`` seconds (default: its StopTimeout, else 10)."""
+        if signal is not None:
+            from ..runtime.signals import parse_signal
+
+            parse_signal(signal)  # refused before anything is stopped
+        return self._done(self.lc.stop(self.id, timeout, signal_=signal))
 
     def restart(self, timeout: int | None = None) -> "Container":
         return self._done(self.lc.restart(self.id, timeout))
@@ -101,18 +142,33 @@ class Container(Model):
     def rename(self, name: str) -> None:
         self._done(self.lc.rename(self.id, name))
 
+    def ports(self) -> dict[str, list[dict[str, str]]]:
+        """The bindings in force while it runs (random host ports resolved), else those it
+        asked for: ``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}``."""
+        return published_ports(self.collection._refreshed(self._record()))
+
     def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
-             timestamps: bool = False, tail: int | str | None = None, since: float | None = None,
-             until: float | None = None, follow: bool = False,
-             stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
+             timestamps: bool = False, tail: int | str | None = None,
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False, stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
         """The container's output. ``stream``/``follow`` give an iterator of (stream, bytes);
-        ``stop`` (a callable) ends a follow early, e.g. when the reader has gone away."""
+        ``stop`` (a callable) ends a follow early, e.g. when the reader has gone away.
+        ``since``/``until``: unix times, or Docker's text forms (an RFC 3339 time, a duration
+        ago such as ``10m``).
+
+        Raises:
+            InvalidArgument: a ``tail`` that is not a number (or ``all``).
+        """
         from ..runtime.logs import read_logs
 
-        rec = self.collection.store.resolve(self.id)
+        rec = self._record()
         paths = self.lc.paths(rec)
-        tail_n = None if tail in (None, "all") else int(tail)
-
+        if tail in (None, "all") or str(tail) == "-1":
+            tail_n = None
+        elif str(tail).lstrip("-").isdigit():
+            tail_n = int(tail)
+        else:
+            raise InvalidArgument(f"invalid tail value: {tail}")
         def running() -> bool:
             if stop is not None and stop():
                 return False
@@ -122,7 +178,8 @@ class Container(Model):
             return fresh.status in ("running", "paused", "restarting") and \
                 not paths.exit_file.exists() and self.lc.monitor_alive(fresh)
 
-        entries = read_logs(paths.log, tail=tail_n, since=since, until=until, follow=follow,
+        entries = read_logs(paths.log, tail=tail_n, since=parse_time_arg(since),
+                            until=parse_time_arg(until), follow=follow,
                             is_running=running, timestamps=timestamps)
         wanted = {s for s, ok in (("stdout", stdout), ("stderr", stderr)) if ok}
         selected = ((s, d) for s, d, _t in entries if s in wanted)
@@ -130,9 +187,34 @@ class Container(Model):
             return selected
         return b"".join(d for _s, d in selected)
 
+    def attach(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+               stderr: BinaryIO | None = None, *, detach_keys: str | None = None,
+               tty_size: tuple[int, int] | None = None) -> int | None:
+        """Stay attached until it exits (its status) or the caller detaches (None); see
+        :meth:`portside.engine.models.interface.Container.attach`."""
+        from ..errors import IncorrectState
+        from ..runtime.monitor import attach
+
+        keys = parse_detach_keys(detach_keys)
+        lc = self.lc
+        rec = lc.refresh(self._record())
+        if rec.status != "running":
+            raise IncorrectState("You cannot attach to a stopped container, start it first")
+        paths = lc.paths(rec)
+        if rec.config.get("Tty"):
+            code = _attach_tty(lc, rec, stdin, stdout, keys, tty_size)
+        else:
+            feed = stdin if rec.config.get("OpenStdin") else None
+            code = attach(paths.attach_socket, feed, stdout, stderr, detach_keys=keys)
+        if code is None or code < 0:
+            if paths.exit_file.exists():
+                return lc.wait(rec.id)
+            return None
+        return code
+
     def top(self, ps_args: str = "") -> dict[str, Any]:
         """Docker's ``top``: ``{"Titles": [...], "Processes": [[...], ...]}``."""
-        rec = self.lc.refresh(self.collection.store.resolve(self.id))
+        rec = self.lc.refresh(self._record())
         if rec.status not in ("running", "paused"):
             from ..errors import IncorrectState
 
@@ -144,7 +226,7 @@ class Container(Model):
         """One sample of the container's cgroup counters (memory, cpu, pids)."""
         from ..runtime.cgroups import Cgroup, cgroup_path_for
 
-        rec = self.lc.refresh(self.collection.store.resolve(self.id))
+        rec = self.lc.refresh(self._record())
         cg = Cgroup(cgroup_path_for(rec.id))
         out: dict[str, Any] = {"id": rec.id, "name": "/" + rec.name, "read": _rfc3339(time.time()),
                                "memory_stats": {}, "cpu_stats": {}, "pids_stats": {}}
@@ -165,20 +247,34 @@ class Container(Model):
         return out
 
     def exec_run(self, cmd: str | list[str], *, stdout: bool = True, stderr: bool = True,
-                 tty: bool = False, detach: bool = False, environment: list[str] | dict | None = None,
-                 workdir: str = "", user: str = "") -> tuple[int | None, bytes]:
-        """Run a command in the container; returns ``(exit_code, output)`` (docker-py's shape)."""
+                 stdin: bool = False, tty: bool = False, detach: bool = False,
+                 socket: bool = False, environment: list[str] | dict | None = None,
+                 workdir: str | None = None, user: str | None = "",
+                 privileged: bool = False) -> tuple[int | None, Any]:
+        """Run a command in the container (docker-py's shape): ``(exit_code, output)``; with
+        ``detach`` ``(None, b"")``; with ``socket`` ``(None, ExecStream)``, its standard streams
+        as pipes (``stdin`` open when asked for) -- see :mod:`portside.engine.models.streams`."""
         import shlex
         import subprocess
 
         argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
         env = _env_list(environment)
-        proc = self.lc.exec_run(self.id, argv, detach=detach, tty=tty, env=env, workdir=workdir,
-                                user=user, stdin=subprocess.DEVNULL,
+        if socket:
+            from .streams import ProcessStream
+
+            proc = self.lc.exec_run(self.id, argv, tty=tty, env=env, workdir=workdir or "",
+                                    user=user or "",
+                                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return None, ProcessStream(proc)
+        proc = self.lc.exec_run(self.id, argv, detach=detach, tty=tty, env=env,
+                                workdir=workdir or "", user=user or "",
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if not detach else subprocess.DEVNULL,
                                 stderr=(subprocess.STDOUT if stderr else subprocess.DEVNULL)
                                 if not detach else subprocess.DEVNULL)
         if detach:
+            proc.wait()
             return None, b""
         out = b""
         if proc.stdout:
@@ -187,14 +283,42 @@ class Container(Model):
         code = proc.wait()
         return code, out if stdout else b""
 
+    def exec_attached(self, cmd: list[str], stdin: BinaryIO | None, stdout: BinaryIO,
+                      stderr: BinaryIO, *, tty: bool = False, environment: list[str] | None = None,
+                      workdir: str = "", user: str = "", detach: bool = False) -> int:
+        """Run ``cmd`` with the caller's streams as its standard streams (``portside exec``):
+        descriptors are handed to the runtime as they are, other streams are copied. Returns its
+        status (126/127 when it cannot be run); with ``detach`` 0 once it started, else 126."""
+        import subprocess
+
+        if not cmd:
+            raise InvalidArgument("exec requires at least 2 arguments")
+        pumps: list[Any] = []
+        if detach:
+            io_args = (subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL)
+        else:
+            io_args = (_stdio(stdin, "r", pumps) if stdin is not None else subprocess.DEVNULL,
+                       _stdio(stdout, "w", pumps), _stdio(stderr, "w", pumps))
+        proc = self.lc.exec_run(self.id, list(cmd), detach=detach, tty=tty,
+                                env=_env_list(environment), workdir=workdir, user=user,
+                                stdin=io_args[0], stdout=io_args[1], stderr=io_args[2])
+        _start_pumps(proc, pumps)
+        try:
+            code = proc.wait()
+        finally:
+            _join_pumps(pumps)
+        if detach:
+            return 0 if code == 0 else 126
+        return code
+
     def commit(self, repository: str | None = None, tag: str | None = None, *,
                message: str = "", author: str = "", changes: list[str] | str = (),
                pause: bool = True):
         from ..runtime.commit import commit
 
         ref = f"{repository}:{tag}" if repository and tag else repository
-        rec = self.collection.store.resolve(self.id)
-        image_id = commit(self.lc, rec, repository=ref, author=author, message=message,
+        image_id = commit(self.lc, self._record(), repository=ref, author=author,
+                          message=message,
                           changes=[changes] if isinstance(changes, str) else list(changes),
                           pause=pause)
         return self.collection.engine.images.get(image_id)
@@ -204,13 +328,12 @@ class Container(Model):
         from ..runtime.commit import diff
 
         kinds = {"C": 0, "A": 1, "D": 2}
-        rec = self.collection.store.resolve(self.id)
-        return [{"Path": p, "Kind": kinds[k]} for k, p in diff(self.lc, rec)]
+        return [{"Path": p, "Kind": kinds[k]} for k, p in diff(self.lc, self._record())]
 
     def export(self, out: BinaryIO) -> None:
         from ..runtime.commit import export
 
-        export(self.lc, self.collection.store.resolve(self.id), out)
+        export(self.lc, self._record(), out)
 
     def get_archive(self, path: str, out: BinaryIO, *,
                     follow_links: bool = False) -> dict[str, Any]:
@@ -221,6 +344,8 @@ class Container(Model):
         """
         from ..runtime.cp import write_archive
 
+        if not path.startswith("/"):
+            path = "/" + path
         with self.collection.container_fs(self.id) as fs:
             st = write_archive(fs, path, out, follow=follow_links)
         return {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size,
@@ -232,14 +357,230 @@ class Container(Model):
 
         from ..runtime.cp import extract_archive
 
+        if not path.startswith("/"):
+            path = "/" + path
         stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
         with self.collection.container_fs(self.id) as fs:
             extract_archive(fs, path, stream)
         return True
 
-    def attach_socket(self) -> Path:
-        rec = self.collection.store.resolve(self.id)
-        return self.lc.paths(rec).attach_socket
+    def copy_out(self, src: str, dest: str, *, archive: bool = False,
+                 follow_links: bool = False) -> None:
+        """``cp [-L] CONTAINER:SRC DEST`` (Docker's placement rules); ``follow_links``: a final
+        symbolic link in SRC is followed inside the container."""
+        from ..runtime.cp import copy_out
+
+        if not src.startswith("/"):
+            src = "/" + src
+        with self.collection.container_fs(self.id) as fs:
+            copy_out(fs, src, dest, archive=archive, follow=follow_links)
+
+    def copy_in(self, src: str, dest: str, *, follow_links: bool = False) -> None:
+        """``cp [-L] SRC CONTAINER:DEST`` (Docker's placement rules); ``follow_links``: a link SRC
+        on the caller's machine is followed and its target copied under the link's name."""
+        from ..runtime.cp import copy_in
+
+        if not dest.startswith("/"):
+            dest = "/" + dest
+        with self.collection.container_fs(self.id) as fs:
+            copy_in(fs, src, dest, follow=follow_links)
+
+
+def parse_detach_keys(text: str | None) -> bytes:
+    """Docker's ``--detach-keys`` (``ctrl-p,ctrl-q``, ``a``) → the byte sequence.
+
+    Raises:
+        InvalidArgument: a key Docker does not know.
+    """
+    if text is None:
+        text = "ctrl-p,ctrl-q"
+    out = bytearray()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("ctrl-") and len(part) == 6:
+            ch = part[5]
+            if ch == "@":
+                out.append(0)
+            elif ch in "[\\]^_":
+                out.append(0x1b + "[\\]^_".index(ch))
+            else:
+                out.append(ord(ch.lower()) - ord("a") + 1)
+        elif len(part) == 1:
+            out.append(ord(part))
+        else:
+            raise InvalidArgument(f"invalid detach keys: {text}")
+    return bytes(out)
+
+
+def published_ports(rec: ContainerRecord) -> dict[str, list[dict]]:
+    """Port key -> host bindings: the ones in force while the container runs (random host ports
+    resolved), else the ones it asked for."""
+    live = (rec.extra.get("NetworkSettings") or {}).get("Ports")
+    if live is not None and rec.status in ("running", "paused"):
+        return live
+    return rec.host_config.get("PortBindings") or {}
+
+
+def _stdio(stream: Any, mode: str, pumps: list) -> Any:
+    """What to hand the runtime for a caller's stream: its descriptor when it has one, else a
+    pipe whose other end a thread copies (noted in ``pumps``)."""
+    import subprocess
+
+    try:
+        fd = stream.fileno()
+        os.fstat(fd)
+        if hasattr(stream, "flush"):
+            stream.flush()
+        return fd
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        pumps.append((mode, stream))
+        return subprocess.PIPE
+
+
+def _start_pumps(proc: Any, pumps: list) -> None:
+    import threading
+
+    threads = []
+    outs = [s for s in (proc.stdout, proc.stderr) if s is not None]
+    for mode, stream in pumps:
+        if mode == "r":
+            src, dst = stream, proc.stdin
+
+            def feed(src: Any = src, dst: Any = dst) -> None:
+                try:
+                    for chunk in iter(lambda: src.read(65536), b""):
+                        dst.write(chunk)
+                        dst.flush()
+                except (OSError, ValueError):
+                    pass
+                finally:
+                    dst.close()
+
+            threads.append(threading.Thread(target=feed, name="feed", daemon=True))
+        else:
+            src = outs.pop(0)
+
+            def copy(src: Any = src, dst: Any = stream) -> None:
+                try:
+                    for chunk in iter(lambda: src.read1(65536), b""):
+                        dst.write(chunk)
+                        dst.flush()
+                except (OSError, ValueError):
+                    pass
+                finally:
+                    src.close()
+
+            threads.append(threading.Thread(target=copy, name="copy", daemon=True))
+    for thread in threads:
+        thread.start()
+    pumps[:] = threads
+
+
+def _join_pumps(threads: list) -> None:
+    # the output copies end with the process; the input feed may wait on the caller's stream
+    for thread in threads:
+        if thread.name == "copy":
+            thread.join(timeout=5)
+
+
+def _attach_tty(lc: Any, rec: ContainerRecord, stdin: Any, out: Any, keys: bytes,
+                tty_size: tuple[int, int] | None) -> int | None:
+    """Attach to a container with a terminal: one output stream. Returns the exit status, -1
+    when it ended before we could attach (its output then comes from the log), None after
+    detaching."""
+    from ..runtime.logs import follow_output
+    from ..runtime.monitor import attach
+
+    paths = lc.paths(rec)
+    try:
+        code = attach(paths.attach_socket, stdin, out, out, detach_keys=keys, resize=tty_size)
+    except (NotFound, ConnectionError, FileNotFoundError):
+        follow_output(paths.log, paths.exit_file, _writer(out, out))
+        code = -1
+    if code is None and not paths.exit_file.exists():
+        return None  # detached with the detach keys
+    return code
+
+
+def _writer(out: Any, err: Any):
+    """A ``(stream, data)`` callback writing to binary ``out``/``err`` and flushing."""
+    def write(stream: str, data: bytes) -> None:
+        target = err if stream == "stderr" else out
+        if target is not None:
+            target.write(data)
+            target.flush()
+    return write
+
+
+def parse_time_arg(text: str | float | None, now: float | None = None) -> float | None:
+    """``--since``/``--until``: a unix time, an RFC 3339 time, or a duration (``10m``, ``1h30m``)
+    ago; a number is a unix time already.
+
+    Raises:
+        InvalidArgument: none of those.
+    """
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    import re
+
+    from ..runtime.logs import parse_time
+
+    now = now if now is not None else time.time()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms))+)", text)
+    if m:
+        total = 0.0
+        for num, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
+            total += float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+        return now - total
+    try:
+        return parse_time(text if ("Z" in text or "+" in text[10:] or "-" in text[10:])
+                          else text + "Z")
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid time value: {text}") from exc
+
+
+def _port_number(text: str) -> int | str | None:
+    """A port as Docker's summary gives it: a number, None when none is known yet (a random
+    host port of a container that is not running), the text for a range."""
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def _command_line(argv: list[str]) -> str:
+    """The command as one line, a word with spaces quoted (Docker's ``ps --no-trunc``)."""
+    import shlex
+
+    return " ".join(shlex.quote(a) if " " in a else a for a in argv)
+
+
+def status_text(rec: ContainerRecord, now: float | None = None) -> str:
+    """Docker's STATUS column: ``Up 3 seconds``, ``Exited (0) 2 seconds ago``, ``Created``."""
+    from ..units import human_duration
+
+    now = now or time.time()
+    st = rec.state
+    status = rec.status
+    if status in ("running", "paused"):
+        text = "Up " + human_duration(now - (st.get("StartedAtTs") or now))
+        return text + (" (Paused)" if status == "paused" else "")
+    if status == "restarting":
+        return (f"Restarting ({st.get('ExitCode', 0)}) "
+                f"{human_duration(now - (st.get('FinishedAtTs') or now))} ago")
+    if status == "exited":
+        return (f"Exited ({st.get('ExitCode', 0)}) "
+                f"{human_duration(now - (st.get('FinishedAtTs') or now))} ago")
+    if status == "removing":
+        return "Removal In Progress"
+    if status == "dead":
+        return "Dead"
+    return "Created"
 
 
 def _env_list(env: list[str] | dict | None) -> list[str]:
@@ -290,15 +631,10 @@ class ContainerCollection(Collection):
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self.store = ContainerStore(engine.db, engine.root)
-        self._lifecycle = None
 
     @property
     def lifecycle(self):
-        if self._lifecycle is None:
-            from ..runtime.lifecycle import Lifecycle
-
-            self._lifecycle = Lifecycle(self.engine)
-        return self._lifecycle
+        return self.engine.lifecycle
 
     # ---- reading ----------------------------------------------------------------------------
     def inspect(self, rec: ContainerRecord) -> dict[str, Any]:
@@ -387,10 +723,17 @@ class ContainerCollection(Collection):
                 return rec  # removed meanwhile (--rm)
             return lc.refresh(fresh)
 
-    def get(self, container_id: str) -> Container:
-        """The container with that name, id or unique id prefix; raises NotFound."""
+    def get(self, container_id: str, *, size: bool = False) -> Container:
+        """The container with that name, id or unique id prefix; ``size`` adds ``SizeRw``.
+
+        Raises:
+            NotFound: no such container.
+        """
         rec = self._refreshed(self.store.resolve(container_id))
-        return Container(self.inspect(rec), self)
+        container = Container(None, self, rec)
+        if size:
+            container.attrs["SizeRw"] = _dir_size(self.store.paths(rec.id).upper)
+        return container
 
     def records(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
                 limit: int | None = None) -> list[ContainerRecord]:
@@ -415,72 +758,214 @@ class ContainerCollection(Collection):
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
              limit: int | None = None, before: str | None = None,
-             since: str | None = None) -> list[Container]:
+             since: str | None = None, sparse: bool = False, size: bool = False
+             ) -> list[Container]:
         """Containers, newest first; by default only running ones (``all`` for every one).
-        ``filters`` as Docker's: status, name, id, ancestor, label, exited, before, since."""
+        ``filters`` as Docker's: status, name, id, ancestor, label, exited, before, since,
+        volume. With ``sparse``, each one's ``attrs`` is Docker's ``/containers/json`` summary
+        (what ``ps`` shows), ``SizeRw`` included with ``size``."""
         filters = dict(filters or {})
         if before:
             filters.setdefault("before", []).append(before)
         if since:
             filters.setdefault("since", []).append(since)
-        return [Container(self.inspect(r), self)
-                for r in self.records(all=all, filters=filters, limit=limit)]
+        recs = self.records(all=all, filters=filters, limit=limit)
+        if sparse:
+            return [Container(self.summary(r, size=size), self, r) for r in recs]
+        out = [Container(None, self, r) for r in recs]
+        if size:
+            for c in out:
+                c.attrs["SizeRw"] = _dir_size(self.store.paths(c.id).upper)
+        return out
+
+    def summary(self, rec: ContainerRecord, *, size: bool = False) -> dict[str, Any]:
+        """Docker's ``/containers/json`` entry for a record, plus portside's ``Path``, ``Args``,
+        ``GPUs`` and ``Created`` to the fraction of a second."""
+        cfg = rec.config
+        argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        ports = []
+        bindings = published_ports(rec)
+        for key, binds in sorted(bindings.items()):
+            private, _, proto = key.partition("/")
+            for b in binds or []:
+                ports.append({"IP": b.get("HostIp") or "0.0.0.0",
+                              "PrivatePort": _port_number(private),
+                              "PublicPort": _port_number(b.get("HostPort") or ""),
+                              "Type": proto or "tcp"})
+        for key in sorted(cfg.get("ExposedPorts") or {}):
+            if key not in bindings:
+                private, _, proto = key.partition("/")
+                ports.append({"PrivatePort": _port_number(private), "Type": proto or "tcp"})
+        live = rec.extra.get("NetworkSettings") or {}
+        out = {
+            "Id": rec.id, "Names": ["/" + rec.name], "Image": cfg.get("Image") or rec.image_id,
+            "ImageID": rec.image_id, "Command": _command_line(argv), "Path": argv[0] if argv
+            else "", "Args": argv[1:], "Created": rec.created, "State": rec.status,
+            "Status": status_text(rec), "Ports": ports, "Labels": cfg.get("Labels") or {},
+            "Mounts": [{k: m.get(k) for k in ("Type", "Name", "Source", "Destination", "Driver",
+                                               "Mode", "RW", "Propagation") if k in m}
+                       for m in rec.mounts],
+            "HostConfig": {"NetworkMode": network_mode(rec.host_config)},
+            "NetworkSettings": {"Networks": {name: dict(ep) for name, ep in
+                                             (live.get("Networks") or {}).items()}},
+            "GPUs": rec.extra.get("GPUs") or [],
+        }
+        if size:
+            out["SizeRw"] = _dir_size(self.store.paths(rec.id).upper)
+        return out
 
     # ---- writing ----------------------------------------------------------------------------
-    def create_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
-                    name: str | None = None, container_id: str | None = None) -> Container:
-        """Create from Docker-shaped ``Config``/``HostConfig`` documents (what the CLI builds).
-        ``container_id``: the id to give it (one whose monitor was launched ahead)."""
-        rec = self.lifecycle.create(config, host_config, name=name, container_id=container_id)
-        return Container(self.inspect(rec), self)
+    def _image_for(self, config: dict[str, Any], locked: bool | None) -> dict[str, Any]:
+        """``config`` with its image resolved through the lock when one is enforced."""
+        image = config.get("Image")
+        if not image:
+            return config
+        resolved = self.engine.images.resolve_locked(image, locked)
+        return config if resolved == image else dict(config, Image=resolved)
 
-    def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
+    def create_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
+                    name: str | None = None, locked: bool | None = None,
+                    container_id: str | None = None) -> Container:
+        """Create from Docker-shaped ``Config``/``HostConfig`` documents (what the CLI builds);
+        the image resolves through ``portside.lock`` when it is enforced (``locked``, or
+        ``locked = true`` in it). ``container_id``: the id to give it (one whose monitor was
+        launched ahead)."""
+        config = self._image_for(dict(config), locked)
+        rec = self.lifecycle.create(config, dict(host_config), name=name,
+                                    container_id=container_id)
+        return Container(None, self, rec)
+
+    def create(self, image: str, command: str | list[str] | None = None, *,
+               locked: bool | None = None, **kwargs: Any) -> Container:
         """docker-py's ``containers.create``: name, environment, entrypoint, working_dir, user,
         hostname, labels, volumes, tty, stdin_open, auto_remove, network_mode, privileged,
         cap_add, cap_drop, read_only, shm_size, mem_limit, nano_cpus, pids_limit,
         restart_policy, stop_signal, device_requests (as ``gpus``)."""
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
-        return self.create_from(config, host_config, name=name)
+        return self.create_from(config, host_config, name=name, locked=locked)
 
     def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
             remove: bool = False, stdout: bool = True, stderr: bool = False,
-            **kwargs: Any) -> Container | bytes:
+            locked: bool | None = None, **kwargs: Any) -> Container | bytes:
         """docker-py's ``containers.run``: with ``detach`` the running Container; otherwise the
         output once it exits.
 
         Raises:
             ContainerExit: it exited non-zero (the status is the exception's ``exit_code``).
         """
-        from ..runtime.containers import new_container_id
+        import io
 
         config, host_config, name = docker_py_kwargs(
             image, command, dict(kwargs, auto_remove=remove and detach))
+        if detach:
+            return self.run_from(config, host_config, name=name, detach=True, locked=locked)
+        out, err = io.BytesIO(), io.BytesIO()
+        made: list[Container] = []
+        code = self.run_from(config, host_config, name=name, locked=locked, stdout=out,
+                             stderr=err, on_created=made.append)
+        data = (out.getvalue() if stdout else b"") + (err.getvalue() if stderr else b"")
+        if remove and made:
+            with contextlib.suppress(NotFound):
+                made[0].remove(force=True)
+        if code:
+            tail = (out.getvalue() + err.getvalue())[-200:]
+            raise ContainerExit(code, f"container {made[0].name if made else image} exited "
+                                      f"with {code}: {tail.decode(errors='replace').strip()}")
+        return data
+
+    def run_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
+                 name: str | None = None, detach: bool = False, locked: bool | None = None,
+                 stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                 stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                 tty_size: tuple[int, int] | None = None,
+                 on_created: Any = None) -> Container | int | None:
+        """``docker run``: create from ``Config``/``HostConfig``, start, and (unless
+        ``detach``) stay with the container until it exits; see
+        :meth:`portside.engine.models.interface.ContainerCollection.run_from`."""
+        from ..runtime.containers import new_container_id
+
+        keys = parse_detach_keys(detach_keys)
         lc = self.lifecycle
+        config = self._image_for(dict(config), locked)
         # The monitor's interpreter starts now, while the container is created and its bundle
         # written: its start-up is off the critical path.
         launch = lc.launch_monitor(new_container_id())
         try:
-            rec = lc.create(config, host_config, name=name, container_id=launch.container_id)
+            rec = lc.create(config, dict(host_config), name=name,
+                            container_id=launch.container_id)
+            container = Container(None, self, rec)
+            if on_created is not None:
+                on_created(container)
         except BaseException:
             lc.cancel_launch(launch)
             raise
-        container = Container(self.inspect(rec), self)
         if detach:
-            container._done(lc.start(rec, launch=launch))
+            try:
+                container._done(lc.start(rec, launch=launch))
+            except EngineError:
+                if rec.host_config.get("AutoRemove"):  # the monitor would remove it; it never ran
+                    with contextlib.suppress(EngineError):
+                        lc.remove(rec.id, force=True)
+                raise
             return container
-        # we wait here and clean up after it, so the monitor needs no cleanup process of its own
-        lc.start(rec, watched=True, launch=launch)
+        return self._attached(rec, stdin, stdout, stderr, keys, tty_size, launch=launch)
+
+    def start_attached(self, name: str, stdin: BinaryIO | None, stdout: BinaryIO,
+                       stderr: BinaryIO, *, detach_keys: str | None = None,
+                       tty_size: tuple[int, int] | None = None) -> int | None:
+        """``docker start -a [-i]``: start and stay attached, as :meth:`run_from` does."""
+        keys = parse_detach_keys(detach_keys)
+        return self._attached(self.store.resolve(name), stdin, stdout, stderr, keys, tty_size)
+
+    def _attached(self, rec: ContainerRecord, stdin: Any, stdout: Any, stderr: Any,
+                  keys: bytes, tty_size: tuple[int, int] | None, launch: Any = None
+                  ) -> int | None:
+        """Start ``rec`` and stay until it exits: output streamed, stdin fed; returns the exit
+        status, or None when the caller detached."""
+        import threading
+
+        from ..runtime.logs import follow_output
+
+        lc = self.lifecycle
+        interactive = stdin is not None
+        tty = bool(rec.config.get("Tty"))
         try:
-            code = container.wait()["StatusCode"]
-            out = container.logs(stdout=stdout, stderr=stderr)
-            if remove:
-                container.remove(force=True)
-        finally:
-            self.lifecycle.unwatch(container.id)
-        if code != 0:
-            raise ContainerExit(code, f"container {container.name} exited with {code}: "
-                                      f"{out[-200:].decode(errors='replace').strip()}")
-        return out  # type: ignore[return-value]
+            # without stdin or a terminal nobody can detach: this process sees the exit and
+            # cleans up after it, and the monitor needs no cleanup process of its own
+            rec = lc.start(rec, watched=not (interactive or tty), launch=launch)
+        except EngineError:
+            if rec.host_config.get("AutoRemove"):
+                with contextlib.suppress(EngineError):
+                    lc.remove(rec.id, force=True)
+            raise
+        paths = lc.paths(rec)
+        try:
+            if tty:
+                code = _attach_tty(lc, rec, stdin, stdout, keys, tty_size)
+                if code is None:
+                    lc.unwatch(rec.id)
+                    return None
+            else:
+                if interactive:
+                    from ..runtime.monitor import attach
+
+                    def feed() -> None:
+                        try:
+                            attach(paths.attach_socket, stdin, None, None, detach_keys=b"")
+                        except (EngineError, OSError):
+                            pass
+
+                    threading.Thread(target=feed, daemon=True).start()
+                # the log, not the attach stream: nothing written before we could connect is
+                # lost, and stdout and stderr stay apart
+                follow_output(paths.log, paths.exit_file, _writer(stdout, stderr),
+                              wake=lc.exit_fd(rec.id))
+        except KeyboardInterrupt:
+            # ^C, or a notebook's interrupt: stop the container, as Docker's signal proxy would,
+            # and clean up after it before giving the interrupt back
+            lc.interrupt_foreground(rec)
+            raise
+        return lc.finish_foreground(rec)
 
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """Remove every stopped container; returns ``{"ContainersDeleted", "SpaceReclaimed"}``."""
@@ -672,20 +1157,6 @@ def _in_use(engine) -> dict[str, list[str]]:
     return engine.containers.store.images_in_use()
 
 
-def _references(conn) -> tuple[set[str], set[str]]:
-    chains: set[str] = set()
-    blobs: set[str] = set()
-    try:
-        rows = conn.execute("SELECT DISTINCT l.chain_id, l.digest FROM containers c "
-                            "JOIN image_layers l ON l.image_id = c.image_id").fetchall()
-    except Exception:  # noqa: BLE001 - the containers table does not exist yet
-        return blobs, chains
-    for row in rows:
-        chains.add(row["chain_id"])
-        blobs.add(row["digest"])
-    return blobs, chains
-
-
 def _info(engine) -> dict[str, int]:
     recs = engine.containers.records(all=True)
     running = sum(1 for r in recs if r.status == "running")
@@ -768,7 +1239,6 @@ def _check(engine, repair: bool) -> tuple[list[str], list[str]]:
 
 
 register_in_use("containers", _in_use)
-register_references("containers", _references)
 register_info("containers", _info)
 register_df("containers", _df)
 register_check("containers", _check)

@@ -7,7 +7,6 @@ import fnmatch
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..image import oci
 from ..image.reference import parse_reference
-from ..units import since
 from .resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
@@ -144,34 +143,6 @@ class ImageCollection(Collection):
             out.append(image)
         return out
 
-    def summaries(self, images: list[Image], *, digests: bool = False) -> list[dict]:
-        """One row per (repository, tag) for ``images``, with Docker's field names."""
-        rows = []
-        for image in images:
-            pairs = []
-            for tag in image.tags:
-                repo, _, t = tag.rpartition(":")
-                pairs.append((repo, t))
-            if not pairs:
-                if image.attrs["RepoDigests"]:
-                    pairs = [(d.split("@")[0], "<none>") for d in image.attrs["RepoDigests"][:1]]
-                else:
-                    pairs = [("<none>", "<none>")]
-            created = oci.parse_time(image.attrs["Created"])
-            for repo, tag in pairs:
-                digest = "<none>"
-                for d in image.attrs["RepoDigests"]:
-                    if d.split("@")[0] == repo:
-                        digest = d.split("@", 1)[1]
-                rows.append({
-                    "ID": image.short_id, "FullID": image.id, "Repository": repo, "Tag": tag,
-                    "Digest": digest, "CreatedSince": since(created),
-                    "CreatedAt": oci.rfc3339(created), "Size": image.attrs["Size"],
-                    "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
-                    "VirtualSize": image.attrs["Size"], "Labels": image.labels,
-                })
-        return rows
-
     def history(self, name: str) -> list[dict]:
         """The image's history, newest first, with Docker's columns."""
         rec = self.store.get(name)
@@ -234,6 +205,66 @@ class ImageCollection(Collection):
         loaded = load(self.store, stream, tmp_root=self.engine.tmp_dir, progress=progress)
         return [(self.get(rec.id), [r.familiar() for r in refs]) for rec, refs in loaded]
 
+    # ------------------------------------------------------------ the lock (policy)
+    def resolve_locked(self, name: str, locked: bool | None = None) -> str:
+        """The image ``run``/``create`` must use for ``name``: itself, or the id it is pinned to
+        when ``portside.lock`` is enforced (``locked``, or ``locked = true`` in it).
+
+        Raises:
+            Conflict: the lock does not pin it, or it drifted. NotFound: the pinned image is
+                not here.
+        """
+        from ..lock import enforce, in_force
+
+        lock = in_force(bool(locked))
+        return name if lock is None else enforce(self.store, name, lock)
+
+    def lock(self, names: list[str] | tuple[str, ...] = (), *, path: str | None = None,
+             update: bool = False, locked: bool | None = None,
+             source_date_epoch: int | None = None) -> dict:
+        """Pin images in ``portside.lock`` (``portside lock``); see
+        :meth:`portside.engine.models.interface.ImageCollection.lock`."""
+        from ..lock import lock_images
+
+        result = lock_images(self.store, names, path=path, update=update, locked=locked,
+                             source_date_epoch=source_date_epoch)
+        return {"Path": str(result.path), "Locked": result.locked,
+                "SourceDateEpoch": result.source_date_epoch,
+                "Images": {name: {"Id": entry.id, "Source": entry.source}
+                           for name, entry in sorted(result.images.items())}}
+
+    def provenance(self, name: str) -> dict[str, str]:
+        """Where an image came from: its provenance labels and its manifest's annotations
+        (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``…).
+
+        Raises:
+            NotFound: no such image.
+        """
+        from ..lock import provenance
+
+        return provenance(self.store, name)
+
+    def diff(self, image_a: str, image_b: str, *, ignore: list[str] | tuple[str, ...] = ()
+             ) -> dict:
+        """Why two images differ (``image diff``): the JSON form plus ``Report``, the lines."""
+        from ..image.diff import diff_images
+
+        result = diff_images(self.store, image_a, image_b, ignore=ignore)
+        return {**result.as_dict(), "Report": result.lines()}
+
+    # ------------------------------------------------------------ builds
+    def build(self, dockerfile: str | None = None, context=None, *, locked: bool | None = None,
+              **kwargs):
+        """Build an image (see :meth:`portside.engine.models.build.BuildCollection.build` for
+        the arguments); under an enforced lock through
+        :meth:`~portside.engine.models.build.BuildCollection.locked_build`."""
+        from ..lock import in_force
+
+        lock = in_force(bool(locked))
+        if lock is not None:
+            return self.engine.builds.locked_build(dockerfile, context, lock=lock, **kwargs)
+        return self.engine.builds.build(dockerfile, context, **kwargs)
+
     # ------------------------------------------------------------ registries
     def _registries(self):
         from .registry import Registries
@@ -241,23 +272,50 @@ class ImageCollection(Collection):
         return Registries(self.engine)
 
     def pull(self, name: str, platform: str | None = None, progress=None,
-             tls_verify: bool | None = None) -> Image:
-        return self._registries().pull(name, platform, progress, tls_verify)
+             tls_verify: bool | None = None, *, all_tags: bool = False,
+             locked: bool | None = None):
+        """Pull ``name`` (``latest`` when it has no tag); under an enforced lock, the registry
+        digest it is pinned to. ``all_tags``: every tag of the repository (a list returns).
+
+        Raises:
+            Conflict: the lock does not pin it to a registry digest. RegistryError,
+                Unauthorized, InvalidArgument: see :func:`portside.engine.registry.pull.pull`.
+        """
+        from ..lock import enforce_pull, in_force
+
+        lock = in_force(bool(locked))
+        if lock is not None:
+            name = enforce_pull(name, lock)
+        ref = parse_reference(name, default_tag=None)
+        registries = self._registries()
+        if all_tags:
+            if ref.tag or ref.digest:
+                raise InvalidArgument("tag can't be used with --all-tags/-a")
+            return [registries.pull(f"{ref.name}:{tag}", platform, progress, tls_verify)
+                    for tag in registries.tags(name, tls_verify)]
+        if ref.tag is None and ref.digest is None:
+            name += ":latest"
+        return registries.pull(name, platform, progress, tls_verify)
 
     def push(self, name: str, progress=None, tls_verify: bool | None = None) -> str:
         return self._registries().push(name, progress, tls_verify)
 
-    def login(self, registry: str, username: str, password: str):
-        return self._registries().login(registry, username, password)
+    def login(self, registry: str | None, username: str, password: str,
+              tls_verify: bool | None = None) -> str:
+        """Check the credentials against ``registry`` and store them: "Login Succeeded"."""
+        return self._registries().login(registry, username, password, tls_verify=tls_verify)
 
-    def logout(self, registry: str):
+    def logout(self, registry: str | None) -> bool:
+        """Forget the stored credentials; whether there were any."""
         return self._registries().logout(registry)
 
-    def search(self, term: str, limit: int = 25, filters: dict | None = None) -> list[dict]:
-        return self._registries().search(term, limit, filters)
+    def search(self, term: str, limit: int = 25, filters: dict | None = None,
+               tls_verify: bool | None = None) -> list[dict]:
+        return self._registries().search(term, limit, filters, tls_verify=tls_verify)
 
-    def manifest_inspect(self, name: str) -> dict:
-        return self._registries().manifest_inspect(name)
+    def get_registry_data(self, name: str, tls_verify: bool | None = None) -> dict:
+        """The manifest or index ``name`` resolves to in its registry (``manifest inspect``)."""
+        return self._registries().manifest_inspect(name, tls_verify=tls_verify)
 
     # ------------------------------------------------------------ removal
     def remove(self, name: str, *, force: bool = False, noprune: bool = False) -> list[dict]:

@@ -28,8 +28,8 @@ class Registries:
         """
         from ..registry.pull import pull
 
-        record = pull(self.engine, name, platform=platform, progress=progress,
-                      tls_verify=tls_verify)
+        record = pull(self.engine.image_store, self.engine.config, name, platform=platform,
+                      progress=progress, tls_verify=tls_verify)
         return self.engine.images.get(record.id)
 
     def push(self, name: str, progress=None, tls_verify: bool | None = None,
@@ -37,7 +37,8 @@ class Registries:
         """Push local image ``name``; returns the pushed manifest's digest."""
         from ..registry.push import push
 
-        return push(self.engine, name, progress=progress, tls_verify=tls_verify,
+        return push(self.engine.image_store, self.engine.config, name, progress=progress,
+                    tls_verify=tls_verify,
                     chunk_size=chunk_size)
 
     def login(self, registry: str | None, username: str, password: str,
@@ -80,13 +81,29 @@ class Registries:
         """Repositories matching ``term`` (``[REGISTRY/]TERM``); Docker's search rows."""
         from ..registry.search import search
 
-        return search(self.engine, term, limit=limit, filters=filters, tls_verify=tls_verify)
+        return search(self.engine.config, term, limit=limit, filters=filters,
+                      tls_verify=tls_verify)
 
     def manifest_inspect(self, name: str, tls_verify: bool | None = None) -> dict:
         """The manifest or index ``name`` resolves to in its registry."""
         from ..registry.push import manifest_inspect
 
-        return manifest_inspect(self.engine, name, tls_verify=tls_verify)
+        return manifest_inspect(self.engine.config, name, tls_verify=tls_verify)
+
+    def tags(self, repository: str, tls_verify: bool | None = None) -> list[str]:
+        """Every tag of ``repository`` in its registry, sorted."""
+        from ..image.reference import parse_reference
+        from ..registry.pull import endpoints
+
+        ref = parse_reference(repository, default_tag=None)
+        clients = endpoints(self.engine.config, ref, tls_verify=tls_verify)
+        try:
+            doc = clients[-1].get_json(f"/v2/{ref.path}/tags/list",
+                                       scopes=(f"repository:{ref.path}:pull",))
+        finally:
+            for c in clients:
+                c.close()
+        return sorted(t for t in doc.get("tags") or [] if isinstance(t, str))
 
 
 def _domain(registry: str | None) -> str | None:

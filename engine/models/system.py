@@ -10,6 +10,10 @@ from .. import __version__
 from ..errors import NotFound
 from ..image import oci
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
 _CHECKS: dict = {}
 
 
@@ -18,28 +22,22 @@ def register_check(name: str, fn) -> None:
     ``(problems, reclaimable)``, two lists of lines (see :meth:`System.check`)."""
     _CHECKS[name] = fn
 
-#: Modules that, when imported, register rows for ``system df``, checks, ``info`` fields, images in
-#: use and references that garbage collection must keep (kept out of CLI start-up).
+#: Modules that, when imported, register rows for ``system df``, checks, ``info`` fields and
+#: images in use (kept out of CLI start-up).
 _CONTRIBUTORS = (
     "portside.engine.models.volumes",
     "portside.engine.models.containers",
     "portside.engine.models.networks",
     "portside.engine.models.build",
-    "portside.engine.builder.cache",
-    "portside.engine.registry",
 )
 
 
 def load_contributors() -> None:
-    """Import every module that adds to check/df/info/GC (idempotent, cheap after the first)."""
+    """Import every module that adds to check/df/info (idempotent, cheap after the first)."""
     import importlib
 
     for module in _CONTRIBUTORS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 class System:
@@ -131,6 +129,34 @@ class System:
         eng.reclaimed = []
         return {"Problems": problems, "Reclaimable": garbage, "Reclaimed": reclaimed}
 
+    def events(self, *, since: float | None = None, until: float | None = None,
+               filters: dict[str, list[str]] | None = None, follow: bool = False,
+               stop: Any = None, interval: float = 0.1) -> Iterator[dict]:
+        """Events in Docker's ``events --format json`` shape, oldest first: those since
+        ``since`` (with ``follow``, from now when None), then with ``follow`` new ones as they
+        are appended, until ``until`` passes or ``stop()`` says so. ``filters``: ``type``,
+        ``event`` (the action)."""
+        import time
+
+        from .. import events as ev
+
+        filters = filters or {}
+        db = self.engine.db
+
+        def wanted(event: Any) -> bool:
+            if "type" in filters and event.type not in filters["type"]:
+                return False
+            return "event" not in filters or event.action in filters["event"]
+
+        if not follow or (until is not None and until <= time.time()):
+            source = ev.read_events(db, since=since, until=until, limit=1_000_000)
+        else:
+            def done() -> bool:
+                return bool(stop is not None and stop()) or (until is not None
+                                                              and time.time() > until)
+            source = ev.follow(db, since=since, stop=done, interval=interval)
+        return (event.to_docker() for event in source if wanted(event))
+
     def df(self) -> list[dict]:
         load_contributors()
         eng = self.engine
@@ -173,7 +199,7 @@ class System:
                                "InsecureRegistries": eng.config.insecure_registries},
             "CDISpecDirs": eng.config.cdi_spec_dirs,
         }
-        info.update(runtime_summary(eng))
+        info.update(runtime_summary(eng.config))
         info["GPUs"] = _host_gpus()
         for name, fn in _INFO.items():
             info.update(fn(eng))

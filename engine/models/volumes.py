@@ -182,6 +182,15 @@ class VolumeCollection(Collection):
         """``{volume name: [container ids]}`` for volumes some container uses."""
         return self.manager.usage()
 
+    def size(self, name: str) -> int:
+        """Bytes volume ``name``'s data takes.
+
+        Raises:
+            NotFound: no such volume.
+        """
+        self.manager.get(name)
+        return self.manager.size(name)
+
 
 def all_match(labels: dict[str, str], wanted: list[str]) -> bool:
     """Whether every ``key`` / ``key=value`` in ``wanted`` matches ``labels``."""

@@ -38,22 +38,6 @@ Database.register_schema("registry", [
 ])
 
 
-def _kept_alive(conn) -> tuple[set[str], set[str]]:
-    # Compressed twins of layers some image still uses survive garbage collection.
-    rows = conn.execute("SELECT c.digest FROM registry_compressed c "
-                        "WHERE c.diff_id IN (SELECT diff_id FROM image_layers)").fetchall()
-    return {r["digest"] for r in rows}, set()
-
-
-def _register_gc_hook() -> None:
-    from ..image.schema import register_references
-
-    register_references("registry", _kept_alive)
-
-
-_register_gc_hook()
-
-
 def record_sources(db: Database, registry: str, repository: str, digests: list[str]) -> None:
     """Remember that ``registry/repository`` holds each blob of ``digests``."""
     with db.transaction() as conn:

@@ -31,7 +31,7 @@ from .. import faults
 from ..errors import CorruptStore, EngineError, InvalidArgument, RegistryError, Unauthorized
 from ..image import oci
 from ..image.reference import DEFAULT_DOMAIN, Reference, parse_reference
-from ..image.store import ImageRecord, LayerRef
+from ..image.store import ImageRecord, ImageStore, LayerRef
 from ..store.content import digest_of, validate_digest
 from . import progress as pg
 from . import record_sources
@@ -152,13 +152,14 @@ def _document(data: bytes, expected_digest: str | None, expected_size: int | Non
     return doc
 
 
-def endpoints(engine, ref: Reference, *, tls_verify: bool | None = None) -> list[RegistryClient]:
+def endpoints(config, ref: Reference, *, tls_verify: bool | None = None) -> list[RegistryClient]:
     """The clients to try for ``ref``: its mirrors in order, then the origin.
 
     ``registry-mirrors`` entries are URLs (mirrors of Docker Hub, as in Docker's daemon.json)
     or ``DOMAIN=URL`` (a mirror of that registry). Mirrors get no credentials.
+    ``config``: the engine's configuration (mirrors, insecure registries).
     """
-    cfg = engine.config
+    cfg = config
     creds = CredentialStore().get(ref.domain)
     verify = True if tls_verify is None else tls_verify
     out = []
@@ -229,8 +230,8 @@ def resolve(clients: list[RegistryClient], ref: Reference, platform: str | None)
 class _Downloader:
     """Downloads the layers of one pull into the content store, verified and resumable."""
 
-    def __init__(self, engine, client: RegistryClient, repository: str, reporter: pg.Reporter):
-        self.content = engine.content
+    def __init__(self, content, client: RegistryClient, repository: str, reporter: pg.Reporter):
+        self.content = content
         self.client = client
         self.repository = repository
         self.reporter = reporter
@@ -309,13 +310,14 @@ class _Downloader:
             raise RegistryError(f"blob {digest} is larger than the manifest says ({size} bytes)")
 
 
-def pull(engine, name: str, *, platform: str | None = None,
+def pull(store: ImageStore, config, name: str, *, platform: str | None = None,
          progress: pg.ProgressCallback | None = None,
          tls_verify: bool | None = None) -> ImageRecord:
     """Pull ``name`` from its registry into the image store.
 
     Args:
-        engine: the :class:`~portside.engine.api.Engine`.
+        store: the image store (its content store and snapshots receive the layers).
+        config: the engine's configuration (mirrors, insecure registries).
         name: a reference (``busybox``, ``127.0.0.1:5000/x:1``, ``repo@sha256:…``).
         platform: ``os/arch[/variant]`` to pick from an index (default: the host's).
         progress: callback for :mod:`.progress` events.
@@ -331,22 +333,21 @@ def pull(engine, name: str, *, platform: str | None = None,
     """
     ref = parse_reference(name)
     reporter = pg.Reporter(progress)
-    clients = endpoints(engine, ref, tls_verify=tls_verify)
+    clients = endpoints(config, ref, tls_verify=tls_verify)
     try:
         resolved = resolve(clients, ref, platform)
         reporter.message(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
-        return _fetch_and_store(engine, ref, resolved, reporter)
+        return _fetch_and_store(store, ref, resolved, reporter)
     finally:
         for client in clients:
             client.close()
 
 
-def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
+def _fetch_and_store(store: ImageStore, ref: Reference, resolved: Resolved,
                      reporter: pg.Reporter) -> ImageRecord:
-    store = engine.image_store
     manifest = resolved.manifest
     layer_descs = manifest["layers"]
-    dl = _Downloader(engine, resolved.client, resolved.repository, reporter)
+    dl = _Downloader(store.content, resolved.client, resolved.repository, reporter)
     # if this pull is interrupted, what it downloaded is kept for a while for the next one
     # to resume (see store.leftovers); renewed as layers complete
     with store.lease(keep=True) as leases:
@@ -370,7 +371,7 @@ def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
                   for diff, desc in zip(diff_ids, layer_descs)]
         for desc in layer_descs:
             leases.append(desc["digest"])
-            if not engine.content.exists(desc["digest"]):
+            if not store.content.exists(desc["digest"]):
                 reporter.layer(desc["digest"], pg.PULLING, 0, desc["size"])
         pool = ThreadPoolExecutor(max_workers=CONCURRENT_DOWNLOADS,
                                   thread_name_prefix="portside-pull")
@@ -384,7 +385,7 @@ def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
                 futures.append(fut)
             for i, (fut, layer) in enumerate(zip(futures, layers)):
                 fut.result()
-                existed = engine.snapshots.exists(_chain(layers[:i + 1]))
+                existed = store.snapshots.exists(_chain(layers[:i + 1]))
                 if not existed:
                     reporter.layer(layer.digest, pg.EXTRACTING, 0, layer.size)
                 try:
@@ -412,7 +413,7 @@ def _fetch_and_store(engine, ref: Reference, resolved: Resolved,
                               config_bytes=config_bytes, action="pull",
                               digest_refs=[digest_ref])
     try:
-        record_sources(engine.db, ref.domain, ref.path, [layer.digest for layer in layers])
+        record_sources(store.db, ref.domain, ref.path, [layer.digest for layer in layers])
     except EngineError:
         pass  # only an optimisation for later pushes
     reporter.message(f"Digest: {resolved.digest}")

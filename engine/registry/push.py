@@ -46,10 +46,10 @@ _UNCOMPRESSED = (oci.OCI_LAYER, oci.DOCKER_LAYER)
 
 
 class _Pusher:
-    def __init__(self, engine, client: RegistryClient, repository: str, reporter: pg.Reporter,
+    def __init__(self, store, client: RegistryClient, repository: str, reporter: pg.Reporter,
                  chunk_size: int | None) -> None:
-        self.engine = engine
-        self.content = engine.content
+        self.store = store
+        self.content = store.content
         self.client = client
         self.repo = repository
         self.reporter = reporter
@@ -76,7 +76,7 @@ class _Pusher:
             self.reporter.layer(digest, pg.LAYER_EXISTS)
             return
         location = None
-        for source in known_sources(self.engine.db, self.client.domain, digest):
+        for source in known_sources(self.store.db, self.client.domain, digest):
             if source == self.repo:
                 continue
             try:
@@ -112,7 +112,7 @@ class _Pusher:
         self.client.finish_upload(self.repo, location, digest)
 
     def _compressed_twin(self, diff_id: str) -> tuple[str, int] | None:
-        rows = self.engine.db.query(
+        rows = self.store.db.query(
             "SELECT digest, size FROM registry_compressed WHERE diff_id = ? AND compression = ?",
             (diff_id, "gzip"))
         if rows and self.content.exists(rows[0]["digest"]):
@@ -147,10 +147,10 @@ class _Pusher:
                     break
             digest = writer.digest
             self.client.finish_upload(self.repo, location, digest)
-            with self.engine.image_store.lease() as leases:
+            with self.store.lease() as leases:
                 leases.append(digest)
                 writer.commit(expected_digest=digest, expected_size=sent)
-                with self.engine.db.transaction() as conn:
+                with self.store.db.transaction() as conn:
                     conn.execute("INSERT OR REPLACE INTO registry_compressed "
                                  "(diff_id, compression, digest, size) VALUES (?, ?, ?, ?)",
                                  (diff_id, "gzip", digest, sent))
@@ -161,12 +161,13 @@ class _Pusher:
         return out
 
 
-def push(engine, name: str, *, progress: pg.ProgressCallback | None = None,
+def push(store, config, name: str, *, progress: pg.ProgressCallback | None = None,
          tls_verify: bool | None = None, chunk_size: int | None = None) -> str:
     """Push image ``name`` to the registry its name points at.
 
     Args:
-        engine: the :class:`~portside.engine.api.Engine`.
+        store: the image store.
+        config: the engine's configuration (insecure registries).
         name: a local image name with a registry domain (``127.0.0.1:5000/x:1``); no tag means
             ``latest``.
         progress: callback for :mod:`.progress` events.
@@ -182,18 +183,18 @@ def push(engine, name: str, *, progress: pg.ProgressCallback | None = None,
         RegistryError / Unauthorized: the registry failed or refused.
     """
     ref = parse_reference(name)
-    record = engine.image_store.get(name)
+    record = store.get(name)
     tag = ref.tag or "latest"
     reporter = pg.Reporter(progress)
-    cfg = engine.config
+    cfg = config
     client = RegistryClient(ref.domain, insecure_registries=cfg.insecure_registries,
                             tls_verify=True if tls_verify is None else tls_verify,
                             credentials=CredentialStore().get(ref.domain))
     try:
         reporter.message(f"The push refers to repository [{ref.name}]")
-        manifest = engine.image_store.manifest(record)
+        manifest = store.manifest(record)
         media_type = record.manifest_media_type
-        pusher = _Pusher(engine, client, ref.path, reporter, chunk_size)
+        pusher = _Pusher(store, client, ref.path, reporter, chunk_size)
         layers = manifest.get("layers") or []
         for desc in layers:
             reporter.layer(desc["digest"], pg.PREPARING)
@@ -206,12 +207,12 @@ def push(engine, name: str, *, progress: pg.ProgressCallback | None = None,
             manifest = dict(manifest, layers=pushed)
             data = oci.canonical_json(manifest)
         else:
-            data = engine.content.read_bytes(record.manifest_digest)
+            data = store.content.read_bytes(record.manifest_digest)
         media_type = manifest.get("mediaType") or media_type
         client.put_manifest(ref.path, tag, data, media_type)
         digest = oci.sha256_digest(data)
         try:
-            record_sources(engine.db, ref.domain, ref.path,
+            record_sources(store.db, ref.domain, ref.path,
                            [d["digest"] for d in pushed] + [config["digest"]])
         except EngineError:
             pass
@@ -221,12 +222,12 @@ def push(engine, name: str, *, progress: pg.ProgressCallback | None = None,
         client.close()
 
 
-def manifest_inspect(engine, name: str, *, tls_verify: bool | None = None) -> dict:
+def manifest_inspect(config, name: str, *, tls_verify: bool | None = None) -> dict:
     """The manifest or index ``name`` resolves to in its registry, as JSON (``manifest inspect``)."""
     from .pull import ACCEPT, endpoints
 
     ref = parse_reference(name)
-    clients = endpoints(engine, ref, tls_verify=tls_verify)
+    clients = endpoints(config, ref, tls_verify=tls_verify)
     try:
         client = clients[-1]
         data, _, _ = client.get_manifest(ref.path, ref.digest or ref.tag or "latest", ACCEPT)

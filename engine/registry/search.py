@@ -71,7 +71,7 @@ def _apply_filters(rows: list[dict], filters: dict[str, list[str]]) -> list[dict
     return out
 
 
-def search(engine, term: str, *, limit: int = 25, filters: dict | None = None,
+def search(config, term: str, *, limit: int = 25, filters: dict | None = None,
            tls_verify: bool | None = None) -> list[dict]:
     """Search ``term``; returns rows with Docker's fields (Name, Description, StarCount,
     IsOfficial, IsAutomated), at most ``limit``.
@@ -83,7 +83,7 @@ def search(engine, term: str, *, limit: int = 25, filters: dict | None = None,
     if not 1 <= limit <= 100:
         raise InvalidArgument("limit must be between 1 and 100")
     domain, word = split_term(term)
-    cfg = engine.config
+    cfg = config
     client = RegistryClient(domain, insecure_registries=cfg.insecure_registries,
                             tls_verify=True if tls_verify is None else tls_verify,
                             credentials=CredentialStore().get(domain))

@@ -55,8 +55,8 @@ def _is_whiteout(st: os.stat_result) -> bool:
 def diff(lc: Lifecycle, rec: ContainerRecord) -> list[tuple[str, str]]:
     """Docker's ``diff``: ``[(kind, path)]`` with kind ``A``, ``C`` or ``D``, sorted by path."""
     upper = lc.paths(rec).upper
-    image = lc.engine.image_store.get(rec.image_id)
-    lowers = lc.engine.image_store.rootfs_lowers(image)
+    image = lc.image_store.get(rec.image_id)
+    lowers = lc.image_store.rootfs_lowers(image)
     skip = set(_ENGINE_PATHS) | {m.get("Destination", "") for m in rec.mounts}
     out: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(upper):
@@ -106,7 +106,7 @@ def commit(lc: Lifecycle, rec: ContainerRecord, *, repository: str | None = None
     from .lifecycle import Status, status_of
 
     tags = [parse_reference(repository)] if repository else []
-    store = lc.engine.image_store
+    store = lc.image_store
     image = store.get(rec.image_id)
     base = store.config(image)
     lc.refresh(rec)
@@ -114,7 +114,7 @@ def commit(lc: Lifecycle, rec: ContainerRecord, *, repository: str | None = None
     # command thaw it should this process die before it does (see runtime/freeze.py).
     freezing = freeze.frozen_for(lc, rec, "commit") if (
         pause and status_of(rec) == Status.RUNNING) else contextlib.nullcontext()
-    with tempfile.TemporaryFile(dir=lc.engine.tmp_dir) as spool:
+    with tempfile.TemporaryFile(dir=lc.tmp_dir) as spool:
         with freezing:
             write_layer(lc.paths(rec).upper, spool, overlay_upper=True, compression=None)
         faults.point("commit-layer-written")
@@ -147,7 +147,7 @@ def commit(lc: Lifecycle, rec: ContainerRecord, *, repository: str | None = None
                    for l in image.layers]
             new = store.create(doc, [*old, layer], tags=tags, leases=leases, parent=image.id,
                                action="commit")
-    with lc.engine.db.transaction() as conn:
+    with lc.db.transaction() as conn:
         events.emit(conn, "container", "commit", rec.id, name=rec.name, imageID=new.id)
     return new.id
 

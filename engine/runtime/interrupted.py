@@ -162,7 +162,7 @@ def release(lc: Lifecycle, rec: ContainerRecord) -> None:
     lc.finalize(rec)
     if has_sandbox(lc, rec.id):
         with contextlib.suppress(EngineError):
-            lc.engine.network_manager.detach(rec.id)
+            lc.network_manager.detach(rec.id)
         rec.extra.pop("NetworkSettings", None)
         rec.extra.pop("EtcFiles", None)
 
@@ -171,7 +171,7 @@ def has_sandbox(lc: Lifecycle, container_id: str) -> bool:
     """Whether a network sandbox is recorded for the container (the attach records it before
     it makes anything, so a killed one is found here too)."""
     try:
-        return bool(lc.engine.db.query("SELECT 1 FROM net_sandboxes WHERE container_id = ?",
+        return bool(lc.db.query("SELECT 1 FROM net_sandboxes WHERE container_id = ?",
                                        (container_id,)))
     except Exception:  # noqa: BLE001 - no network table yet: no sandbox ever made
         return False
@@ -184,4 +184,4 @@ def _record_network(lc: Lifecycle, rec: ContainerRecord) -> None:
     if rec.extra.get("NetworkSettings") is not None or not has_sandbox(lc, rec.id):
         return
     with contextlib.suppress(EngineError):
-        record_attachment(rec, lc.engine.network_manager.attachment(rec.id))
+        record_attachment(rec, lc.network_manager.attachment(rec.id))

@@ -15,7 +15,7 @@ allowed (``can_start()``, ``can_kill()``…; a wrong state raises :class:`Incorr
 saves.
 
 When a container's init exits, its monitor writes the exit file, deletes the runtime's container,
-then ``exec``\\ s ``python -m portside.engine.runtime.lifecycle ROOT ID``: :func:`on_exit` finishes the
+then ``exec``\\ s ``python -m portside.engine.onexit ROOT ID``: :meth:`Lifecycle.on_exit` finishes the
 job (unmounts the root filesystem), then either removes the container (``--rm``), restarts it (its
 restart policy asks for it and the user did not stop it), or leaves it ``exited``. Every cleanup step
 is idempotent, so a refresh that finds the monitor dead can finish the job itself.
@@ -49,7 +49,13 @@ from .signals import parse_signal
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
+
+    from portside.engine.config import Config
+    from portside.engine.image.store import ImageStore
+    from portside.engine.network.manager import NetworkManager
+    from portside.engine.store.db import Database
+    from portside.engine.volumes.manager import VolumeManager
 
     from .oci import OCIRuntime
 
@@ -127,16 +133,28 @@ def _mounted(target: Path) -> bool:
 
 
 class Lifecycle:
-    """Container verbs on one engine's store.
+    """Container verbs on one engine root's store.
 
     Args:
-        engine: the :class:`~portside.engine.api.Engine` (its db, image store, config and root).
+        root: the engine's state folder (``containers/``, ``run/``, ``tmp/``).
+        db: its metadata database.
+        config: the engine's configuration (runtime, CDI spec folders).
+        image_store, volume_manager, network_manager: return the image store, the volume
+            manager and the network manager when first needed (each is costly to make, and
+            most verbs need none of them).
     """
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.root = Path(engine.root)
-        self.store = ContainerStore(engine.db, self.root)
+    def __init__(self, root: Path, db: Database, config: Config, *,
+                 image_store: Callable[[], ImageStore],
+                 volume_manager: Callable[[], VolumeManager],
+                 network_manager: Callable[[], NetworkManager]) -> None:
+        self.root = Path(root)
+        self.db = db
+        self.config = config
+        self._image_store = image_store
+        self._volume_manager_of = volume_manager
+        self._network_manager = network_manager
+        self.store = ContainerStore(db, self.root)
         self._runtime: OCIRuntime | None = None
         self._mounter = None
         self._watch_fds: dict[str, int] = {}
@@ -146,13 +164,28 @@ class Lifecycle:
     # ---- lazily made helpers ----------------------------------------------------------
 
     @property
+    def image_store(self) -> ImageStore:
+        return self._image_store()
+
+    @property
+    def network_manager(self) -> NetworkManager:
+        return self._network_manager()
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the store's file system (commit spools its layer here)."""
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
     def runtime(self) -> OCIRuntime:
         if self._runtime is None:
             from .containers import run_dir_for
             from .oci import OCIRuntime
 
             state_root = run_dir_for(self.root) / "runtime"
-            preferred = self.engine.config.runtime
+            preferred = self.config.runtime
             if preferred is None and shutil.which("runc"):
                 # Skip detect()'s `--version` probe for the common case: it costs a process.
                 self._runtime = OCIRuntime("runc", shutil.which("runc") or "runc", state_root)
@@ -267,8 +300,8 @@ class Lifecycle:
         paths = self.paths(rec)
         if _mounted(paths.rootfs):
             return paths.rootfs
-        image = self.engine.image_store.get(rec.image_id)
-        lowers = self.engine.image_store.rootfs_lowers(image)
+        image = self.image_store.get(rec.image_id)
+        lowers = self.image_store.rootfs_lowers(image)
         if not lowers:
             empty = paths.dir / "empty"
             empty.mkdir(exist_ok=True)
@@ -339,7 +372,7 @@ class Lifecycle:
             bound = {s.key for s in specs}
             specs += [s for s in publish_all(rec.config.get("ExposedPorts") or {})
                       if s.key not in bound]
-        manager = self.engine.network_manager
+        manager = self.network_manager
         att = manager.attach(rec.id, rec.name, networks=[network], ports=specs,
                              hostname=rec.config.get("Hostname") or rec.id[:12],
                              add_hosts=list(hc.get("ExtraHosts") or []),
@@ -351,7 +384,7 @@ class Lifecycle:
         """Counterpart of :meth:`_network_for`: release the sandbox, leases and port rules."""
         if rec.extra.get("NetworkSettings") is None:
             return
-        self.engine.network_manager.detach(rec.id)
+        self.network_manager.detach(rec.id)
         rec.extra.pop("NetworkSettings", None)
         rec.extra.pop("EtcFiles", None)
 
@@ -377,7 +410,22 @@ class Lifecycle:
         image_ref = config.get("Image") or ""
         if not image_ref:
             raise InvalidArgument("an image name is required")
-        store = self.engine.image_store
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])  # refused before anything is made
+        platform_ = host_config.pop("Platform", None)
+        if platform_:
+            from portside.engine.image.oci import host_platform
+
+            os_, _, arch = platform_.partition("/")
+            if os_ != "linux" or (arch and arch.split("/")[0] !=
+                                  host_platform()["architecture"]):
+                raise InvalidArgument(f"image platform {platform_} is not supported on this "
+                                      "host")
+        if host_config.get("Gpus"):
+            from portside.engine.gpu import parse_gpus
+
+            parse_gpus(host_config["Gpus"])  # a grammar error fails before anything is made
+        store = self.image_store
         image = store.get(image_ref)
         img_cfg = (store.config(image).get("config") or {})
         merged = merge_config(img_cfg, config)
@@ -415,11 +463,8 @@ class Lifecycle:
 
     # ---- volumes ---------------------------------------------------------------------------
 
-    def _volume_manager(self):
-        try:
-            return self.engine.volume_manager
-        except ModuleNotFoundError:
-            return None
+    def _volume_manager(self) -> VolumeManager:
+        return self._volume_manager_of()
 
     def _prepare_volumes(self, rec: ContainerRecord, img_cfg: dict[str, Any]) -> list[dict]:
         hc = rec.host_config
@@ -439,8 +484,6 @@ class Lifecycle:
         if not (binds or mounts or image_volumes or volumes_from):
             return []
         manager = self._volume_manager()
-        if manager is None:
-            return _plain_binds(binds, mounts, image_volumes, volumes_from)
         needs_seed = bool(image_volumes) or any(":" in b and not b.startswith("/") for b in binds)
         if not needs_seed:
             return manager.prepare_mounts(rec.id, binds=binds, mounts=mounts,
@@ -466,9 +509,7 @@ class Lifecycle:
     def _release_volumes(self, rec: ContainerRecord, remove_anonymous: bool) -> None:
         if not any(m.get("Type") == "volume" for m in rec.mounts):
             return  # volume usage is recorded only with the volume mounts it returns
-        manager = self._volume_manager()
-        if manager is not None:
-            manager.release(rec.id, remove_anonymous)
+        self._volume_manager().release(rec.id, remove_anonymous)
 
     # ---- GPUs ------------------------------------------------------------------------------
 
@@ -490,9 +531,9 @@ class Lifecycle:
             edits, warning = resolve_gpus(parse_gpus(host_config["Gpus"]),
                                           optional=bool(host_config.get("GpusOptional")),
                                           image_env=env, in_use=self.gpus_in_use(),
-                                          cdi_dirs=self.engine.config.cdi_spec_dirs)
+                                          cdi_dirs=self.config.cdi_spec_dirs)
         if host_config.get("CDIDevices"):
-            cdi = resolve_cdi_devices(host_config["CDIDevices"], self.engine.config.cdi_spec_dirs)
+            cdi = resolve_cdi_devices(host_config["CDIDevices"], self.config.cdi_spec_dirs)
             edits = cdi if edits is None else edits.extend(cdi)
         if check_only:
             if warning:
@@ -610,6 +651,58 @@ class Lifecycle:
         exit_msg = getattr(launch, "exit", None) if launch is not None else None
         return int(exit_msg["exit_code"]) if exit_msg else None
 
+    def finish_foreground(self, rec: ContainerRecord) -> int:
+        """After a container started here (``start(watched=...)``) and watched in the
+        foreground exited: record its exit, clean up (and ``--rm``), return its status. Done
+        here rather than left to the monitor's cleanup process so a foreground ``run`` returns
+        at once; a run that another process restarted meanwhile is left alone."""
+        paths = self.paths(rec)
+        # started here: the monitor reports the exit and the runtime's delete; else poll
+        if not self.wait_reported_exit(rec.id):
+            wait_until(lambda: paths.exit_file.exists() or not paths.exit_file.parent.exists(),
+                       3600 * 24 * 365)
+        policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+        with self.store.lock(rec.id):
+            fresh = self.store.get_by_id(rec.id)
+            if fresh is None:
+                doc = _read_exit(paths.exit_file) or {}
+                return int(doc.get("exit_code", rec.state.get("ExitCode", 0)))
+            if rec.monitor_pid and fresh.monitor_pid != rec.monitor_pid:
+                # started again meanwhile (`portside restart` from another terminal): the run we
+                # attached to is over, and what runs now is not ours to clean up
+                reported = self.reported_exit_code(rec.id)
+                self.unwatch(rec.id)
+                return reported if reported is not None else int(fresh.state.get("ExitCode", 0))
+            if policy != "no":
+                self.refresh(fresh)
+                return int(fresh.state.get("ExitCode", 0))
+            # Wait for the runtime's own delete (the monitor runs it right after the exit).
+            wait_until(lambda: not self._runtime_knows(fresh), 2)
+            self.refresh(fresh, monitor_gone=True)
+            code = int(fresh.state.get("ExitCode", 0))
+            # mounts, cgroup and network go first (idempotent), also when --rm deletes it next
+            self.finalize(fresh)
+            if fresh.host_config.get("AutoRemove"):
+                self._release_volumes(fresh, remove_anonymous=True)
+                self.store.delete(fresh)
+        self.unwatch(rec.id)
+        return code
+
+    def interrupt_foreground(self, rec: ContainerRecord) -> None:
+        """^C (or a notebook's interrupt) while a foreground run watched ``rec``: SIGINT, as
+        Docker's signal proxy sends, a stop when that does not end it within 3 s, then the
+        cleanup of :meth:`finish_foreground`."""
+        paths = self.paths(rec)
+        try:
+            with contextlib.suppress(EngineError):
+                self.kill(rec.id, "INT")
+            if not wait_until(paths.exit_file.exists, 3):
+                with contextlib.suppress(EngineError):
+                    self.stop(rec.id, 2)
+            self.finish_foreground(rec)
+        finally:
+            self.unwatch(rec.id)
+
     def exit_fd(self, container_id: str) -> int | None:
         """A descriptor that becomes readable when the monitor of a container this object
         started with ``watched=True`` reports its exit (or ends), for callers that also wait for
@@ -660,8 +753,7 @@ class Lifecycle:
 
             write_spec(paths.bundle, spec)
             faults.point("start-bundle")
-            on_exit = [sys.executable, "-m", "portside.engine.runtime.lifecycle",
-                       str(self.root), rec.id]
+            on_exit = [sys.executable, "-m", "portside.engine.onexit", str(self.root), rec.id]
             policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
             watch_lock = paths.state_dir / "watch.lock"
             watching = watched and policy == "no"
@@ -693,7 +785,7 @@ class Lifecycle:
                     rec.host_config) not in ("none", "host") and not network_mode(
                     rec.host_config).startswith("container:"):
                 with contextlib.suppress(Exception):
-                    self.engine.network_manager.detach(rec.id)
+                    self.network_manager.detach(rec.id)
             with contextlib.suppress(FileNotFoundError):
                 paths.exit_file.unlink()
             rec.state.update(Error=str(exc), ExitCode=getattr(exc, "exit_code", 125),
@@ -1103,7 +1195,7 @@ class Lifecycle:
         process = self.exec_process(rec, cmd, env=env, workdir=workdir, user=user, tty=tty)
         from portside.engine import events
 
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             events.emit(conn, "container", "exec_create", rec.id, name=rec.name,
                         execID=os.urandom(8).hex())  # secrets.token_hex, unimported
         proc = self.runtime.exec(rec.id, process, detach=detach, tty=tty,
@@ -1256,28 +1348,7 @@ def record_attachment(rec: ContainerRecord, att: Any) -> None:
     rec.extra["EtcFiles"] = {k: str(v) for k, v in att.etc_files.items()}
 
 
-# ----------------------------------------------------------------------------------- volumes and devices
-
-
-def _plain_binds(binds: list[str], mounts: list[Any], image_volumes: list[str],
-                 volumes_from: list[dict]) -> list[dict[str, Any]]:
-    """Host-path bind mounts without the volume manager (only ``-v /host:/ctn[:ro]``)."""
-    out = []
-    for b in binds:
-        parts = b.split(":")
-        if len(parts) < 2 or not parts[0].startswith("/"):
-            raise InvalidArgument(f"named volumes are not available yet: {b}")
-        src, dst = parts[0], parts[1]
-        ro = len(parts) > 2 and "ro" in parts[2].split(",")
-        if not os.path.exists(src):
-            os.makedirs(src, exist_ok=True)
-        out.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro else "",
-                    "RW": not ro, "Propagation": "rprivate",
-                    "oci": {"destination": dst, "type": "bind", "source": src,
-                            "options": ["rbind", "rprivate"] + (["ro"] if ro else [])}})
-    if mounts or image_volumes or volumes_from:
-        raise InvalidArgument("volumes are not available yet: only -v /host:/path binds work")
-    return out
+# ----------------------------------------------------------------------------------- devices
 
 
 def _device_mappings(devices: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -1301,31 +1372,3 @@ def _device_mappings(devices: list[dict[str, Any]]) -> tuple[list[dict], list[di
         rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
                       "access": d.get("CgroupPermissions") or "rwm"})
     return out, rules
-
-
-# ----------------------------------------------------------------------------------- entry point
-
-
-def _main(argv: list[str]) -> int:
-    """``python -m portside.engine.runtime.lifecycle ROOT ID``: the monitor's on-exit hook."""
-    if len(argv) != 3:
-        print("usage: lifecycle ROOT CONTAINER_ID", file=sys.stderr)
-        return 2
-    from portside.engine.api import Engine
-
-    root, cid = argv[1], argv[2]
-    if not os.path.isdir(root):
-        return 0
-    engine = Engine(root=root)
-    try:
-        Lifecycle(engine).on_exit(cid)
-    except EngineError as exc:
-        print(f"on-exit {cid[:12]}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv))

@@ -222,3 +222,49 @@ def read_logs(path: str | os.PathLike[str], *, tail: int | None = None, since: f
     finally:
         if f is not None:
             f.close()
+
+
+def follow_output(log: str | os.PathLike[str], exit_file: str | os.PathLike[str],
+                  write: Callable[[str, bytes], None], wake: int | None = None) -> None:
+    """Hand each new log entry's ``(stream, data)`` to ``write`` as the log grows, until the
+    container's exit is recorded in ``exit_file`` (or its folder is gone: removed meanwhile),
+    and return once everything before the exit was written.
+
+    ``wake``: a descriptor that becomes readable when the container exits (its monitor's
+    report), which ends a wait for more output at once rather than at the next poll.
+    """
+    import select
+
+    log_path, done_path = Path(log), Path(exit_file)
+    buf = b""
+    delay = 0.002
+    f = None
+    try:
+        while True:
+            if f is None:
+                try:
+                    f = open(log_path, "rb")
+                except FileNotFoundError:
+                    f = None
+            done = done_path.exists() or not done_path.parent.exists()
+            chunk = f.read() if f is not None else b""
+            if chunk:
+                buf += chunk
+                lines = buf.split(b"\n")
+                buf = lines.pop()
+                for line in lines:
+                    entry = _decode_line(line) if line else None
+                    if entry is not None:
+                        write(entry[0], entry[1])
+                delay = 0.002
+                continue
+            if done:
+                return
+            if wake is None:
+                time.sleep(delay)
+            elif select.select([wake], [], [], delay)[0]:
+                wake = None  # the exit is near (the file is written first): poll from now on
+            delay = min(delay * 1.5, 0.05)
+    finally:
+        if f is not None:
+            f.close()

@@ -5,18 +5,20 @@ of ``(pattern, handler)``. The contract is written down in ``openapi.yaml`` besi
 
 How a request is served:
 
-* Each handler derives from :class:`PortsideHandler`, which holds the shared
-  :class:`~portside.engine.api.Engine` (from the Tornado settings) and runs engine calls on a thread
-  pool with :meth:`PortsideHandler.call`: the engine blocks on disks, runc and registries, the
-  server's event loop must not.
+* Each handler derives from :class:`PortsideHandler`, which holds the shared engine object
+  (:func:`portside.engine.api.from_env`, kept in the Tornado settings) and runs engine calls on a
+  thread pool with :meth:`PortsideHandler.call`: the engine blocks on disks, runc and registries,
+  the server's event loop must not. Handlers speak only the model API
+  (:mod:`portside.engine.models.interface`), as the CLI and the magics do.
 * Every verb is wrapped in ``@tornado.web.authenticated``: a request without the server's token or
   session cookie is refused with 403 before any engine code runs.
 * Errors leave as JSON ``{"code": <HTTP status>, "message": "...", "type": "<error class>"}``. The
   engine's error classes are mapped to statuses in one place, :func:`http_error`:
   ``NotFound`` 404, ``InvalidArgument`` 400, ``AlreadyExists``/``Conflict``/``IncorrectState`` 409,
   anything else 500.
-* Lists answer with the rows the CLI prints for ``--format json`` (they are produced by the same
-  command table), plus a few extra fields the panel needs (``FullID``, ``GPUs``, ``UsedBy``...).
+* Lists answer with the rows the CLI prints for ``--format json`` (both make them with
+  :mod:`portside.engine.listing` from the same model data), plus a few extra fields the panel
+  needs (``FullID``, ``GPUs``, ``UsedBy``...).
 * Streams (``events``, ``logs?follow=1``, ``prune``, ``pull``) answer with newline-delimited JSON
   (``application/x-ndjson``) sent in chunks as things happen. A long operation streams
   ``{"status": "started"}``, then ``{"status": "progress", ...}`` lines, then one final
@@ -27,11 +29,9 @@ How a request is served:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import io
 import json
-import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
@@ -40,7 +40,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.iostream import StreamClosedError
 
-from portside.engine.errors import EngineError, NotFound
+from portside.engine.errors import EngineError
+from portside.engine.records import asdict, fields
 
 #: Settings keys under which the shared objects live in the Tornado application.
 ENGINE_KEY = "portside_engine"
@@ -86,9 +87,10 @@ def error_body(err: tornado.web.HTTPError) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Progress events and results as JSON: dataclasses become dicts tagged with their kind."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"kind": type(value).__name__, **dataclasses.asdict(value)}
+    """Progress events and results as JSON: events (records) become dicts tagged with their
+    kind, models their ``attrs``."""
+    if not isinstance(value, type) and _is_record(value):
+        return {"kind": type(value).__name__, **_jsonable(asdict(value))}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -98,6 +100,14 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "attrs") and isinstance(value.attrs, dict):
         return value.attrs
     return value
+
+
+def _is_record(value: Any) -> bool:
+    try:
+        fields(value)
+    except TypeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------- base class
@@ -261,8 +271,6 @@ class PortsideHandler(APIHandler):
             events: also stream the engine events the operation appends (``untag``, ``delete``,
                 ``destroy``...) as ``{"status": "progress", "event": ...}``.
         """
-        from portside.engine.events import read_events
-
         await self.start_stream()
         loop = asyncio.get_running_loop()
         pending: list[Any] = []
@@ -273,21 +281,23 @@ class PortsideHandler(APIHandler):
                 pending.append(item)
 
         kwargs = {progress_kw: progress} if progress_kw else {}
-        db = self.engine.db if events else None
-        last = (await self.call(_last_event_id, db)) if events else 0
+        system = self.engine.system if events else None
+        since = time.time()
+        seen = 0
         await self.send({"status": "started"})
         future = loop.run_in_executor(self.settings[EXECUTOR_KEY], lambda: fn(**kwargs))
 
         async def drain() -> None:
-            nonlocal last
+            nonlocal seen
             with lock:
                 items, pending[:] = list(pending), []
             for item in items:
                 await self.send({"status": "progress", "progress": item})
-            if db is not None:
-                for event in await self.call(read_events, db, after_id=last):
-                    last = event.id
-                    await self.send({"status": "progress", "event": event.to_docker()})
+            if system is not None:
+                found = await self.call(lambda: list(system.events(since=since)))
+                for event in found[seen:]:
+                    await self.send({"status": "progress", "event": event})
+                seen = len(found)
 
         while not future.done():
             await asyncio.wait([future], timeout=_PROGRESS_POLL)
@@ -301,31 +311,7 @@ class PortsideHandler(APIHandler):
         await self.send({"status": "done", "result": result})
 
 
-def _last_event_id(db: Any) -> int:
-    """The id of the newest event (0 when there is none)."""
-    rows = db.query("SELECT COALESCE(MAX(id), 0) AS m FROM events")
-    return int(rows[0]["m"])
-
-
 # ---------------------------------------------------------------------------------- listing
-def cli_rows(engine: Any, argv: list[str]) -> list[dict[str, Any]]:
-    """Rows exactly as ``portside <argv> --format json`` prints them, through the command table.
-
-    Raises:
-        NotFound: the engine has no such command yet (e.g. containers not built in).
-    """
-    from portside.engine.cli import Context, UsageError, run
-
-    out = io.StringIO()
-    try:
-        run([*argv, "--format", "json"], Context(engine=engine, out=out, err=io.StringIO()))
-    except UsageError as exc:
-        if "invalid choice" in str(exc):
-            raise NotFound(f"not available in this engine: {' '.join(argv)}") from exc
-        raise
-    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
-
-
 def _gpus(attrs: dict[str, Any]) -> str:
     """The ``--gpus`` a container asked for, in Docker's words (``all``, ``2``, ``device=0,1``)."""
     requests = ((attrs.get("HostConfig") or {}).get("DeviceRequests")) or []
@@ -345,98 +331,81 @@ def _gpus(attrs: dict[str, Any]) -> str:
 
 def container_rows(engine: Any, all_: bool = True) -> list[dict[str, Any]]:
     """``ps -a --format json`` rows plus ``FullID``, ``StartedAt``, ``FinishedAt``, ``GPUs``."""
-    rows = cli_rows(engine, ["ps", "-a"] if all_ else ["ps"])
-    by_name = {}
-    for c in engine.containers.list(all=True):
-        by_name[c.name.lstrip("/")] = c.attrs
-    for row in rows:
-        attrs = by_name.get(str(row.get("Names", "")).split(",")[0], {})
+    from portside.engine.listing import ps_row
+
+    summaries = engine.containers.list(all=all_, sparse=True)
+    docs = {c.id: c.attrs for c in engine.containers.list(all=True)}
+    rows = []
+    for summary in summaries:
+        row = ps_row(summary.attrs)
+        attrs = docs.get(summary.id, {})
         state = attrs.get("State") or {}
-        row["FullID"] = attrs.get("Id", row.get("ID"))
+        row["FullID"] = summary.id
         row["StartedAt"] = state.get("StartedAt", "")
         row["FinishedAt"] = state.get("FinishedAt", "")
         row["GPUs"] = _gpus(attrs)
+        rows.append(row)
     return rows
 
 
 def image_rows(engine: Any) -> list[dict[str, Any]]:
     """``images --format json`` rows plus ``SizeBytes`` (the size as a number)."""
-    rows = cli_rows(engine, ["images"])
-    sizes = {img.id: img.attrs.get("Size", 0) for img in engine.images.list()}
+    from portside.engine.listing import image_rows as rows_of
+
+    rows = rows_of(engine.images.list())
     for row in rows:
-        row["SizeBytes"] = sizes.get(row.get("FullID"), 0)
+        row["SizeBytes"] = row["Size"]
+        row["Size"] = _human(row["Size"])
+        row["VirtualSize"] = _human(row["VirtualSize"])
     return rows
 
 
-def _du(path: str) -> int:
-    """Bytes used by the files under ``path`` (symlinks not followed; 0 when it is missing)."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_blocks * 512
-            except OSError:
-                continue
-    return total
+def _human(size: int) -> str:
+    from portside.engine.units import human_size
+
+    return human_size(size)
 
 
 def volume_users(engine: Any) -> dict[str, list[str]]:
     """Volume name -> names of the containers that mount it (ids where a name is unknown)."""
-    try:
-        used = engine.volumes.in_use()
-    except (AttributeError, ImportError):
-        return {}
-    names: dict[str, str] = {}
-    try:
-        names = {c.id: c.name.lstrip("/") for c in engine.containers.list(all=True)}
-    except (AttributeError, ImportError):  # containers not built into this engine yet
-        pass
+    used = engine.volumes.in_use()
+    names = {c.id: c.name for c in engine.containers.list(all=True, sparse=True)}
     return {vol: [names.get(i, i[:12]) for i in ids] for vol, ids in used.items()}
 
 
 def volume_rows(engine: Any, with_size: bool = True) -> list[dict[str, Any]]:
     """``volume ls --format json`` rows plus ``UsedBy`` and ``SizeBytes``."""
-    rows = cli_rows(engine, ["volume", "ls"])
+    from portside.engine.listing import volume_row
+
     users = volume_users(engine)
-    for row in rows:
-        row["UsedBy"] = sorted(users.get(row.get("Name", ""), []))
-        mountpoint = row.get("Mountpoint") or ""
-        row["SizeBytes"] = _du(mountpoint) if with_size and mountpoint else None
+    rows = []
+    for volume in engine.volumes.list():
+        row = volume_row(volume)
+        row["UsedBy"] = sorted(users.get(volume.name, []))
+        row["SizeBytes"] = engine.volumes.size(volume.name) if with_size else None
+        rows.append(row)
     return rows
 
 
-def _require(engine: Any, collection: str) -> Any:
-    """``engine.<collection>``, or NotFound when this engine does not offer it."""
-    try:
-        return getattr(engine, collection)
-    except (AttributeError, ImportError) as exc:
-        raise NotFound(f"not available in this engine: {collection}") from exc
+def network_rows(engine: Any) -> list[dict[str, Any]]:
+    """``network ls --format json`` rows."""
+    from portside.engine.listing import network_row
+
+    return [network_row(n) for n in engine.networks.list()]
 
 
 # ---------------------------------------------------------------------------------- handlers
 class InfoHandler(PortsideHandler):
-    """``GET /info``: the engine's version document and which collections it offers."""
+    """``GET /info``: the engine's version document, where it keeps its state, and its
+    collections."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
         def info() -> dict[str, Any]:
-            offers = {}
-            for name in ("images", "containers", "volumes", "networks"):
-                try:
-                    offers[name] = getattr(self.engine, name) is not None
-                except (AttributeError, ImportError):
-                    offers[name] = False
-            return {"version": self.engine.system.version(), "root": str(self.engine.root),
-                    "collections": offers}
+            root = self.engine.system.info().get("DockerRootDir", "")
+            return {"version": self.engine.system.version(), "root": root,
+                    "collections": {name: True for name in
+                                    ("images", "containers", "volumes", "networks")}}
         self.reply(await self.call(info))
 
 
@@ -466,14 +435,9 @@ class ImagesPullHandler(PortsideHandler):
         if not isinstance(ref, str) or not ref:
             raise tornado.web.HTTPError(400, "%s", "reference is required")
         images = self.engine.images
-        if hasattr(images, "pull"):
-            def run(progress: Callable[[Any], None]) -> Any:
-                return images.pull(ref, progress=progress)
-        else:
-            def run(progress: Callable[[Any], None]) -> Any:
-                from portside.engine.registry.pull import pull
 
-                return images.get(pull(self.engine, ref, progress=progress).id)
+        def run(progress: Callable[[Any], None]) -> Any:
+            return images.pull(ref, progress=progress)
         await self.operation(run, progress_kw="progress")
 
 
@@ -524,8 +488,7 @@ class ContainersHandler(PortsideHandler):
             kwargs["name"] = str(spec["name"])
 
         def run() -> Any:
-            containers = _require(self.engine, "containers")
-            return containers.run(image, command or None, **kwargs)
+            return self.engine.containers.run(image, command or None, **kwargs)
         container = await self.call(run)
         self.reply(container.attrs, 201)
 
@@ -535,7 +498,7 @@ class ContainersPruneHandler(PortsideHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        await self.operation(lambda: _require(self.engine, "containers").prune())
+        await self.operation(lambda: self.engine.containers.prune())
 
 
 class ContainerHandler(PortsideHandler):
@@ -544,14 +507,14 @@ class ContainerHandler(PortsideHandler):
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
         self.reply(await self.call(
-            lambda: _require(self.engine, "containers").get(name).attrs))
+            lambda: self.engine.containers.get(name).attrs))
 
     @tornado.web.authenticated
     async def delete(self, name: str) -> None:
         force, volumes = self.flag("force"), self.flag("v")
 
         def remove() -> None:
-            _require(self.engine, "containers").get(name).remove(force=force, v=volumes)
+            self.engine.containers.get(name).remove(force=force, v=volumes)
         await self.call(remove)
         self.set_status(204)
         self.finish()
@@ -566,7 +529,7 @@ class ContainerActionHandler(PortsideHandler):
         signal = self.get_query_argument("signal", None)
 
         def act() -> dict[str, Any]:
-            container = _require(self.engine, "containers").get(name)
+            container = self.engine.containers.get(name)
             if action == "start":
                 container.start()
             elif action == "stop":
@@ -595,7 +558,7 @@ class ContainerLogsHandler(PortsideHandler):
         opts: dict[str, Any] = {"timestamps": timestamps}
         if tail is not None:
             opts["tail"] = tail
-        container = await self.call(lambda: _require(self.engine, "containers").get(name))
+        container = await self.call(lambda: self.engine.containers.get(name))
         if not self.flag("follow"):
             data = await self.call(container.logs, **opts)
             self.reply({"logs": data.decode("utf-8", "replace") if isinstance(data, bytes)
@@ -632,10 +595,8 @@ class ContainerArchiveHandler(PortsideHandler):
         with tempfile.TemporaryFile() as spool:
             # Spooled first: an error (no such file) still answers as JSON with its status.
             def archive() -> dict[str, Any]:
-                container = _require(self.engine, "containers").get(name)
-                if follow:
-                    return container.get_archive(path, spool, follow_links=True)
-                return container.get_archive(path, spool)
+                container = self.engine.containers.get(name)
+                return container.get_archive(path, spool, follow_links=follow)
             stat = await self.call(archive)
             spool.seek(0)
             self.set_header("Content-Type", "application/x-tar")
@@ -676,7 +637,7 @@ class VolumesHandler(PortsideHandler):
             raise tornado.web.HTTPError(400, "%s", "name must be a string")
 
         def create() -> Any:
-            volumes = _require(self.engine, "volumes")
+            volumes = self.engine.volumes
             return volumes.create(name) if name else volumes.create()
         volume = await self.call(create)
         self.reply(volume.attrs, 201)
@@ -688,7 +649,7 @@ class VolumesPruneHandler(PortsideHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         everything = self.flag("all")
-        await self.operation(lambda: _require(self.engine, "volumes").prune(all=everything))
+        await self.operation(lambda: self.engine.volumes.prune(all=everything))
 
 
 class VolumeHandler(PortsideHandler):
@@ -697,7 +658,7 @@ class VolumeHandler(PortsideHandler):
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
         def inspect() -> dict[str, Any]:
-            attrs = dict(_require(self.engine, "volumes").get(name).attrs)
+            attrs = dict(self.engine.volumes.get(name).attrs)
             attrs["UsedBy"] = sorted(volume_users(self.engine).get(attrs.get("Name", name), []))
             return attrs
         self.reply(await self.call(inspect))
@@ -705,20 +666,17 @@ class VolumeHandler(PortsideHandler):
     @tornado.web.authenticated
     async def delete(self, name: str) -> None:
         force = self.flag("force")
-        await self.call(lambda: _require(self.engine, "volumes").get(name).remove(force=force))
+        await self.call(lambda: self.engine.volumes.get(name).remove(force=force))
         self.set_status(204)
         self.finish()
 
 
 class NetworksHandler(PortsideHandler):
-    """``GET /networks``: the networks (404 until the engine offers them)."""
+    """``GET /networks``: the networks, as ``network ls --format json`` rows."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        def rows() -> list[dict[str, Any]]:
-            _require(self.engine, "networks")
-            return cli_rows(self.engine, ["network", "ls"])
-        self.reply(await self.call(rows))
+        self.reply(await self.call(network_rows, self.engine))
 
 
 class NetworkHandler(PortsideHandler):
@@ -727,7 +685,7 @@ class NetworkHandler(PortsideHandler):
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
         self.reply(await self.call(
-            lambda: _require(self.engine, "networks").get(name).attrs))
+            lambda: self.engine.networks.get(name).attrs))
 
 
 class EventsHandler(PortsideHandler):
@@ -741,14 +699,12 @@ class EventsHandler(PortsideHandler):
         except ValueError:
             raise tornado.web.HTTPError(400, "%s", f"since must be a number: {since_arg}") \
                 from None
-        from portside.engine.events import follow
-
-        db = await self.call(lambda: self.engine.db)
+        system = self.engine.system
         await self.start_stream()
 
         def make(stop: Callable[[], bool]) -> Iterator[Any]:
-            return follow(db, since=since, interval=0.2, stop=stop)
-        await self.pump(make, lambda event: event.to_docker())
+            return system.events(since=since, follow=True, stop=stop, interval=0.2)
+        await self.pump(make, lambda event: event)
 
 
 # ---------------------------------------------------------------------------------- routes
@@ -788,13 +744,14 @@ def setup_handlers(web_app: Any, engine: Any = None, *, workers: int = 8) -> Non
 
     Args:
         web_app: ``serverapp.web_app``.
-        engine: the engine to serve (default: ``Engine()``, i.e. ``$PORTSIDE_ROOT``); created
-            lazily, so a server start does not touch the store.
+        engine: the engine object to serve (default: :func:`~portside.engine.api.from_env`'s,
+            i.e. ``$PORTSIDE_ROOT``); it opens its store lazily, so a server start does not
+            touch it.
         workers: threads for engine calls.
     """
-    from portside.engine.api import Engine
+    from portside.engine.api import from_env
 
-    web_app.settings.setdefault(ENGINE_KEY, engine if engine is not None else Engine())
+    web_app.settings.setdefault(ENGINE_KEY, engine if engine is not None else from_env())
     web_app.settings.setdefault(
         EXECUTOR_KEY, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portside-api"))
     base_url = web_app.settings.get("base_url", "/")

@@ -47,24 +47,6 @@ if not (BUILT / "package.json").is_file():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-def _has_container_commands() -> bool:
-    try:
-        import portside.engine.models.containers  # noqa: F401
-    except ImportError:
-        return False
-    probe = subprocess.run([PORTSIDE, "run", "--help"], capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=60)
-    return probe.returncode == 0
-
-
-_CONTAINERS = _has_container_commands()
-
-
-def have_containers() -> bool:
-    """Whether the engine and the CLI can run containers yet (they arrive in another issue)."""
-    return _CONTAINERS
-
-
 class Portside:
     """The ``portside`` CLI on the test's root."""
 
@@ -104,9 +86,8 @@ def lab(tmp_path_factory):
     cli("image", "bootstrap", "busybox", "-t", "busybox:latest", "-q")
     cli("tag", "busybox:latest", "example/box:1")
     cli("volume", "create", "data1")
-    if have_containers():
-        cli("run", "-d", "--name", "web", "busybox:latest", "sleep", "300")
-        cli("create", "--name", "idle", "busybox:latest", "true")
+    cli("run", "-d", "--name", "web", "busybox:latest", "sleep", "300")
+    cli("create", "--name", "idle", "busybox:latest", "true")
 
     token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "PORTSIDE_ROOT": str(root), "JUPYTER_DATA_DIR": str(data),
@@ -143,8 +124,7 @@ def lab(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-        if have_containers():
-            cli("rm", "-f", "web", "idle", check=False)
+        cli("rm", "-f", "web", "idle", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +169,9 @@ def test_panel_lists_what_the_cli_lists(lab, page):
     wait_for(lambda: panel_values(page, "data-image") == images, 5, "images listed")
     volumes = {r["Name"] for r in cli.rows("volume", "ls")}
     wait_for(lambda: panel_values(page, "data-volume") == volumes, 5, "volumes listed")
-    if have_containers():
-        names = {r["Names"] for r in cli.rows("ps", "-a")}
-        assert names == {"web", "idle"}
-        wait_for(lambda: panel_values(page, "data-container") == names, 5, "containers listed")
+    names = {r["Names"] for r in cli.rows("ps", "-a")}
+    assert names == {"web", "idle"}
+    wait_for(lambda: panel_values(page, "data-container") == names, 5, "containers listed")
 
 
 def test_screenshots_light_and_dark(page):
@@ -225,7 +204,6 @@ def test_changes_made_outside_appear_live(lab, page):
              "a volume removed by the CLI disappears")
 
 
-@pytest.mark.skipif(not have_containers(), reason="engine.containers is not built yet")
 def test_container_started_outside_appears_within_two_seconds(lab, page):
     _, _, cli, _ = lab
     try:
@@ -241,7 +219,6 @@ def test_container_started_outside_appears_within_two_seconds(lab, page):
              "a removed container disappears")
 
 
-@pytest.mark.skipif(not have_containers(), reason="engine.containers is not built yet")
 def test_stop_button_stops_the_container(lab, page):
     _, _, _, root = lab
     from portside.engine.api import Engine

@@ -284,15 +284,14 @@ def test_restart_from_elsewhere_does_not_undo_a_foreground_run(ctr, portside_roo
     # another terminal ends that run and starts a new one before the foreground gets there, the
     # new run is not the foreground's to clean up: it keeps running, mounted.
     from portside.engine.api import Engine
-    from portside.engine.commands.containers import _finish_foreground
 
     fg_engine, other = Engine(root=portside_root), Engine(root=portside_root)
     try:
-        fg = fg_engine.containers.lifecycle
+        fg = fg_engine.lifecycle
         rec = fg.create({"Image": "busybox", "Cmd": ["sleep", "60"]}, {}, name="fg")
         rec = fg.start(rec.id, watched=True)         # what `portside run` (no -d) does
         other.containers.get("fg").restart(timeout=0)  # the other terminal, done first
-        code = _finish_foreground(fg, rec)           # the foreground sees its run's end
+        code = fg.finish_foreground(rec)           # the foreground sees its run's end
         assert code == 137
         doc = json.loads(ctr("inspect", "fg").out)[0]
         assert doc["State"]["Running"] is True and doc["State"]["Pid"] != rec.state["Pid"]
@@ -308,12 +307,11 @@ def test_a_restarted_run_that_ends_at_once_cleans_up_after_itself(ctr, portside_
     # the foreground of the first run still holds its watch when the second run (started by a
     # restart elsewhere) exits: that run's monitor must not leave its cleanup to the foreground
     from portside.engine.api import Engine
-    from portside.engine.commands.containers import _finish_foreground
 
     script = "test -e /ran && exit 3; touch /ran; sleep 60"
     fg_engine, other = Engine(root=portside_root), Engine(root=portside_root)
     try:
-        fg = fg_engine.containers.lifecycle
+        fg = fg_engine.lifecycle
         rec = fg.create({"Image": "busybox", "Cmd": ["sh", "-c", script]}, {}, name="fg2")
         rec = fg.start(rec.id, watched=True)
         other.containers.get("fg2").restart(timeout=0)
@@ -321,7 +319,7 @@ def test_a_restarted_run_that_ends_at_once_cleans_up_after_itself(ctr, portside_
         # no command here: each would refresh the record and clean up in the monitor's place
         assert _wait_for(paths.exit_file.exists, timeout=20)
         assert _wait_for(lambda: not os.path.ismount(paths.rootfs), timeout=20)
-        assert _finish_foreground(fg, rec) == 137
+        assert fg.finish_foreground(rec) == 137
         assert ctr("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
                    "fg2").out.split() == ["exited", "3"]
     finally:

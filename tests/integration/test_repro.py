@@ -87,7 +87,7 @@ def test_diff_names_the_non_deterministic_step_and_file(roots, context):
     a = one.builds.build(RANDOM, context, tags=["r:1"], source_date_epoch=SDE)
     b = one.builds.build(RANDOM, context, tags=["r:2"], source_date_epoch=SDE, no_cache=True)
     assert a.id != b.id
-    d = diff_images(one, "r:1", "r:2")
+    d = diff_images(one.image_store, "r:1", "r:2")
     assert not d.identical and d.first_layer == 2 and d.shared_layers == 2
     assert "random/uuid > /stamp" in d.layer_a.created_by
     assert [(c.path, c.kind) for c in d.files] == [("/stamp", "changed")]
@@ -102,7 +102,7 @@ def test_provenance_labels_and_annotations(roots, context):
     img = one.builds.build(MULTI, context, tags=["exp:1"], source_date_epoch=SDE,
                            labels={"io.portside.source": "notebook:a.ipynb#cell=3f2a"})
     base = one.image_store.get("busybox:latest")
-    prov = lockmod.provenance(one, "exp:1")
+    prov = lockmod.provenance(one.image_store, "exp:1")
     assert prov["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
     assert prov["org.opencontainers.image.base.digest"] == base.manifest_digest
     assert prov["org.opencontainers.image.base.name"] == "busybox:latest"
@@ -126,28 +126,28 @@ def test_lock_pins_and_reports_drift(roots, context, tmp_path, monkeypatch):
     lock = lockmod.LockFile.read(tmp_path / "portside.lock")
     assert lock.locked and lock.source_date_epoch == SDE
     assert lock.images["exp:1"].id == img.id and "busybox:latest" in lock.images
-    assert lockmod.enforce(one, "exp:1") == img.id
+    assert one.images.resolve_locked("exp:1") == img.id  # locked = true: names resolve
 
     # the same inputs in a fresh root: the locked build reproduces the pinned id
-    rebuilt = lockmod.locked_build(two, MULTI, context, tags=["exp:1"])
+    rebuilt = two.images.build(MULTI, context, tags=["exp:1"])
     assert rebuilt.id == img.id
 
     with pytest.raises(Conflict, match=r"^portside.lock pins exp:1 to sha256:\w{12}…, but the "
                                        r"Dockerfile changed \(sha256:"):
-        lockmod.locked_build(two, MULTI + "ENV X=1\n", context, tags=["exp:1"])
+        two.images.build(MULTI + "ENV X=1\n", context, tags=["exp:1"])
     with pytest.raises(Conflict, match="but build arg FLAVOUR changed \\(\\(unset\\) → x\\)"):
-        lockmod.locked_build(two, MULTI, context, tags=["exp:1"], build_args={"FLAVOUR": "x"})
+        two.images.build(MULTI, context, tags=["exp:1"], build_args={"FLAVOUR": "x"})
     (context / "data.txt").write_text("other measurements\n")
     with pytest.raises(Conflict, match="but the build context changed"):
-        lockmod.locked_build(two, MULTI, context, tags=["exp:1"])
+        two.images.build(MULTI, context, tags=["exp:1"])
     assert two.image_store.resolve_id("exp:1") == img.id  # a failed locked build moves no tag
 
     # a re-tagged name is drift too
     one.images.tag("busybox:latest", "exp:1")
     with pytest.raises(Conflict, match="but exp:1 is now sha256:"):
-        lockmod.enforce(one, "exp:1")
+        one.images.resolve_locked("exp:1")
     with pytest.raises(Conflict, match="does not pin other:1"):
-        lockmod.enforce(one, "other:1")
+        one.images.resolve_locked("other:1")
     # lock refuses to move a pin silently; --update does
     with pytest.raises(Conflict, match="use --update"):
         _run(one, "lock", "exp:1")
@@ -182,10 +182,10 @@ def test_commit_recipe_rebuilds_the_same_files(tmp_path, monkeypatch, ipython):
         text = (tmp_path / "Rebuild").read_text()
         base = engine.image_store.get("busybox:latest").manifest_digest
         assert f"FROM busybox@{base}" in text and text.count("RUN <<") == 2
-        recipe = lockmod.provenance(engine, "recipe:1")["io.portside.recipe"]
+        recipe = lockmod.provenance(engine.image_store, "recipe:1")["io.portside.recipe"]
         assert "echo 42" in recipe and '"kind":"shell"' in recipe
         engine.builds.build(text, None, tags=["rebuilt:1"], source_date_epoch=SDE)
-        d = diff_images(engine, "recipe:1", "rebuilt:1", ignore=("mtime",))
+        d = diff_images(engine.image_store, "recipe:1", "rebuilt:1", ignore=("mtime",))
         changed = {c.path for c in d.files}
         assert {"/results/answer", "/results/size"}.isdisjoint(changed), d.lines()
         assert engine.images.exists("rebuilt:1")

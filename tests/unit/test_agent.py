@@ -1,7 +1,7 @@
 """The in-container agent, run as a plain host process through the same protocol.
 
-The popen factory is the seam: in a notebook it goes through the engine's exec into a container,
-here it starts ``python3`` on the host. Everything after the process starts is the real thing.
+The exec factory is the seam: in a notebook it goes through the model API's
+``exec_run(..., socket=True)`` into a container, here it starts ``python3`` on the host. Everything after the process starts is the real thing.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import time
 
 import pytest
 
+from portside.engine.models.streams import ProcessStream
 from portside.kernel.client import (AgentDied, AgentError, AgentSession, Collector, NoPython,
-                                    host_popen_factory)
+                                    host_exec_factory)
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def session():
     # the venv's python, so the matplotlib test finds matplotlib; the agent needs only stdlib
-    sess = AgentSession(host_popen_factory(sys.executable), label="test")
+    sess = AgentSession(host_exec_factory(sys.executable), label="test")
     sess.start()
     yield sess
     sess.close()
@@ -223,15 +224,15 @@ def test_agent_dying_mid_cell_is_one_clear_error_then_restarts(session):
 
 def test_no_python_is_one_line_suggesting_shell():
     def factory(argv):
-        return subprocess.Popen(["sh", "-c", "echo 'exec: \"python3\": executable file not found'"
-                                 " >&2; exit 127"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return ProcessStream(subprocess.Popen(
+            ["sh", "-c", "echo 'exec: \"python3\": executable file not found' >&2; exit 127"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
 
     sess = AgentSession(factory, label="bare")
     with pytest.raises(NoPython, match="no python3 in bare: use %%container exec --shell bare"):
         sess.execute("1")
     assert sess.proc is None
-    missing = AgentSession(host_popen_factory("/nonexistent/python3"), label="bare2")
+    missing = AgentSession(host_exec_factory("/nonexistent/python3"), label="bare2")
     with pytest.raises(NoPython, match="--shell"):
         missing.execute("1")
 

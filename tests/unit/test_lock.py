@@ -104,8 +104,18 @@ def test_enforce_pull_gives_the_pinned_digest(tmp_path, monkeypatch):
     assert lockmod.enforce_pull("busybox", lock) == "busybox@" + D3
     with pytest.raises(Conflict, match="registry digest"):
         lockmod.enforce_pull("exp:1", lock)
+    # whether a lock applies at all is in_force's answer: not enforced, names stay as they are;
+    # a caller's --locked enforces it anyway
+    lock.save()
+    monkeypatch.setenv("PORTSIDE_LOCK", str(lock.path))
     monkeypatch.setenv("PORTSIDE_LOCKED", "0")
-    assert lockmod.enforce_pull("anything:1", lock) == "anything:1"
+    assert lockmod.in_force() is None
+    assert set(lockmod.in_force(force=True).images) == set(lock.images)
+    monkeypatch.setenv("PORTSIDE_LOCKED", "1")
+    assert set(lockmod.in_force().images) == set(lock.images)
+    monkeypatch.setenv("PORTSIDE_LOCK", str(tmp_path / "none.lock"))
+    with pytest.raises(NotFound, match="no .*none.lock"):
+        lockmod.in_force()
 
 
 def test_find_lock_honours_portside_lock(tmp_path, monkeypatch):

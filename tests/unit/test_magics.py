@@ -1,6 +1,6 @@
 """The ``%container`` magics through IPython's own shell (``run_line_magic``, ``run_cell``).
 
-Container cells use an agent started by a host popen factory (the kernel seam); the command table,
+Container cells use an agent started by a host exec factory (the kernel seam); the command table,
 the engine (on a fresh ``PORTSIDE_ROOT``), IPython's transformers, display machinery and completer
 are all real.
 """
@@ -16,7 +16,7 @@ pytest.importorskip("IPython")
 from IPython.core.error import UsageError  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
-from portside.kernel.client import AgentSession, host_popen_factory  # noqa: E402
+from portside.kernel.client import AgentSession, host_exec_factory  # noqa: E402
 from portside.kernel.display import Listing, parse_text_table  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -39,8 +39,8 @@ def magics(ip, portside_root, monkeypatch):
 
 @pytest.fixture
 def fake_ctr(magics):
-    """A container named 'box' whose agent runs on the host (the popen factory seam)."""
-    magics.sessions[("box", None)] = AgentSession(host_popen_factory(sys.executable), label="box")
+    """A container named 'box' whose agent runs on the host (the exec factory seam)."""
+    magics.sessions[("box", None)] = AgentSession(host_exec_factory(sys.executable), label="box")
     return "box"
 
 
@@ -170,22 +170,37 @@ def test_agent_death_is_one_line_and_next_cell_restarts(ip, magics, fake_ctr):
     assert "restarted" in cap.stderr
 
 
-def test_build_widget_renders_a_fake_event_stream():
+def test_build_widget_draws_the_builders_own_events():
     pytest.importorskip("ipywidgets")
-    from portside.kernel.widgets import BuildDone, BuildLog, BuildProgress, BuildStep, summary_line
+    from portside.engine.builder.progress import (BuildDone, BuildStep, StepCached, StepDone,
+                                                  StepLog, Warning)
+    from portside.kernel.widgets import BuildProgress, summary_line
 
     widget = BuildProgress()
-    events = [BuildStep(1, 3, "FROM busybox", cached=True),
-              BuildStep(2, 3, "RUN echo hi", cached=False), BuildLog("hi"),
-              BuildStep(3, 3, "CMD [\"sh\"]", cached=True),
-              BuildDone("sha256:abc", ["demo:1"])]
-    for event in events:
+    # two stages, as the builder numbers them: step ids across the build, n/m within a stage
+    events = [BuildStep(1, 1, 2, "base", "FROM busybox"), StepDone(1, 0.0),
+              BuildStep(2, 2, 2, "base", "RUN echo hi"), StepLog(2, "hi"), StepDone(2, 0.4),
+              BuildStep(3, 1, 2, "", "FROM base"), StepDone(3, 0.0),
+              BuildStep(4, 2, 2, "", 'COPY a /a'), StepCached(4), StepDone(4, 0.0),
+              Warning("build argument X is not used"),
+              BuildDone("sha256:abc", ("demo:1",), 1.2)]
+    widget(events[0])
+    assert widget.steps.max == 2 and widget.steps.description == "Step 1/2"
+    assert widget.current.value == "[base 1/2] FROM busybox"
+    for event in events[1:-1]:
         widget(event)
-    assert widget.steps.value == 3 and widget.steps.max == 3
+        if event == StepDone(2, 0.4):
+            assert widget.steps.value == 2
+    assert widget.steps.max == 4 and widget.steps.value == 4
+    assert widget.cache_hits == 1 and widget.cache.value == "cache hits: 1"
+    assert widget.lines == ["#1 [base 1/2] FROM busybox", "#1 DONE 0.0s",
+                            "#2 [base 2/2] RUN echo hi", "#2 hi", "#2 DONE 0.4s",
+                            "#3 [1/2] FROM base", "#3 DONE 0.0s", "#4 [2/2] COPY a /a",
+                            "#4 CACHED", "#4 DONE 0.0s",
+                            "WARNING: build argument X is not used"]
+    widget(events[-1])
     assert widget.steps.bar_style == "success"
-    assert widget.cache_hits == 2 and widget.cache.value == "cache hits: 2"
-    assert "hi" in widget.lines and "Step 2/3 : RUN echo hi" in widget.lines
-    assert "Built sha256:abc as demo:1" == widget.current.value
+    assert widget.current.value == "Built sha256:abc as demo:1"
     assert summary_line(widget.result) == "Successfully built sha256:abc; tagged demo:1"
 
 

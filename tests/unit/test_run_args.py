@@ -7,7 +7,7 @@ import pytest
 from portside.engine.cli import UsageError, parse
 from portside.engine.commands.container_options import (build_create, parse_device,
                                                          parse_publish, parse_restart)
-from portside.engine.commands.containers import _detach_keys, parse_time_arg
+from portside.engine.models.containers import parse_detach_keys as _detach_keys, parse_time_arg
 from portside.engine.errors import InvalidArgument
 
 pytestmark = pytest.mark.unit

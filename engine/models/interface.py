@@ -1,0 +1,492 @@
+"""The model API: what every front (CLI, ``%container`` magics, REST API, widgets) may call.
+
+A *front* never touches an engine's internals (its root folder, database, stores, runtime,
+monitors, pipes or lock files). It holds an *engine object* and calls the methods written down
+here, in docker-py's shape: collections (``engine.images``, ``engine.containers``,
+``engine.volumes``, ``engine.networks``, ``engine.builds``, ``engine.system``) with
+``get/list/create/remove/prune``, and models (``Image``, ``Container``, ``Volume``, ``Network``)
+holding ``attrs`` -- Docker's inspect document, plain JSON -- with a ``reload()`` and their
+verbs. Several engine objects answer this same API:
+
+* the local :class:`portside.engine.api.Engine` (in process);
+* a Docker Engine through the Docker SDK (contexts);
+* a proxy speaking to an engine process over a socket (rootless mode in threaded processes,
+  Slurm nodes).
+
+So what crosses this API is plain data: ``str``, ``bytes``, ``int``, dicts and lists of JSON
+values, iterators of those, the typed progress events of
+:mod:`portside.engine.builder.progress` (``BuildStep``, ``StepCached``, ``StepLog``,
+``StepDone``, ``BuildDone``, ``Warning``) and :mod:`portside.engine.registry.progress`
+(``LayerEvent``, ``Message``), callables the caller passes for progress, and file-like objects
+the caller passes in (binary streams to read input from or write output to). No ``Popen``,
+record, lock or path into a store comes back. Errors are :mod:`portside.engine.errors` classes
+(``NotFound``, ``Conflict``, ``InvalidArgument``...), one line each.
+
+Policy lives behind this API, once: the lock file (``locked = true`` in ``portside.lock``, or
+``locked=True`` passed by a caller) resolves image names for ``run``, ``create``, ``pull`` and
+``build``; names, ids and id prefixes resolve the same way for every caller; Docker's defaults
+(``latest``, the default network, a 64 MB ``/dev/shm``...) are filled in by the engine, never by
+a front.
+
+Example::
+
+    from portside.engine.api import from_env
+    engine = from_env()                                   # the engine the environment selects
+    ctr = engine.containers.run("busybox", ["sleep", "60"], detach=True, name="web")
+    code, out = ctr.exec_run(["echo", "hi"])              # (0, b"hi\\n")
+    for stream, data in ctr.logs(stream=True, follow=True):
+        ...
+    ctr.remove(force=True)
+
+This module only declares (``typing.Protocol``); :mod:`portside.engine.models` implements it for
+the local engine. It is read by type checkers and people, and imported by no command at run
+time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, Sequence
+
+#: receives each progress event of a long operation, in order (from any thread, one at a time)
+Progress = Callable[[Any], None]
+
+
+# ----------------------------------------------------------------------------------- streams
+class ExecStream(Protocol):
+    """A process running in a container, with its standard streams as binary file objects: the
+    shape of ``exec_run(..., socket=True)``'s result (docker-py returns a socket; here the three
+    streams stay apart so a program can be driven frame by frame).
+
+    ``stdin``, ``stdout`` and ``stderr`` have ``fileno()`` (they can be polled with ``select``)
+    as well as ``read``/``read1``/``write``/``close``; closing ``stdin`` sends end-of-file.
+    """
+
+    stdin: BinaryIO
+    stdout: BinaryIO
+    stderr: BinaryIO
+
+    def poll(self) -> int | None:
+        """The exit status once the process has ended, else None."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the process ends and return its exit status (126/127 when its command
+        cannot be run or is missing); ``TimeoutError`` after ``timeout`` seconds."""
+
+    def kill(self) -> None:
+        """Kill the process (SIGKILL)."""
+
+    def signal(self, signum: int) -> None:
+        """Send it a signal (e.g. SIGINT for a notebook's interrupt)."""
+
+    def close(self) -> None:
+        """Close the streams and reap the process (killing it when it still runs)."""
+
+
+# ----------------------------------------------------------------------------------- models
+class Model(Protocol):
+    """One object with Docker-shaped ``attrs``."""
+
+    attrs: dict[str, Any]
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def short_id(self) -> str: ...
+
+    def reload(self) -> None:
+        """Read ``attrs`` again from the engine."""
+
+
+class Image(Model, Protocol):
+    """An image; ``attrs`` is Docker's ``image inspect`` document."""
+
+    @property
+    def tags(self) -> list[str]:
+        """``name:tag`` references, in Docker's familiar form (``busybox:latest``)."""
+
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+    def history(self) -> list[dict[str, Any]]:
+        """``ID, Created (unix time), CreatedBy, Size, Comment, Tags`` per history entry, newest
+        first."""
+
+    def tag(self, repository: str, tag: str | None = None) -> bool: ...
+
+
+class Container(Model, Protocol):
+    """A container; ``attrs`` is Docker's ``container inspect`` document (or, from
+    ``list(sparse=True)``, the ``/containers/json`` summary)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def status(self) -> str:
+        """``created``, ``running``, ``paused``, ``restarting``, ``exited``, ``dead``."""
+
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+    @property
+    def image(self) -> Image: ...
+
+    def start(self) -> Container: ...
+
+    def stop(self, timeout: int | None = None, signal: str | int | None = None) -> Container:
+        """The stop signal (``signal``, else the container's ``StopSignal``, else SIGTERM), then
+        SIGKILL after ``timeout`` seconds (default: its ``StopTimeout``, else 10)."""
+
+    def restart(self, timeout: int | None = None) -> Container: ...
+
+    def kill(self, signal: str | int = "KILL") -> Container: ...
+
+    def pause(self) -> Container: ...
+
+    def unpause(self) -> Container: ...
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until it is not running; ``{"StatusCode": n, "Error": None}``."""
+
+    def remove(self, force: bool = False, v: bool = False) -> None: ...
+
+    def rename(self, name: str) -> None: ...
+
+    def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
+             timestamps: bool = False, tail: int | str | None = None,
+             since: float | None = None, until: float | None = None, follow: bool = False,
+             stop: Callable[[], bool] | None = None) -> bytes | Iterator[tuple[str, bytes]]:
+        """Its output: ``bytes``, or with ``stream``/``follow`` an iterator of
+        ``("stdout"|"stderr", bytes)`` that, with ``follow``, ends when the container stops (or
+        ``stop()`` says so). ``timestamps`` prefixes each line with its RFC 3339 time."""
+
+    def attach(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+               stderr: BinaryIO | None = None, *, detach_keys: str | None = None,
+               tty_size: tuple[int, int] | None = None) -> int | None:
+        """Stay attached to the running container: its output to ``stdout``/``stderr`` (one
+        stream with a terminal), ``stdin`` fed to it when it keeps standard input open.
+
+        Args:
+            detach_keys: Docker's ``--detach-keys`` (default ``ctrl-p,ctrl-q``).
+            tty_size: ``(rows, columns)`` of the caller's terminal.
+
+        Returns:
+            the exit status when it exited while attached, None after detaching.
+
+        Raises:
+            IncorrectState: it is not running.
+        """
+
+    def exec_run(self, cmd: str | Sequence[str], *, stdout: bool = True, stderr: bool = True,
+                 stdin: bool = False, tty: bool = False, detach: bool = False,
+                 socket: bool = False, environment: Sequence[str] | Mapping[str, str] | None = None,
+                 workdir: str | None = None, user: str = ""
+                 ) -> tuple[int | None, bytes | ExecStream]:
+        """Run a command in the running container (docker-py's shape): ``(exit status, output)``;
+        with ``detach`` ``(None, b"")``; with ``socket`` ``(None, ExecStream)`` (``stdin`` open
+        when asked for)."""
+
+    def exec_attached(self, cmd: Sequence[str], stdin: BinaryIO | None, stdout: BinaryIO,
+                      stderr: BinaryIO, *, tty: bool = False,
+                      environment: Sequence[str] | None = None, workdir: str = "",
+                      user: str = "", detach: bool = False) -> int:
+        """Run a command in the container with the caller's streams as its standard streams
+        (``portside exec``); returns its exit status (126/127 when it cannot be run)."""
+
+    def top(self, ps_args: str = "") -> dict[str, Any]:
+        """``{"Titles": [...], "Processes": [[...], ...]}``."""
+
+    def stats(self) -> dict[str, Any]:
+        """One sample: ``{"id", "name", "read", "memory_stats", "cpu_stats", "pids_stats"}``."""
+
+    def commit(self, repository: str | None = None, tag: str | None = None, *,
+               message: str = "", author: str = "", changes: Sequence[str] | str = (),
+               pause: bool = True) -> Image: ...
+
+    def diff(self) -> list[dict[str, Any]]:
+        """``[{"Path": p, "Kind": 0|1|2}]`` (changed, added, deleted)."""
+
+    def export(self, out: BinaryIO) -> None:
+        """Write its filesystem as a tar stream to ``out``."""
+
+    def get_archive(self, path: str, out: BinaryIO, *, follow_links: bool = False
+                    ) -> dict[str, Any]:
+        """Write a tar of ``path`` to ``out``; returns its stat (``name, size, mode, mtime``).
+        ``follow_links`` (``cp -L``): a final symbolic link is followed inside the container;
+        the tar holds its target under the link's name and the stat is the target's."""
+
+    def put_archive(self, path: str, data: BinaryIO | bytes) -> bool:
+        """Extract a tar stream into the container's directory ``path``."""
+
+    def copy_out(self, src: str, dest: str, *, archive: bool = False,
+                 follow_links: bool = False) -> None:
+        """``cp [-L] CONTAINER:SRC DEST`` with Docker's placement rules, ``dest`` a path on the
+        caller's machine; ``follow_links`` as for :meth:`get_archive`."""
+
+    def copy_in(self, src: str, dest: str, *, follow_links: bool = False) -> None:
+        """``cp [-L] SRC CONTAINER:DEST``, ``src`` a path on the caller's machine;
+        ``follow_links``: a link ``src`` is followed there and its target copied under the
+        link's name."""
+
+    def ports(self) -> dict[str, list[dict[str, str]]]:
+        """``{"80/tcp": [{"HostIp": ..., "HostPort": ...}]}``: the bindings in force while it
+        runs (random host ports resolved), else those it asked for."""
+
+
+class Volume(Model, Protocol):
+    """A volume; ``attrs``: ``Name, Driver, Mountpoint, Labels, Options, Scope, CreatedAt``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def remove(self, force: bool = False) -> None: ...
+
+
+class Network(Model, Protocol):
+    """A network; ``attrs`` is Docker's ``network inspect`` document."""
+
+    @property
+    def name(self) -> str: ...
+
+    def remove(self) -> None: ...
+
+    def connect(self, container: str, aliases: Sequence[str] = ()) -> None: ...
+
+    def disconnect(self, container: str, force: bool = False) -> None: ...
+
+
+# ----------------------------------------------------------------------------------- collections
+class ImageCollection(Protocol):
+    """``engine.images``."""
+
+    def get(self, name: str) -> Image:
+        """By name (``busybox`` means ``docker.io/library/busybox:latest``), id or id prefix."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
+             name: str | None = None) -> list[Image]:
+        """Newest first; ``filters``: ``reference``, ``dangling``, ``label``, ``before``,
+        ``since``; with a filter on references, each image's ``RepoTags`` keeps the matches."""
+
+    def build(self, dockerfile: str | None = None, context: str | BinaryIO | bytes | None = None,
+              *, dockerfile_path: str | None = None, tags: Sequence[str] = (),
+              build_args: Mapping[str, str] | None = None, target: str | None = None,
+              no_cache: bool = False, labels: Mapping[str, str] | None = None,
+              progress: Progress | None = None, source_date_epoch: int | None = None,
+              platform: str | None = None, locked: bool | None = None) -> Image:
+        """Build an image from a Dockerfile's text (or ``dockerfile_path``, or ``Dockerfile``
+        in the context) and a context folder (a path on the caller's machine), a tar stream or
+        none. ``progress`` receives the builder's events. Under an enforced lock (``locked``,
+        else ``portside.lock``) the inputs are checked against the lock before and the result
+        after, and tags move only when they match."""
+
+    def pull(self, name: str, *, platform: str | None = None, progress: Progress | None = None,
+             tls_verify: bool | None = None, all_tags: bool = False,
+             locked: bool | None = None) -> Image | list[Image]:
+        """Pull ``name`` (``latest`` when no tag); under an enforced lock the pinned digest is
+        pulled. ``all_tags``: every tag of the repository (a list comes back)."""
+
+    def push(self, name: str, *, progress: Progress | None = None,
+             tls_verify: bool | None = None) -> str:
+        """Push a local image; returns the manifest's digest."""
+
+    def search(self, term: str, limit: int = 25, filters: Mapping[str, list[str]] | None = None,
+               tls_verify: bool | None = None) -> list[dict[str, Any]]: ...
+
+    def get_registry_data(self, name: str, tls_verify: bool | None = None) -> dict[str, Any]:
+        """The manifest or index ``name`` resolves to in its registry (``manifest inspect``)."""
+
+    def import_(self, stream: BinaryIO, repository: str | None = None, *,
+                changes: Sequence[str] = (), message: str = "", source: str = "-") -> Image: ...
+
+    def bootstrap(self, what: str, *, tag: str | None = None, include: Sequence[str] = (),
+                  mirror: str | None = None) -> Image:
+        """A base image with no registry: ``busybox`` or ``debian:SUITE``."""
+
+    def tag(self, source: str, target: str) -> Image: ...
+
+    def save(self, names: Sequence[str], out: BinaryIO) -> None: ...
+
+    def load(self, stream: BinaryIO, progress: Progress | None = None
+             ) -> list[tuple[Image, list[str]]]:
+        """Load an archive; each image with the names it got."""
+
+    def remove(self, name: str, *, force: bool = False, noprune: bool = False
+               ) -> list[dict[str, str]]:
+        """``rmi``: ``[{"Untagged": name}, {"Deleted": id}...]``."""
+
+    def prune(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None
+              ) -> dict[str, Any]: ...
+
+    def lock(self, names: Sequence[str] = (), *, path: str | None = None, update: bool = False,
+             locked: bool | None = None, source_date_epoch: int | None = None
+             ) -> dict[str, Any]:
+        """Pin images in ``portside.lock``: ``{"Path", "Locked", "Images": {name: {"Id",
+        "Source"}}}``."""
+
+    def provenance(self, name: str) -> dict[str, str]:
+        """Where an image came from: its provenance labels and its manifest's annotations
+        (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``...)."""
+
+    def login(self, registry: str | None, username: str, password: str,
+              tls_verify: bool | None = None) -> str:
+        """Check the credentials against ``registry`` (Docker Hub when None) and store them
+        (Docker's ``config.json``); ``"Login Succeeded"``."""
+
+    def logout(self, registry: str | None) -> bool:
+        """Forget the stored credentials; whether there were any."""
+
+    def diff(self, image_a: str, image_b: str, *, ignore: Sequence[str] = ()) -> dict[str, Any]:
+        """Why two images differ: ``Identical``, the first differing layer, files, config keys,
+        and ``Report`` (the lines ``image diff`` prints)."""
+
+
+class ContainerCollection(Protocol):
+    """``engine.containers``."""
+
+    def get(self, name: str, *, size: bool = False) -> Container:
+        """By name, id or unique id prefix; ``size`` adds ``SizeRw`` to ``attrs``."""
+
+    def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
+             limit: int | None = None, sparse: bool = False, size: bool = False
+             ) -> list[Container]:
+        """Newest first, running ones unless ``all``. With ``sparse`` each ``attrs`` is Docker's
+        ``/containers/json`` summary (``Id, Names, Image, ImageID, Command, Created, State,
+        Status, Ports, Labels, Mounts, NetworkSettings, HostConfig`` and ``SizeRw`` with
+        ``size``; portside adds ``GPUs``): cheap, what ``ps`` shows."""
+
+    def create(self, image: str, command: str | Sequence[str] | None = None,
+               **kwargs: Any) -> Container:
+        """docker-py's ``containers.create`` keyword arguments."""
+
+    def create_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                    name: str | None = None, locked: bool | None = None) -> Container:
+        """Create from Docker's ``Config`` and ``HostConfig`` documents (what ``docker create``
+        sends); warnings end up in ``attrs["HostConfig"]["Warnings"]``."""
+
+    def run(self, image: str, command: str | Sequence[str] | None = None, *,
+            detach: bool = False, remove: bool = False, stdout: bool = True,
+            stderr: bool = False, **kwargs: Any) -> Container | bytes:
+        """docker-py's ``containers.run``: the started Container with ``detach``, else its
+        output once it exited (``ContainerExit`` when it exited non-zero)."""
+
+    def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                 name: str | None = None, detach: bool = False, locked: bool | None = None,
+                 stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                 stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                 tty_size: tuple[int, int] | None = None,
+                 on_created: Callable[[Container], None] | None = None
+                 ) -> Container | int | None:
+        """``docker run``: create from ``Config``/``HostConfig`` and start.
+
+        With ``detach`` returns the started Container. Otherwise stays with it until it exits:
+        its output to ``stdout``/``stderr`` (nothing written before the caller could listen is
+        lost), ``stdin`` fed to it with ``OpenStdin``, a terminal with ``Tty``; an interrupt
+        (``KeyboardInterrupt``) stops it and is raised again once it is cleaned up; with
+        ``AutoRemove`` it is gone when this returns. Returns its exit status, or None when the
+        caller detached (``detach_keys``). ``on_created`` sees the container before it starts
+        (its warnings, its id).
+        """
+
+    def start_attached(self, name: str, stdin: BinaryIO | None, stdout: BinaryIO,
+                       stderr: BinaryIO, *, detach_keys: str | None = None,
+                       tty_size: tuple[int, int] | None = None) -> int | None:
+        """``docker start -a [-i]``: start and stay attached, as :meth:`run_from` does."""
+
+    def prune(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]: ...
+
+
+class VolumeCollection(Protocol):
+    """``engine.volumes``."""
+
+    def create(self, name: str | None = None, driver: str = "local",
+               driver_opts: Mapping[str, str] | None = None,
+               labels: Mapping[str, str] | None = None) -> Volume: ...
+
+    def get(self, name: str) -> Volume: ...
+
+    def list(self, filters: Mapping[str, Any] | None = None) -> list[Volume]: ...
+
+    def remove(self, name: str, force: bool = False) -> None: ...
+
+    def prune(self, all: bool = False, filters: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]: ...
+
+    def in_use(self) -> dict[str, list[str]]:
+        """``{volume name: [ids of the containers using it]}``."""
+
+    def size(self, name: str) -> int:
+        """Bytes its data takes on disk."""
+
+
+class NetworkCollection(Protocol):
+    """``engine.networks``."""
+
+    def create(self, name: str, *, subnet: str | None = None, internal: bool = False,
+               labels: Mapping[str, str] | None = None, driver: str = "bridge") -> Network: ...
+
+    def get(self, name: str) -> Network: ...
+
+    def list(self, filters: Mapping[str, list[str]] | None = None) -> list[Network]: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def prune(self) -> dict[str, Any]: ...
+
+    def connect(self, network: str, container: str, aliases: Sequence[str] = ()) -> None: ...
+
+    def disconnect(self, network: str, container: str) -> None: ...
+
+
+class BuildCollection(Protocol):
+    """``engine.builds``: the build cache (builds themselves are ``engine.images.build``)."""
+
+    def prune(self, all: bool = False) -> dict[str, Any]:
+        """``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``."""
+
+    def cache_entries(self) -> list[dict[str, Any]]: ...
+
+
+class System(Protocol):
+    """``engine.system``."""
+
+    def info(self) -> dict[str, Any]:
+        """Docker's ``info`` document (``DockerRootDir`` names where the engine keeps state)."""
+
+    def version(self) -> dict[str, Any]: ...
+
+    def df(self) -> list[dict[str, Any]]:
+        """``[{"Type", "TotalCount", "Active", "Size", "Reclaimable"}]`` per kind."""
+
+    def check(self, *, repair: bool = False) -> dict[str, list[str]]:
+        """What is wrong in the store: ``{"Problems": [...], "Reclaimable": [...],
+        "Reclaimed": [...]}`` -- corruption, garbage that killed or failed operations left (with
+        ``repair``: removed), and what opening the store already reclaimed. One line each."""
+
+    def events(self, *, since: float | None = None, until: float | None = None,
+               filters: Mapping[str, list[str]] | None = None, follow: bool = False,
+               stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+        """Events in Docker's ``events --format json`` shape, oldest first: those between
+        ``since`` and ``until`` (unix times), then, with ``follow``, new ones as they happen
+        until ``until`` passes or ``stop()`` says so. ``filters``: ``type``, ``event``."""
+
+
+class EngineAPI(Protocol):
+    """An engine object: what ``portside.engine.api.from_env()`` returns."""
+
+    images: ImageCollection
+    containers: ContainerCollection
+    volumes: VolumeCollection
+    networks: NetworkCollection
+    builds: BuildCollection
+    system: System
+
+    def close(self) -> None:
+        """Release what the engine object holds (connections, helper processes)."""
+
+
+__all__ = ["Progress", "ExecStream", "Model", "Image", "Container", "Volume", "Network",
+           "ImageCollection", "ContainerCollection", "VolumeCollection", "NetworkCollection",
+           "BuildCollection", "System", "EngineAPI"]
