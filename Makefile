@@ -15,7 +15,7 @@ APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-regis
 	slurmctld slurmd slurm-client munge
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv compile test test-unit lab labext jupyter-links wheel clean bench bench-venv
+.PHONY: help deps venv compile lint test test-unit lab labext jupyter-links wheel clean bench bench-venv
 
 help:
 	@echo "make test   set up and run the whole test suite (as root)"
@@ -63,7 +63,17 @@ labext: venv
 
 venv: $(VENV)/.installed
 
-test: deps venv compile
+# Type-check portside.engine and portside.kernel (config in pyproject.toml). mypy cannot follow
+# the editable install's mapping of engine/ and kernel/ onto portside.*, so a tree of links
+# under build/mypy/ gives it the import names.
+lint: venv
+	@mkdir -p build/mypy/portside
+	@ln -sfn $(CURDIR)/portside/__init__.py build/mypy/portside/__init__.py
+	@ln -sfn $(CURDIR)/engine build/mypy/portside/engine
+	@ln -sfn $(CURDIR)/kernel build/mypy/portside/kernel
+	$(VENV)/bin/mypy
+
+test: deps venv compile lint
 	$(VENV)/bin/pytest -q
 
 test-unit: venv

@@ -96,7 +96,7 @@ def command(name: str, help: str, *, group: str | None = None, aliases: tuple[st
 
 def arguments(fn_args: Callable[[argparse.ArgumentParser], None]):
     def wrap(fn: Callable) -> Callable:
-        fn._arguments = fn_args
+        setattr(fn, "_arguments", fn_args)
         return fn
     return wrap
 

@@ -31,6 +31,10 @@ from pathlib import Path
 
 from .errors import InvalidArgument
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Mapping
+
 # Kept light on purpose: ``portside build`` reads the state folder from here before it imports
 # anything else (see :mod:`portside.engine.builder.memo`), so no dataclasses and no TOML parser
 # until a config file exists.
@@ -127,9 +131,9 @@ def _split(value: str, sep: str) -> list[str]:
     return [part.strip() for part in value.split(sep) if part.strip()]
 
 
-def load_config(env: dict[str, str] | None = None) -> Config:
+def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read the config files and environment; raises InvalidArgument for a file that is not TOML."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     merged: dict = {}
     for path in config_files():
         try:
@@ -141,7 +145,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         try:
             import tomllib
         except ImportError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib
+            import tomli as tomllib  # type: ignore[no-redef]
         with f:
             try:
                 merged.update(tomllib.load(f))
@@ -157,20 +161,20 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     cfg.default_subnet = merged.pop("default-subnet", None)
     cfg.resume_window = _seconds(merged.pop("resume-window", None), "resume-window")
     cfg.extra = merged
-    if env.get("PORTSIDE_ROOT"):
-        cfg.root = expand_root(env["PORTSIDE_ROOT"])
-    if env.get("PORTSIDE_RUNTIME"):
-        cfg.runtime = env["PORTSIDE_RUNTIME"]
-    if env.get("PORTSIDE_CDI_SPEC_DIRS"):
-        cfg.cdi_spec_dirs = _split(env["PORTSIDE_CDI_SPEC_DIRS"], ":")
-    if env.get("PORTSIDE_REGISTRY_MIRRORS"):
-        cfg.registry_mirrors = _split(env["PORTSIDE_REGISTRY_MIRRORS"], ",")
-    if env.get("PORTSIDE_INSECURE_REGISTRIES"):
-        cfg.insecure_registries = _split(env["PORTSIDE_INSECURE_REGISTRIES"], ",")
-    if env.get("PORTSIDE_DEFAULT_SUBNET"):
-        cfg.default_subnet = env["PORTSIDE_DEFAULT_SUBNET"]
-    if env.get("PORTSIDE_RESUME_WINDOW"):
-        cfg.resume_window = _seconds(env["PORTSIDE_RESUME_WINDOW"], "PORTSIDE_RESUME_WINDOW")
+    if environ.get("PORTSIDE_ROOT"):
+        cfg.root = expand_root(environ["PORTSIDE_ROOT"])
+    if environ.get("PORTSIDE_RUNTIME"):
+        cfg.runtime = environ["PORTSIDE_RUNTIME"]
+    if environ.get("PORTSIDE_CDI_SPEC_DIRS"):
+        cfg.cdi_spec_dirs = _split(environ["PORTSIDE_CDI_SPEC_DIRS"], ":")
+    if environ.get("PORTSIDE_REGISTRY_MIRRORS"):
+        cfg.registry_mirrors = _split(environ["PORTSIDE_REGISTRY_MIRRORS"], ",")
+    if environ.get("PORTSIDE_INSECURE_REGISTRIES"):
+        cfg.insecure_registries = _split(environ["PORTSIDE_INSECURE_REGISTRIES"], ",")
+    if environ.get("PORTSIDE_DEFAULT_SUBNET"):
+        cfg.default_subnet = environ["PORTSIDE_DEFAULT_SUBNET"]
+    if environ.get("PORTSIDE_RESUME_WINDOW"):
+        cfg.resume_window = _seconds(environ["PORTSIDE_RESUME_WINDOW"], "PORTSIDE_RESUME_WINDOW")
     return cfg
 
 

@@ -30,6 +30,19 @@ from __future__ import annotations
 
 __all__ = ["record", "field", "fields", "replace", "asdict", "FieldInfo"]
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    # Type checkers read @record as a dataclass maker (PEP 681): fields, __init__ and all.
+    from typing import Any, Callable, TypeVar, dataclass_transform, overload
+
+    _T = TypeVar("_T")
+else:
+    def dataclass_transform(**_kwargs):
+        return lambda fn: fn
+
+    def overload(fn):
+        return fn
+
 
 class _Missing:
     __slots__ = ()
@@ -68,8 +81,8 @@ class FieldInfo:
         return f"FieldInfo(name={self.name!r}, default={self.default!r})"
 
 
-def field(*, default=MISSING, default_factory=MISSING, compare: bool = True, repr: bool = True,
-          kw_only: bool | None = None) -> FieldInfo:
+def field(*, default: Any = MISSING, default_factory: Callable[[], Any] | Any = MISSING,
+          compare: bool = True, repr: bool = True, kw_only: bool | None = None) -> Any:
     """``dataclasses.field`` for records (the options records support)."""
     return FieldInfo(default, default_factory, compare, repr, kw_only)
 
@@ -97,7 +110,7 @@ def _is_classvar(annotation) -> bool:
 
 def _init(self, *args, **kwargs) -> None:
     cls = type(self)
-    plan: _Plan = cls.__record_plan__
+    plan: _Plan = cls.__dict__["__record_plan__"]
     if len(args) > len(plan.positional):
         raise TypeError(f"{cls.__name__}() takes {len(plan.positional)} positional arguments "
                         f"but {len(args)} were given")
@@ -172,7 +185,7 @@ def _materialize(cls: type) -> None:
         return
     import dataclasses
 
-    plan: _Plan = cls.__record_plan__
+    plan: _Plan = getattr(cls, "__record_plan__")
     own = cls.__dict__["__record_own__"]
     type.__delattr__(cls, "__dataclass_fields__")
     saved = {}
@@ -196,11 +209,21 @@ def _materialize(cls: type) -> None:
                 type.__setattr__(cls, name, value)
 
 
-def record(cls: type | None = None, /, *, frozen: bool = False, kw_only: bool = False):
+@overload
+def record(cls: type[_T], /) -> type[_T]: ...
+
+
+@overload
+def record(cls: None = None, /, *, frozen: bool = False, kw_only: bool = False
+           ) -> Callable[[type[_T]], type[_T]]: ...
+
+
+@dataclass_transform(field_specifiers=(field, FieldInfo))
+def record(cls: Any = None, /, *, frozen: bool = False, kw_only: bool = False) -> Any:
     """``@record``, ``@record(frozen=True, kw_only=True)``: a dataclass made without code
     generation (see the module's documentation)."""
 
-    def wrap(cls: type) -> type:
+    def wrap(cls: Any) -> Any:
         collected: dict[str, FieldInfo] = {}
         for base in reversed(cls.__mro__[1:]):
             for f in base.__dict__.get("__record_fields__", ()):
@@ -235,7 +258,7 @@ def record(cls: type | None = None, /, *, frozen: bool = False, kw_only: bool = 
         cls.__dataclass_fields__ = _DataclassFields()
         d = cls.__dict__
         if "__match_args__" not in d:
-            cls.__match_args__ = tuple(f.name for f in all_fields if not f.kw_only)
+            setattr(cls, "__match_args__", tuple(f.name for f in all_fields if not f.kw_only))
         if "__init__" not in d:
             cls.__init__ = _init
         if "__repr__" not in d:

@@ -256,7 +256,7 @@ class Agent(object):
         self.current = None          # id of the running execute request
         self.interrupted = None      # id already interrupted (signal and frame may both come)
         self.cell_count = 0
-        self.requests = queue.Queue()
+        self.requests = queue.Queue()  # type: queue.Queue[dict | None]
         self.main_thread = threading.main_thread().ident
         self.ns = {"__name__": "__main__", "__builtins__": __builtins__, "display": self.display}
 
@@ -292,7 +292,7 @@ class Agent(object):
             try:
                 if op == "interrupt":
                     if self.state == _RUNNING and msg.get("target") in (None, self.current):
-                        signal.pthread_kill(self.main_thread, signal.SIGINT)
+                        signal.pthread_kill(self.main_thread or 0, signal.SIGINT)
                 elif op == "complete":
                     self._reply(msg, **self.complete(msg.get("code", ""), msg.get("cursor")))
                 elif op == "ping":

@@ -133,6 +133,7 @@ def container_exec_factory(engine: EngineAPI, container: str, *, user: str | Non
         argv = [python if argv[0] == "python3" else argv[0], *argv[1:]]
         _code, stream = ctr.exec_run(argv, stdin=True, socket=True, user=user or "",
                                      workdir=workdir, environment=env or None)
+        assert not isinstance(stream, bytes)  # socket=True: the streams
         return stream
 
     return factory

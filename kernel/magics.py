@@ -173,6 +173,12 @@ class ContainerMagics(Magics):
 
     # ------------------------------------------------------------------ engine
     @property
+    def ip(self) -> Any:
+        """The IPython shell the magics are registered with."""
+        assert self.shell is not None, "the magics are used from a shell"
+        return self.shell
+
+    @property
     def engine(self) -> Any:
         """The engine for the current root (re-made when ``$PORTSIDE_ROOT`` changes)."""
         root = self.root or os.environ.get("PORTSIDE_ROOT") or ""
@@ -274,7 +280,7 @@ class ContainerMagics(Magics):
             ctx.progress = _LazyWidget(BuildProgress)  # type: ignore[attr-defined]
         self._before_command(top, command, args)
         result = args._handler(ctx, args)
-        if data:
+        if isinstance(out, io.StringIO):
             text = out.getvalue()
             rich = not (getattr(args, "quiet", False) or getattr(args, "format", None))
             if isinstance(result, (list, tuple)):
@@ -396,16 +402,15 @@ class ContainerMagics(Magics):
     # ------------------------------------------------------------------ reproducibility
     def cell_id(self) -> str:
         """The id of the notebook cell running now ('' outside a notebook)."""
-        try:
-            parent = self.shell.get_parent()  # ipykernel
-        except AttributeError:
-            parent = getattr(self.shell, "parent_header", None)
+        get_parent = getattr(self.ip, "get_parent", None)  # ipykernel's shell has it
+        parent = get_parent() if get_parent is not None else getattr(self.ip, "parent_header",
+                                                                       None)
         meta = (parent or {}).get("metadata") or {}
         return str(meta.get("cellId") or meta.get("cell_id") or "")
 
     def notebook_name(self) -> str:
         """The notebook's file name (JupyterLab sets ``JPY_SESSION_NAME``), or ''."""
-        path = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__session__") or ""
+        path = os.environ.get("JPY_SESSION_NAME") or self.ip.user_ns.get("__session__") or ""
         return os.path.basename(str(path))
 
     def _source_date_epoch(self) -> int | None:
@@ -471,7 +476,7 @@ class ContainerMagics(Magics):
             return None
         return recipe_for_container_image(ctr.image, cells)
 
-    def _dockerfile(self, argv: list[str]) -> str:
+    def _dockerfile(self, argv: list[str]) -> None:
         p = _ArgParser(prog="%container dockerfile",
                        description="Print a Dockerfile that rebuilds a container's (or a "
                                    "committed image's) state from its base image.")
@@ -499,7 +504,7 @@ class ContainerMagics(Magics):
             raise UsageError(f"%container {cmd}: usage: %container {cmd} CONTAINER VAR [VAR...]")
         container, names = argv[0], argv[1:]
         sess = self.session(container)
-        ns = self.shell.user_ns
+        ns = self.ip.user_ns
         for name in names:
             if not name.isidentifier():
                 raise UsageError(f"%container {cmd}: not a variable name: {name}")
@@ -521,7 +526,7 @@ class ContainerMagics(Magics):
         # start (or reuse) the agent now, so a missing container or python3 is reported here
         self.session(args.container, args.user).start()
         self.attached = (args.container, args.user)
-        transforms = self.shell.input_transformers_cleanup
+        transforms = self.ip.input_transformers_cleanup
         if self._route_cell not in transforms:
             transforms.append(self._route_cell)
         self._install_matcher()
@@ -532,10 +537,10 @@ class ContainerMagics(Magics):
             raise UsageError("%container detach: takes no arguments")
         was = self.attached
         self.attached = None
-        if self._route_cell in self.shell.input_transformers_cleanup:
-            self.shell.input_transformers_cleanup.remove(self._route_cell)
-        if self._matcher is not None and self._matcher in self.shell.Completer.custom_matchers:
-            self.shell.Completer.custom_matchers.remove(self._matcher)
+        if self._route_cell in self.ip.input_transformers_cleanup:
+            self.ip.input_transformers_cleanup.remove(self._route_cell)
+        if self._matcher is not None and self._matcher in self.ip.Completer.custom_matchers:
+            self.ip.Completer.custom_matchers.remove(self._matcher)
         self._matcher = None
         if was:
             print(f"Cells run on the host again (the namespace in {was[0]} is kept).")
@@ -595,7 +600,7 @@ class ContainerMagics(Magics):
                     "suppress": True}
 
         self._matcher = container_matcher
-        self.shell.Completer.custom_matchers.append(container_matcher)
+        self.ip.Completer.custom_matchers.append(container_matcher)
 
     def close(self) -> None:
         """Stop every agent this magics instance started."""

@@ -39,6 +39,20 @@ __all__ = [
 ]
 
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use, below
+    from typing import Any
+
+    from portside.engine.builder.dockerfile import (  # noqa: F401
+        Add, Arg, Cmd, Copy, Dockerfile, DockerfileError, Entrypoint, Env, ExpandedStage, Expose,
+        From, Healthcheck, Heredoc, Instruction, KeyValue, Label, Maintainer, Node, Onbuild,
+        ParseResult, Run, Shell, ShellError, ShellLex, SourceContent, Stage, Step, Stopsignal,
+        User, Volume, Workdir, build_stages, expand_from, expand_instruction, expand_stage,
+        expand_word, expand_words, parse, parse_dockerfile, parse_instruction, parse_mount,
+        resolve_meta_args, resolve_stage, stage_dependencies,
+    )
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__:
         from portside.engine.builder import dockerfile

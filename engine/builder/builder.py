@@ -461,8 +461,9 @@ class Builder:
         return float(sde) if sde is not None else time.time()
 
     def _meta(self, state: StageState, inst: Instruction, created_by: str,
-              extra: str = "") -> None:
-        """Finish a metadata-only step: new key, history entry (time from the cache)."""
+              extra: str = "") -> bool | None:
+        """Finish a metadata-only step: new key, history entry (time from the cache). Returns
+        None: :meth:`_dispatch`'s answer for a step that makes no layer."""
         from portside.engine.image.oci import empty_layer_history
 
         key = cache_key(state.key, _describe(inst), extra)

@@ -27,7 +27,7 @@ from portside.engine.records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Any, Callable
 
 
 __all__ = [
@@ -240,7 +240,7 @@ class _Flags:
 
     def __init__(self, node: Node, *, strings: tuple[str, ...] = (), bools: tuple[str, ...] = (),
                  lists: tuple[str, ...] = ()) -> None:
-        self.values: dict[str, object] = {}
+        self.values: dict[str, Any] = {}
         name = node.value.upper()
         seen: set[str] = set()
         for raw in node.flags:
@@ -251,7 +251,7 @@ class _Flags:
                 self.values.setdefault(key, [])
                 if not has_value:
                     raise DockerfileError(f"{name}: missing a value on flag: {key}")
-                self.values[key].append(value)  # type: ignore[union-attr]
+                self.values[key].append(value)
                 continue
             if key in seen:
                 raise DockerfileError(f"{name}: duplicate flag specified: {key}")
@@ -328,7 +328,7 @@ def parse_mount(spec: str) -> dict[str, str]:
 # One parse function per instruction
 
 
-def _common(node: Node) -> dict[str, object]:
+def _common(node: Node) -> dict[str, Any]:
     return {"start_line": node.start_line, "end_line": node.end_line, "original": node.original}
 
 

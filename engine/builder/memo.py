@@ -301,12 +301,12 @@ def _parse(argv: list[str]) -> _Request | None:
     return req
 
 
-def _dockerfile_text(req: _Request) -> str | None:
+def _dockerfile_text(req: _Request, context: str) -> str | None:
     if req.file is not None:
         path = req.file  # relative to the current directory, as the CLI reads it
     else:
         for name in ("Dockerfile", "Containerfile", "dockerfile"):
-            path = os.path.join(req.path, name)
+            path = os.path.join(context, name)
             if os.path.isfile(path):
                 break
         else:
@@ -335,8 +335,9 @@ def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int
     if os.environ.get("PORTSIDE_BUILD_MEMO") == "0":
         return None
     req = _parse(argv)
-    if req is None or lock_may_apply() or not os.path.isdir(req.path):
+    if req is None or req.path is None or lock_may_apply() or not os.path.isdir(req.path):
         return None
+    context = req.path
     sde_text = os.environ.get("SOURCE_DATE_EPOCH")
     try:
         sde = int(sde_text) if sde_text else None
@@ -344,10 +345,10 @@ def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int
         labels = key_values(req.label, "label")
     except ValueError:
         return None
-    dockerfile = _dockerfile_text(req)
+    dockerfile = _dockerfile_text(req, context)
     if dockerfile is None:
         return None
-    found_key = fingerprint(dockerfile=dockerfile, context=req.path, tags=req.tag,
+    found_key = fingerprint(dockerfile=dockerfile, context=context, tags=req.tag,
                             build_args=build_args, target=req.target, labels=labels,
                             platform=req.platform, source_date_epoch=sde)
     if found_key is None:
@@ -364,7 +365,7 @@ def replay(argv: list[str], out=None, err=None, *, exiting: bool = False) -> int
     except sqlite3.Error:
         return None
     try:
-        found = _lookup(conn, key, req.path)
+        found = _lookup(conn, key, context)
     except sqlite3.Error:
         found = None  # no memo table yet, a locked or damaged database: the full path decides
     finally:

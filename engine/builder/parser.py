@@ -591,7 +591,7 @@ ARGUMENT_PARSERS: dict[str, _ArgParser] = {
 def _node_from_line(line: str, escape: str) -> Node:
     parts = _WHITESPACE.split(line.strip(), maxsplit=1)
     cmd = parts[0]
-    rest, flags = ("", [])
+    rest, flags = "", []  # type: tuple[str, list[str]]
     if len(parts) == 2:
         rest, flags = extract_flags(parts[1])
     rest = rest.strip()

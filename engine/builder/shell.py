@@ -238,7 +238,7 @@ class _Expansion:
     # -- $ expansions ----------------------------------------------------------------------
     def name(self) -> str:
         """Read a variable name: letters/digits/_, or all leading digits, or one special."""
-        out = []
+        out: list[str] = []
         while self.scan.peek() != _EOF:
             ch = self.scan.peek()
             if not out and ch.isdigit():

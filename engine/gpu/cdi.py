@@ -159,7 +159,7 @@ class _Reader:
 
     def __init__(self, where: str) -> None:
         self.where = where
-        self.needs = (0, 3, 0)
+        self.needs: tuple[int, ...] = (0, 3, 0)
 
     def fail(self, msg: str) -> InvalidArgument:
         return InvalidArgument(f"CDI spec {self.where}: {msg}")
@@ -494,10 +494,10 @@ def apply_edits(spec: dict[str, Any], edits: ContainerEdits) -> dict[str, Any]:
     process = spec.setdefault("process", {})
     if edits.env:
         env: list[str] = process.setdefault("env", [])
-        for entry in edits.env:
-            name = entry.split("=", 1)[0]
+        for assignment in edits.env:
+            name = assignment.split("=", 1)[0]
             env[:] = [e for e in env if e.split("=", 1)[0] != name]
-            env.append(entry)
+            env.append(assignment)
     if edits.device_nodes:
         linux = spec.setdefault("linux", {})
         devices: list[dict[str, Any]] = linux.setdefault("devices", [])

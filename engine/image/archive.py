@@ -198,9 +198,10 @@ def _safe_extract(stream: BinaryIO, target: Path) -> None:
                     break
                 if p.is_symlink():
                     raise InvalidArgument(f"invalid path in image archive: {member.name}")
-            src = tar.extractfile(member)
+            data = tar.extractfile(member)
+            assert data is not None  # a regular file's member always has data
             with open(dest, "xb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                shutil.copyfileobj(data, out, 1 << 20)
 
 
 def _archive_path(root: Path, rel: str) -> Path:

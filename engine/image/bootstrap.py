@@ -26,6 +26,10 @@ from . import oci
 from .reference import parse_reference
 from .store import ImageRecord, ImageStore
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Sequence
+
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -141,8 +145,8 @@ def make_debian_rootfs(target: Path, suite: str, include: list[str], mirror: str
                 p.unlink()
             elif p.is_dir() and p.name not in ("partial", "auxfiles"):
                 shutil.rmtree(p)
-    for p in ("etc/machine-id", "var/lib/dbus/machine-id"):
-        f = target / p
+    for rel in ("etc/machine-id", "var/lib/dbus/machine-id"):
+        f = target / rel
         if f.exists() or f.is_symlink():
             f.unlink()
             if p == "etc/machine-id":
@@ -152,7 +156,7 @@ def make_debian_rootfs(target: Path, suite: str, include: list[str], mirror: str
 
 
 def bootstrap(store: ImageStore, what: str, *, tag: str | None = None,
-              include: list[str] = (), mirror: str | None = None, tmp_root: Path | None = None,
+              include: Sequence[str] = (), mirror: str | None = None, tmp_root: Path | None = None,
               log=None) -> ImageRecord:
     """Make a base image: ``busybox`` or ``debian[:SUITE]``; returns the image."""
     from .layer import write_layer

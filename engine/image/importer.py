@@ -16,11 +16,11 @@ from .store import ImageRecord, ImageStore
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from typing import BinaryIO, Sequence
 
 
 def import_rootfs(store: ImageStore, stream: BinaryIO, *, repository: str | None = None,
-                  changes: list[str] = (), message: str = "", source: str = "-",
+                  changes: Sequence[str] = (), message: str = "", source: str = "-",
                   platform: dict | None = None) -> ImageRecord:
     """Import a rootfs tarball as an image; returns the new image.
 

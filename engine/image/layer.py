@@ -55,7 +55,7 @@ import tarfile
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Sequence, cast
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import record
@@ -95,6 +95,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_CACHE_MAX = 256
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
 
 
 @record(frozen=True)
@@ -137,7 +140,7 @@ def detect_compression(head: bytes) -> str | None:
 class _HeadReader(io.RawIOBase):
     """A stream whose first bytes were read to sniff the compression, with them put back."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: SupportsRead[bytes]) -> None:
         super().__init__()
         self._head = head
         self._stream = stream
@@ -199,7 +202,7 @@ def _zstandard() -> Any:
     return zstandard
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+def decompressed(stream: SupportsRead[bytes]) -> BinaryIO:
     """Wrap a layer blob so that reading it yields the uncompressed tar.
 
     The compression is detected from the magic bytes (gzip, zstd, or none), and decompression
@@ -651,7 +654,7 @@ class _Extractor:
                 src.seek(ti.offset_data)
                 view, remaining, write = self._view, ti.size, os.write
                 while remaining:
-                    n = src.readinto(view[: min(_BUF, remaining)])
+                    n = src.readinto(view[: min(_BUF, remaining)])  # type: ignore[attr-defined]
                     if not n:
                         raise InvalidArgument(f"layer entry {ti.name!r}: unexpected end of data")
                     remaining -= n
@@ -875,7 +878,8 @@ class _TarInfo(tarfile.TarInfo):
     __slots__ = ()
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str,  # type: ignore[override]
+                errors: str) -> tarfile.TarInfo:
         if (len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE
                 or (buf[100] | buf[108] | buf[116] | buf[124] | buf[136] | buf[148] | buf[329] | buf[337]) & 0x80):
             return super().frombuf(buf, encoding, errors)
@@ -890,7 +894,7 @@ class _TarInfo(tarfile.TarInfo):
         obj.name = buf[0:100].split(b"\0", 1)[0].decode(encoding, errors)
         obj.mode, obj.uid, obj.gid, obj.size, obj.mtime = mode, uid, gid, size, mtime
         obj.chksum = chksum
-        obj.type = buf[156:157]
+        obj.type = bytes(buf[156:157])
         obj.linkname = buf[157:257].split(b"\0", 1)[0].decode(encoding, errors)
         obj.uname = buf[265:297].split(b"\0", 1)[0].decode(encoding, errors)
         obj.gname = buf[297:329].split(b"\0", 1)[0].decode(encoding, errors)
@@ -905,18 +909,20 @@ class _TarInfo(tarfile.TarInfo):
         return obj
 
 
-def _open_tar(stream: BinaryIO) -> tuple[tarfile.TarFile, _ForwardReader]:
+def _open_tar(stream: SupportsRead[bytes]) -> tuple[tarfile.TarFile, _ForwardReader]:
     """Open a layer blob as a tar read strictly front to back, hashing the uncompressed bytes."""
     raw = _ForwardReader(decompressed(stream))
     try:
-        tf = tarfile.open(fileobj=io.BufferedReader(raw, _BUF), mode="r:", encoding="utf-8",
-                          errors="surrogateescape", copybufsize=_BUF, tarinfo=_TarInfo)
+        # copybufsize is a real (undocumented) TarFile argument the stubs do not know
+        tf = tarfile.open(fileobj=io.BufferedReader(raw, _BUF),  # type: ignore[call-overload]
+                          mode="r:", encoding="utf-8", errors="surrogateescape",
+                          copybufsize=_BUF, tarinfo=_TarInfo)
     except tarfile.TarError as exc:
         raise InvalidArgument(f"invalid layer tar: {exc}") from exc
     return tf, raw
 
 
-def apply_layer(stream: BinaryIO, target: Path, *, overlay: bool = True,
+def apply_layer(stream: SupportsRead[bytes], target: Path, *, overlay: bool = True,
                 lower: Sequence[Path] = ()) -> tuple[str, int]:
     """Extract a (possibly compressed) layer tar into ``target``.
 
@@ -952,7 +958,8 @@ def apply_layer(stream: BinaryIO, target: Path, *, overlay: bool = True,
                 ti = tf.next()
                 if ti is None:
                     break
-                tf.members.clear()  # one pass needs no index; a big rootfs would pile up TarInfos
+                # one pass needs no index; a big rootfs would pile up TarInfos
+                tf.members.clear()  # type: ignore[attr-defined]
                 extractor.entry(ti, tf)
         except tarfile.TarError as exc:
             raise InvalidArgument(f"invalid layer tar: {exc}") from exc
@@ -963,7 +970,7 @@ def apply_layer(stream: BinaryIO, target: Path, *, overlay: bool = True,
     return "sha256:" + reader.sha.hexdigest(), reader.size
 
 
-def layer_paths(stream: BinaryIO) -> Iterator[tarfile.TarInfo]:
+def layer_paths(stream: SupportsRead[bytes]) -> Iterator[tarfile.TarInfo]:
     """List the members of a layer (compressed or not) in archive order.
 
     Args:
@@ -983,7 +990,7 @@ def layer_paths(stream: BinaryIO) -> Iterator[tarfile.TarInfo]:
             raise InvalidArgument(f"invalid layer tar: {exc}") from exc
         if ti is None:
             return
-        tf.members.clear()
+        tf.members.clear()  # type: ignore[attr-defined]
         yield ti
 
 
@@ -1023,7 +1030,7 @@ class _Writer:
 
     def _add(self, ti: tarfile.TarInfo, fileobj: Any = None) -> None:
         self.tf.addfile(ti, fileobj)
-        self.tf.members.clear()
+        self.tf.members.clear()  # type: ignore[attr-defined]
 
     def _marker(self, name: str) -> None:
         # Whiteouts carry no metadata of their own; fixed values keep digests reproducible.
@@ -1111,7 +1118,8 @@ class _Writer:
                     value = os.getxattr(fd, xname)
                 except OSError:
                     continue
-                ti.pax_headers["SCHILY.xattr." + xname] = value.decode("utf-8", "surrogateescape")
+                ti.pax_headers["SCHILY.xattr." + xname] = value.decode(  # type: ignore[index]
+                    "utf-8", "surrogateescape")
 
 
 def write_layer(source: Path, out: BinaryIO, *, overlay_upper: bool = False,
@@ -1168,7 +1176,8 @@ def write_layer(source: Path, out: BinaryIO, *, overlay_upper: bool = False,
                 counted, closefd=False)
             sink, finish = zw, zw.close
         tar_bytes = counted if compression is None else _HashingWriter(sink)
-        tf = tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+        tf = tarfile.open(fileobj=tar_bytes, mode="w",  # type: ignore[call-overload]
+                          format=tarfile.PAX_FORMAT, encoding="utf-8",
                           errors="surrogateescape", copybufsize=_BUF)
         _Writer(tf, overlay_upper=overlay_upper, clamp=source_date_epoch, wanted=wanted).walk(root_fd, ())
         tf.close()

@@ -43,6 +43,7 @@ from ..records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import BinaryIO, Iterable, Iterator
 
 
@@ -335,9 +336,8 @@ class ImageStore:
         ``config_bytes``/``manifest_bytes`` keep documents byte-for-byte (pull, load); otherwise
         they are serialised canonically. Tags move to the new image.
         """
-        own_leases = leases is None
         with contextlib.ExitStack() as stack:
-            if own_leases:
+            if leases is None:
                 leases = stack.enter_context(self.lease())
             diff_ids = config.get("rootfs", {}).get("diff_ids", [])
             if [layer.diff_id for layer in layers] != list(diff_ids):
@@ -489,7 +489,7 @@ class ImageStore:
     def manifest(self, image: ImageRecord) -> dict:
         return json.loads(self.content.read_bytes(image.manifest_digest))
 
-    def rootfs_lowers(self, image: ImageRecord) -> list[Path]:
+    def rootfs_lowers(self, image: ImageRecord) -> builtins.list[Path]:
         """Snapshot directories of the image, topmost first, for an overlay mount."""
         return [self.snapshots.path(layer["chain_id"]) for layer in reversed(image.layers)]
 
@@ -550,7 +550,7 @@ class ImageStore:
         return blobs, chains
 
     def collect(self, *, candidates_blobs: set[str] | None = None,
-                candidates_chains: set[str] | None = None) -> tuple[list[str], list[str]]:
+                candidates_chains: set[str] | None = None) -> tuple[builtins.list[str], builtins.list[str]]:
         """Garbage-collect: remove blobs and snapshots no image (or lease) references.
 
         With candidates, only those are considered (the usual case after ``rmi``); without, the

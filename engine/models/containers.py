@@ -29,7 +29,8 @@ from .system import register_check, register_df, register_info
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Iterator
+    import builtins
+    from typing import Any, BinaryIO, Iterator, Sequence
 
 
 #: State keys that are portside's own bookkeeping, not Docker's.
@@ -312,7 +313,7 @@ class Container(Model):
         return code
 
     def commit(self, repository: str | None = None, tag: str | None = None, *,
-               message: str = "", author: str = "", changes: list[str] | str = (),
+               message: str = "", author: str = "", changes: Sequence[str] | str = (),
                pause: bool = True):
         from ..runtime.commit import commit
 
@@ -835,7 +836,7 @@ class ContainerCollection(Collection):
                                     container_id=container_id)
         return Container(None, self, rec)
 
-    def create(self, image: str, command: str | list[str] | None = None, *,
+    def create(self, image: str, command: str | builtins.list[str] | None = None, *,
                locked: bool | None = None, **kwargs: Any) -> Container:
         """docker-py's ``containers.create``: name, environment, entrypoint, working_dir, user,
         hostname, labels, volumes, tty, stdin_open, auto_remove, network_mode, privileged,
@@ -844,7 +845,7 @@ class ContainerCollection(Collection):
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
         return self.create_from(config, host_config, name=name, locked=locked)
 
-    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
+    def run(self, image: str, command: str | builtins.list[str] | None = None, *, detach: bool = False,
             remove: bool = False, stdout: bool = True, stderr: bool = False,
             locked: bool | None = None, **kwargs: Any) -> Container | bytes:
         """docker-py's ``containers.run``: with ``detach`` the running Container; otherwise the
@@ -858,11 +859,14 @@ class ContainerCollection(Collection):
         config, host_config, name = docker_py_kwargs(
             image, command, dict(kwargs, auto_remove=remove and detach))
         if detach:
-            return self.run_from(config, host_config, name=name, detach=True, locked=locked)
+            started = self.run_from(config, host_config, name=name, detach=True, locked=locked)
+            assert isinstance(started, Container)
+            return started
         out, err = io.BytesIO(), io.BytesIO()
         made: list[Container] = []
         code = self.run_from(config, host_config, name=name, locked=locked, stdout=out,
                              stderr=err, on_created=made.append)
+        assert not isinstance(code, Container)
         data = (out.getvalue() if stdout else b"") + (err.getvalue() if stderr else b"")
         if remove and made:
             with contextlib.suppress(NotFound):
@@ -967,7 +971,7 @@ class ContainerCollection(Collection):
             raise
         return lc.finish_foreground(rec)
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    def prune(self, filters: dict[str, builtins.list[str]] | None = None) -> dict[str, Any]:
         """Remove every stopped container; returns ``{"ContainersDeleted", "SpaceReclaimed"}``."""
         deleted, reclaimed = [], 0
         for rec in self.records(all=True, filters=filters):
@@ -1145,7 +1149,7 @@ def _network_settings(rec: ContainerRecord, mode: str, ports: dict, up: bool) ->
     elif mode != "host":
         networks[mode] = {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
                           "IPPrefixLen": 0, "MacAddress": ""}
-    first = next(iter(networks.values()), {})
+    first: dict[str, Any] = next(iter(networks.values()), {})
     return {"Bridge": "", "SandboxID": "", "SandboxKey": (live or {}).get("SandboxKey") or "",
             "Ports": ports, "IPAddress": first.get("IPAddress", ""), "IPPrefixLen": 0,
             "Gateway": "", "MacAddress": first.get("MacAddress", ""), "Networks": networks}

@@ -11,7 +11,8 @@ from .resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable
+    import builtins
+    from typing import BinaryIO, Callable, Sequence
 
     from ..image.store import ImageRecord
 
@@ -143,7 +144,7 @@ class ImageCollection(Collection):
             out.append(image)
         return out
 
-    def history(self, name: str) -> list[dict]:
+    def history(self, name: str) -> builtins.list[dict]:
         """The image's history, newest first, with Docker's columns."""
         rec = self.store.get(name)
         config = self.store.config(rec)
@@ -176,14 +177,14 @@ class ImageCollection(Collection):
 
     # ------------------------------------------------------------ writing
     def import_(self, stream: BinaryIO, repository: str | None = None, *,
-                changes: list[str] = (), message: str = "", source: str = "-") -> Image:
+                changes: Sequence[str] = (), message: str = "", source: str = "-") -> Image:
         from ..image.importer import import_rootfs
 
         rec = import_rootfs(self.store, stream, repository=repository, changes=changes,
                             message=message, source=source)
         return self.get(rec.id)
 
-    def bootstrap(self, what: str, *, tag: str | None = None, include: list[str] = (),
+    def bootstrap(self, what: str, *, tag: str | None = None, include: Sequence[str] = (),
                   mirror: str | None = None, log=None) -> Image:
         from ..image.bootstrap import bootstrap
 
@@ -194,12 +195,12 @@ class ImageCollection(Collection):
     def tag(self, source: str, target: str) -> Image:
         return self.get(self.store.tag(source, target).id)
 
-    def save(self, names: list[str], out: BinaryIO) -> None:
+    def save(self, names: builtins.list[str], out: BinaryIO) -> None:
         from ..image.archive import save
 
         save(self.store, names, out, tmp_dir=self.engine.tmp_dir)
 
-    def load(self, stream: BinaryIO, progress=None) -> list[tuple[Image, list[str]]]:
+    def load(self, stream: BinaryIO, progress=None) -> builtins.list[tuple[Image, builtins.list[str]]]:
         from ..image.archive import load
 
         loaded = load(self.store, stream, tmp_root=self.engine.tmp_dir, progress=progress)
@@ -219,7 +220,7 @@ class ImageCollection(Collection):
         lock = in_force(bool(locked))
         return name if lock is None else enforce(self.store, name, lock)
 
-    def lock(self, names: list[str] | tuple[str, ...] = (), *, path: str | None = None,
+    def lock(self, names: builtins.list[str] | tuple[str, ...] = (), *, path: str | None = None,
              update: bool = False, locked: bool | None = None,
              source_date_epoch: int | None = None) -> dict:
         """Pin images in ``portside.lock`` (``portside lock``); see
@@ -244,7 +245,7 @@ class ImageCollection(Collection):
 
         return provenance(self.store, name)
 
-    def diff(self, image_a: str, image_b: str, *, ignore: list[str] | tuple[str, ...] = ()
+    def diff(self, image_a: str, image_b: str, *, ignore: builtins.list[str] | tuple[str, ...] = ()
              ) -> dict:
         """Why two images differ (``image diff``): the JSON form plus ``Report``, the lines."""
         from ..image.diff import diff_images
@@ -310,7 +311,7 @@ class ImageCollection(Collection):
         return self._registries().logout(registry)
 
     def search(self, term: str, limit: int = 25, filters: dict | None = None,
-               tls_verify: bool | None = None) -> list[dict]:
+               tls_verify: bool | None = None) -> builtins.list[dict]:
         return self._registries().search(term, limit, filters, tls_verify=tls_verify)
 
     def get_registry_data(self, name: str, tls_verify: bool | None = None) -> dict:
@@ -318,7 +319,7 @@ class ImageCollection(Collection):
         return self._registries().manifest_inspect(name, tls_verify=tls_verify)
 
     # ------------------------------------------------------------ removal
-    def remove(self, name: str, *, force: bool = False, noprune: bool = False) -> list[dict]:
+    def remove(self, name: str, *, force: bool = False, noprune: bool = False) -> builtins.list[dict]:
         """``rmi``: untag, and delete the image once no name is left. Returns Docker's
         ``[{"Untagged": ...}, {"Deleted": ...}]`` list."""
         rec = self.store.get(name)

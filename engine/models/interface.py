@@ -46,12 +46,29 @@ time.
 from __future__ import annotations
 
 from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, Sequence
+import builtins
 
 #: receives each progress event of a long operation, in order (from any thread, one at a time)
 Progress = Callable[[Any], None]
 
 
 # ----------------------------------------------------------------------------------- streams
+class BinaryStream(Protocol):
+    """One standard stream of an :class:`ExecStream`: a buffered binary pipe or socket."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def read1(self, n: int = -1, /) -> bytes: ...
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+
 class ExecStream(Protocol):
     """A process running in a container, with its standard streams as binary file objects: the
     shape of ``exec_run(..., socket=True)``'s result (docker-py returns a socket; here the three
@@ -61,9 +78,9 @@ class ExecStream(Protocol):
     as well as ``read``/``read1``/``write``/``close``; closing ``stdin`` sends end-of-file.
     """
 
-    stdin: BinaryIO
-    stdout: BinaryIO
-    stderr: BinaryIO
+    stdin: BinaryStream
+    stdout: BinaryStream
+    stderr: BinaryStream
 
     def poll(self) -> int | None:
         """The exit status once the process has ended, else None."""
@@ -284,7 +301,7 @@ class ImageCollection(Protocol):
 
     def pull(self, name: str, *, platform: str | None = None, progress: Progress | None = None,
              tls_verify: bool | None = None, all_tags: bool = False,
-             locked: bool | None = None) -> Image | list[Image]:
+             locked: bool | None = None) -> Image | builtins.list[Image]:
         """Pull ``name`` (``latest`` when no tag); under an enforced lock the pinned digest is
         pulled. ``all_tags``: every tag of the repository (a list comes back)."""
 
@@ -292,8 +309,8 @@ class ImageCollection(Protocol):
              tls_verify: bool | None = None) -> str:
         """Push a local image; returns the manifest's digest."""
 
-    def search(self, term: str, limit: int = 25, filters: Mapping[str, list[str]] | None = None,
-               tls_verify: bool | None = None) -> list[dict[str, Any]]: ...
+    def search(self, term: str, limit: int = 25, filters: Mapping[str, builtins.list[str]] | None = None,
+               tls_verify: bool | None = None) -> builtins.list[dict[str, Any]]: ...
 
     def get_registry_data(self, name: str, tls_verify: bool | None = None) -> dict[str, Any]:
         """The manifest or index ``name`` resolves to in its registry (``manifest inspect``)."""
@@ -310,14 +327,14 @@ class ImageCollection(Protocol):
     def save(self, names: Sequence[str], out: BinaryIO) -> None: ...
 
     def load(self, stream: BinaryIO, progress: Progress | None = None
-             ) -> list[tuple[Image, list[str]]]:
+             ) -> builtins.list[tuple[Image, builtins.list[str]]]:
         """Load an archive; each image with the names it got."""
 
     def remove(self, name: str, *, force: bool = False, noprune: bool = False
-               ) -> list[dict[str, str]]:
+               ) -> builtins.list[dict[str, str]]:
         """``rmi``: ``[{"Untagged": name}, {"Deleted": id}...]``."""
 
-    def prune(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None
+    def prune(self, *, all: bool = False, filters: Mapping[str, builtins.list[str]] | None = None
               ) -> dict[str, Any]: ...
 
     def lock(self, names: Sequence[str] = (), *, path: str | None = None, update: bool = False,
@@ -395,7 +412,7 @@ class ContainerCollection(Protocol):
                        tty_size: tuple[int, int] | None = None) -> int | None:
         """``docker start -a [-i]``: start and stay attached, as :meth:`run_from` does."""
 
-    def prune(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]: ...
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]: ...
 
 
 class VolumeCollection(Protocol):
@@ -414,7 +431,7 @@ class VolumeCollection(Protocol):
     def prune(self, all: bool = False, filters: Mapping[str, Any] | None = None
               ) -> dict[str, Any]: ...
 
-    def in_use(self) -> dict[str, list[str]]:
+    def in_use(self) -> dict[str, builtins.list[str]]:
         """``{volume name: [ids of the containers using it]}``."""
 
     def size(self, name: str) -> int:
@@ -487,6 +504,6 @@ class EngineAPI(Protocol):
         """Release what the engine object holds (connections, helper processes)."""
 
 
-__all__ = ["Progress", "ExecStream", "Model", "Image", "Container", "Volume", "Network",
+__all__ = ["Progress", "BinaryStream", "ExecStream", "Model", "Image", "Container", "Volume", "Network",
            "ImageCollection", "ContainerCollection", "VolumeCollection", "NetworkCollection",
            "BuildCollection", "System", "EngineAPI"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import subprocess
-    from typing import BinaryIO
+
+    from .interface import BinaryStream
 
 
 class ProcessStream:
@@ -20,9 +21,10 @@ class ProcessStream:
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
-        self.stdin: BinaryIO = proc.stdin  # type: ignore[assignment]
-        self.stdout: BinaryIO = proc.stdout  # type: ignore[assignment]
-        self.stderr: BinaryIO = proc.stderr  # type: ignore[assignment]
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        self.stdin: BinaryStream = proc.stdin  # type: ignore[assignment]
+        self.stdout: BinaryStream = proc.stdout  # type: ignore[assignment]
+        self.stderr: BinaryStream = proc.stderr  # type: ignore[assignment]
 
     @property
     def pid(self) -> int:

@@ -12,7 +12,7 @@ from ..image import oci
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any, Iterable, Iterator
 
 _CHECKS: dict = {}
 
@@ -148,6 +148,7 @@ class System:
                 return False
             return "event" not in filters or event.action in filters["event"]
 
+        source: Iterable[Any]
         if not follow or (until is not None and until <= time.time()):
             source = ev.read_events(db, since=since, until=until, limit=1_000_000)
         else:

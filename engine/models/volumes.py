@@ -21,6 +21,7 @@ from .resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any
 
 
@@ -178,7 +179,7 @@ class VolumeCollection(Collection):
         names, reclaimed = self.manager.prune(all=all, keep=keep)
         return {"VolumesDeleted": names, "SpaceReclaimed": reclaimed}
 
-    def in_use(self) -> dict[str, list[str]]:
+    def in_use(self) -> dict[str, builtins.list[str]]:
         """``{volume name: [container ids]}`` for volumes some container uses."""
         return self.manager.usage()
 

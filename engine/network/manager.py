@@ -57,6 +57,7 @@ from portside.engine.records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any, Iterable, Sequence
 
 
@@ -340,7 +341,7 @@ class NetworkManager:
         }
 
     @_off_event_loop
-    def prune(self) -> list[str]:
+    def prune(self) -> builtins.list[str]:
         """Remove every user-defined network with no container attached; returns their names."""
         removed = []
         for row in self.db.query("SELECT name FROM net_networks WHERE name != ? AND id NOT IN "
@@ -473,7 +474,7 @@ class NetworkManager:
             pending.join()
         self.links.delete(host_ifname)
 
-    def _make_endpoints(self, path: Path, endpoints: Sequence[br.Endpoint], create: bool) -> list[int]:
+    def _make_endpoints(self, path: Path, endpoints: Sequence[br.Endpoint], create: bool) -> builtins.list[int]:
         """Build endpoints inside ``path`` (made first when ``create``); returns host indexes.
 
         A host-end name left over by a crash (or still being deleted in the background) is
@@ -565,7 +566,7 @@ class NetworkManager:
         shutil.rmtree(etc, ignore_errors=True)
         self._rewrite_hosts(peers)
 
-    def _reap(self, names: list[str]) -> None:
+    def _reap(self, names: builtins.list[str]) -> None:
         if not names:
             return
 
@@ -693,7 +694,7 @@ class NetworkManager:
 
     # ----- /etc files ------------------------------------------------------------------------
 
-    def _peers_of(self, container_id: str) -> list[str]:
+    def _peers_of(self, container_id: str) -> builtins.list[str]:
         """Containers sharing a user-defined network with this one."""
         return [r[0] for r in self.db.query(
             "SELECT DISTINCT b.container_id FROM net_leases a JOIN net_leases b "
@@ -748,7 +749,7 @@ class NetworkManager:
     # ----- crash repair ----------------------------------------------------------------------
 
     @_off_event_loop
-    def cleanup_stale(self, alive_ids: Iterable[str]) -> list[str]:
+    def cleanup_stale(self, alive_ids: Iterable[str]) -> builtins.list[str]:
         """Remove what dead containers and killed processes left behind.
 
         Detaches every sandbox whose container is not in ``alive_ids``, then removes kernel

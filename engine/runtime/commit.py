@@ -34,7 +34,7 @@ from .containers import ContainerRecord
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, Sequence
 
     from .lifecycle import Lifecycle
 
@@ -82,7 +82,7 @@ def diff(lc: Lifecycle, rec: ContainerRecord) -> list[tuple[str, str]]:
 
 
 def commit(lc: Lifecycle, rec: ContainerRecord, *, repository: str | None = None,
-           author: str = "", message: str = "", changes: list[str] = (),
+           author: str = "", message: str = "", changes: Sequence[str] = (),
            pause: bool = True) -> str:
     """Make an image of the container's changes; returns the new image id.
 

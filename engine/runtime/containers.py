@@ -37,6 +37,7 @@ from portside.engine.records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any, Iterator
 
 
@@ -241,7 +242,7 @@ class ContainerStore:
     def name_taken(self, name: str) -> bool:
         return bool(self.db.query("SELECT 1 FROM containers WHERE name = ?", (name,)))
 
-    def images_in_use(self) -> dict[str, list[str]]:
+    def images_in_use(self) -> dict[str, builtins.list[str]]:
         """{image id: [container ids]} for ``rmi`` and ``image prune``."""
         used: dict[str, list[str]] = {}
         for row in self.db.query("SELECT id, image_id FROM containers"):

@@ -49,7 +49,7 @@ from .signals import parse_signal
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Sequence
 
     from portside.engine.config import Config
     from portside.engine.image.store import ImageStore
@@ -235,7 +235,8 @@ class Lifecycle:
         if status == Status.RESTARTING:
             if alive:
                 return rec  # the monitor's cleanup is waiting to start it again
-            exit_doc = {"exit_code": rec.state.get("ExitCode", 0), "error": ""}
+            exit_doc: dict[str, Any] | None = {"exit_code": rec.state.get("ExitCode", 0),
+                                                "error": ""}
         else:
             exit_doc = _read_exit(paths.exit_file)
         if exit_doc is None:
@@ -1148,7 +1149,7 @@ class Lifecycle:
 
     # ---- exec ------------------------------------------------------------------------------------
 
-    def exec_process(self, rec: ContainerRecord, cmd: list[str], *, env: list[str] = (),
+    def exec_process(self, rec: ContainerRecord, cmd: list[str], *, env: Sequence[str] = (),
                      workdir: str = "", user: str = "", tty: bool = False) -> dict[str, Any]:
         """The OCI ``process`` for ``exec``: the container's own, with this command."""
         if not cmd:
@@ -1175,7 +1176,7 @@ class Lifecycle:
         return proc
 
     def exec_run(self, ref: str | ContainerRecord, cmd: list[str], *, detach: bool = False,
-                 tty: bool = False, env: list[str] = (), workdir: str = "", user: str = "",
+                 tty: bool = False, env: Sequence[str] = (), workdir: str = "", user: str = "",
                  stdin=None, stdout=None, stderr=None):
         """Run ``cmd`` in the running container.
 

@@ -61,7 +61,8 @@ def _whole_seconds(text: str) -> int:
             from datetime import datetime, timezone
 
             try:
-                return int(datetime(*(int(p) for p in parts), tzinfo=timezone.utc).timestamp())
+                y, mo, d, h, mi, s = (int(p) for p in parts)
+                return int(datetime(y, mo, d, h, mi, s, tzinfo=timezone.utc).timestamp())
             except ValueError:
                 pass  # a day or hour out of range: strptime says what is wrong
     import calendar

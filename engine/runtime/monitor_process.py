@@ -19,6 +19,11 @@ import time
 import _signal
 import _struct
 
+TYPE_CHECKING = False  # annotations only: the monitor imports nothing it does not run
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+_make_scanner: "Any"
 try:
     from _json import encode_basestring_ascii as _quote
     from _json import make_scanner as _make_scanner
@@ -66,9 +71,10 @@ class _JSONContext:
     parse_float = float
     parse_int = int
     parse_constant = float
-    memo = {}
+    memo: dict = {}
 
 
+loads: "Callable[[Any], Any]"
 if _make_scanner is not None:
     _scan = _make_scanner(_JSONContext())
 
@@ -83,7 +89,7 @@ if _make_scanner is not None:
             raise ValueError("extra data after the JSON document")
         return value
 else:
-    from json import loads
+    from json import loads  # type: ignore[assignment]
 
 
 def dumps(value):

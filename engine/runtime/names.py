@@ -94,13 +94,13 @@ def random_name(taken: Callable[[str], bool] = lambda _n: False,
     Returns:
         a name for which ``taken`` returned False.
     """
-    rng = rng or _SystemRandom()
+    source: random.Random | _SystemRandom = rng or _SystemRandom()
     for attempt in range(100):
-        name = f"{rng.choice(ADJECTIVES)}_{rng.choice(SCIENTISTS)}"
+        name = f"{source.choice(ADJECTIVES)}_{source.choice(SCIENTISTS)}"
         if name == "boring_wozniak":  # Steve Wozniak is not boring (Docker's own rule)
             continue
         if attempt >= 10:
-            name += str(rng.randint(0, 99))
+            name += str(source.randint(0, 99))
         if not taken(name):
             return name
     raise InvalidArgument("could not find a free container name")

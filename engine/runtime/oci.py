@@ -32,6 +32,7 @@ from .cgroups import CgroupLayout
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     import subprocess
     from typing import IO, Any, Sequence, Union
 
@@ -236,7 +237,7 @@ class OCIRuntime:
         """Thaw a paused container."""
         self._call("resume", container_id, container_id=container_id)
 
-    def ps(self, container_id: str) -> list[int]:
+    def ps(self, container_id: str) -> builtins.list[int]:
         """Host pids of the container's processes."""
         out = self._call("ps", "--format", "json", container_id, container_id=container_id)
         return sorted(json.loads(out or "null") or [])

@@ -56,6 +56,7 @@ from portside.engine.errors import (
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import BinaryIO
 
 
@@ -406,7 +407,7 @@ class ContentStore:
                 h.update(chunk)
         return "sha256:" + h.hexdigest() == digest
 
-    def ingests(self) -> list[str]:
+    def ingests(self) -> builtins.list[str]:
         """Return the refs of every ingest on disk (live or abandoned)."""
         refs = []
         for d in sorted(self.ingest.iterdir()):

@@ -276,7 +276,8 @@ class LinuxMounter:
                               None, None, ctypes.c_int(0))
             except OSError as exc:
                 log = self._fs_log(fd)
-                raise OSError(exc.errno, exc.strerror + (f": {log}" if log else "")) from None
+                raise OSError(exc.errno, (exc.strerror or "") + (f": {log}" if log else "")) \
+                    from None
             attrs = MOUNT_ATTR_RDONLY if readonly or upper is None else 0
             mfd = self._syscall(SYS_FSMOUNT, ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
                                 ctypes.c_uint(attrs))

@@ -48,6 +48,7 @@ from portside.engine.store.db import Database
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any
 
 
@@ -276,7 +277,7 @@ class Snapshots:
         rows = self.db.query("SELECT * FROM snapshots ORDER BY created, chain_id")
         return [dict(r) for r in rows]
 
-    def chain(self, chain_id: str) -> list[str]:
+    def chain(self, chain_id: str) -> builtins.list[str]:
         """Return the chain ids from ``chain_id`` down to its base layer (topmost first).
 
         This is the order overlayfs wants its lower directories in.
@@ -300,7 +301,7 @@ class Snapshots:
                                f" {rows[-1]['parent']}")
         return [r["chain_id"] for r in rows]
 
-    def lowers(self, chain_id: str) -> list[Path]:
+    def lowers(self, chain_id: str) -> builtins.list[Path]:
         """Return the ``fs`` directories of ``chain(chain_id)``: an overlay's lowerdirs, top first.
 
         Raises:
@@ -327,7 +328,8 @@ class Snapshots:
                       if item.removed)
         return removed + self._empty_trash()
 
-    def check(self, repair: bool = False, *, garbage: list[str] | None = None) -> list[str]:
+    def check(self, repair: bool = False, *, garbage: builtins.list[str] | None = None
+              ) -> builtins.list[str]:
         """Compare records with directories and report every mismatch.
 
         Problems found: a record whose directory is missing, a directory with no record, a
@@ -348,7 +350,8 @@ class Snapshots:
             if not found or not repair:
                 return problems
 
-    def _check_once(self, repair: bool, garbage: list[str] | None = None) -> list[str]:
+    def _check_once(self, repair: bool, garbage: builtins.list[str] | None = None
+                    ) -> builtins.list[str]:
         found: list[str] = []
         with self.db.transaction() as conn:
             records = {r["chain_id"]: r["parent"] for r in

@@ -41,6 +41,7 @@ from .specs import (MountSpec, check_duplicates, mount_from_api, parse_mount, pa
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any
 
 
@@ -228,7 +229,7 @@ class VolumeManager:
         """Every volume's inspect document, by name."""
         return [self._doc(r) for r in self.db.query("SELECT * FROM volumes ORDER BY name")]
 
-    def usage(self) -> dict[str, list[str]]:
+    def usage(self) -> dict[str, builtins.list[str]]:
         """Volumes in use: ``{volume name: [container ids]}`` (volumes not in use are absent)."""
         used: dict[str, list[str]] = {}
         for row in self.db.query("SELECT name, container_id FROM volume_usage"
@@ -282,7 +283,7 @@ class VolumeManager:
                        mounts: Sequence[str | dict] = (),
                        volumes_from: Sequence[Any] = (),
                        image_volumes: Iterable[str] = (), rootfs: Path | None = None,
-                       tmpfs: Sequence[str] = ()) -> list[dict]:
+                       tmpfs: Sequence[str] = ()) -> builtins.list[dict]:
         """Work out a container's mounts, create the volumes they need and record the usage.
 
         Args:
@@ -369,8 +370,8 @@ class VolumeManager:
                 raise
         return entries
 
-    def _record(self, container_id: str, specs: list[MountSpec], entries: list[dict],
-                created: list[str]) -> None:
+    def _record(self, container_id: str, specs: builtins.list[MountSpec], entries: builtins.list[dict],
+                created: builtins.list[str]) -> None:
         with self.db.transaction() as conn:
             for spec in specs:
                 if spec.type == "volume":
@@ -404,7 +405,7 @@ class VolumeManager:
             raise InvalidArgument(f"volume {name}: local driver options type/device "
                                   "(mounting a device or tmpfs) are not supported yet")
 
-    def _from_records(self, item: Any) -> list[MountSpec]:
+    def _from_records(self, item: Any) -> builtins.list[MountSpec]:
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str):
             records, mode = item
         elif isinstance(item, dict):
@@ -457,7 +458,7 @@ class VolumeManager:
             return  # Docker copies only into an empty volume: existing data is never touched
         copy_tree(src, data)
 
-    def release(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
+    def release(self, container_id: str, remove_anonymous: bool = False) -> builtins.list[str]:
         """Drop a container's volume usage (the container is being removed).
 
         Args:
@@ -492,7 +493,7 @@ class VolumeManager:
 
     # ------------------------------------------------------------------ maintenance
     def prune(self, *, all: bool = False,
-              keep: Any = None) -> tuple[list[str], int]:
+              keep: Any = None) -> tuple[builtins.list[str], int]:
         """Remove unused volumes: anonymous ones only, or every unused one with ``all``.
 
         Args:
@@ -520,7 +521,7 @@ class VolumeManager:
             reclaimed += size
         return removed, reclaimed
 
-    def check(self, repair: bool = False) -> list[str]:
+    def check(self, repair: bool = False) -> builtins.list[str]:
         """Find volume folders without a record and records without a folder.
 
         Args:
