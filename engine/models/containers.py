@@ -8,7 +8,8 @@ The collection follows docker-py: ``engine.containers.run("busybox", "echo hi")`
 after ``reload()`` is always the truth.
 
 Importing this module also tells the rest of the engine about containers: images they use cannot be
-removed (``register_in_use``), and ``info``, ``system df`` and ``system check`` count and repair
+removed (:func:`~portside.engine.models.images.images_in_use` asks their store), and ``info``,
+``system df`` and ``system check`` count and repair
 them. (Garbage collection keeps their images' layers through the image store's static table of
 roots, :data:`~portside.engine.image.schema.GC_ROOTS`.)
 """
@@ -23,7 +24,6 @@ from pathlib import Path
 
 from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
 from ..runtime.containers import ContainerRecord, ContainerStore, network_mode
-from .images import register_in_use
 from .resource import Collection, Model
 from .system import register_check, register_df, register_info
 
@@ -1157,10 +1157,6 @@ def _network_settings(rec: ContainerRecord, mode: str, ports: dict, up: bool) ->
 
 # ----------------------------------------------------------------------------------- registrations
 
-def _in_use(engine) -> dict[str, list[str]]:
-    return engine.containers.store.images_in_use()
-
-
 def _info(engine) -> dict[str, int]:
     recs = engine.containers.records(all=True)
     running = sum(1 for r in recs if r.status == "running")
@@ -1242,7 +1238,6 @@ def _check(engine, repair: bool) -> tuple[list[str], list[str]]:
     return problems, garbage
 
 
-register_in_use("containers", _in_use)
 register_info("containers", _info)
 register_df("containers", _df)
 register_check("containers", _check)

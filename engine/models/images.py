@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import fnmatch
-
 from ..errors import Conflict, InvalidArgument, NotFound
-from ..image import oci
-from ..image.reference import parse_reference
 from .resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import builtins
-    from typing import BinaryIO, Callable, Sequence
+    from typing import BinaryIO, Sequence
 
     from ..image.store import ImageRecord
 
 
-#: Other parts of the engine (containers) register a function ``fn(engine)`` returning the ids of
-#: images in use, as {image id: [container ids]}; ``rmi`` and ``prune`` consult it.
-_IN_USE: dict[str, Callable[[object], dict[str, list[str]]]] = {}
-
-
-def register_in_use(name: str, fn: Callable[[object], dict[str, list[str]]]) -> None:
-    _IN_USE[name] = fn
-
-
 def images_in_use(engine) -> dict[str, list[str]]:
-    """Image id -> ids of the containers (any state) that use it."""
-    from .system import load_contributors
-
-    load_contributors()
-    used: dict[str, list[str]] = {}
-    for fn in _IN_USE.values():
-        for image_id, containers in fn(engine).items():
-            used.setdefault(image_id, []).extend(containers)
-    return used
+    """Image id -> ids of the containers (any state) that use it: what ``rmi`` and ``prune``
+    may not remove."""
+    return engine.containers.store.images_in_use()
 
 
 class Image(Model):
@@ -59,6 +40,8 @@ class Image(Model):
 
 
 def familiar(name: str) -> str:
+    from ..image.reference import parse_reference
+
     return parse_reference(name, default_tag=None).familiar()
 
 
@@ -71,6 +54,8 @@ class ImageCollection(Collection):
 
     # ------------------------------------------------------------ reading
     def _inspect(self, rec: ImageRecord) -> dict:
+        from ..image import oci
+
         config = self.store.config(rec)
         snap = self.engine.snapshots
         lowers = [str(snap.path(layer["chain_id"])) for layer in reversed(rec.layers)]
@@ -146,6 +131,8 @@ class ImageCollection(Collection):
 
     def history(self, name: str) -> builtins.list[dict]:
         """The image's history, newest first, with Docker's columns."""
+        from ..image import oci
+
         rec = self.store.get(name)
         config = self.store.config(rec)
         history = config.get("history") or []
@@ -287,6 +274,8 @@ class ImageCollection(Collection):
         lock = in_force(bool(locked))
         if lock is not None:
             name = enforce_pull(name, lock)
+        from ..image.reference import parse_reference
+
         ref = parse_reference(name, default_tag=None)
         registries = self._registries()
         if all_tags:
@@ -322,6 +311,8 @@ class ImageCollection(Collection):
     def remove(self, name: str, *, force: bool = False, noprune: bool = False) -> builtins.list[dict]:
         """``rmi``: untag, and delete the image once no name is left. Returns Docker's
         ``[{"Untagged": ...}, {"Deleted": ...}]`` list."""
+        from ..image.reference import parse_reference
+
         rec = self.store.get(name)
         used = images_in_use(self.engine).get(rec.id, [])
         result: list[dict] = []
@@ -381,6 +372,8 @@ class ImageCollection(Collection):
 
 def reference_matches(tag: str, pattern: str) -> bool:
     """Docker's ``reference=`` filter: a glob against ``repo:tag`` or ``repo``."""
+    import fnmatch
+
     repo = tag.rpartition(":")[0]
     if ":" not in pattern.rsplit("/", 1)[-1]:
         return fnmatch.fnmatchcase(repo, pattern)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import NotFound
-from ..image import oci
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -208,6 +207,8 @@ class System:
 
     def version(self) -> dict:
         import platform
+
+        from ..image import oci
 
         return {
             "Client": {"Version": __version__, "ApiVersion": "1.43",
