@@ -21,7 +21,7 @@ class ProcessStream:
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        # a stream the caller did not ask for (stdin without ``stdin=True``) is None
         self.stdin: BinaryStream = proc.stdin  # type: ignore[assignment]
         self.stdout: BinaryStream = proc.stdout  # type: ignore[assignment]
         self.stderr: BinaryStream = proc.stderr  # type: ignore[assignment]
