@@ -600,8 +600,10 @@ class NetworkManager:
         for t in threads:
             t.join()
 
+    @_off_event_loop
     def close(self) -> None:
-        """Finish background work and close the netlink socket."""
+        """Finish background work and close the netlink socket (pyroute2 closes through its
+        own event loop: from a thread running one, a notebook's, this happens in a worker)."""
         self.wait_idle()
         self.links.close()
 
