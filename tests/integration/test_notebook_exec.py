@@ -131,3 +131,26 @@ def test_image_without_python_suggests_shell(ip, magics):
     with capture_output() as cap:
         ip.run_cell("%%container exec nb-busybox --shell\necho from busybox")
     assert "from busybox" in cap.stdout
+
+
+def test_build_cell_speaks_portside_builds_command_line(ip, magics, tmp_path, monkeypatch):
+    """``%%container build`` is ``portside build`` with the cell as its Dockerfile: the same
+    parser, so ``--build-arg FOO`` with FOO unset is dropped (the ARG keeps its default), as
+    Docker does, and a flag ``build`` does not know is refused alike."""
+    with capture_output():
+        ip.run_line_magic("container", "image bootstrap busybox -t busybox:latest")
+    monkeypatch.delenv("FOO", raising=False)
+    monkeypatch.setenv("BAR", "from-env")
+    monkeypatch.chdir(tmp_path)  # the notebook's folder: the context and its portside.lock
+    (tmp_path / "data.txt").write_text("context file\n")
+    dockerfile = ("FROM busybox\nARG FOO=default\nARG BAR\nCOPY data.txt /data.txt\n"
+                  'RUN echo "$FOO $BAR" > /out\n')
+    with capture_output() as cap:
+        ip.run_cell_magic("container", "build -q -t argtest:1 --build-arg FOO --build-arg BAR",
+                          dockerfile)
+    image_id = cap.stdout.strip()
+    assert image_id.startswith("sha256:") and magics.engine.images.get("argtest:1").id == image_id
+    out = magics.engine.containers.run("argtest:1", ["cat", "/out", "/data.txt"], remove=True)
+    assert out == b"default from-env\ncontext file\n"
+    with pytest.raises(UsageError, match="unrecognized arguments: --bogus"):
+        ip.run_cell_magic("container", "build --bogus", dockerfile)
