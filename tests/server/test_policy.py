@@ -26,8 +26,9 @@ def magics(ipython, portside_root, monkeypatch):
 
 
 @pytest.fixture
-def fronts(cli, magics, api, busybox_image):
-    """(CLI, magic, REST) on one root with busybox; every container they made is gone after."""
+def fronts(cli, magics, api, server_engine, busybox_image):
+    """(CLI, magic, REST) on one root with busybox; every container they made is gone after,
+    and the server's engine is closed (its netlink socket with it)."""
     yield cli, magics, api
     names = cli("ps", "-aq", "--no-trunc").out.split()
     if names:
