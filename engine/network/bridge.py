@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import threading
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -128,21 +129,42 @@ def remove_inside(ifname: str) -> None:
 
 
 class HostLinks:
-    """Host-side link operations over one netlink socket (opened lazily in the caller's thread)."""
+    """Host-side link operations over a netlink socket, opened lazily.
+
+    pyroute2 keeps an IPRoute's event loop, transport and socket per thread, and ``close()``
+    frees only the calling thread's. So the main thread keeps one socket for the process's life
+    (a CLI command makes several calls), while any other thread (a server's worker, the
+    short-lived thread that keeps netlink off a notebook's event loop) gets its own, which it
+    closes with :meth:`release_thread` when its call is done.
+    """
 
     def __init__(self) -> None:
         self._ipr: IPRoute | None = None
+        self._local = threading.local()
         self._bridges: dict[str, int] = {}
 
     @property
     def ipr(self) -> IPRoute:
-        if self._ipr is None:
-            self._ipr = IPRoute()
-        return self._ipr
+        if threading.current_thread() is threading.main_thread():
+            if self._ipr is None:
+                self._ipr = IPRoute()
+            return self._ipr
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is None:
+            ipr = self._local.ipr = IPRoute()
+        return ipr
+
+    def release_thread(self) -> None:
+        """Close this thread's netlink socket (not the main thread's: see the class)."""
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is not None:
+            self._local.ipr = None
+            ipr.close()
 
     def close(self) -> None:
-        """Close the netlink socket."""
-        if self._ipr is not None:
+        """Close the netlink sockets this thread can close."""
+        self.release_thread()
+        if self._ipr is not None and threading.current_thread() is threading.main_thread():
             self._ipr.close()
             self._ipr = None
 

@@ -86,11 +86,29 @@ class Attachment:
     etc_files: dict[str, Path] = field(default_factory=dict)
 
 
+_calls = threading.local()
+
+
+def _netlink_call(method, args, kwargs):
+    """Call ``method``; when the outermost such call of a thread other than the main one ends,
+    that thread's netlink socket is closed (see :class:`~.bridge.HostLinks`)."""
+    depth = getattr(_calls, "depth", 0)
+    _calls.depth = depth + 1
+    try:
+        return method(*args, **kwargs)
+    finally:
+        _calls.depth = depth
+        links = getattr(args[0], "links", None) if args else None
+        if depth == 0 and isinstance(links, br.HostLinks):
+            links.release_thread()
+
+
 def _off_event_loop(method):
     """Run a netlink-using method in a worker thread when this thread runs an asyncio loop.
 
     pyroute2's synchronous API drives its own event loop, which fails inside a thread that
     already runs one (a Jupyter kernel's main thread); a short-lived thread sidesteps that.
+    A thread other than the main one closes its netlink socket when the call is done.
     """
     import functools
 
@@ -104,12 +122,12 @@ def _off_event_loop(method):
             except RuntimeError:
                 running = None
         if running is None:
-            return method(*args, **kwargs)
+            return _netlink_call(method, args, kwargs)
         box: dict = {}
 
         def target() -> None:
             try:
-                box["value"] = method(*args, **kwargs)
+                box["value"] = _netlink_call(method, args, kwargs)
             except BaseException as exc:  # re-raised in the caller's thread
                 box["error"] = exc
 
