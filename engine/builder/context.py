@@ -39,6 +39,8 @@ TYPE_CHECKING = False  # annotations only: no typing import at run time (see por
 if TYPE_CHECKING:
     from typing import BinaryIO, Iterable, Iterator
 
+    from portside.engine.store.leftovers import HeldDir
+
 
 __all__ = ["IgnorePattern", "IgnoreMatcher", "BuildContext", "IGNORE_FILES", "clean_path"]
 
@@ -192,6 +194,7 @@ class BuildContext:
         self.dockerfile = dockerfile
         self.ignore = IgnoreMatcher()
         self.ignore_file: str | None = None
+        self._held: HeldDir | None = None  # the folder of a context unpacked from a stream
         if self.root is not None:
             if not self.root.is_dir():
                 raise NotFound(f"build context is not a directory: {root}")
@@ -243,9 +246,8 @@ class BuildContext:
 
     def close(self) -> None:
         """Remove an unpacked context (no-op for a directory the user gave)."""
-        held = getattr(self, "_held", None)
-        if held is not None:
-            held.close()
+        if self._held is not None:
+            self._held.close()
             self._held = None
         elif self.owned and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -51,6 +51,8 @@ TYPE_CHECKING = False  # annotations only: no typing import at run time (see por
 if TYPE_CHECKING:
     from typing import Callable, Sequence
 
+    from portside.engine.store.leftovers import HeldDir
+
 
 __all__ = ["Workspace", "ReadOnlyView", "RunRequest", "run_in_workspace", "commit_upper",
            "clean_stale"]
@@ -115,7 +117,7 @@ class Workspace:
         self.tmp_root = Path(tmp_root)
         self.lowers = list(lowers)
         self.dir = self.upper = self.work = self.merged = Path()  # set by hold()
-        self._held = None
+        self._held: HeldDir | None = None
         self._mounted = False
 
     def hold(self) -> Path:
@@ -124,8 +126,8 @@ class Workspace:
         the next command, a live one's never); returns it."""
         from portside.engine.store.leftovers import HeldDir
 
-        self._held = HeldDir(self.tmp_root, "ws")
-        self.dir = self._held.path
+        self._held = held = HeldDir(self.tmp_root, "ws")
+        self.dir = held.path
         self.upper = self.dir / "upper"
         self.work = self.dir / "work"
         self.merged = self.dir / "merged"

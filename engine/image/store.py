@@ -110,6 +110,15 @@ class _TeeReader:
             pass
 
 
+class Lease(list):
+    """What an :meth:`ImageStore.lease` block holds: the resources it protects (``append`` and
+    ``extend`` record each before it is written) and ``renew()``, which restarts a kept lease's
+    resume window (progress was made)."""
+
+    def renew(self) -> None:
+        """Count a kept lease's resume window from now."""
+
+
 class ImageStore:
     """Images, names and layers. All writes are crash-safe and safe against a second process."""
 
@@ -123,7 +132,7 @@ class ImageStore:
 
     # ----------------------------------------------------------------- leases
     @contextlib.contextmanager
-    def lease(self, keep: bool = False) -> Iterator[list[str]]:
+    def lease(self, keep: bool = False) -> Iterator[Lease]:
         """Protect blobs and snapshots written inside the block from a concurrent GC.
 
         Append each resource (digest or ``snapshot:<chain id>``) to the yielded list *before*
@@ -143,7 +152,7 @@ class ImageStore:
         owner = owner_token()
         lease_id = os.urandom(8).hex()
 
-        class _Lease(list):
+        class _Lease(Lease):
             def append(inner, resource: str) -> None:  # noqa: N805 - closure over self
                 now = time.time()
                 with self.db.transaction() as conn:

@@ -117,7 +117,7 @@ def settle(lc: Lifecycle, rec: ContainerRecord) -> ContainerRecord | None:
         if status not in ("running", "paused"):
             return rec  # its monitor is still starting it: the next look decides
         # The start went through; only its record was not saved.
-        adopt(lc, rec, monitor, status=status, pid=int(state.get("pid") or 0))
+        adopt(lc, rec, monitor, status=status, pid=int((state or {}).get("pid") or 0))
         return rec
     # No monitor: nothing will ever report on this run. Stop what may still run, release it all.
     if status is not None:

@@ -45,6 +45,7 @@ from .records import RecordStore
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any, BinaryIO, Iterator
 
 #: How long ``start`` waits for Slurm's first decision about a new job (the controller looks at
@@ -281,8 +282,10 @@ class SlurmContainer(Model):
                                detach=detach, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL)
-        with proc.stdout:
-            out = proc.stdout.read()
+        pipe = proc.stdout
+        assert pipe is not None  # (stdout=PIPE)
+        with pipe:
+            out = pipe.read()
         code = proc.wait()
         if detach:
             return None, b""
@@ -593,7 +596,7 @@ class SlurmContainerCollection(Collection):
         self.store.claim(rec)
         return SlurmContainer(self.inspect(rec), self)
 
-    def create(self, image: str, command: str | list[str] | None = None,
+    def create(self, image: str, command: str | builtins.list[str] | None = None,
                **kwargs: Any) -> SlurmContainer:
         """docker-py's ``containers.create`` (the same keyword arguments as the local one)."""
         from ..models.containers import docker_py_kwargs
@@ -601,7 +604,7 @@ class SlurmContainerCollection(Collection):
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
         return self.create_from(config, host_config, name=name)
 
-    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
+    def run(self, image: str, command: str | builtins.list[str] | None = None, *, detach: bool = False,
             remove: bool = False, stdout: bool = True, stderr: bool = False,
             **kwargs: Any) -> SlurmContainer | bytes:
         """docker-py's ``containers.run``: with ``detach`` the container once its job is running
@@ -625,6 +628,7 @@ class SlurmContainerCollection(Collection):
             return container
         code = container.wait()["StatusCode"]
         out = container.logs(stdout=stdout, stderr=stderr)
+        assert isinstance(out, bytes)  # (not streamed)
         if remove:
             container.remove(force=True)
         if code != 0:
@@ -640,7 +644,7 @@ class SlurmContainerCollection(Collection):
             self.store.delete(rec)
 
     # ------------------------------------------------------------------ the job
-    def _root_args(self) -> list[str]:
+    def _root_args(self) -> builtins.list[str]:
         return ["--root", self.engine.options.root] if self.engine.options.root else []
 
     def _script(self, rec: dict[str, Any], spec: dict[str, Any]) -> str:
@@ -792,7 +796,7 @@ class SlurmContainerCollection(Collection):
                               proc.returncode) from None
         return raise_answer(answer)
 
-    def _step(self, job: Job, args: list[str], input: bytes | None, what: str,
+    def _step(self, job: Job, args: builtins.list[str], input: bytes | None, what: str,
               timeout: float = 600) -> subprocess.CompletedProcess:
         argv = self.slurm.srun_argv(job.id, job.node,
                                     self.engine.node_argv(*self._root_args(), *args))
@@ -917,7 +921,7 @@ class SlurmContainerCollection(Collection):
                     if stop is not None and stop():
                         break
                     for key, _ in sel.select(timeout=0.25):
-                        data = os.read(key.fileobj.fileno(), 1 << 16)
+                        data = os.read(key.fd, 1 << 16)
                         if not data:
                             sel.unregister(key.fileobj)
                             open_ -= 1

@@ -40,7 +40,7 @@ def allocated_indices(env: Mapping[str, str] | None = None) -> list[int] | None:
         value = env.get(key)
         if value is None:
             continue
-        out = []
+        out: list[int] = []
         for part in value.split(","):
             part = part.strip()
             if not part:

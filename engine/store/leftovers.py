@@ -304,7 +304,7 @@ class Leftover:
         return f"Leftover({self.kind!r}, {self.where!r}, {self.size})"
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
