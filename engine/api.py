@@ -23,6 +23,16 @@ from pathlib import Path
 
 from .config import Config, expand_root, load_config
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from .models.build import BuildCollection
+    from .models.containers import ContainerCollection
+    from .models.images import ImageCollection
+    from .models.interface import EngineAPI
+    from .models.networks import NetworkCollection
+    from .models.system import System
+    from .models.volumes import VolumeCollection
+
 
 def from_env(root: str | os.PathLike | None = None) -> Engine:
     """The engine the environment selects, for every front (the CLI, the magics, the REST API).
@@ -112,19 +122,19 @@ class Engine:
 
     # --------------------------------------------------------------- collections
     @functools.cached_property
-    def images(self):
+    def images(self) -> ImageCollection:
         from .models.images import ImageCollection
 
         return ImageCollection(self)
 
     @functools.cached_property
-    def containers(self):
+    def containers(self) -> ContainerCollection:
         from .models.containers import ContainerCollection
 
         return ContainerCollection(self)
 
     @functools.cached_property
-    def volumes(self):
+    def volumes(self) -> VolumeCollection:
         from .models.volumes import VolumeCollection
 
         return VolumeCollection(self)
@@ -147,7 +157,7 @@ class Engine:
         return NetworkManager(self.db, run_dir / self.root_key, default_subnet=subnet)
 
     @functools.cached_property
-    def networks(self):
+    def networks(self) -> NetworkCollection:
         from .models.networks import NetworkCollection
 
         return NetworkCollection(self)
@@ -171,13 +181,13 @@ class Engine:
                          network_manager=lambda: self.network_manager)
 
     @functools.cached_property
-    def builds(self):
+    def builds(self) -> BuildCollection:
         from .models.build import BuildCollection
 
         return BuildCollection(self)
 
     @functools.cached_property
-    def system(self):
+    def system(self) -> System:
         from .models.system import System
 
         return System(self)
@@ -193,3 +203,8 @@ class Engine:
             else:
                 self.db.close()
 
+
+if TYPE_CHECKING:
+    def _answers_the_model_api(engine: Engine) -> EngineAPI:
+        """For the type checker: the local engine answers the written-down model API."""
+        return engine

@@ -25,6 +25,8 @@ TYPE_CHECKING = False  # annotations only: no typing import at run time (see por
 if TYPE_CHECKING:
     from typing import Any, Callable, TextIO
 
+    from .models.interface import EngineAPI
+
 
 class UsageError(InvalidArgument):
     """A bad command line (unknown flag, missing argument)."""
@@ -52,7 +54,7 @@ class _HelpShown(Exception):
 class Context:
     """What a handler needs: the engine, where to write, where to read."""
 
-    engine: Any
+    engine: EngineAPI
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: Any = None            # binary stream

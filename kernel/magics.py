@@ -45,7 +45,7 @@ import os
 import shlex
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -53,6 +53,9 @@ from traitlets import Bool, Unicode
 
 from .client import AgentError, AgentSession, RemoteError, container_exec_factory
 from .display import Listing, Record
+
+if TYPE_CHECKING:
+    from portside.engine.models.interface import EngineAPI
 
 #: Subcommands whose value is data: their printed text is captured and returned as a Listing.
 DATA_COMMANDS = frozenset({"ps", "ls", "list", "images", "history", "inspect", "info", "version",
@@ -161,7 +164,7 @@ class ContainerMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self._engine: Any = None
+        self._engine: EngineAPI | None = None
         self._engine_root: str | None = None
         self.sessions: dict[tuple[str, str | None], AgentSession] = {}
         self.attached: tuple[str, str | None] | None = None
@@ -179,7 +182,7 @@ class ContainerMagics(Magics):
         return self.shell
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> EngineAPI:
         """The engine for the current root (re-made when ``$PORTSIDE_ROOT`` changes)."""
         root = self.root or os.environ.get("PORTSIDE_ROOT") or ""
         if self._engine is None or root != self._engine_root:

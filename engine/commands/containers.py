@@ -276,7 +276,7 @@ def logs(ctx: Context, args):
     entries = container.logs(stream=True, follow=args.follow, timestamps=args.timestamps,
                              tail=args.tail, since=args.since, until=args.until)
     out = getattr(ctx, "stdout_binary", None)
-    for stream, data in entries:  # type: ignore[union-attr]
+    for stream, data in entries:
         if stream == "stderr" and ctx.err is sys.stderr:
             binary_stream(ctx.err).write(data)
             ctx.err.flush()
@@ -427,6 +427,7 @@ def cp(ctx: Context, args):
         else:
             container.copy_out(src, dest, archive=args.archive, follow_links=args.follow_link)
         return 0
+    assert dst_ctr is not None  # (one side is a container)
     container = containers.get(dst_ctr)
     if src == "-":
         if ctx.stdin is None:
@@ -572,7 +573,7 @@ def stats(ctx: Context, args):
     if args.containers:
         recs = [coll.get(n) for n in args.containers]
     else:
-        recs = coll.list(all=args.all, sparse=True)
+        recs = list(coll.list(all=args.all, sparse=True))
     total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     ncpu = os.cpu_count() or 1
     default = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"

@@ -27,7 +27,7 @@ from .store import ImageRecord, ImageStore, LayerRef
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable
+    from typing import BinaryIO, Callable, Sequence
 
 
 # ------------------------------------------------------------------------------------------- save
@@ -47,7 +47,7 @@ def _add_dir(tar: tarfile.TarFile, name: str, mtime: int) -> None:
     tar.addfile(info)
 
 
-def save(store: ImageStore, names: list[str], out: BinaryIO, *, tmp_dir: Path | None = None) -> None:
+def save(store: ImageStore, names: Sequence[str], out: BinaryIO, *, tmp_dir: Path | None = None) -> None:
     """Write the named images (with the names given) to ``out`` as one archive."""
     from .layer import decompressed
 

@@ -30,7 +30,7 @@ from .system import register_check, register_df, register_info
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import builtins
-    from typing import Any, BinaryIO, Iterator, Sequence
+    from typing import Any, BinaryIO, Callable, Iterator, Literal, Mapping, Sequence, overload
 
 
 #: State keys that are portside's own bookkeeping, not Docker's.
@@ -148,10 +148,26 @@ class Container(Model):
         asked for: ``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}``."""
         return published_ports(self.collection._refreshed(self._record()))
 
+    if TYPE_CHECKING:
+        @overload
+        def logs(self, *, stdout: bool = True, stderr: bool = True, stream: Literal[True],
+                 timestamps: bool = False, tail: int | str | None = None,
+                 since: float | str | None = None, until: float | str | None = None,
+                 follow: bool = False, stop: Callable[[], bool] | None = None
+                 ) -> Iterator[tuple[str, bytes]]: ...
+
+        @overload
+        def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
+                 timestamps: bool = False, tail: int | str | None = None,
+                 since: float | str | None = None, until: float | str | None = None,
+                 follow: bool = False, stop: Callable[[], bool] | None = None
+                 ) -> bytes | Iterator[tuple[str, bytes]]: ...
+
     def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
              timestamps: bool = False, tail: int | str | None = None,
              since: float | str | None = None, until: float | str | None = None,
-             follow: bool = False, stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
+             follow: bool = False, stop: Callable[[], bool] | None = None
+             ) -> bytes | Iterator[tuple[str, bytes]]:
         """The container's output. ``stream``/``follow`` give an iterator of (stream, bytes);
         ``stop`` (a callable) ends a follow early, e.g. when the reader has gone away.
         ``since``/``until``: unix times, or Docker's text forms (an RFC 3339 time, a duration
@@ -247,9 +263,10 @@ class Container(Model):
                 pass
         return out
 
-    def exec_run(self, cmd: str | list[str], *, stdout: bool = True, stderr: bool = True,
+    def exec_run(self, cmd: str | Sequence[str], *, stdout: bool = True, stderr: bool = True,
                  stdin: bool = False, tty: bool = False, detach: bool = False,
-                 socket: bool = False, environment: list[str] | dict | None = None,
+                 socket: bool = False,
+                 environment: Sequence[str] | Mapping[str, str] | None = None,
                  workdir: str | None = None, user: str | None = "",
                  privileged: bool = False) -> tuple[int | None, Any]:
         """Run a command in the container (docker-py's shape): ``(exit_code, output)``; with
@@ -284,8 +301,9 @@ class Container(Model):
         code = proc.wait()
         return code, out if stdout else b""
 
-    def exec_attached(self, cmd: list[str], stdin: BinaryIO | None, stdout: BinaryIO,
-                      stderr: BinaryIO, *, tty: bool = False, environment: list[str] | None = None,
+    def exec_attached(self, cmd: Sequence[str], stdin: BinaryIO | None, stdout: BinaryIO,
+                      stderr: BinaryIO, *, tty: bool = False,
+                      environment: Sequence[str] | None = None,
                       workdir: str = "", user: str = "", detach: bool = False) -> int:
         """Run ``cmd`` with the caller's streams as its standard streams (``portside exec``):
         descriptors are handed to the runtime as they are, other streams are copied. Returns its
@@ -584,10 +602,11 @@ def status_text(rec: ContainerRecord, now: float | None = None) -> str:
     return "Created"
 
 
-def _env_list(env: list[str] | dict | None) -> list[str]:
+def _env_list(env: Sequence[str] | Mapping[str, str] | None) -> list[str]:
+    """``KEY=VALUE`` strings from docker-py's list or mapping form."""
     if env is None:
         return []
-    if isinstance(env, dict):
+    if hasattr(env, "items"):  # a mapping
         return [f"{k}={v}" for k, v in env.items()]
     return list(env)
 
@@ -724,19 +743,19 @@ class ContainerCollection(Collection):
                 return rec  # removed meanwhile (--rm)
             return lc.refresh(fresh)
 
-    def get(self, container_id: str, *, size: bool = False) -> Container:
+    def get(self, name: str, *, size: bool = False) -> Container:
         """The container with that name, id or unique id prefix; ``size`` adds ``SizeRw``.
 
         Raises:
             NotFound: no such container.
         """
-        rec = self._refreshed(self.store.resolve(container_id))
+        rec = self._refreshed(self.store.resolve(name))
         container = Container(None, self, rec)
         if size:
             container.attrs["SizeRw"] = _dir_size(self.store.paths(rec.id).upper)
         return container
 
-    def records(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+    def records(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
                 limit: int | None = None) -> list[ContainerRecord]:
         """Records (state refreshed), newest first, filtered like ``ps``."""
         filters = {k: v for k, v in (filters or {}).items()}
@@ -757,7 +776,7 @@ class ContainerCollection(Collection):
             out = out[:limit]
         return out
 
-    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+    def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
              limit: int | None = None, before: str | None = None,
              since: str | None = None, sparse: bool = False, size: bool = False
              ) -> list[Container]:
@@ -824,7 +843,7 @@ class ContainerCollection(Collection):
         resolved = self.engine.images.resolve_locked(image, locked)
         return config if resolved == image else dict(config, Image=resolved)
 
-    def create_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
+    def create_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
                     name: str | None = None, locked: bool | None = None,
                     container_id: str | None = None) -> Container:
         """Create from Docker-shaped ``Config``/``HostConfig`` documents (what the CLI builds);
@@ -836,7 +855,7 @@ class ContainerCollection(Collection):
                                     container_id=container_id)
         return Container(None, self, rec)
 
-    def create(self, image: str, command: str | builtins.list[str] | None = None, *,
+    def create(self, image: str, command: str | Sequence[str] | None = None, *,
                locked: bool | None = None, **kwargs: Any) -> Container:
         """docker-py's ``containers.create``: name, environment, entrypoint, working_dir, user,
         hostname, labels, volumes, tty, stdin_open, auto_remove, network_mode, privileged,
@@ -845,7 +864,8 @@ class ContainerCollection(Collection):
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
         return self.create_from(config, host_config, name=name, locked=locked)
 
-    def run(self, image: str, command: str | builtins.list[str] | None = None, *, detach: bool = False,
+    def run(self, image: str, command: str | Sequence[str] | None = None, *,
+            detach: bool = False,
             remove: bool = False, stdout: bool = True, stderr: bool = False,
             locked: bool | None = None, **kwargs: Any) -> Container | bytes:
         """docker-py's ``containers.run``: with ``detach`` the running Container; otherwise the
@@ -877,12 +897,30 @@ class ContainerCollection(Collection):
                                       f"with {code}: {tail.decode(errors='replace').strip()}")
         return data
 
-    def run_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
+    if TYPE_CHECKING:
+        @overload
+        def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                     name: str | None = None, detach: Literal[True], locked: bool | None = None,
+                     stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                     stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                     tty_size: tuple[int, int] | None = None,
+                     on_created: Callable[[Container], None] | None = None) -> Container: ...
+
+        @overload
+        def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                     name: str | None = None, detach: Literal[False] = False,
+                     locked: bool | None = None, stdin: BinaryIO | None = None,
+                     stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+                     detach_keys: str | None = None, tty_size: tuple[int, int] | None = None,
+                     on_created: Callable[[Container], None] | None = None) -> int | None: ...
+
+    def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
                  name: str | None = None, detach: bool = False, locked: bool | None = None,
                  stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
                  stderr: BinaryIO | None = None, detach_keys: str | None = None,
                  tty_size: tuple[int, int] | None = None,
-                 on_created: Any = None) -> Container | int | None:
+                 on_created: Callable[[Container], None] | None = None
+                 ) -> Container | int | None:
         """``docker run``: create from ``Config``/``HostConfig``, start, and (unless
         ``detach``) stay with the container until it exits; see
         :meth:`portside.engine.models.interface.ContainerCollection.run_from`."""
@@ -971,7 +1009,7 @@ class ContainerCollection(Collection):
             raise
         return lc.finish_foreground(rec)
 
-    def prune(self, filters: dict[str, builtins.list[str]] | None = None) -> dict[str, Any]:
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]:
         """Remove every stopped container; returns ``{"ContainersDeleted", "SpaceReclaimed"}``."""
         deleted, reclaimed = [], 0
         for rec in self.records(all=True, filters=filters):
@@ -1017,7 +1055,7 @@ class ContainerCollection(Collection):
         return opened()
 
 
-def docker_py_kwargs(image: str, command: str | list[str] | None,
+def docker_py_kwargs(image: str, command: str | Sequence[str] | None,
                      kw: dict[str, Any]) -> tuple[dict, dict, str | None]:
     """Map docker-py's keyword arguments onto ``Config``/``HostConfig``."""
     import shlex

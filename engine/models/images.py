@@ -8,7 +8,7 @@ from .resource import Collection, Model
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import builtins
-    from typing import BinaryIO, Sequence
+    from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
     from ..image.store import ImageRecord
 
@@ -95,7 +95,7 @@ class ImageCollection(Collection):
         except NotFound:
             return False
 
-    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+    def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
              name: str | None = None) -> list[Image]:
         """Images, newest first; ``filters`` as Docker's: reference, dangling, label, before, since."""
         filters = dict(filters or {})
@@ -182,12 +182,13 @@ class ImageCollection(Collection):
     def tag(self, source: str, target: str) -> Image:
         return self.get(self.store.tag(source, target).id)
 
-    def save(self, names: builtins.list[str], out: BinaryIO) -> None:
+    def save(self, names: Sequence[str], out: BinaryIO) -> None:
         from ..image.archive import save
 
         save(self.store, names, out, tmp_dir=self.engine.tmp_dir)
 
-    def load(self, stream: BinaryIO, progress=None) -> builtins.list[tuple[Image, builtins.list[str]]]:
+    def load(self, stream: BinaryIO, progress: Callable[[Any], None] | None = None
+             ) -> builtins.list[tuple[Image, builtins.list[str]]]:
         from ..image.archive import load
 
         loaded = load(self.store, stream, tmp_root=self.engine.tmp_dir, progress=progress)
@@ -207,7 +208,7 @@ class ImageCollection(Collection):
         lock = in_force(bool(locked))
         return name if lock is None else enforce(self.store, name, lock)
 
-    def lock(self, names: builtins.list[str] | tuple[str, ...] = (), *, path: str | None = None,
+    def lock(self, names: Sequence[str] = (), *, path: str | None = None,
              update: bool = False, locked: bool | None = None,
              source_date_epoch: int | None = None) -> dict:
         """Pin images in ``portside.lock`` (``portside lock``); see
@@ -232,8 +233,7 @@ class ImageCollection(Collection):
 
         return provenance(self.store, name)
 
-    def diff(self, image_a: str, image_b: str, *, ignore: builtins.list[str] | tuple[str, ...] = ()
-             ) -> dict:
+    def diff(self, image_a: str, image_b: str, *, ignore: Sequence[str] = ()) -> dict:
         """Why two images differ (``image diff``): the JSON form plus ``Report``, the lines."""
         from ..image.diff import diff_images
 
@@ -299,7 +299,8 @@ class ImageCollection(Collection):
         """Forget the stored credentials; whether there were any."""
         return self._registries().logout(registry)
 
-    def search(self, term: str, limit: int = 25, filters: dict | None = None,
+    def search(self, term: str, limit: int = 25,
+               filters: Mapping[str, builtins.list[str]] | None = None,
                tls_verify: bool | None = None) -> builtins.list[dict]:
         return self._registries().search(term, limit, filters, tls_verify=tls_verify)
 
@@ -348,7 +349,8 @@ class ImageCollection(Collection):
         result.append({"Deleted": rec.id})
         return result
 
-    def prune(self, *, all: bool = False, filters: dict | None = None) -> dict:
+    def prune(self, *, all: bool = False,
+              filters: Mapping[str, builtins.list[str]] | None = None) -> dict:
         used = images_in_use(self.engine)
         deleted = []
         reclaimed = 0

@@ -45,7 +45,8 @@ time.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import (Any, BinaryIO, Callable, Iterator, Literal, Mapping, Protocol, Sequence,
+                    overload)
 import builtins
 
 #: receives each progress event of a long operation, in order (from any thread, one at a time)
@@ -170,13 +171,27 @@ class Container(Model, Protocol):
 
     def rename(self, name: str) -> None: ...
 
+    @overload
+    def logs(self, *, stdout: bool = True, stderr: bool = True, stream: Literal[True],
+             timestamps: bool = False, tail: int | str | None = None,
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[tuple[str, bytes]]: ...
+
+    @overload
     def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
              timestamps: bool = False, tail: int | str | None = None,
-             since: float | None = None, until: float | None = None, follow: bool = False,
-             stop: Callable[[], bool] | None = None) -> bytes | Iterator[tuple[str, bytes]]:
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False, stop: Callable[[], bool] | None = None) -> bytes | Iterator[tuple[str, bytes]]: ...
+
+    def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
+             timestamps: bool = False, tail: int | str | None = None,
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False, stop: Callable[[], bool] | None = None) -> bytes | Iterator[tuple[str, bytes]]:
         """Its output: ``bytes``, or with ``stream``/``follow`` an iterator of
         ``("stdout"|"stderr", bytes)`` that, with ``follow``, ends when the container stops (or
-        ``stop()`` says so). ``timestamps`` prefixes each line with its RFC 3339 time."""
+        ``stop()`` says so). ``timestamps`` prefixes each line with its RFC 3339 time.
+        ``since``/``until``: unix times, or Docker's text forms (an RFC 3339 time, a duration
+        such as ``10m`` before now); ``tail``: the last N lines (``"all"``: every one)."""
 
     def attach(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
                stderr: BinaryIO | None = None, *, detach_keys: str | None = None,
@@ -282,8 +297,11 @@ class ImageCollection(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
+        """``image history``: as :meth:`Image.history`, by name."""
+
     def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
-             name: str | None = None) -> list[Image]:
+             name: str | None = None) -> Sequence[Image]:
         """Newest first; ``filters``: ``reference``, ``dangling``, ``label``, ``before``,
         ``since``; with a filter on references, each image's ``RepoTags`` keeps the matches."""
 
@@ -292,16 +310,29 @@ class ImageCollection(Protocol):
               build_args: Mapping[str, str] | None = None, target: str | None = None,
               no_cache: bool = False, labels: Mapping[str, str] | None = None,
               progress: Progress | None = None, source_date_epoch: int | None = None,
-              platform: str | None = None, locked: bool | None = None) -> Image:
+              platform: str | None = None, ignore_source_date_epoch: bool = False,
+              locked: bool | None = None) -> Image:
         """Build an image from a Dockerfile's text (or ``dockerfile_path``, or ``Dockerfile``
         in the context) and a context folder (a path on the caller's machine), a tar stream or
-        none. ``progress`` receives the builder's events. Under an enforced lock (``locked``,
+        none. ``progress`` receives the builder's events. Timestamps come from
+        ``source_date_epoch``, else ``$SOURCE_DATE_EPOCH`` (unless
+        ``ignore_source_date_epoch``), else the time now. Under an enforced lock (``locked``,
         else ``portside.lock``) the inputs are checked against the lock before and the result
         after, and tags move only when they match."""
 
+    @overload
+    def pull(self, name: str, *, platform: str | None = None, progress: Progress | None = None,
+             tls_verify: bool | None = None, all_tags: Literal[False] = False,
+             locked: bool | None = None) -> Image: ...
+
+    @overload
+    def pull(self, name: str, *, platform: str | None = None, progress: Progress | None = None,
+             tls_verify: bool | None = None, all_tags: Literal[True],
+             locked: bool | None = None) -> Sequence[Image]: ...
+
     def pull(self, name: str, *, platform: str | None = None, progress: Progress | None = None,
              tls_verify: bool | None = None, all_tags: bool = False,
-             locked: bool | None = None) -> Image | builtins.list[Image]:
+             locked: bool | None = None) -> Image | Sequence[Image]:
         """Pull ``name`` (``latest`` when no tag); under an enforced lock the pinned digest is
         pulled. ``all_tags``: every tag of the repository (a list comes back)."""
 
@@ -327,7 +358,7 @@ class ImageCollection(Protocol):
     def save(self, names: Sequence[str], out: BinaryIO) -> None: ...
 
     def load(self, stream: BinaryIO, progress: Progress | None = None
-             ) -> builtins.list[tuple[Image, builtins.list[str]]]:
+             ) -> Sequence[tuple[Image, builtins.list[str]]]:
         """Load an archive; each image with the names it got."""
 
     def remove(self, name: str, *, force: bool = False, noprune: bool = False
@@ -368,7 +399,7 @@ class ContainerCollection(Protocol):
 
     def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
              limit: int | None = None, sparse: bool = False, size: bool = False
-             ) -> list[Container]:
+             ) -> Sequence[Container]:
         """Newest first, running ones unless ``all``. With ``sparse`` each ``attrs`` is Docker's
         ``/containers/json`` summary (``Id, Names, Image, ImageID, Command, Created, State,
         Status, Ports, Labels, Mounts, NetworkSettings, HostConfig`` and ``SizeRw`` with
@@ -388,6 +419,22 @@ class ContainerCollection(Protocol):
             stderr: bool = False, **kwargs: Any) -> Container | bytes:
         """docker-py's ``containers.run``: the started Container with ``detach``, else its
         output once it exited (``ContainerExit`` when it exited non-zero)."""
+
+    @overload
+    def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                 name: str | None = None, detach: Literal[True], locked: bool | None = None,
+                 stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                 stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                 tty_size: tuple[int, int] | None = None,
+                 on_created: Callable[[Container], None] | None = None) -> Container: ...
+
+    @overload
+    def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                 name: str | None = None, detach: Literal[False] = False,
+                 locked: bool | None = None, stdin: BinaryIO | None = None,
+                 stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+                 detach_keys: str | None = None, tty_size: tuple[int, int] | None = None,
+                 on_created: Callable[[Container], None] | None = None) -> int | None: ...
 
     def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
                  name: str | None = None, detach: bool = False, locked: bool | None = None,
@@ -424,7 +471,7 @@ class VolumeCollection(Protocol):
 
     def get(self, name: str) -> Volume: ...
 
-    def list(self, filters: Mapping[str, Any] | None = None) -> list[Volume]: ...
+    def list(self, filters: Mapping[str, Any] | None = None) -> Sequence[Volume]: ...
 
     def remove(self, name: str, force: bool = False) -> None: ...
 
@@ -446,7 +493,7 @@ class NetworkCollection(Protocol):
 
     def get(self, name: str) -> Network: ...
 
-    def list(self, filters: Mapping[str, list[str]] | None = None) -> list[Network]: ...
+    def list(self, filters: Mapping[str, list[str]] | None = None) -> Sequence[Network]: ...
 
     def remove(self, name: str) -> None: ...
 
@@ -493,15 +540,29 @@ class System(Protocol):
 class EngineAPI(Protocol):
     """An engine object: what ``portside.engine.api.from_env()`` returns."""
 
-    images: ImageCollection
-    containers: ContainerCollection
-    volumes: VolumeCollection
-    networks: NetworkCollection
-    builds: BuildCollection
-    system: System
+    @property
+    def images(self) -> ImageCollection: ...
 
-    def close(self) -> None:
-        """Release what the engine object holds (connections, helper processes)."""
+    @property
+    def containers(self) -> ContainerCollection: ...
+
+    @property
+    def volumes(self) -> VolumeCollection: ...
+
+    @property
+    def networks(self) -> NetworkCollection: ...
+
+    @property
+    def builds(self) -> BuildCollection: ...
+
+    @property
+    def system(self) -> System: ...
+
+    def close(self, *, keep_database: bool = False) -> None:
+        """Release what the engine object holds (connections, helper processes).
+        ``keep_database``: the process exits right after (the ``portside`` program), so what
+        the exit releases anyway may be left to it (the local engine leaves its database
+        connections open and syncs the write-ahead log instead); others may ignore it."""
 
 
 __all__ = ["Progress", "BinaryStream", "ExecStream", "Model", "Image", "Container", "Volume", "Network",

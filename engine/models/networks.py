@@ -8,6 +8,10 @@ from __future__ import annotations
 from ..errors import Conflict, InvalidArgument
 from .resource import Collection, Model
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Mapping
+
 PSEUDO = {
     "host": {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local", "Internal": False,
              "IPAM": {"Driver": "default", "Config": []}, "Containers": {}, "Labels": {},
@@ -40,7 +44,7 @@ class NetworkCollection(Collection):
     def manager(self):
         return self.engine.network_manager
 
-    def list(self, filters: dict[str, list[str]] | None = None) -> list[Network]:
+    def list(self, filters: Mapping[str, list[str]] | None = None) -> list[Network]:
         self.manager.ensure_default()
         docs = self.manager.list() + [dict(PSEUDO["host"]), dict(PSEUDO["none"])]
         out = []
@@ -71,7 +75,7 @@ class NetworkCollection(Collection):
         return Network(self.manager.inspect(name), self)
 
     def create(self, name: str, *, subnet: str | None = None, internal: bool = False,
-               labels: dict[str, str] | None = None, driver: str = "bridge") -> Network:
+               labels: Mapping[str, str] | None = None, driver: str = "bridge") -> Network:
         if driver != "bridge":
             raise InvalidArgument(f"network driver not supported: {driver} (only bridge)")
         if name in PSEUDO or name == "bridge":

@@ -11,7 +11,7 @@ from ..errors import NotFound
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator
+    from typing import Any, Iterable, Iterator, Mapping
 
 _CHECKS: dict = {}
 
@@ -129,7 +129,7 @@ class System:
         return {"Problems": problems, "Reclaimable": garbage, "Reclaimed": reclaimed}
 
     def events(self, *, since: float | None = None, until: float | None = None,
-               filters: dict[str, list[str]] | None = None, follow: bool = False,
+               filters: Mapping[str, list[str]] | None = None, follow: bool = False,
                stop: Any = None, interval: float = 0.1) -> Iterator[dict]:
         """Events in Docker's ``events --format json`` shape, oldest first: those since
         ``since`` (with ``follow``, from now when None), then with ``follow`` new ones as they

@@ -22,7 +22,7 @@ from .resource import Collection, Model
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import builtins
-    from typing import Any
+    from typing import Any, Mapping
 
 
 __all__ = ["Volume", "VolumeCollection", "volume_inspector"]
@@ -49,7 +49,7 @@ class Volume(Model):
         self.collection.remove(self.name, force=force)
 
 
-def _normalise(filters: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, list[str]]:
+def _normalise(filters: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in (filters or {}).items():
         if key not in allowed:
@@ -92,8 +92,8 @@ class VolumeCollection(Collection):
         return Volume(doc, self)
 
     def create(self, name: str | None = None, driver: str = "local",
-               driver_opts: dict[str, str] | None = None,
-               labels: dict[str, str] | None = None) -> Volume:
+               driver_opts: Mapping[str, str] | None = None,
+               labels: Mapping[str, str] | None = None) -> Volume:
         """Create a volume (an existing one of that name is returned, as Docker does).
 
         Args:
@@ -116,7 +116,7 @@ class VolumeCollection(Collection):
         """
         return self._wrap(self.manager.get(name))
 
-    def list(self, filters: dict[str, Any] | None = None) -> list[Volume]:
+    def list(self, filters: Mapping[str, Any] | None = None) -> list[Volume]:
         """Volumes, optionally filtered as ``volume ls --filter`` does.
 
         Args:
@@ -156,7 +156,7 @@ class VolumeCollection(Collection):
         """
         self.manager.remove(name, force=force)
 
-    def prune(self, all: bool = False, filters: dict[str, Any] | None = None) -> dict:
+    def prune(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> dict:
         """Remove unused volumes: anonymous ones, or all unused ones with ``all`` (Docker >= 23).
 
         Args:

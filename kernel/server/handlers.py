@@ -33,7 +33,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
@@ -42,6 +42,9 @@ from tornado.iostream import StreamClosedError
 
 from portside.engine.errors import EngineError
 from portside.engine.records import asdict, fields
+
+if TYPE_CHECKING:
+    from portside.engine.models.interface import EngineAPI
 
 #: Settings keys under which the shared objects live in the Tornado application.
 ENGINE_KEY = "portside_engine"
@@ -115,7 +118,7 @@ class PortsideHandler(APIHandler):
     """Base of every portside handler: the engine, the thread pool, JSON in and out."""
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> EngineAPI:
         """The shared engine (created when the extension loaded)."""
         return self.settings[ENGINE_KEY]
 
@@ -703,7 +706,7 @@ class EventsHandler(PortsideHandler):
         await self.start_stream()
 
         def make(stop: Callable[[], bool]) -> Iterator[Any]:
-            return system.events(since=since, follow=True, stop=stop, interval=0.2)
+            return system.events(since=since, follow=True, stop=stop)
         await self.pump(make, lambda event: event)
 
 
