@@ -9,7 +9,9 @@ and a normal interpreter exit would spend ~30 ms tearing down modules and checkp
 metadata database's write-ahead log (SQLite does that when the last connection closes; the log
 is simply picked up by the next command instead). Only when something still expects the normal
 exit -- a function registered with :mod:`atexit`, or a thread that is not a daemon (the
-interpreter waits for those) -- does the program exit the normal way.
+interpreter waits for those) -- does the program exit the normal way. (:mod:`logging`, which
+pyroute2 imports for every command that touches a network, registers its ``shutdown`` with
+atexit; the program runs it itself, then exits quickly.)
 """
 
 import os
@@ -39,6 +41,7 @@ def run() -> None:
         if not isinstance(exc.code, int) and exc.code is not None:
             sys.stderr.write(f"{exc.code}\n")
     code = _flush(code)
+    _shut_logging()
     if not _quick_exit_safe():
         sys.exit(code)
     os._exit(code)
@@ -46,10 +49,13 @@ def run() -> None:
 
 def _quick_exit_safe() -> bool:
     """Whether ``os._exit`` skips nothing anyone asked for: no :mod:`atexit` function is
-    registered and no non-daemon thread still runs (both need the interpreter's own exit)."""
+    registered (but logging's, run by :func:`_shut_logging`) and no non-daemon thread still
+    runs (both need the interpreter's own exit)."""
     import atexit
 
-    if atexit._ncallbacks():
+    # logging registers its shutdown once, as it is imported; _shut_logging has run it
+    # (atexit.unregister would not lower the count: it only blanks the entry)
+    if atexit._ncallbacks() > (1 if "logging" in sys.modules else 0):
         return False
     threading = sys.modules.get("threading")  # never imported: no Python thread was started
     if threading is not None:
@@ -57,6 +63,14 @@ def _quick_exit_safe() -> bool:
         if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
             return False
     return True
+
+
+def _shut_logging() -> None:
+    """Do what :mod:`logging`'s atexit function does (flush and close every handler): it is
+    then no reason for the slow exit (see :func:`_quick_exit_safe`)."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()
 
 
 def _flush(code: int) -> int:

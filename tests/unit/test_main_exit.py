@@ -21,8 +21,23 @@ elif what == "thread":
         time.sleep(0.2)
         print("thread finished", flush=True)
     threading.Thread(target=late).start()
+elif what == "logging":
+    import logging
+
+    class Closing(logging.Handler):
+        def emit(self, record):
+            pass
+
+        def close(self):
+            print("handler closed", flush=True)
+            super().close()
+
+    logging.getLogger("x").addHandler(Closing())
+    # runs in the interpreter's normal exit only (neither an atexit function nor a thread)
+    threading._register_atexit(lambda: print("normal exit", flush=True))
 from portside.engine.__main__ import _quick_exit_safe
-print(f"quick exit: {_quick_exit_safe()}", flush=True)
+if what != "logging":
+    print(f"quick exit: {_quick_exit_safe()}", flush=True)
 sys.argv = ["portside", "version", "--format", "{{.Client.Version}}"]
 run()
 """
@@ -46,3 +61,11 @@ def test_quick_exit_otherwise(tmp_path):
     proc = _program(tmp_path, "none")
     assert proc.returncode == 0
     assert proc.stdout.splitlines() == ["quick exit: True", "0.1.0"]
+
+
+def test_logging_is_shut_down_and_the_exit_stays_quick(tmp_path):
+    """logging's atexit function (registered whenever pyroute2 is imported) is run by the
+    program itself: its handlers are closed, and the exit is still os._exit."""
+    proc = _program(tmp_path, "logging")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["0.1.0", "handler closed"]
