@@ -45,7 +45,7 @@ def main() -> None:
     from portside.engine.api import Engine
     from portside.engine.slurm.engine import SlurmEngine
     from portside.engine.slurm.options import parse_options
-    from portside.kernel.client import AgentSession, Collector, container_popen_factory
+    from portside.kernel.client import AgentSession, Collector, container_exec_factory
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
@@ -95,7 +95,7 @@ def main() -> None:
                                  name="cells", stop_timeout=1)
         size = local.images.get("portside/debian:bookworm").attrs["Size"] / 1e6
         print(f"run -d, Debian ({size:.0f} MB) shipped: {(time.perf_counter() - t0) * 1000:7.1f} ms")
-        sess = AgentSession(container_popen_factory(eng, "cells"), label="cells")
+        sess = AgentSession(container_exec_factory(eng, "cells"), label="cells")
         t0 = time.perf_counter()
         sess.start()
         print(f"agent start over srun:            {(time.perf_counter() - t0) * 1000:7.1f} ms")

@@ -76,11 +76,6 @@ def _ship_args(p):
          group="slurm")
 @arguments(_ship_args)
 def ship(ctx: Context, args):
-    from ..slurm.engine import SlurmEngine
-    from ..slurm.options import parse_options
-    from ..slurm.records import RecordStore
+    from ..slurm.ship import ship_main
 
-    rec = RecordStore(args.state).resolve(args.container)
-    engine = SlurmEngine(parse_options(rec.get("Context") or ""), args.state,
-                         local=ctx.engine)
-    return engine.containers.ship_when_placed(rec["Id"])
+    return ship_main(args.state, args.container, local=ctx.engine)

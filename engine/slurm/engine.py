@@ -28,6 +28,7 @@ record keeps the last state and, where the node could write it, the container's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -37,6 +38,7 @@ import time
 
 from ..errors import (Conflict, EngineError, IncorrectState, InvalidArgument, NotFound,
                       SchedulerError)
+from ..models import composed
 from ..models.resource import Collection, Model
 from .cluster import (HOPELESS_REASONS, REASON_TEXT, Job, Slurm, exit_code_of, gpu_count,
                       require_running)
@@ -46,7 +48,9 @@ from .records import RecordStore
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import builtins
-    from typing import Any, BinaryIO, Iterator
+    from typing import Any, BinaryIO, Callable, Iterator, Literal, Mapping, Sequence, overload
+
+    from ..models.interface import EngineAPI, ExecStream
 
 #: How long ``start`` waits for Slurm's first decision about a new job (the controller looks at
 #: a batch job in its next scheduling pass, which comes within about a second).
@@ -75,14 +79,16 @@ def _rfc3339(ts: float | None) -> str:
 
 
 class _Unavailable:
-    """A collection a Slurm context does not have (each node has its own)."""
+    """A collection a Slurm context does not have (each node has its own): every use is one
+    line saying so."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, hint: str = "name them in run (-v NAME:/path, --net …) and "
+                                              "they are made on the node") -> None:
         self._what = what
+        self._hint = hint
 
     def __getattr__(self, name: str) -> Any:
-        raise InvalidArgument(f"{self._what} are per node in a Slurm context: name them in "
-                              f"run (-v NAME:/path, --net …) and they are made on the node")
+        raise InvalidArgument(f"{self._what} are per node in a Slurm context: {self._hint}")
 
 
 class SlurmEngine:
@@ -134,6 +140,8 @@ class SlurmEngine:
 
     volumes = property(lambda self: _Unavailable("volumes"))
     networks = property(lambda self: _Unavailable("networks"))
+    system = property(lambda self: _Unavailable(
+        "info, df, events and check", "ask a node's portside (srun portside system …)"))
 
     def close(self, **kwargs: Any) -> None:
         """Release the local engine when this object made it (one handed in stays open)."""
@@ -191,8 +199,9 @@ class SlurmContainer(Model):
         self.attrs = self.collection._start(self.id)
         return self
 
-    def stop(self, timeout: int | None = None) -> SlurmContainer:
-        self.attrs = self.collection._stop(self.id, timeout)
+    def stop(self, timeout: int | None = None, signal: str | int | None = None
+             ) -> SlurmContainer:
+        self.attrs = self.collection._stop(self.id, timeout, signal)
         return self
 
     def restart(self, timeout: int | None = None) -> SlurmContainer:
@@ -245,10 +254,26 @@ class SlurmContainer(Model):
         self.attrs = self.collection._rename(self.id, name)
 
     # ---- on the node --------------------------------------------------------------------------
+    if TYPE_CHECKING:
+        @overload
+        def logs(self, *, stdout: bool = True, stderr: bool = True, stream: Literal[True],
+                 timestamps: bool = False, tail: int | str | None = None,
+                 since: float | str | None = None, until: float | str | None = None,
+                 follow: bool = False, stop: Callable[[], bool] | None = None
+                 ) -> Iterator[tuple[str, bytes]]: ...
+
+        @overload
+        def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
+                 timestamps: bool = False, tail: int | str | None = None,
+                 since: float | str | None = None, until: float | str | None = None,
+                 follow: bool = False, stop: Callable[[], bool] | None = None
+                 ) -> bytes | Iterator[tuple[str, bytes]]: ...
+
     def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
-             timestamps: bool = False, tail: int | str | None = None, since: float | None = None,
-             until: float | None = None, follow: bool = False,
-             stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
+             timestamps: bool = False, tail: int | str | None = None,
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False, stop: Callable[[], bool] | None = None
+             ) -> bytes | Iterator[tuple[str, bytes]]:
         """The container's output: from its node while the job runs, else from the copy the
         keeper left in the client's folder (when the node could write there)."""
         entries = self.collection._logs(self.id, timestamps=timestamps, tail=tail, since=since,
@@ -271,13 +296,28 @@ class SlurmContainer(Model):
         rec, job = self.collection._live(self.id)
         return self.collection._call(rec, require_running(job, rec["Name"]), "diff", {})
 
-    def exec_run(self, cmd: str | list[str], *, stdout: bool = True, stderr: bool = True,
-                 tty: bool = False, detach: bool = False, environment: list[str] | dict | None = None,
-                 workdir: str = "", user: str = "") -> tuple[int | None, bytes]:
-        """Run a command in the container on its node; ``(exit_code, output)``."""
+    def exec_run(self, cmd: str | Sequence[str], *, stdout: bool = True, stderr: bool = True,
+                 stdin: bool = False, tty: bool = False, detach: bool = False,
+                 socket: bool = False,
+                 environment: Sequence[str] | Mapping[str, str] | None = None,
+                 workdir: str | None = None, user: str = ""
+                 ) -> tuple[int | None, bytes | ExecStream]:
+        """Run a command in the container on its node; ``(exit_code, output)``, or with
+        ``socket`` ``(None, ExecStream)``: the process's pipes over ``srun -u`` (what the
+        notebook's agent speaks through)."""
+        from ..models.containers import _env_list
+
+        if tty:
+            raise InvalidArgument("exec -t: a Slurm context gives no terminal; leave -t out")
         argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
-        env = [f"{k}={v}" for k, v in environment.items()] if isinstance(environment, dict) \
-            else list(environment or [])
+        env = _env_list(environment)
+        if socket:
+            from ..models.streams import ProcessStream
+
+            return None, ProcessStream(self.exec_popen(
+                argv, user=user or None, workdir=workdir or None, env=env or None,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         proc = self.exec_popen(argv, user=user or None, workdir=workdir or None, env=env or None,
                                detach=detach, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE,
@@ -365,6 +405,33 @@ class SlurmContainer(Model):
         if proc.wait() != 0:
             raise _node_error(err, f"cp into {rec['Name']}:{path}", proc.returncode)
         return True
+
+    def attach(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+               stderr: BinaryIO | None = None, *, detach_keys: str | None = None,
+               tty_size: tuple[int, int] | None = None) -> int | None:
+        """Its output from now on until it exits (its status); no input, no terminal."""
+        return composed.attach(self, stdin, stdout, stderr)
+
+    def exec_attached(self, cmd: Sequence[str], stdin: BinaryIO | None, stdout: BinaryIO,
+                      stderr: BinaryIO, *, tty: bool = False,
+                      environment: Sequence[str] | None = None, workdir: str = "",
+                      user: str = "", detach: bool = False) -> int:
+        """``portside exec`` with the caller's streams, over ``srun -u``."""
+        return composed.exec_attached(self, cmd, stdin, stdout, stderr, tty=tty,
+                                      environment=environment, workdir=workdir, user=user,
+                                      detach=detach)
+
+    def ports(self) -> dict[str, list[dict[str, str]]]:
+        return composed.ports(self.attrs)
+
+    def copy_out(self, src: str, dest: str, *, archive: bool = False,
+                 follow_links: bool = False) -> None:
+        raise InvalidArgument(f"cp {self.name}:{src} {dest}: in a Slurm context copy through "
+                              f"a tar stream: cp {self.name}:{src} - | tar -x")
+
+    def copy_in(self, src: str, dest: str, *, follow_links: bool = False) -> None:
+        raise InvalidArgument(f"cp {src} {self.name}:{dest}: in a Slurm context copy through "
+                              f"a tar stream: tar -c {src} | cp - {self.name}:{dest}")
 
     def commit(self, *args: Any, **kwargs: Any) -> Any:
         raise InvalidArgument(f"commit: container {self.name} lives on node {self.node or '?'}; "
@@ -513,12 +580,12 @@ class SlurmContainerCollection(Collection):
         job = self.slurm.job(rec["Job"]) if rec.get("Job") else None
         return self._reconcile(rec, job), job
 
-    def get(self, container_id: str) -> SlurmContainer:
+    def get(self, name: str, *, size: bool = False) -> SlurmContainer:
         """The container of that name, id or id prefix; while it runs, the node's inspect
-        document with ``Slurm`` added."""
-        rec, job = self._live(container_id)
+        document with ``Slurm`` added. (``size``: not known here; no ``SizeRw``.)"""
+        rec, job = self._live(name)
         if rec.get("_removed"):
-            raise NotFound(f"no such container: {container_id}")
+            raise NotFound(f"no such container: {name}")
         node_attrs = None
         if job is not None and job.running:
             node_attrs = self._confirm(rec, job)
@@ -543,11 +610,13 @@ class SlurmContainerCollection(Collection):
         rec["State"].update(Status="running", Running=True)
         return attrs
 
-    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+    def list(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None,
              limit: int | None = None, before: str | None = None,
-             since: str | None = None) -> list[SlurmContainer]:
+             since: str | None = None, sparse: bool = False,
+             size: bool = False) -> list[SlurmContainer]:
         """The context's containers, newest first (running and pending ones; ``all`` adds the
-        exited), from the records and one ``squeue``."""
+        exited), from the records and one ``squeue``; with ``sparse`` each ``attrs`` is the
+        ``/containers/json`` summary (what ``ps`` shows)."""
         records = self.store.list()
         ids = [r["Job"] for r in records if r.get("Job")]
         jobs = self.slurm.jobs(ids) if ids else {}
@@ -563,23 +632,27 @@ class SlurmContainerCollection(Collection):
                 continue
             if not _matches(rec, filters or {}):
                 continue
-            out.append(SlurmContainer(self.inspect(rec, job), self))
+            attrs = self.inspect(rec, job)
+            out.append(SlurmContainer(composed.summary(attrs) if sparse else attrs, self))
         if limit is not None and limit >= 0:
             out = out[:limit]
         return out
 
     # ------------------------------------------------------------------ creating
-    def create_from(self, config: dict[str, Any], host_config: dict[str, Any], *,
-                    name: str | None = None, container_id: str | None = None) -> SlurmContainer:
+    def create_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                    name: str | None = None, locked: bool | None = None,
+                    container_id: str | None = None) -> SlurmContainer:
         """A new container record from Docker-shaped ``Config``/``HostConfig`` (what the CLI
-        builds); the image must exist where the notebook runs."""
+        builds); the image must exist where the notebook runs, and resolves through
+        ``portside.lock`` when it is enforced (``locked``, or ``locked = true`` in it), as with
+        the local engine."""
         from ..runtime.containers import new_container_id, new_state
         from ..runtime.names import random_name, validate_name
 
         image_ref = config.get("Image") or ""
         if not image_ref:
             raise InvalidArgument("an image name is required")
-        image = self.engine.images.get(image_ref)
+        image = self.engine.images.get(self.engine.images.resolve_locked(image_ref, locked))
         gpus = gpu_count(host_config.get("Gpus"))
         if host_config.get("CDIDevices"):
             raise InvalidArgument("--device with a CDI name: in a Slurm context ask for GPUs "
@@ -596,16 +669,17 @@ class SlurmContainerCollection(Collection):
         self.store.claim(rec)
         return SlurmContainer(self.inspect(rec), self)
 
-    def create(self, image: str, command: str | builtins.list[str] | None = None,
-               **kwargs: Any) -> SlurmContainer:
+    def create(self, image: str, command: str | Sequence[str] | None = None, *,
+               locked: bool | None = None, **kwargs: Any) -> SlurmContainer:
         """docker-py's ``containers.create`` (the same keyword arguments as the local one)."""
         from ..models.containers import docker_py_kwargs
 
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
-        return self.create_from(config, host_config, name=name)
+        return self.create_from(config, host_config, name=name, locked=locked)
 
-    def run(self, image: str, command: str | builtins.list[str] | None = None, *, detach: bool = False,
-            remove: bool = False, stdout: bool = True, stderr: bool = False,
+    def run(self, image: str, command: str | Sequence[str] | None = None, *,
+            detach: bool = False, remove: bool = False, stdout: bool = True,
+            stderr: bool = False, locked: bool | None = None,
             **kwargs: Any) -> SlurmContainer | bytes:
         """docker-py's ``containers.run``: with ``detach`` the container once its job is running
         or pending; otherwise its output once it exited.
@@ -618,7 +692,7 @@ class SlurmContainerCollection(Collection):
 
         config, host_config, name = docker_py_kwargs(
             image, command, dict(kwargs, auto_remove=remove and detach))
-        container = self.create_from(config, host_config, name=name)
+        container = self.create_from(config, host_config, name=name, locked=locked)
         try:
             container.start()
         except BaseException:
@@ -635,6 +709,82 @@ class SlurmContainerCollection(Collection):
             raise ContainerExit(code, f"container {container.name} exited with {code}: "
                                       f"{out[-200:].decode(errors='replace').strip()}")
         return out
+
+    if TYPE_CHECKING:
+        @overload
+        def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                     name: str | None = None, detach: Literal[True], locked: bool | None = None,
+                     stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                     stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                     tty_size: tuple[int, int] | None = None,
+                     on_created: Callable[[Any], None] | None = None) -> SlurmContainer: ...
+
+        @overload
+        def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                     name: str | None = None, detach: Literal[False] = False,
+                     locked: bool | None = None, stdin: BinaryIO | None = None,
+                     stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+                     detach_keys: str | None = None, tty_size: tuple[int, int] | None = None,
+                     on_created: Callable[[Any], None] | None = None) -> int | None: ...
+
+    def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                 name: str | None = None, detach: bool = False, locked: bool | None = None,
+                 stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                 stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                 tty_size: tuple[int, int] | None = None,
+                 on_created: Callable[[Any], None] | None = None
+                 ) -> SlurmContainer | int | None:
+        """``portside run``: create the record and submit its job; in the foreground, wait
+        while Slurm queues it, then follow its output to ``stdout``/``stderr`` until it exits,
+        the last of it from the log the keeper left (a step following it ends with the job);
+        no input, no terminal (see :mod:`portside.engine.models.composed`)."""
+        if detach or not host_config.get("AutoRemove"):
+            return composed.run_from(self, config, host_config, name=name, detach=detach,
+                                     locked=locked, stdin=stdin, stdout=stdout, stderr=stderr,
+                                     on_created=on_created, ready=self._until_running,
+                                     catch_up=True)
+        # --rm in the foreground: the record (and the log the keeper leaves with it) stays
+        # until the output is read, then goes, as run(remove=True) does
+        made: list[SlurmContainer] = []
+
+        def created(container: SlurmContainer) -> None:
+            made.append(container)
+            if on_created is not None:
+                on_created(container)
+
+        try:
+            return composed.run_from(self, config, dict(host_config, AutoRemove=False),
+                                     name=name, locked=locked, stdin=stdin, stdout=stdout,
+                                     stderr=stderr, on_created=created,
+                                     ready=self._until_running, catch_up=True)
+        finally:
+            for container in made:
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+
+    def start_attached(self, name: str, stdin: BinaryIO | None, stdout: BinaryIO,
+                       stderr: BinaryIO, *, detach_keys: str | None = None,
+                       tty_size: tuple[int, int] | None = None) -> int | None:
+        """``portside start -a``: as the foreground :meth:`run_from`."""
+        return composed.start_attached(self, name, stdin, stdout, stderr,
+                                       ready=self._until_running, catch_up=True)
+
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None
+              ) -> dict[str, Any]:
+        """``container prune``: the records of containers whose job has ended."""
+        return composed.prune(self, filters)
+
+    def _until_running(self, container: Any) -> None:
+        """Block while the container's job waits in Slurm's queue, or runs but its keeper has
+        not created the container yet (its output would not be on the node to follow)."""
+        while True:
+            rec, job = self._live(container.id)
+            if job is None or not job.active:
+                return
+            if job.running and job.node and (rec.get("Attrs")
+                                             or self._confirm(rec, job) is not None):
+                return
+            time.sleep(0.2)
 
     def _forget(self, container_id: str) -> None:
         rec = self.store.get(container_id)
@@ -810,7 +960,8 @@ class SlurmContainerCollection(Collection):
         except subprocess.TimeoutExpired:
             raise SchedulerError(f"{what}: the node did not answer in {timeout:g} s") from None
 
-    def _stop(self, ref: str, timeout: int | None) -> dict[str, Any]:
+    def _stop(self, ref: str, timeout: int | None,
+              signal: str | int | None = None) -> dict[str, Any]:
         rec, job = self._live(ref)
         if job is None or not job.active:
             return self.inspect(rec, job)
@@ -822,7 +973,8 @@ class SlurmContainerCollection(Collection):
             return self.inspect(rec)
         if job.running and job.node:
             try:
-                self._call(rec, job, "stop", {"timeout": timeout})
+                self._call(rec, job, "stop", {"timeout": timeout} if signal is None
+                           else {"timeout": timeout, "signal": signal})
             except NotFound:
                 pass  # the keeper removed it meanwhile
         self._wait_job_end(rec, cancel_after=END_TIMEOUT)
@@ -877,23 +1029,27 @@ class SlurmContainerCollection(Collection):
             self.store.save(rec)
         return self.inspect(rec, job)
 
-    def _logs(self, ref: str, *, timestamps: bool, tail: int | str | None, since: float | None,
-              until: float | None, follow: bool, stop: Any) -> Iterator[tuple[str, bytes]]:
+    def _logs(self, ref: str, *, timestamps: bool, tail: int | str | None,
+              since: float | str | None, until: float | str | None, follow: bool,
+              stop: Any) -> Iterator[tuple[str, bytes]]:
         rec, job = self._live(ref)
         if job is not None and job.running and job.node and \
                 rec["State"].get("Status") == "running":
             return self._node_logs(rec, job, timestamps=timestamps, tail=tail, since=since,
                                    until=until, follow=follow, stop=stop)
+        from ..models.containers import parse_time_arg
         from ..runtime.logs import read_logs
 
         path = self.store.log_copy(rec["Id"])
         tail_n = None if tail in (None, "all") else int(tail)
-        return ((s, d) for s, d, _t in read_logs(path, tail=tail_n, since=since, until=until,
+        return ((s, d) for s, d, _t in read_logs(path, tail=tail_n, since=parse_time_arg(since),
+                                                 until=parse_time_arg(until),
                                                  timestamps=timestamps))
 
     def _node_logs(self, rec: dict[str, Any], job: Job, *, timestamps: bool,
-                   tail: int | str | None, since: float | None, until: float | None,
-                   follow: bool, stop: Any) -> Iterator[tuple[str, bytes]]:
+                   tail: int | str | None, since: float | str | None,
+                   until: float | str | None, follow: bool,
+                   stop: Any) -> Iterator[tuple[str, bytes]]:
         import selectors
 
         args = ["logs"]
@@ -907,8 +1063,10 @@ class SlurmContainerCollection(Collection):
             args += ["--since", str(since)]
         if until is not None:
             args += ["--until", str(until)]
+        # following, the step ends with the job: srun's own words about that are not the
+        # container's stderr (-Q -Q)
         proc = self.engine.slurm.popen(job.id, job.node, self.engine.node_argv(
-            *self._root_args(), *args, rec["Id"]), stdin=subprocess.DEVNULL,
+            *self._root_args(), *args, rec["Id"]), silent=follow, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.engine.node_env())
 
         def entries() -> Iterator[tuple[str, bytes]]:
@@ -944,7 +1102,7 @@ def _active(rec: dict[str, Any]) -> bool:
     return status == "running" or (status == "created" and bool(rec.get("Job")))
 
 
-def _matches(rec: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+def _matches(rec: dict[str, Any], filters: Mapping[str, list[str]]) -> bool:
     import re
 
     for key, values in filters.items():
@@ -976,3 +1134,10 @@ def _matches(rec: dict[str, Any], filters: dict[str, list[str]]) -> bool:
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
     return True
+
+
+if TYPE_CHECKING:
+    def _answers_the_model_api(engine: SlurmEngine) -> EngineAPI:
+        """For the type checker: a Slurm context answers the written-down model API (what it
+        cannot do, it refuses in one line: see the module's description)."""
+        return engine

@@ -28,6 +28,19 @@ if TYPE_CHECKING:
     from .cluster import Job
 
 
+def ship_main(state_dir: str, container: str, *, local: Any) -> int:
+    """``portside slurm ship``: the client's background helper for a container whose job waited
+    in the queue: once Slurm places the job, make its image present on the node (see the
+    module's description). ``local``: the client's engine, holding the image."""
+    from .engine import SlurmEngine
+    from .options import parse_options
+    from .records import RecordStore
+
+    rec = RecordStore(state_dir).resolve(container)
+    engine = SlurmEngine(parse_options(rec.get("Context") or ""), state_dir, local=local)
+    return engine.containers.ship_when_placed(rec["Id"])
+
+
 def registry_ref(images: Any, image: Any, user_ref: str, registry: str) -> str:
     """Push ``image`` to the context's registry; returns the by-digest reference the keeper
     pulls (``HOST:PORT/exp@sha256:…``). The image is tagged there as the user named it."""

@@ -234,6 +234,47 @@ def test_exec_logs_top_stop_start_and_rm_through_the_context(hpc):
     assert hpc.on_node("node1") == hpc.on_node("node2") == []
 
 
+def test_the_clis_verbs_through_the_model_api(hpc):
+    """What the CLI calls for run (foreground, --rm), ps, exec and container prune, answered by
+    a Slurm context: the verbs it has no plumbing of its own for come from
+    :mod:`portside.engine.models.composed`."""
+    import io
+
+    from portside.engine import cli
+    from portside.engine.commands.container_options import build_create
+    from portside.engine.errors import InvalidArgument
+    from portside.engine.listing import ps_row
+
+    eng = hpc.engine()
+    config, host_config, name = build_create(cli.parse(
+        ["run", "--rm", "--name", "fg", "busybox", "sh", "-c", "echo out; echo err >&2; exit 5"]))
+    out, err = io.BytesIO(), io.BytesIO()
+    code = eng.containers.run_from(config, host_config, name=name, stdout=out, stderr=err)
+    assert (code, out.getvalue(), err.getvalue()) == (5, b"out\n", b"err\n")
+    assert [c.name for c in eng.containers.list(all=True)] == []  # --rm
+    config, host_config, name = build_create(cli.parse(["run", "-i", "busybox", "cat"]))
+    with pytest.raises(InvalidArgument, match="cannot feed a container's standard input"):
+        eng.containers.run_from(config, host_config, stdin=io.BytesIO(b"x"), stdout=out,
+                                stderr=err)
+    assert eng.containers.list(all=True) == []  # refused before anything was made
+
+    ctr = eng.containers.run("busybox", TERMINABLE, detach=True, name="bg")
+    done = eng.containers.run("busybox", ["true"], detach=True, name="done")
+    done.wait()
+    rows = {r["Names"]: r for r in map(ps_row, (c.attrs for c in
+                                                eng.containers.list(all=True, sparse=True)))}
+    assert rows["bg"]["State"] == "running" and rows["bg"]["Status"].startswith("Up ")
+    assert rows["done"]["State"] == "exited" and rows["done"]["Status"].startswith("Exited (0)")
+    assert rows["bg"]["ID"] == ctr.id[:12]
+    out, err = io.BytesIO(), io.BytesIO()
+    code = ctr.exec_attached(["sh", "-c", "tr a-z A-Z; echo oops >&2; exit 7"],
+                             io.BytesIO(b"hello\n"), out, err)
+    assert (code, out.getvalue(), err.getvalue()) == (7, b"HELLO\n", b"oops\n")
+    assert eng.containers.prune()["ContainersDeleted"] == [done.id]
+    assert [c.name for c in eng.containers.list(all=True)] == ["bg"]
+    ctr.remove(force=True)
+
+
 def test_cpus_and_memory_are_asked_of_slurm(hpc):
     from portside.engine.slurm.cluster import parse_scontrol
 
@@ -432,14 +473,14 @@ def test_cells_run_inside_the_container_over_srun(hpc, debian_tar):
     import statistics
     import threading
 
-    from portside.kernel.client import AgentSession, Collector, container_popen_factory
+    from portside.kernel.client import AgentSession, Collector, container_exec_factory
 
     with open(debian_tar, "rb") as f:
         hpc.local.images.load(f)
     eng = hpc.engine()
     ctr = eng.containers.run("portside/debian:bookworm", ["sleep", "infinity"], detach=True,
                              name="cells", stop_timeout=1)
-    session = AgentSession(container_popen_factory(eng, "cells"), label="cells")
+    session = AgentSession(container_exec_factory(eng, "cells"), label="cells")
     try:
         session.execute("import os, sys, time\nx = 41")
         sink = Collector()
