@@ -69,7 +69,8 @@ def main() -> None:
         for what, fn in (("the check every command makes (store.anything_left)",
                           lambda: anything_left(engine.root, engine.db)),
                          ("a whole reaping pass (store.leftovers.reap)",
-                          lambda: leftovers.reap(engine))):
+                          lambda: leftovers.reap(engine.root, engine.db,
+                                                 lambda: engine.image_store))):
             samples = []
             for _ in range(2000):
                 start = time.perf_counter()

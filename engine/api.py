@@ -85,7 +85,8 @@ class Engine:
                 return []
             from .store import leftovers
 
-            return leftovers.reap(self)
+            return leftovers.reap(self.root, self.db, lambda: self.image_store,
+                                  window=leftovers.resume_window(self.config))
         except Exception as exc:  # noqa: BLE001 - a leftover must not stop `ps`
             if os.environ.get("PORTSIDE_DEBUG"):
                 raise
@@ -112,7 +113,7 @@ class Engine:
         from .store.leftovers import resume_window
 
         return ImageStore(self.db, self.content, self.snapshots,
-                          resume_window=resume_window(self))
+                          resume_window=resume_window(self.config))
 
     @property
     def tmp_dir(self) -> Path:

@@ -100,7 +100,9 @@ class System:
         # 3. snapshots: records, directories, parents
         problems += eng.snapshots.check(repair=repair, garbage=garbage)
         # 4. what killed or failed operations left: folders, ingests, leases of dead owners
-        for item in leftovers.sweep(eng, remove=repair, keep_resumable=not repair):
+        for item in leftovers.sweep(eng.root, eng.db, lambda: eng.image_store,
+                                    window=leftovers.resume_window(eng.config),
+                                    remove=repair, keep_resumable=not repair):
             garbage.append(item.describe())
         # 5. unreferenced blobs and snapshots that no lease explains (older versions, or a
         # crash of something that wrote without one)

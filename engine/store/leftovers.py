@@ -50,6 +50,9 @@ TYPE_CHECKING = False  # annotations only: no typing import at run time (see por
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+    from ..image.store import ImageStore
+    from .db import Database
+
 __all__ = ["HeldDir", "owner_token", "owner_alive", "reap", "survey", "sweep", "Leftover",
            "DEFAULT_RESUME_WINDOW", "ABANDONED", "resume_window"]
 
@@ -312,36 +315,43 @@ def _human(n: float) -> str:
     return str(n)
 
 
-def resume_window(engine: Any) -> float:
-    """Seconds an interrupted pull's data is kept (config ``resume-window``)."""
-    value = getattr(engine.config, "resume_window", None)
+def resume_window(config: Any) -> float:
+    """Seconds an interrupted pull's data is kept (the configuration's ``resume-window``)."""
+    value = getattr(config, "resume_window", None)
     return DEFAULT_RESUME_WINDOW if value is None else float(value)
 
 
-def reap(engine: Any) -> list[Leftover]:
-    """Reclaim what dead owners left under ``engine.root`` (called as the store opens).
+def reap(root: str | os.PathLike, db: Database, image_store: Callable[[], ImageStore], *,
+         window: float = DEFAULT_RESUME_WINDOW) -> list[Leftover]:
+    """Reclaim what dead owners left under ``root`` (called as the store opens).
 
     Cheap when there is nothing to do; never touches live work of any process; keeps an
-    interrupted pull's data within its resume window. Returns what was reclaimed.
+    interrupted pull's data within its resume ``window`` (seconds). Returns what was
+    reclaimed. ``image_store`` gives the root's image store, made only when a dead owner's
+    lease must be looked at.
     """
-    return sweep(engine, remove=True, keep_resumable=True)
+    return sweep(root, db, image_store, window=window, remove=True, keep_resumable=True)
 
 
-def survey(engine: Any) -> list[Leftover]:
+def survey(root: str | os.PathLike, db: Database, image_store: Callable[[], ImageStore], *,
+           window: float = DEFAULT_RESUME_WINDOW) -> list[Leftover]:
     """What :func:`reap` would reclaim now plus what it keeps for a resume, removing nothing."""
-    return sweep(engine, remove=False, keep_resumable=True)
+    return sweep(root, db, image_store, window=window, remove=False, keep_resumable=True)
 
 
-def sweep(engine: Any, *, remove: bool, keep_resumable: bool) -> list[Leftover]:
-    """Find (and with ``remove``, reclaim) the leftovers of dead owners.
+def sweep(root: str | os.PathLike, db: Database, image_store: Callable[[], ImageStore], *,
+          window: float = DEFAULT_RESUME_WINDOW, remove: bool,
+          keep_resumable: bool) -> list[Leftover]:
+    """Find (and with ``remove``, reclaim) the leftovers of dead owners in the store at
+    ``root`` (its database ``db``; ``image_store`` as for :func:`reap`).
 
-    ``keep_resumable``: leave an interrupted pull's data alone within its resume window (it is
-    still listed, with ``kept_until``); false reclaims it too (``system check --repair``).
+    ``keep_resumable``: leave an interrupted pull's data alone within its resume ``window``
+    (it is still listed, with ``kept_until``); false reclaims it too (``system check
+    --repair``).
     """
-    root = Path(engine.root)  # (the folders are store.LEFTOVER_FOLDERS)
+    root = Path(root)  # (the folders are store.LEFTOVER_FOLDERS)
     found: list[Leftover] = []
     now = time.time()
-    window = resume_window(engine)
     for kind, parent in (("tmp", root / "tmp"), ("build", root / "build-cache" / "tmp")):
         entries = _entries(parent)
         if entries:
@@ -359,7 +369,7 @@ def sweep(engine: Any, *, remove: bool, keep_resumable: bool) -> list[Leftover]:
         if remove:
             item.removed = _remove_tree(Path(entry.path))
         found.append(item)
-    found += _sweep_leases(engine, remove, keep_resumable, now)
+    found += _sweep_leases(db, image_store, window, remove, keep_resumable, now)
     prefix = str(root).rstrip("/") + "/"
     for item in found:
         item.where = item.where.removeprefix(prefix)
@@ -512,15 +522,14 @@ def _unwind_workspace(path: Path) -> None:
             pass
 
 
-def _sweep_leases(engine: Any, remove: bool, keep_resumable: bool,
-                  now: float) -> list[Leftover]:
+def _sweep_leases(db: Database, image_store: Callable[[], ImageStore], window: float,
+                  remove: bool, keep_resumable: bool, now: float) -> list[Leftover]:
     try:
-        rows = engine.db.query("SELECT lease, owner, pid, progress, resource FROM leases")
+        rows = db.query("SELECT lease, owner, pid, progress, resource FROM leases")
     except Exception:  # noqa: BLE001 - a database without the table (never opened by images)
         return []
     if not rows:
         return []
-    window = resume_window(engine)
     verdict: dict[tuple[str, int], bool] = {}
     dead: dict[tuple[str, str, int], list[str]] = {}
     kept: dict[tuple[str, str, int], float] = {}
@@ -539,7 +548,7 @@ def _sweep_leases(engine: Any, remove: bool, keep_resumable: bool,
         dead.setdefault(key, []).append(row["resource"])
     if not dead:
         return []
-    store = engine.image_store
+    store = image_store()
     reclaim = {key: res for key, res in dead.items() if key not in kept}
     found = []
     for key, (blobs, chains, size) in store.unreferenced_of(dead).items():

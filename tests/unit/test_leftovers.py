@@ -60,6 +60,20 @@ def engine(tmp_path: Path):
     eng.close()
 
 
+def _sweep(engine: Engine, **how) -> list:
+    """leftovers is given the store's parts, as the engine gives them as the store opens."""
+    return leftovers.sweep(engine.root, engine.db, lambda: engine.image_store,
+                           window=leftovers.resume_window(engine.config), **how)
+
+
+def _reap(engine: Engine) -> list:
+    return _sweep(engine, remove=True, keep_resumable=True)
+
+
+def _survey(engine: Engine) -> list:
+    return _sweep(engine, remove=False, keep_resumable=True)
+
+
 def _names(folder: Path) -> list[str]:
     return sorted(os.listdir(folder)) if folder.is_dir() else []
 
@@ -105,13 +119,13 @@ def test_a_dead_owners_folder_is_reclaimed_and_a_live_ones_is_not(engine: Engine
     dead.ready()
     dead.die()
     assert len(_names(tmp)) == 3
-    reclaimed = leftovers.reap(engine)
+    reclaimed = _reap(engine)
     assert [(r.kind, Path(r.where).name.split(".")[0], r.removed) for r in reclaimed] == \
         [("tmp", "pull", True)]
     assert reclaimed[0].size >= 20000
     assert sorted(n.split(".")[0] for n in _names(tmp)) == ["import", "load"]
     other.die()
-    assert [Path(r.where).name.split(".")[0] for r in leftovers.reap(engine)] == ["import"]
+    assert [Path(r.where).name.split(".")[0] for r in _reap(engine)] == ["import"]
     assert [n.split(".")[0] for n in _names(tmp)] == ["load"]
     mine.close()
     assert _names(tmp) == []
@@ -122,10 +136,10 @@ def test_a_folder_an_older_version_left_goes_only_when_old(engine: Engine) -> No
     legacy = tmp / "load-k2j4h5g6"
     legacy.mkdir(parents=True)
     (legacy / "f").write_text("x")
-    assert leftovers.reap(engine) == []
+    assert _reap(engine) == []
     old = time.time() - leftovers.LEGACY_AGE - 60
     os.utime(legacy, (old, old))
-    assert [r.kind for r in leftovers.reap(engine)] == ["tmp"]
+    assert [r.kind for r in _reap(engine)] == ["tmp"]
     assert _names(tmp) == []
 
 
@@ -140,14 +154,14 @@ def test_a_held_folder_the_reaper_takes_first_is_made_again(engine: Engine, monk
     def racing_flock(fd: int, op: int) -> None:
         if not calls:
             calls.append(fd)
-            assert [r.kind for r in leftovers.reap(engine)] == ["tmp"]
+            assert [r.kind for r in _reap(engine)] == ["tmp"]
         original(fd, op)
 
     monkeypatch.setattr(fcntl, "flock", racing_flock)
     held = HeldDir(engine.root / "tmp", "load")
     monkeypatch.undo()
     assert held.path.is_dir() and _names(engine.root / "tmp") == [held.path.name]
-    assert leftovers.reap(engine) == []
+    assert _reap(engine) == []
     held.close()
 
 
@@ -167,7 +181,7 @@ def test_ingests_of_dead_writers_go_a_pulls_is_kept_for_a_resume(engine: Engine)
     dead.ready()
     dead.die()
     assert len(_names(ingest)) == 3
-    reclaimed = leftovers.reap(engine)
+    reclaimed = _reap(engine)
     gone = [r for r in reclaimed if r.removed]
     kept = [r for r in reclaimed if not r.removed]
     assert [r.size for r in gone] == [1000]
@@ -180,7 +194,7 @@ def test_ingests_of_dead_writers_go_a_pulls_is_kept_for_a_resume(engine: Engine)
         w.close()
     # with no resume window (or --repair), it goes too
     engine.config.resume_window = 0
-    assert [r.removed for r in leftovers.reap(engine)] == [True]
+    assert [r.removed for r in _reap(engine)] == [True]
     assert _names(ingest) == [live.ref]
     live.abort()
 
@@ -211,11 +225,11 @@ def test_a_half_unpacked_layer_goes_unless_its_chain_is_being_unpacked(engine: E
     """)
     holder.ready()
     try:
-        assert [r.kind for r in leftovers.reap(engine)] == ["staging"]
+        assert [r.kind for r in _reap(engine)] == ["staging"]
         assert _names(snaps / ".staging") == [f"{busy}-ba9876543210"]
     finally:
         holder.die()
-    assert [r.kind for r in leftovers.reap(engine)] == ["staging"]
+    assert [r.kind for r in _reap(engine)] == ["staging"]
     assert _names(snaps / ".staging") == []
 
 
@@ -240,11 +254,11 @@ def test_a_killed_operations_lease_is_dropped_and_its_blobs_collected(engine: En
     digest = child.proc.stdout.readline().decode().strip()
     child.ready()
     # alive: its blob is protected, from the reaper and from garbage collection
-    assert leftovers.reap(engine) == []
+    assert _reap(engine) == []
     engine.image_store.collect()
     assert engine.content.exists(digest)
     child.die()
-    reclaimed = leftovers.reap(engine)
+    reclaimed = _reap(engine)
     assert [(r.kind, r.removed) for r in reclaimed] == [("lease", True)]
     assert "1 blob(s)" in reclaimed[0].describe()
     assert not engine.content.exists(digest)
@@ -256,15 +270,14 @@ def test_an_interrupted_pulls_lease_keeps_its_blobs_until_the_window_ends(engine
     digest = child.proc.stdout.readline().decode().strip()
     child.ready()
     child.die()
-    found = leftovers.survey(engine)
+    found = _survey(engine)
     assert [(r.kind, r.removed) for r in found] == [("lease", False)]
     assert found[0].kept_until > time.time() + leftovers.DEFAULT_RESUME_WINDOW - 60
-    assert leftovers.reap(engine)[0].removed is False
+    assert _reap(engine)[0].removed is False
     engine.image_store.collect()  # a concurrent rmi's collection keeps it too
     assert engine.content.exists(digest)
     # --repair does not wait, nor does a root whose resume window is 0
-    assert [r.removed for r in leftovers.sweep(engine, remove=True,
-                                               keep_resumable=False)] == [True]
+    assert [r.removed for r in _sweep(engine, remove=True, keep_resumable=False)] == [True]
     assert not engine.content.exists(digest)
 
 
@@ -287,7 +300,7 @@ def test_a_failed_operation_collects_what_it_wrote_at_once(engine: Engine) -> No
     assert engine.content.exists(digest)
     rows = engine.db.query("SELECT owner, progress FROM leases")
     assert [r["owner"] for r in rows] == [leftovers.ABANDONED]
-    assert leftovers.reap(engine)[0].kept_until == \
+    assert _reap(engine)[0].kept_until == \
         rows[0]["progress"] + leftovers.DEFAULT_RESUME_WINDOW
     # the retry that records the image takes over what the failed one kept
     with store.lease(keep=True) as held:
