@@ -40,7 +40,40 @@ Example::
 
 This module only declares (``typing.Protocol``); :mod:`portside.engine.models` implements it for
 the local engine. It is read by type checkers and people, and imported by no command at run
-time.
+time. ``make lint`` (mypy) holds both sides to it: the fronts' engine is typed
+:class:`EngineAPI` (``cli.Context.engine``, the magics', the REST handlers'), so a front cannot
+call what is not written here; and each engine object is checked against it.
+
+Plugging in another engine object
+---------------------------------
+1. Write classes with these methods (no base class is needed: the Protocols are structural) and
+   have the type checker hold them to it, as ``engine/api.py`` and ``engine/slurm/engine.py``
+   do::
+
+       if TYPE_CHECKING:
+           def _answers_the_model_api(engine: MyEngine) -> EngineAPI:
+               return engine
+
+2. Verbs it has no plumbing for may come from :mod:`portside.engine.models.composed`, which
+   makes them from the other verbs: ``run_from``/``start_attached`` (create, start, follow the
+   log, wait, ``AutoRemove``, an interrupt stops the container), ``attach``, ``exec_attached``
+   (from ``exec_run(socket=True)``), ``prune``, ``ports`` and the ``/containers/json`` summary
+   of ``list(sparse=True)``.
+3. What it cannot do at all is one line, an :mod:`~portside.engine.errors` class (most often
+   ``InvalidArgument``) that says what to do instead -- never ``AttributeError``. (A Slurm
+   context refuses ``volumes``, ``networks`` and ``system``, which live on each node, and
+   ``commit``; see :mod:`portside.engine.slurm.engine`.)
+4. :func:`portside.engine.api.from_env` is where the fronts get their engine object: a context
+   chooses it there.
+
+For the engines to come: a Docker Engine (docker-py) has most of this natively (its models'
+``attrs`` are the same documents); ``create_from``/``run_from`` map ``Config``/``HostConfig`` onto
+its low-level ``create_container``, ``get_archive(follow_links=)`` onto the archive endpoint
+(which follows no final link: ask for the ``linkTarget`` its stat header names, as Docker's
+CLI does for ``cp -L``), progress events are made from its JSON stream. A proxy to an engine process (rootless mode's helper, a node's portside) sends each call
+as one request of plain data -- :func:`portside.engine.slurm.node.call` is such a request's
+server side -- and hands back ``ExecStream`` objects over its pipes and progress events as
+``{"kind": <class name>, ...fields}`` (as the REST API streams them).
 """
 
 from __future__ import annotations
