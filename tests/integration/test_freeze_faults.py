@@ -24,8 +24,10 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("runc"), reason="runc not installed"),
 ]
 
-#: The container writes a large file while the commits run, then marks it complete.
-WRITER = "dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null && touch /done; exec sleep 600"
+#: The container writes a large file while the commits run, then marks it complete. (``head -c``
+#: reads until it has the count; ``dd bs=1M count=48`` counts a read the freezer cut short as a
+#: whole block and wrote a shorter file.)
+WRITER = f"head -c {48 << 20} /dev/urandom >/big && touch /done; exec sleep 600"
 
 
 def _id(cli, name: str) -> str:
