@@ -1,0 +1,85 @@
+"""The namespace holder process itself (see :mod:`.userns` for what it is for).
+
+It runs as ``python3 -S -I -c BOOT portside-ns NAME GO_FD READY_FD MAP FLAGS`` and imports only
+modules built into the interpreter (and ctypes for ``unshare``, which Python 3.11's ``os`` lacks):
+
+1. with ``MAP`` = 1, ``unshare(CLONE_NEWUSER)``, then say ``map`` on ``READY_FD`` and wait for the
+   caller to write the id maps (newuidmap/newgidmap) and say ``go`` on ``GO_FD``;
+2. ``unshare(FLAGS)``: the namespaces to hold (a mount namespace for the user namespace's holder,
+   made inside it so that it belongs to it);
+3. fork: the child says ``ok PID`` and becomes a sleeper (``sleep infinity``, renamed
+   ``portside-ns-NAME``) that holds the namespaces for as long as it lives; this process exits,
+   so the holder is reparented to init and never a zombie of a long-lived caller.
+
+Any failure is reported as ``error STEP ERRNO`` on ``READY_FD``. This file must import as a
+top-level module (the boot line puts its folder on ``sys.path``): no relative imports.
+"""
+
+import posix
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+#: The first word of the holder's command line (leak checks and ``ps`` find it by it).
+MARKER = "portside-ns"
+
+
+def _say(fd, text):
+    posix.write(fd, (text + "\n").encode())
+
+
+def _unshare(libc, flags):
+    import ctypes
+
+    if libc.unshare(ctypes.c_int(flags)) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def _main(argv):
+    name, go_fd, ready_fd, map_first, flags = argv[1], int(argv[2]), int(argv[3]), argv[4], \
+        int(argv[5])
+    import ctypes
+
+    posix.chdir("/")  # never pin the caller's folder (it may be on a mount that goes away)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if map_first == "1":
+        err = _unshare(libc, CLONE_NEWUSER)
+        if err:
+            _say(ready_fd, f"error user {err}")
+            return 1
+        _say(ready_fd, "map")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = posix.read(go_fd, 64)
+            if not chunk:
+                return 1  # the caller gave up (it failed to map the ids, or died)
+            answer += chunk
+        if answer.strip() != b"go":
+            return 1
+    if flags:
+        err = _unshare(libc, flags)
+        if err:
+            _say(ready_fd, f"error namespaces {err}")
+            return 1
+    pid = posix.fork()
+    if pid:
+        return 0
+    _say(ready_fd, f"ok {posix.getpid()}")
+    posix.close(ready_fd)
+    posix.close(go_fd)
+    for sleep in ("/usr/bin/sleep", "/bin/sleep"):
+        try:
+            posix.execv(sleep, [f"{MARKER}-{name}", "infinity"])
+        except OSError:
+            continue
+    # no coreutils: hold them from here (a bigger process, same effect)
+    import _signal
+
+    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+    while True:
+        _signal.pause()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(_main(sys.argv))
