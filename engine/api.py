@@ -49,6 +49,11 @@ class Engine:
     """Entry point to every engine operation, in docker-py's shape (``engine.images.list()``)."""
 
     def __init__(self, root: str | os.PathLike | None = None, config: Config | None = None) -> None:
+        if os.geteuid() != 0:
+            # rootless: everything below runs in the user's namespace (see portside.engine.rootless)
+            from .rootless import enter
+
+            enter()
         self.config = config or load_config()
         if root is not None:
             self.config.root = expand_root(root)
@@ -154,7 +159,9 @@ class Engine:
         # Several state roots on one host (tests, users) share the portside0 bridge: adopt the
         # subnet it already has rather than choosing a second one.
         subnet = self.config.default_subnet or existing_bridge_subnet("portside0")
-        run_dir = Path("/run/portside") if os.geteuid() == 0 else self.root / "run"
+        from .rootless import active
+
+        run_dir = Path("/run/portside") if not active() else self.root / "run"
         return NetworkManager(self.db, run_dir / self.root_key, default_subnet=subnet)
 
     @functools.cached_property

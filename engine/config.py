@@ -41,9 +41,15 @@ if TYPE_CHECKING:
 
 
 def default_root() -> Path:
-    """The state folder when ``PORTSIDE_ROOT`` is not set: system-wide for root, per user otherwise."""
-    if os.geteuid() == 0:
+    """The state folder when ``PORTSIDE_ROOT`` is not set: system-wide for root, per user otherwise
+    (also inside a user's namespace, where the kernel shows the user as uid 0)."""
+    if os.geteuid() == 0 and not os.environ.get("PORTSIDE_USERNS"):
         return Path("/var/lib/portside")
+    if os.geteuid() == 0:
+        from .rootless import in_namespace
+
+        if not in_namespace():
+            return Path("/var/lib/portside")
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(data) / "portside"
 

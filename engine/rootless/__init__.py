@@ -41,17 +41,24 @@ def needs_join() -> bool:
     return os.geteuid() != 0
 
 
+_inside = False
+
+
 def in_namespace() -> bool:
     """Whether this process is inside a rootless user's namespace (it joined, or was started by
     one that did). The environment says so, and the kernel confirms it: our uid map is not the
-    initial namespace's identity map."""
+    initial namespace's identity map (read once: a process never leaves the namespace)."""
+    global _inside
+    if _inside:
+        return True
     if not os.environ.get(ENV):
         return False
     try:
         with open("/proc/self/uid_map", "rb") as f:
-            return b" ".join(f.read().split()) != _IDENTITY_MAP
+            _inside = b" ".join(f.read().split()) != _IDENTITY_MAP
     except OSError:
         return False
+    return _inside
 
 
 def active() -> bool:
@@ -74,6 +81,29 @@ def mapping() -> str:
     file owners squashed to 0), or ``""`` outside the namespace."""
     marker = os.environ.get(ENV, "")
     return marker.split(":")[2] if marker.count(":") >= 2 else ""
+
+
+def owner(uid: int, gid: int) -> tuple[int, int]:
+    """The owner a file written for a container gets on disk, seen from inside the namespace:
+    as asked, or 0:0 under a single-id mapping (the only id there is)."""
+    if mapping() == "single":
+        return 0, 0
+    return uid, gid
+
+
+def mapping_error(path: str, uid: int, gid: int) -> str:
+    """The one line for a file owner the namespace cannot represent (an id beyond the user's
+    subordinate range)."""
+    import pwd
+
+    uid_host, _ = host_ids()
+    try:
+        name = pwd.getpwuid(uid_host).pw_name
+    except KeyError:
+        name = str(uid_host)
+    return (f"{path}: owner {uid}:{gid} is outside the ids of {name}'s user namespace: give "
+            f"{name} a larger range in /etc/subuid and /etc/subgid, then run "
+            f"'portside system reset --force' (or stop the namespace holder)")
 
 
 def runtime_dir() -> "os.PathLike[str]":
@@ -112,6 +142,23 @@ def runtime_dir() -> "os.PathLike[str]":
         raise RuntimeFailure(f"{path} is not a private folder of this user: remove it or set "
                              f"XDG_RUNTIME_DIR")
     return path
+
+
+def has_cgroups() -> bool:
+    """Whether containers get a cgroup here (root, or a user with a delegated cgroup v2 tree):
+    ``pause``, ``--memory``, ``--cpus`` and ``--pids-limit`` need one."""
+    if not active():
+        return True
+    from .cgroups import delegated_base
+
+    return delegated_base() is not None
+
+
+def no_cgroup(what: str) -> str:
+    """The one line for ``what`` (a verb or flags) that needs a cgroup a user does not own."""
+    from .spec import NO_CGROUPS
+
+    return NO_CGROUPS.format(flags=what)
 
 
 def enter() -> None:

@@ -18,7 +18,9 @@ monitor writes, and the ``hostname``/``hosts``/``resolv.conf`` files bind-mounte
 
 Unix socket paths must be shorter than 108 bytes, and a state root can be long (a test's temporary
 folder), so the monitor's sockets live in a *run folder* that is always short:
-``<root>/run/<id12>/`` when that is short enough, else ``/run/portside/<hash of root>/<id12>/``.
+``<root>/run/<id12>/`` when that is short enough, else ``/run/portside/<hash of root>/<id12>/``;
+rootless, always ``$XDG_RUNTIME_DIR/portside/<hash of root>/<id12>/`` (the user's runtime folder,
+see :func:`portside.engine.rootless.runtime_dir`).
 """
 
 from __future__ import annotations
@@ -100,7 +102,12 @@ class ContainerRecord:
 
 
 def run_dir_for(root: Path) -> Path:
-    """The short folder for sockets and monitor state of the store at ``root``."""
+    """The short folder for sockets and monitor state of the store at ``root``; rootless, in
+    the user's runtime folder (``$XDG_RUNTIME_DIR/portside/<hash of root>``)."""
+    from portside.engine.rootless import active
+
+    if active():
+        return _rootless_run_dir(root)
     local = Path(root) / "run"
     if len(os.fsencode(str(local))) <= _MAX_RUN_DIR:
         return local
@@ -108,6 +115,22 @@ def run_dir_for(root: Path) -> Path:
 
     digest = hashlib.sha256(os.fsencode(str(Path(root).resolve()))).hexdigest()[:12]
     return Path("/run/portside") / digest
+
+
+_ROOTLESS_RUN_DIRS: dict[str, Path] = {}
+
+
+def _rootless_run_dir(root: Path) -> Path:
+    key = str(root)
+    found = _ROOTLESS_RUN_DIRS.get(key)
+    if found is None:
+        import hashlib
+
+        from portside.engine.rootless import runtime_dir
+
+        digest = hashlib.sha256(os.fsencode(str(Path(root).resolve()))).hexdigest()[:12]
+        found = _ROOTLESS_RUN_DIRS[key] = Path(runtime_dir()) / digest
+    return found
 
 
 @record(frozen=True)
