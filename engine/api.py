@@ -108,9 +108,12 @@ class Engine:
 
     @functools.cached_property
     def snapshots(self):
+        from .rootless.storage import check_store_mode
         from .store.snapshots import Snapshots
 
-        return Snapshots(self.root / "snapshots", self.db)
+        db = self.db
+        check_store_mode(self.root)  # root's and rootless snapshots differ (opaque markers)
+        return Snapshots(self.root / "snapshots", db)
 
     @functools.cached_property
     def image_store(self):

@@ -12,7 +12,9 @@ Deletions cannot be expressed by a plain tar, so the OCI image spec uses *whiteo
 * ``dir/.wh..wh..opq`` (the *opaque* marker) means "everything the lower layers had in ``dir`` is gone".
 
 overlayfs says the same thing differently: a deleted file is a character device 0:0 in the upper
-directory, and an opaque directory carries the xattr ``trusted.overlay.opaque="y"``. This module
+directory, and an opaque directory carries the xattr ``trusted.overlay.opaque="y"`` (rootless, where
+only ``user.*`` xattrs can be written, ``user.overlay.opaque``: overlayfs mounted with ``userxattr``
+reads that one, see :mod:`portside.engine.rootless`). This module
 converts between the two forms:
 
 * :func:`apply_layer` with ``overlay=True`` unpacks a layer into a fresh snapshot directory that will
@@ -404,6 +406,15 @@ class _Extractor:
         self.overlay = overlay
         self.lower = [os.fspath(p) for p in lower]
         self.privileged = os.geteuid() == 0
+        # Inside a rootless user's namespace we are "root" with the subordinate ids (or only one):
+        # owners apply within that range, but no device node can be made and overlayfs reads its
+        # opaque markers from user.* xattrs (the ``userxattr`` mount option).
+        from portside.engine import rootless
+
+        self.userns = self.privileged and rootless.in_namespace()
+        self.devices = self.privileged and not self.userns
+        self.squash = self.userns and rootless.mapping() == "single"
+        self.opaque_xattr = opaque_xattr()
         self.root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         # Open directory fds by path: tar members come grouped by directory, so the parent of the
         # next member is almost always already open. Only real directories are ever cached.
@@ -564,15 +575,30 @@ class _Extractor:
             except OSError as exc:
                 if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
                     continue  # the filesystem has no xattrs: keep the data, lose the decoration
-                if exc.errno == errno.EPERM and not self.privileged:
-                    continue  # security.capability needs CAP_SETFCAP
+                if exc.errno == errno.EPERM and (self.userns or not self.privileged):
+                    continue  # security.capability needs CAP_SETFCAP, trusted.* the host's root
                 raise
+
+    def _chown(self, entry: str, chown: Callable[..., None], target: Any, uid: int, gid: int,
+               **kw: Any) -> None:
+        """``chown`` (os.chown or os.fchown) with the namespace's rules: owners squashed to 0
+        under a single-id mapping; an id the mapping lacks is an error that says so."""
+        if self.squash:
+            uid = gid = 0
+        try:
+            chown(target, uid, gid, **kw)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not self.userns:
+                raise
+            from portside.engine.rootless import mapping_error
+
+            raise RuntimeFailure(mapping_error(entry, uid, gid)) from exc
 
     def _meta_fd(self, fd: int, mode: int, uid: int, gid: int, mtime_ns: int | None,
                  xattrs: Iterable[tuple[str, bytes]], entry: str) -> None:
         # Order matters: chown clears setuid bits and security.capability, so it goes first.
         if self.privileged:
-            os.fchown(fd, uid, gid)
+            self._chown(entry, os.fchown, fd, uid, gid)
         os.fchmod(fd, mode & 0o7777)
         self._set_xattrs(fd, xattrs, entry)
         if mtime_ns is not None:
@@ -581,7 +607,8 @@ class _Extractor:
     def _meta_name(self, dir_fd: int, name: str, ti: tarfile.TarInfo, *, chmod: bool) -> None:
         """Owner, mode and mtime of a non-openable node (symlink, device, fifo) we just created."""
         if self.privileged:
-            os.chown(name, ti.uid, ti.gid, dir_fd=dir_fd, follow_symlinks=False)
+            self._chown(ti.name, os.chown, name, ti.uid, ti.gid, dir_fd=dir_fd,
+                        follow_symlinks=False)
         if chmod:  # never a symlink here, and we created it a moment ago
             os.chmod(name, ti.mode & 0o7777, dir_fd=dir_fd)
         ns = _mtime_ns(ti.mtime)
@@ -625,7 +652,7 @@ class _Extractor:
             elif ti.islnk():
                 self._hardlink(parts, ti)
             elif ti.ischr() or ti.isblk() or ti.isfifo():
-                if not ti.isfifo() and not self.privileged:
+                if not ti.isfifo() and not self.devices:
                     return  # only root may make device nodes; rootless engines skip them too
                 pfd = self._dir(parts[:-1], name, create=True)
                 assert pfd is not None
@@ -726,16 +753,18 @@ class _Extractor:
             target = os.readlink(path)
             self._create(pfd, base, parts, lambda: os.symlink(target, base, dir_fd=pfd))
             if self.privileged:
-                os.chown(base, st.st_uid, st.st_gid, dir_fd=pfd, follow_symlinks=False)
+                self._chown(entry, os.chown, base, st.st_uid, st.st_gid, dir_fd=pfd,
+                            follow_symlinks=False)
             os.utime(base, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
             return
         if not stat.S_ISREG(mode):
-            if not self.privileged and not stat.S_ISFIFO(mode):
+            if not self.devices and not stat.S_ISFIFO(mode):
                 return
             self._create(pfd, base, parts, lambda: os.mknod(base, stat.S_IFMT(mode) | 0o600, st.st_rdev,
                                                             dir_fd=pfd))
             if self.privileged:
-                os.chown(base, st.st_uid, st.st_gid, dir_fd=pfd, follow_symlinks=False)
+                self._chown(entry, os.chown, base, st.st_uid, st.st_gid, dir_fd=pfd,
+                            follow_symlinks=False)
             os.chmod(base, stat.S_IMODE(mode), dir_fd=pfd)
             os.utime(base, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
             return
@@ -804,7 +833,7 @@ class _Extractor:
 
     def _set_opaque(self, dfd: int, entry: str) -> None:
         try:
-            os.setxattr(dfd, OVERLAY_OPAQUE_XATTR, b"y")
+            os.setxattr(dfd, self.opaque_xattr, b"y")
         except OSError as exc:
             raise RuntimeFailure(f"cannot mark {entry!r} opaque: {exc.strerror}") from exc
 
@@ -847,6 +876,17 @@ class _Extractor:
             finally:
                 if parts:
                     os.close(fd)
+
+
+def opaque_xattr() -> str:
+    """The xattr that marks an opaque directory in the snapshots this process writes:
+    ``trusted.overlay.opaque`` for root, ``user.overlay.opaque`` rootless (overlayfs mounted with
+    ``userxattr`` reads that one; only root may write ``trusted.*``)."""
+    from portside.engine import rootless
+
+    if os.geteuid() == 0 and not rootless.in_namespace():
+        return OVERLAY_OPAQUE_XATTR
+    return _USER_OVERLAY_OPAQUE_XATTR
 
 
 def _opaque(path: str | int) -> bool:
@@ -930,7 +970,8 @@ def apply_layer(stream: SupportsRead[bytes], target: Path, *, overlay: bool = Tr
         stream: the layer blob (gzip, zstd or plain; detected), read once from start to end.
         target: with ``overlay=True``, a fresh snapshot directory that will be an overlayfs lowerdir
             above ``lower``; whiteouts become 0:0 character devices and opaque markers the
-            ``trusted.overlay.opaque`` xattr. With ``overlay=False``, a full root filesystem:
+            ``trusted.overlay.opaque`` xattr (``user.overlay.opaque`` rootless). With
+            ``overlay=False``, a full root filesystem:
             whiteouts delete, opaque markers empty what earlier layers left in the directory.
             Created when missing.
         overlay: choose between the two modes above.

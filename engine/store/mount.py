@@ -155,13 +155,20 @@ class LinuxMounter:
             the kernel once; ``False`` forces ``mount(2)`` (tests exercise both paths).
     """
 
-    def __init__(self, new_api: bool | None = None) -> None:
+    def __init__(self, new_api: bool | None = None, userxattr: bool | None = None) -> None:
         self._libc = ctypes.CDLL(None, use_errno=True)  # libc: already loaded
         self._libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                      ctypes.c_ulong, ctypes.c_char_p]
         self._libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self._libc.syscall.restype = ctypes.c_long
         self._new_api = new_api
+        if userxattr is None:
+            from portside.engine import rootless
+
+            userxattr = rootless.in_namespace()
+        #: rootless (inside a user namespace): overlayfs keeps its whiteout and opaque markers in
+        #: user.* xattrs, the only ones we may write (Linux >= 5.11)
+        self.userxattr = userxattr
 
     # ----- helpers ---------------------------------------------------------------------------
 
@@ -197,6 +204,10 @@ class LinuxMounter:
     def _fsconfig(self, fd: int, key: str, value: str) -> None:
         self._syscall(SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_STRING),
                       os.fsencode(key), os.fsencode(value), ctypes.c_int(0))
+
+    def _flag(self, fd: int, name: bytes) -> None:
+        self._syscall(SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_FLAG), name,
+                      None, ctypes.c_int(0))
 
     @staticmethod
     def _fs_log(fd: int) -> str:
@@ -243,6 +254,10 @@ class LinuxMounter:
                 self._overlay(lower, upper, work, target, readonly, False)
                 LinuxMounter._volatile = False
         except OSError as exc:
+            if self.userxattr and exc.errno in (errno.EINVAL, errno.EPERM):
+                from portside.engine.rootless.storage import rootless_overlay_failure
+
+                raise rootless_overlay_failure(exc) from exc
             raise RuntimeFailure(f"mount overlay on {target}: {exc.strerror}"
                                  f"{' (' + exc.filename + ')' if exc.filename else ''}") from exc
 
@@ -269,9 +284,9 @@ class LinuxMounter:
                     self._fsconfig(fd, "upperdir", self._short(upper, stack, _FSCONFIG_MAX))
                     self._fsconfig(fd, "workdir", self._short(work, stack, _FSCONFIG_MAX))
                     if volatile:
-                        self._syscall(SYS_FSCONFIG, ctypes.c_int(fd),
-                                      ctypes.c_uint(FSCONFIG_SET_FLAG), b"volatile", None,
-                                      ctypes.c_int(0))
+                        self._flag(fd, b"volatile")
+                if self.userxattr:
+                    self._flag(fd, b"userxattr")
                 self._syscall(SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE),
                               None, None, ctypes.c_int(0))
             except OSError as exc:
@@ -295,6 +310,8 @@ class LinuxMounter:
                              f",workdir={self._short(work, stack, limit)}")
                     if volatile:
                         opts += ",volatile"
+                if self.userxattr:
+                    opts += ",userxattr"
                 return opts
             data = options(_PAGE)
             if len(data) >= _PAGE:
