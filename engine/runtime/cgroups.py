@@ -97,7 +97,14 @@ def _hierarchies(root: str) -> list[str]:
 
 
 def cgroup_path_for(container_id: str) -> str:
-    """The cgroup path (the spec's ``linux.cgroupsPath``) of a container: ``/portside/<id>``."""
+    """The cgroup path (the spec's ``linux.cgroupsPath``) of a container: ``/portside/<id>``
+    (rootless, below the user's delegated subtree: :mod:`portside.engine.rootless.cgroups`)."""
+    from portside.engine.rootless import active
+
+    if active():
+        from portside.engine.rootless.cgroups import cgroup_path
+
+        return cgroup_path(container_id)
     return f"/portside/{container_id}"
 
 

@@ -112,8 +112,12 @@ def commit(lc: Lifecycle, rec: ContainerRecord, *, repository: str | None = None
     lc.refresh(rec)
     # Frozen while the upper dir is read (Docker's default), with a trace that lets the next
     # command thaw it should this process die before it does (see runtime/freeze.py).
+    from portside.engine.rootless import has_cgroups
+
+    # rootless without a cgroup there is no freezer: read the files while it runs, as podman does
     freezing = freeze.frozen_for(lc, rec, "commit") if (
-        pause and status_of(rec) == Status.RUNNING) else contextlib.nullcontext()
+        pause and status_of(rec) == Status.RUNNING and has_cgroups()) \
+        else contextlib.nullcontext()
     with tempfile.TemporaryFile(dir=lc.tmp_dir) as spool:
         with freezing:
             write_layer(lc.paths(rec).upper, spool, overlay_upper=True, compression=None)

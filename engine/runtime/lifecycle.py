@@ -442,6 +442,13 @@ class Lifecycle:
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         host_config = normalize_host_config(host_config)
+        from portside.engine.rootless import active
+
+        if active():  # what a user cannot have is refused now, in one line
+            from portside.engine.rootless.spec import check_host_config
+
+            for warning in check_host_config(host_config):
+                host_config.setdefault("Warnings", []).append(warning)
         extra: dict[str, Any] = {}
         gpus = host_config.get("Gpus")
         if gpus or host_config.get("CDIDevices"):
@@ -1067,6 +1074,10 @@ class Lifecycle:
                 raise IncorrectState(f"container {rec.name} is already paused")
             if not status.can_pause():
                 raise IncorrectState(f"container {rec.name} is not running")
+            from portside.engine.rootless import has_cgroups, no_cgroup
+
+            if not has_cgroups():  # the freezer is a cgroup
+                raise InvalidArgument(no_cgroup("pause"))
             with freeze.traced(self, rec, "pause") as trace:
                 self.runtime.pause(rec.id)
                 trace.step("frozen")

@@ -238,8 +238,21 @@ class OCIRuntime:
         self._call("resume", container_id, container_id=container_id)
 
     def ps(self, container_id: str) -> builtins.list[int]:
-        """Host pids of the container's processes."""
-        out = self._call("ps", "--format", "json", container_id, container_id=container_id)
+        """Host pids of the container's processes (rootless without a cgroup, the processes in
+        its init's pid namespace)."""
+        try:
+            out = self._call("ps", "--format", "json", container_id, container_id=container_id)
+        except RuntimeFailure:
+            from portside.engine.rootless import has_cgroups
+
+            if has_cgroups():
+                raise
+            from portside.engine.rootless.procs import pid_namespace_members
+
+            state = self.state(container_id) or {}
+            if not state.get("pid"):
+                raise
+            return pid_namespace_members(int(state["pid"]))
         return sorted(json.loads(out or "null") or [])
 
     def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,

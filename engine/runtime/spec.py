@@ -22,6 +22,10 @@ applies Docker's, so a program behaves the same here as under ``docker run``:
 
 This host has no ``CAP_SYS_RESOURCE`` in its bounding set, so the engine cannot raise a limit above
 its own hard limit: rlimits and capabilities are clamped to what the caller holds.
+
+Rootless, :func:`generate_spec` hands its result to :func:`portside.engine.rootless.spec.adapt`,
+which removes what a user cannot have (cgroups unless delegated, sysfs without a network namespace
+of their own).
 """
 
 from __future__ import annotations
@@ -506,6 +510,14 @@ def generate_spec(cfg: ContainerConfig) -> dict[str, Any]:
         spec["annotations"] = dict(cfg.annotations)
     if cfg.hooks:
         spec["hooks"] = dict(cfg.hooks)
+    from portside.engine.rootless import active
+
+    if active():
+        from portside.engine.rootless.cgroups import delegated_base
+        from portside.engine.rootless.spec import adapt
+
+        adapt(spec, host_network=cfg.network == "host",
+              cgroups_path=cfg.cgroups_path if cfg.cgroups_path and delegated_base() else None)
     return spec
 
 
