@@ -49,6 +49,7 @@ from pathlib import Path
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import record
 from portside.engine.rootfs import openat2_in_root
+from portside.engine import tarcompat  # noqa: F401  (PEP 706 filters on Debian 12's Python 3.11.2)
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
