@@ -105,7 +105,7 @@ def arguments(fn_args: Callable[[argparse.ArgumentParser], None]):
 
 #: Every command module (engine/commands/<name>.py); each registers its commands on import.
 COMMAND_MODULES = ("images", "system", "containers", "volumes", "networks", "build", "registry",
-                   "repro", "slurm")
+                   "repro", "slurm", "maintenance")
 
 #: Which modules define each top-level word, so a command line imports and builds only what it
 #: uses (building the whole argparse tree costs ~80 ms). tests/unit/test_cli_index.py checks this
@@ -125,9 +125,9 @@ COMMAND_INDEX: dict[str, tuple[str, ...]] = {
     "run": ("containers",), "save": ("images",), "search": ("registry",),
     "slurm": ("slurm",),
     "start": ("containers",), "stats": ("containers",), "stop": ("containers",),
-    "system": ("system",), "tag": ("images",), "top": ("containers",),
-    "unpause": ("containers",), "version": ("system",), "volume": ("volumes",),
-    "wait": ("containers",),
+    "system": ("maintenance", "system"), "tag": ("images",), "top": ("containers",),
+    "unpause": ("containers",), "unshare": ("maintenance",), "version": ("system",),
+    "volume": ("volumes",), "wait": ("containers",),
 }
 #: ``inspect`` looks through every kind of object, so it needs every module's inspector.
 _NEEDS_ALL = {"inspect"}

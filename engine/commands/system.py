@@ -50,6 +50,10 @@ def info(ctx: Context, args):
             lines.append(f" {label}: {value}")
     if data.get("Runtimes"):
         lines.append(" Runtimes: " + " ".join(sorted(data["Runtimes"])))
+    if "Rootless" in data:
+        from ..rootless.info import describe
+
+        lines += describe(data)
     if data.get("GPUs") is not None:
         gpus = data["GPUs"]
         lines.append(f" GPUs: {len(gpus)}")

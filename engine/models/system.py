@@ -28,6 +28,7 @@ _CONTRIBUTORS = (
     "portside.engine.models.containers",
     "portside.engine.models.networks",
     "portside.engine.models.build",
+    "portside.engine.rootless.info",
 )
 
 
@@ -206,6 +207,20 @@ class System:
         for name, fn in _INFO.items():
             info.update(fn(eng))
         return info
+
+    def reset(self) -> dict:
+        """Remove every container, volume, network, image and build cache entry, the root's
+        files, and (rootless) stop the user namespace; see :mod:`..reset`."""
+        from ..reset import reset
+
+        return reset(self.engine)
+
+    def migrate(self) -> dict:
+        """Rootless: stop the user namespace so the next command maps the current subordinate
+        ids; see :mod:`..reset`."""
+        from ..reset import migrate
+
+        return migrate(self.engine)
 
     def version(self) -> dict:
         import platform
