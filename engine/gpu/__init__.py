@@ -38,9 +38,16 @@ NVIDIA_KIND = "nvidia.com/gpu"
 
 
 def apply_edits(spec: dict, edits: ContainerEdits) -> dict:
-    """Apply edits to an OCI spec dict; see :func:`portside.engine.gpu.cdi.apply_edits`."""
+    """Apply edits to an OCI spec dict; see :func:`portside.engine.gpu.cdi.apply_edits`.
+    Rootless, device nodes are bind-mounted from the host (a user namespace has no mknod and no
+    devices cgroup): :func:`portside.engine.rootless.spec.device_binds`."""
     from portside.engine.gpu.cdi import apply_edits as _apply
+    from portside.engine.rootless import active
 
+    if active():
+        from portside.engine.rootless.spec import device_binds
+
+        edits = device_binds(edits)
     return _apply(spec, edits)
 
 

@@ -9,8 +9,9 @@ namespace), with the same spec as in root mode except:
   ``--pids-limit`` are refused in one line by :func:`check_host_config`, and nothing
   restricts devices: the namespace already keeps the container from every device node it did
   not bind-mount.
-* **devices**: runc bind-mounts ``/dev`` nodes from the host instead of making them with
-  ``mknod`` (which a user namespace forbids); it does so by itself once it sees it runs in one.
+* **devices**: ``/dev`` nodes (``--device``, ``--privileged``, CDI/GPU nodes) are bind-mounted
+  from the host instead of made with ``mknod``, which a user namespace forbids; whether the user
+  may open one stays the host's business (its mode and owner).
 * **sysfs**: a user may mount sysfs only in a network namespace of their own; with ``--net
   host`` the container gets the host's ``/sys`` bind-mounted read-only (with its cgroup tree).
 * **single-id mapping**: only id 0 exists, so ``/dev/pts`` loses its ``gid=5`` and the
@@ -67,6 +68,23 @@ def check_host_config(hc: dict[str, Any], *, delegated: bool | None = None) -> l
     return warnings
 
 
+def device_binds(edits: Any) -> Any:
+    """CDI/GPU edits with their device nodes turned into bind mounts of the host's nodes (what
+    runc itself does in a user namespace, except that it binds the container's path from the
+    host, which is wrong when the two differ: ``hostPath: /dev/nvidia0`` shown as
+    ``/dev/nvidia0`` and ``/dev/null`` shown as ``/dev/fakegpu`` alike). Whether the user may open
+    a node stays the host's business (its mode and owner)."""
+    from portside.engine.gpu.cdi import Mount
+    from portside.engine.records import replace
+
+    if not edits.device_nodes:
+        return edits
+    binds = [Mount(host_path=node.host_path or node.path, container_path=node.path,
+                   options=["bind", "nosuid", "noexec"], type="bind")
+             for node in edits.device_nodes]
+    return replace(edits, device_nodes=[], mounts=[*edits.mounts, *binds])
+
+
 def adapt(spec: dict[str, Any], *, host_network: bool, cgroups_path: str | None = None,
           single: bool | None = None) -> dict[str, Any]:
     """Turn a root-mode spec into the rootless one (in place; returned).
@@ -105,6 +123,13 @@ def adapt(spec: dict[str, Any], *, host_network: bool, cgroups_path: str | None 
         elif single and kind == "devpts":
             m = dict(m, options=[o for o in m.get("options") or [] if not o.startswith("gid=")])
         mounts.append(m)
+    # device nodes: bind-mounted from the host, each from its own path there (runc would bind
+    # the container's path from the host, wrong for --device /dev/x:/dev/y)
+    for dev in linux.get("devices") or []:
+        mounts.append({"destination": dev["path"], "type": "bind",
+                       "source": dev.pop("hostPath", dev["path"]),
+                       "options": ["bind", "nosuid", "noexec"]})
+    linux["devices"] = []
     spec["mounts"] = mounts
     if single:
         user = (spec.get("process") or {}).get("user") or {}

@@ -1381,6 +1381,10 @@ def _device_mappings(devices: list[dict[str, Any]]) -> tuple[list[dict], list[di
         major, minor = os.major(info.st_rdev), os.minor(info.st_rdev)
         out.append({"path": d.get("PathInContainer") or host, "type": kind, "major": major,
                     "minor": minor, "fileMode": st.S_IMODE(info.st_mode), "uid": 0, "gid": 0})
+        from portside.engine.rootless import active
+
+        if active():  # bound from here rather than made (portside.engine.rootless.spec)
+            out[-1]["hostPath"] = host
         rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
                       "access": d.get("CgroupPermissions") or "rwm"})
     return out, rules
