@@ -45,6 +45,21 @@ def from_env(root: str | os.PathLike | None = None) -> Engine:
     return Engine(root=root)
 
 
+def open_engine(root: str | os.PathLike | None = None):
+    """The engine a front (a notebook kernel, the server extension) should use: this process's
+    own :class:`Engine`, or -- rootless in a process with threads, which cannot join the user's
+    namespace -- a stand-in for an engine process that joined it (same model API; see
+    :mod:`portside.engine.rootless.proxy`)."""
+    if os.geteuid() != 0:
+        from .rootless.proxy import needs_engine_process
+
+        if needs_engine_process():
+            from .remote.client import spawn
+
+            return spawn(str(root) if root is not None else None)
+    return Engine(root=root)
+
+
 class Engine:
     """Entry point to every engine operation, in docker-py's shape (``engine.images.list()``)."""
 
@@ -66,8 +81,20 @@ class Engine:
     def db(self):
         from .store.db import Database
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o711)
+        from .rootless import active
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if os.stat(self.root).st_uid == os.geteuid():
+                # rootless, the store is the user's alone (podman's is 0700 too)
+                os.chmod(self.root, 0o700 if active() else 0o711)
+            elif not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except PermissionError as exc:
+            from .errors import InvalidArgument
+
+            raise InvalidArgument(f"cannot use the store {self.root}: permission denied (it "
+                                  f"belongs to another user?)") from exc
         # the image tables exist from the first open (raw queries join them); events registers
         # its own on import
         from . import events  # noqa: F401
