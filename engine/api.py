@@ -34,22 +34,16 @@ if TYPE_CHECKING:
     from .models.volumes import VolumeCollection
 
 
-def from_env(root: str | os.PathLike | None = None) -> Engine:
+def from_env(root: str | os.PathLike | None = None) -> EngineAPI:
     """The engine the environment selects, for every front (the CLI, the magics, the REST API).
 
     Today that is the local :class:`Engine` on ``root`` (default: ``$PORTSIDE_ROOT``, the
-    configuration's, or the default root); it is where a context (a Docker Engine, an engine
-    process behind a socket) will be chosen. Fronts speak to what it returns only through the
+    configuration's, or the default root), or -- rootless in a process with threads, which
+    cannot join the user's namespace -- a stand-in for an engine process that joined it (same
+    model API; see :mod:`portside.engine.rootless.proxy`). It is where a context (a Docker
+    Engine, a Slurm cluster) will be chosen. Fronts speak to what it returns only through the
     model API (:mod:`portside.engine.models.interface`).
     """
-    return Engine(root=root)
-
-
-def open_engine(root: str | os.PathLike | None = None):
-    """The engine a front (a notebook kernel, the server extension) should use: this process's
-    own :class:`Engine`, or -- rootless in a process with threads, which cannot join the user's
-    namespace -- a stand-in for an engine process that joined it (same model API; see
-    :mod:`portside.engine.rootless.proxy`)."""
     if os.geteuid() != 0:
         from .rootless.proxy import needs_engine_process
 
