@@ -7,7 +7,7 @@
 * ``busybox_image`` — a busybox image bootstrapped from Debian's busybox-static (well under 1 s).
 * ``debian_tar`` — a debootstrapped Debian with python3, made once and cached outside the
   repository (``$PORTSIDE_TEST_CACHE``, default /var/cache/portside-test), keyed by its inputs.
-* ``host_unchanged`` — autouse for integration/interop tests: mounts, network namespaces,
+* ``host_unchanged`` — autouse for integration/interop/rootless tests: mounts, network namespaces,
   portside cgroups and stray processes are compared before and after each test.
 """
 
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("every test needs exactly one tier marker "
                                 f"({', '.join(TIERS)}):\n  " + "\n  ".join(wrong))
     for item in items:
-        if ("integration" in item.keywords or "interop" in item.keywords) and not IS_ROOT:
+        if any(m in item.keywords for m in ("integration", "interop", "rootless")) and not IS_ROOT:
             item.add_marker(pytest.mark.skip(reason="needs root (run `make test` as root)"))
 
 
@@ -212,7 +212,8 @@ def host_snapshot() -> dict[str, set[str]]:
 def host_unchanged(request):
     """Every integration/interop test leaves mounts, netns, links, cgroups and processes as
     they were."""
-    if not IS_ROOT or not any(m in request.keywords for m in ("integration", "interop")):
+    if not IS_ROOT or not any(m in request.keywords
+                              for m in ("integration", "interop", "rootless")):
         yield
         return
     before = host_snapshot()
