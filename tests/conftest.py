@@ -30,8 +30,9 @@ IS_ROOT = os.geteuid() == 0
 
 
 #: Every test carries exactly one of these (pyproject declares them): the tier decides where it
-#: may run (unit: anywhere, no lock; the others: as root, under the shared test lock).
-TIERS = ("unit", "integration", "interop", "conformance")
+#: may run (unit: anywhere, no lock; the others: as root, under the shared test lock; rootless:
+#: root makes test users and runs portside as them).
+TIERS = ("unit", "integration", "interop", "conformance", "rootless")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an untiered test must not vanish quietly
