@@ -33,6 +33,8 @@ IS_ROOT = os.geteuid() == 0
 #: may run (unit: anywhere, no lock; the others: as root, under the shared test lock; rootless:
 #: root makes test users and runs portside as them).
 TIERS = ("unit", "integration", "interop", "conformance", "rootless")
+#: the tiers that need root, whose tests are checked for leftovers (``host_unchanged``)
+ROOT_TIERS = ("integration", "interop", "rootless")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an untiered test must not vanish quietly
@@ -46,7 +48,9 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("every test needs exactly one tier marker "
                                 f"({', '.join(TIERS)}):\n  " + "\n  ".join(wrong))
     for item in items:
-        if any(m in item.keywords for m in ("integration", "interop", "rootless")) and not IS_ROOT:
+        # markers, not keywords: keywords hold folder names too (this checkout may sit in one
+        # called "rootless")
+        if any(item.get_closest_marker(m) for m in ROOT_TIERS) and not IS_ROOT:
             item.add_marker(pytest.mark.skip(reason="needs root (run `make test` as root)"))
 
 
@@ -213,8 +217,7 @@ def host_snapshot() -> dict[str, set[str]]:
 def host_unchanged(request):
     """Every integration/interop test leaves mounts, netns, links, cgroups and processes as
     they were."""
-    if not IS_ROOT or not any(m in request.keywords
-                              for m in ("integration", "interop", "rootless")):
+    if not IS_ROOT or not any(request.node.get_closest_marker(m) for m in ROOT_TIERS):
         yield
         return
     before = host_snapshot()
