@@ -119,24 +119,35 @@ def make_debian_rootfs(target: Path, suite: str, include: list[str], mirror: str
                        log=None) -> None:
     """debootstrap (or mmdebstrap) a minimal Debian into ``target``."""
     mirror = mirror or host_apt_mirror()
-    if shutil.which("mmdebstrap"):
+    # a user's PATH often lacks the sbin folders debootstrap lives in
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    if shutil.which("mmdebstrap", path=search):
         cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--quiet"]
         if include:
             cmd.append("--include=" + ",".join(include))
         cmd += [suite, str(target), mirror]
-    elif shutil.which("debootstrap"):
-        cmd = ["debootstrap", "--variant=minbase"]
+    elif shutil.which("debootstrap", path=search):
+        cmd = [shutil.which("debootstrap", path=search) or "debootstrap", "--variant=minbase"]
         if include:
             cmd.append("--include=" + ",".join(include))
         cmd += [suite, str(target), mirror]
     else:
         raise NotFound("neither debootstrap nor mmdebstrap is installed: apt-get install debootstrap")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = None
+    from ..rootless import in_namespace
+
+    if in_namespace() and cmd[0].endswith("debootstrap") and not cmd[0].endswith("mmdebstrap"):
+        # rootless, in the user's namespace: no mknod there, so debootstrap binds the host's
+        # /dev nodes as it does in an LXC container (and tolerates a /proc it cannot mount)
+        env = dict(os.environ, container="lxc")  # what debootstrap's detect_container reads
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
     if log is not None:
         log(proc.stdout)
     if proc.returncode != 0:
         tail = " | ".join(proc.stdout.strip().splitlines()[-3:])
-        raise RuntimeFailure(f"{cmd[0]} {suite} failed (exit {proc.returncode}): {tail}")
+        raise RuntimeFailure(f"{os.path.basename(cmd[0])} {suite} failed (exit "
+                             f"{proc.returncode}): {tail}")
     # what a container image should not carry: caches, package lists, machine identity
     for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*",
                     "var/log/*.log", "var/cache/debconf/*-old", "var/lib/dpkg/*-old"):
