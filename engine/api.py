@@ -34,20 +34,23 @@ if TYPE_CHECKING:
     from .models.volumes import VolumeCollection
 
 
-def from_env(root: str | os.PathLike | None = None) -> EngineAPI:
+def from_env(root: str | os.PathLike | None = None, *, program: bool = False) -> EngineAPI:
     """The engine the environment selects, for every front (the CLI, the magics, the REST API).
 
     Today that is the local :class:`Engine` on ``root`` (default: ``$PORTSIDE_ROOT``, the
-    configuration's, or the default root), or -- rootless in a process with threads, which
-    cannot join the user's namespace -- a stand-in for an engine process that joined it (same
-    model API; see :mod:`portside.engine.rootless.proxy`). It is where a context (a Docker
-    Engine, a Slurm cluster) will be chosen. Fronts speak to what it returns only through the
-    model API (:mod:`portside.engine.models.interface`).
+    configuration's, or the default root). Rootless, only the ``portside`` program itself
+    (``program=True``: single-threaded, it joins the user's namespace first thing) runs the
+    engine in its own process; any other front (a notebook kernel, the server extension: threaded
+    processes that cannot join, and should not become root in their own eyes) gets a stand-in
+    for an engine process that joined it, with the same model API (see
+    :mod:`portside.engine.rootless.proxy`). It is where a context (a Docker Engine, a Slurm
+    cluster) will be chosen. Fronts speak to what it returns only through the model API
+    (:mod:`portside.engine.models.interface`).
     """
     if os.geteuid() != 0:
         from .rootless.proxy import needs_engine_process
 
-        if needs_engine_process():
+        if not program and needs_engine_process():
             from .remote.client import spawn
 
             return spawn(str(root) if root is not None else None)

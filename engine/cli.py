@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
         if argv and argv[0] in ("-v", "--version"):
             argv = ["version", "--format", "portside version {{.Client.Version}}"]
         args = parse(argv)
-        engine = from_env(root=args.root)
+        engine = from_env(root=args.root, program=True)
         # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
         ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
                       stdout_binary=getattr(sys.stdout, "buffer", None),
