@@ -11,7 +11,8 @@ modules built into the interpreter (and ctypes for ``unshare``, which Python 3.1
    ``portside-ns-NAME``) that holds the namespaces for as long as it lives; this process exits,
    so the holder is reparented to init and never a zombie of a long-lived caller.
 
-Any failure is reported as ``error STEP ERRNO`` on ``READY_FD``. This file must import as a
+Every descriptor it inherited but those two is closed first thing. Any failure is reported as
+``error STEP ERRNO`` on ``READY_FD``. This file must import as a
 top-level module (the boot line puts its folder on ``sys.path``): no relative imports.
 """
 
@@ -36,11 +37,25 @@ def _unshare(libc, flags):
     return 0
 
 
+def _close_inherited(keep):
+    """Close every descriptor above stdio but ``keep``: the holder lives for days, and whatever
+    its starter left open would stay open with it (a lock file held by ``flock CMD``, say, would
+    stay locked)."""
+    for name in posix.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                posix.close(fd)
+            except OSError:
+                pass  # the listing's own descriptor, already gone
+
+
 def _main(argv):
     name, go_fd, ready_fd, map_first, flags = argv[1], int(argv[2]), int(argv[3]), argv[4], \
         int(argv[5])
     import ctypes
 
+    _close_inherited((go_fd, ready_fd))
     posix.chdir("/")  # never pin the caller's folder (it may be on a mount that goes away)
     libc = ctypes.CDLL(None, use_errno=True)
     if map_first == "1":

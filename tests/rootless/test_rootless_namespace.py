@@ -33,18 +33,25 @@ def holder(user) -> dict | None:
     return doc
 
 
-def test_racing_commands_start_one_holder(rl):
+def test_racing_commands_start_one_holder(rl, tmp_path):
     assert holder(rl.user) is None  # the previous test's reset stopped it
-    procs = [rl.user.popen([str(rl.user.venv.bin / "portside"), "info", "--format",
-                            "{{.NamespaceHolder}}"], env=rl.env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE) for _ in range(4)]
-    pids = {p.communicate(timeout=60)[0].decode().strip() for p in procs}
+    # the commands inherit a descriptor (as under `flock FILE portside ...`): the holder, which
+    # outlives them, must not keep it
+    inherited = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        procs = [rl.user.popen([str(rl.user.venv.bin / "portside"), "info", "--format",
+                                "{{.NamespaceHolder}}"], env=rl.env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, pass_fds=(inherited,)) for _ in range(4)]
+        pids = {p.communicate(timeout=60)[0].decode().strip() for p in procs}
+    finally:
+        os.close(inherited)
     assert all(p.returncode == 0 for p in procs)
     doc = holder(rl.user)
     assert doc is not None and pids == {str(doc["pid"])}
     cmdline = Path(f"/proc/{doc['pid']}/cmdline").read_bytes().split(b"\0")
     assert cmdline[0] == b"portside-ns-userns"
     assert os.stat(f"/proc/{doc['pid']}").st_uid == rl.user.uid
+    assert sorted(os.listdir(f"/proc/{doc['pid']}/fd")) == ["0", "1", "2"]
 
 
 def test_a_killed_holder_is_revived_from_a_running_container(rl):
