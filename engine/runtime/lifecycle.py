@@ -776,7 +776,10 @@ class Lifecycle:
                 # only a watched run's monitor may leave its cleanup to the watcher; a run started
                 # while someone still holds the lock (a restart elsewhere) cleans up after itself
                 watch_lock=watch_lock if watching else None,
-                cgroup_path=spec.get("linux", {}).get("cgroupsPath"))
+                cgroup_path=spec.get("linux", {}).get("cgroupsPath"),
+                # rootless with no cgroup and no hooks, runc's delete only removes its state
+                forget_by_removal=_rootless() and not spec.get("hooks") and
+                not spec.get("linux", {}).get("cgroupsPath"))
             faults.point("start-handed-over")
             if watching:
                 self._launches[rec.id] = launch
@@ -1278,6 +1281,12 @@ class Lifecycle:
             limit = int(policy.get("MaximumRetryCount") or 0)
             return code != 0 and (limit == 0 or int(rec.state.get("RestartCount", 0)) < limit)
         return False
+
+
+def _rootless() -> bool:
+    from portside.engine.rootless import active
+
+    return active()
 
 
 def _docker_exit_codes(proc, rootfs: Path, process: dict[str, Any]) -> None:

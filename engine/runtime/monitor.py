@@ -148,8 +148,12 @@ class MonitorLaunch:
 
     def go(self, *, runtime_path, runtime_root, bundle, state_dir, log_path, tty: bool,
            stdin_open: bool, attach_socket, exit_file, on_exit=None, watch_lock=None,
-           cgroup_path=None, timeout: float = 60.0) -> int:
+           cgroup_path=None, forget_by_removal: bool = False, timeout: float = 60.0) -> int:
         """Hand the monitor its configuration and return its pid once the container started.
+
+        ``forget_by_removal``: once the container stopped, the monitor removes its runtime state
+        folder instead of running the runtime's ``delete`` (only right without a cgroup and
+        without hooks, which ``delete`` would act on: rootless without delegation).
 
         The arguments are :func:`spawn_monitor`'s. The handle stays open (see :meth:`wait_exit`)
         until :meth:`close`.
@@ -170,6 +174,7 @@ class MonitorLaunch:
             "exit_file": str(exit_file), "on_exit": [str(a) for a in on_exit or []],
             "watch_lock": str(watch_lock) if watch_lock else None,
             "cgroup": str(cgroup_path) if cgroup_path else None,
+            "forget_by_removal": bool(forget_by_removal),
         }
         data = _dumps(config).encode()
         self._sent = True

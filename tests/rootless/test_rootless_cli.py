@@ -123,6 +123,9 @@ def test_exit_codes(rl, busybox):
               check=False).returncode == 126
     one_line_error(rl("run", "--rm", "--net", "none", "no-such-image:1", "true", check=False))
     assert rl("ps", "-aq").out == ""
+    # the monitors removed runc's state of each container (no cgroup, no hooks: no runc delete)
+    states = [p for p in rl.user.runtime_dir().glob("*/runtime/*") if p.is_dir()]
+    assert states == []
 
 
 def test_cp_commit_export(rl, busybox):
