@@ -66,8 +66,11 @@ def deps_venv() -> Path:
     part = CACHE / f".rootless-deps-{key}.{os.getpid()}"
     shutil.rmtree(part, ignore_errors=True)
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(part)], check=True)
-    subprocess.run([str(part / "bin" / "python"), "-m", "pip", "install", "-q",
-                    "--disable-pip-version-check", *pins], check=True, stdin=subprocess.DEVNULL)
+    installed = subprocess.run([str(part / "bin" / "python"), "-m", "pip", "install", "-q",
+                                "--disable-pip-version-check", *pins], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True)
+    if installed.returncode != 0:
+        raise RuntimeError(f"pip install failed: {installed.stderr[-3000:]}")
     # a venv's scripts name its folder: this one is reached through .pth files only, so its
     # path may change by the rename below
     (part / ".complete").write_text("\n".join(pins) + "\n")
@@ -104,9 +107,12 @@ class UserVenv:
             f"import site; site.addsitedir({str(_site_packages(deps))!r})\n")
         wheels = self.dir / "wheel"
         # --no-build-isolation: setuptools comes from the test venv, no download
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                        "--no-build-isolation", "-w", str(wheels), str(REPO)], check=True,
-                       stdin=subprocess.DEVNULL, cwd=self.dir)
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                                "--no-build-isolation", "-w", str(wheels), str(REPO)],
+                               stdin=subprocess.DEVNULL, cwd=self.dir, capture_output=True,
+                               text=True)
+        if built.returncode != 0:  # setuptools' warnings otherwise: noise in every session
+            raise RuntimeError(f"pip wheel failed: {built.stderr[-3000:]}")
         wheel = next(wheels.glob("portside-*.whl"))
         subprocess.run([str(self.python), "-m", "pip", "install", "-q", "--no-deps",
                         "--disable-pip-version-check", str(wheel)], check=True,
