@@ -72,10 +72,13 @@ def expand_root(path: str | os.PathLike) -> Path:
         elif ch == "%" and nxt == "u":
             import pwd
 
+            from .rootless import host_ids
+
+            uid = host_ids()[0]  # the user's, also inside their namespace (where they are 0)
             try:
-                out.append(pwd.getpwuid(os.geteuid()).pw_name)
+                out.append(pwd.getpwuid(uid).pw_name)
             except KeyError:
-                out.append(str(os.geteuid()))
+                out.append(str(uid))
         elif ch == "%" and nxt == "%":
             out.append("%")
         else:

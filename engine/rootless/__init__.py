@@ -69,7 +69,7 @@ def active() -> bool:
 def host_ids() -> tuple[int, int]:
     """The user's uid and gid on the host (inside the namespace, the kernel shows them as 0)."""
     marker = os.environ.get(ENV, "")
-    if os.geteuid() == 0 and marker:
+    if os.geteuid() == 0 and marker and in_namespace():
         uid, gid, _ = (marker.split(":") + ["", "", ""])[:3]
         if uid.isdigit() and gid.isdigit():
             return int(uid), int(gid)

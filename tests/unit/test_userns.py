@@ -82,7 +82,10 @@ def test_refusals_name_the_setting(step, err, sysctls, expected):
 def test_host_ids_come_from_the_marker_inside_the_namespace(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setenv(rootless.ENV, "1001:1002:single")
+    monkeypatch.setattr(rootless, "in_namespace", lambda: True)  # as the uid map would say
     assert rootless.host_ids() == (1001, 1002)
+    monkeypatch.setattr(rootless, "in_namespace", lambda: False)  # a stray variable of root's
+    assert rootless.host_ids() == (os.getuid(), os.getgid())
     assert rootless.mapping() == "single"
     monkeypatch.delenv(rootless.ENV)
     assert rootless.mapping() == ""
