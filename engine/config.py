@@ -16,6 +16,10 @@ variable                       config key                       meaning
 ``PORTSIDE_RESUME_WINDOW``     ``resume-window``                seconds an interrupted pull's
                                                                 data is kept for a resume
                                                                 (default 3600)
+``PORTSIDE_ROOTLESS_NETWORK``  ``rootless-network``             ``slirp4netns`` (default)
+                                                                or ``pasta``: the helper of
+                                                                a rootless container's
+                                                                default network
 =============================  ===============================  ==========================
 
 The state folder may name the machine it is on: ``%n`` stands for the node's name (Slurm's
@@ -109,6 +113,7 @@ class Config:
                  registry_mirrors: list[str] | None = None,
                  insecure_registries: list[str] | None = None,
                  default_subnet: str | None = None, resume_window: float | None = None,
+                 rootless_network: str | None = None,
                  extra: dict | None = None) -> None:
         self.root = default_root() if root is None else root
         self.runtime = runtime
@@ -118,6 +123,7 @@ class Config:
         self.insecure_registries = insecure_registries or []
         self.default_subnet = default_subnet
         self.resume_window = resume_window  # None: store.leftovers.DEFAULT_RESUME_WINDOW
+        self.rootless_network = rootless_network
         self.extra = extra or {}
 
     def __repr__(self) -> str:
@@ -169,6 +175,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     cfg.insecure_registries = list(merged.pop("insecure-registries", []))
     cfg.default_subnet = merged.pop("default-subnet", None)
     cfg.resume_window = _seconds(merged.pop("resume-window", None), "resume-window")
+    cfg.rootless_network = merged.pop("rootless-network", None)
     cfg.extra = merged
     if environ.get("PORTSIDE_ROOT"):
         cfg.root = expand_root(environ["PORTSIDE_ROOT"])
@@ -184,6 +191,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         cfg.default_subnet = environ["PORTSIDE_DEFAULT_SUBNET"]
     if environ.get("PORTSIDE_RESUME_WINDOW"):
         cfg.resume_window = _seconds(environ["PORTSIDE_RESUME_WINDOW"], "PORTSIDE_RESUME_WINDOW")
+    if environ.get("PORTSIDE_ROOTLESS_NETWORK"):
+        cfg.rootless_network = environ["PORTSIDE_ROOTLESS_NETWORK"]
     return cfg
 
 

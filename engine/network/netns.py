@@ -24,10 +24,17 @@ import errno
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, TypeVar
 
 from portside.engine.errors import RuntimeFailure
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
+
+    T = TypeVar("T")
+
+#: Where named namespaces live as root (``ip netns``'s folder); a rootless engine keeps its own
+#: in the user's runtime folder (see :class:`..manager.NetworkManager`'s ``netns_dir``).
 NETNS_DIR = Path("/run/netns")
 PREFIX = "portside-"
 
@@ -37,10 +44,8 @@ MS_BIND = 0x1000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
-T = TypeVar("T")
-
 _libc: Any = None
-_dir_ready = False
+_dirs_ready: set[Path] = set()
 _dir_lock = threading.Lock()
 
 
@@ -58,30 +63,30 @@ def _check(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def path_for(container_id: str) -> Path:
-    """The namespace path of a container: ``/run/netns/portside-<id12>``."""
-    return NETNS_DIR / f"{PREFIX}{container_id[:12]}"
+def path_for(container_id: str, base: Path = NETNS_DIR) -> Path:
+    """The namespace path of a container: ``/run/netns/portside-<id12>`` (``base`` instead of
+    ``/run/netns`` when given)."""
+    return base / f"{PREFIX}{container_id[:12]}"
 
 
-def _prepare_dir() -> None:
-    """Make ``/run/netns`` a shared mount point, as ``ip netns add`` does.
+def _prepare_dir(folder: Path = NETNS_DIR) -> None:
+    """Make ``folder`` (``/run/netns``) a shared mount point, as ``ip netns add`` does.
 
     Shared propagation lets namespace mounts made later show up in mount namespaces cloned
     earlier (a container's runtime, another engine process in its own mount namespace).
     """
-    global _dir_ready
     with _dir_lock:
-        if _dir_ready:
+        if folder in _dirs_ready:
             return
-        NETNS_DIR.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         libc = _c()
-        target = str(NETNS_DIR).encode()
+        target = str(folder).encode()
         if libc.mount(b"none", target, b"none", MS_SHARED | MS_REC, None) != 0:
             # Not a mount point yet: bind it onto itself, then share it.
             _check(libc.mount(target, target, b"none", MS_BIND | MS_REC, None), "bind /run/netns")
             _check(libc.mount(b"none", target, b"none", MS_SHARED | MS_REC, None),
-                   "share /run/netns")
-        _dir_ready = True
+                   f"share {folder}")
+        _dirs_ready.add(folder)
 
 
 def _ns_inode(path: str | Path) -> tuple[int, int]:
@@ -89,13 +94,15 @@ def _ns_inode(path: str | Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def run_in(path: Path, fn: Callable[[], T], *, create: bool = False) -> T:
+def run_in(path: Path, fn: Callable[[], T], *, create: bool = False, shared: bool = True) -> T:
     """Run ``fn`` in a worker thread that lives in the namespace at ``path``.
 
     Args:
         path: a bind-mounted namespace file.
         fn: called with no argument inside the namespace; open netlink sockets inside ``fn``.
         create: make a fresh namespace and mount it at ``path`` first (fails if ``path`` exists).
+        shared: with ``create``, make the namespace's folder a shared mount point first (root's
+            ``/run/netns``); a folder that only one mount namespace uses needs no propagation.
 
     Returns:
         What ``fn`` returned.
@@ -111,7 +118,8 @@ def run_in(path: Path, fn: Callable[[], T], *, create: bool = False) -> T:
         try:
             libc = _c()
             if create:
-                _prepare_dir()
+                if shared:
+                    _prepare_dir(path.parent)
                 fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 os.close(fd)
                 made = True
@@ -169,10 +177,11 @@ def remove(path: Path) -> bool:
     return True
 
 
-def list_ours() -> list[Path]:
-    """Every ``/run/netns/portside-*`` namespace file (for crash cleanup)."""
+def list_ours(base: Path = NETNS_DIR) -> list[Path]:
+    """Every ``/run/netns/portside-*`` namespace file (in ``base`` when given; for crash
+    cleanup)."""
     try:
-        return sorted(p for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX))
+        return sorted(p for p in base.iterdir() if p.name.startswith(PREFIX))
     except FileNotFoundError:
         return []
 

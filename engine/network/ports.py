@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 
 from portside.engine.errors import Conflict, InvalidArgument
 from portside.engine.records import record, replace
@@ -168,6 +167,8 @@ def overlaps(a: PortSpec, b: PortSpec) -> bool:
 
 def _bind_probe(host_ip: str, port: int, proto: str) -> None:
     """Bind the port as a server would; raises OSError(EADDRINUSE) when something holds it."""
+    import socket  # here: parsing and the PORTS column need no socket module
+
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -181,6 +182,8 @@ def _bind_probe(host_ip: str, port: int, proto: str) -> None:
 
 
 def _free_port(host_ip: str, proto: str, taken: set[int]) -> int:
+    import socket
+
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     for _ in range(64):
         sock = socket.socket(socket.AF_INET, kind)

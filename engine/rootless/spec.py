@@ -40,7 +40,7 @@ def check_host_config(hc: dict[str, Any], *, delegated: bool | None = None) -> l
     """Refuse what a rootless container cannot have; returns the warnings for the rest.
 
     Raises:
-        InvalidArgument: limits without delegated cgroups, or a network rootless mode has not.
+        InvalidArgument: limits without delegated cgroups.
     """
     from . import mapping
 
@@ -53,11 +53,6 @@ def check_host_config(hc: dict[str, Any], *, delegated: bool | None = None) -> l
             delegated = delegated_cgroup() is not None
         if not delegated:
             raise InvalidArgument(NO_CGROUPS.format(flags=", ".join(limits)))
-    mode = hc.get("NetworkMode") or "default"
-    if mode not in ("none", "host") and not mode.startswith("container:"):
-        raise InvalidArgument(f"rootless networking: not yet available for --network "
-                              f"{'bridge' if mode == 'default' else mode}: use --network none "
-                              f"or --network host")
     warnings = []
     if hc.get("Privileged"):
         warnings.append("rootless: --privileged gives every capability inside your user "

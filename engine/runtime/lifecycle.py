@@ -356,12 +356,21 @@ class Lifecycle:
             if status_of(other) != Status.RUNNING or not other.state.get("Pid"):
                 raise IncorrectState(f"container {other.name} is not running")
             return f"/proc/{other.state['Pid']}/ns/net"
+        from ..network.usermode import driver_for
+        from portside.engine.rootless import active
+
+        driver = driver_for(mode, self.config.rootless_network, active())
+        if driver is not None:
+            return self._attach_usermode(rec, mode, driver)
         return self._attach_network(rec, mode)
 
-    def _attach_network(self, rec: ContainerRecord, network: str) -> str:
+    def _publish_specs(self, rec: ContainerRecord) -> list:
+        """The container's ``-p``/``-P`` as port specs (host ports not chosen yet)."""
+        hc = rec.host_config
+        if not hc.get("PortBindings") and not hc.get("PublishAllPorts"):
+            return []
         from ..network.ports import parse_publish, publish_all
 
-        hc = rec.host_config
         specs = []
         for key, binds in sorted((hc.get("PortBindings") or {}).items()):
             port, _, proto = key.partition("/")
@@ -373,7 +382,18 @@ class Lifecycle:
             bound = {s.key for s in specs}
             specs += [s for s in publish_all(rec.config.get("ExposedPorts") or {})
                       if s.key not in bound]
+        return specs
+
+    def _attach_network(self, rec: ContainerRecord, network: str) -> str:
+        hc = rec.host_config
         manager = self.network_manager
+        specs = self._publish_specs(rec)
+        if specs and manager.forwarder is not None:
+            # the manager works inside another network namespace (rootless): the host's ports
+            # are chosen and checked here, in the host's
+            from ..network.ports import reserve
+
+            specs = reserve(specs)
         att = manager.attach(rec.id, rec.name, networks=[network], ports=specs,
                              hostname=rec.config.get("Hostname") or rec.id[:12],
                              add_hosts=list(hc.get("ExtraHosts") or []),
@@ -381,13 +401,46 @@ class Lifecycle:
         record_attachment(rec, att)
         return att.netns_path
 
+    def _attach_usermode(self, rec: ContainerRecord, network: str, driver: str) -> str:
+        """A namespace of the container's own with a user-mode network helper (slirp4netns or
+        pasta) that its monitor starts: a rootless container's default network."""
+        from ..network import usermode
+
+        helper = usermode.attach(self.paths(rec).state_dir, driver, self._publish_specs(rec))
+        rec.extra["NetworkSettings"] = {
+            "Networks": {network: {"IPAddress": usermode.ADDRESS, "Gateway": usermode.GATEWAY,
+                                   "IPPrefixLen": usermode.PREFIXLEN, "MacAddress": "",
+                                   "Driver": driver}},
+            "Ports": port_bindings(usermode.published(helper)),
+            "SandboxKey": helper["netns"],
+        }
+        rec.extra["NetHelper"] = helper
+        return helper["netns"]
+
     def _detach_network(self, rec: ContainerRecord) -> None:
-        """Counterpart of :meth:`_network_for`: release the sandbox, leases and port rules."""
-        if rec.extra.get("NetworkSettings") is None:
-            return
-        self.network_manager.detach(rec.id)
+        """Counterpart of :meth:`_network_for`: release the sandbox, leases and port rules (or
+        the user-mode helper and its namespace). Idempotent, and cheap when there is nothing."""
+        helper = rec.extra.pop("NetHelper", None)
+        state_dir = self.paths(rec).state_dir
+        if helper is not None or os.path.lexists(state_dir / "netns"):
+            from ..network import usermode
+
+            usermode.detach(Path(helper["dir"]) if helper else state_dir)
+        elif rec.extra.get("NetworkSettings") is not None:
+            self.network_manager.detach(rec.id)
         rec.extra.pop("NetworkSettings", None)
         rec.extra.pop("EtcFiles", None)
+
+    def _usermode(self, rec: ContainerRecord) -> bool:
+        """Whether the container's network is a user-mode one (no network manager involved)."""
+        from ..network.usermode import driver_for
+        from portside.engine.rootless import active
+
+        try:
+            return driver_for(network_mode(rec.host_config), self.config.rootless_network,
+                              active()) is not None
+        except EngineError:
+            return False
 
     # ---- create ------------------------------------------------------------------------------
 
@@ -779,7 +832,8 @@ class Lifecycle:
                 cgroup_path=spec.get("linux", {}).get("cgroupsPath"),
                 # rootless with no cgroup and no hooks, runc's delete only removes its state
                 forget_by_removal=_rootless() and not spec.get("hooks") and
-                not spec.get("linux", {}).get("cgroupsPath"))
+                not spec.get("linux", {}).get("cgroupsPath"),
+                net_helper=rec.extra.get("NetHelper"))
             faults.point("start-handed-over")
             if watching:
                 self._launches[rec.id] = launch
@@ -794,7 +848,7 @@ class Lifecycle:
                 self.finalize(rec)
             if rec.extra.get("NetworkSettings") is not None or network_mode(
                     rec.host_config) not in ("none", "host") and not network_mode(
-                    rec.host_config).startswith("container:"):
+                    rec.host_config).startswith("container:") and not self._usermode(rec):
                 with contextlib.suppress(Exception):
                     self.network_manager.detach(rec.id)
             with contextlib.suppress(FileNotFoundError):
@@ -893,7 +947,12 @@ class Lifecycle:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                  "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
                  "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
-        if network != "host":
+        helper = rec.extra.get("NetHelper")
+        if helper is not None:
+            from ..network.usermode import ADDRESS
+
+            lines.append(f"{ADDRESS}\t{hostname}")
+        elif network != "host":
             lines.append(f"127.0.1.1\t{hostname}")
         for entry in hc.get("ExtraHosts") or []:
             host, _, ip = entry.partition(":")
@@ -904,7 +963,12 @@ class Lifecycle:
         except OSError:
             host_resolv = ""
         dns = hc.get("Dns") or []
-        if dns:
+        if helper is not None:
+            # the helper's DNS server forwards to the host's resolvers, loopback ones included
+            from ..network.usermode import resolv_conf
+
+            host_resolv = resolv_conf(host_resolv, list(dns) or None)
+        elif dns:
             keep = [ln for ln in host_resolv.splitlines() if not ln.startswith("nameserver")]
             host_resolv = "\n".join([f"nameserver {d}" for d in dns] + keep) + "\n"
         elif network != "host":
@@ -1353,17 +1417,22 @@ def _exit_code(rec: ContainerRecord, paths: ContainerPaths) -> int:
 # ----------------------------------------------------------------------------------- network
 
 
-def record_attachment(rec: ContainerRecord, att: Any) -> None:
-    """Put a network attachment into the record as Docker shows it (``NetworkSettings``)."""
+def port_bindings(specs: Any) -> dict[str, list[dict]]:
+    """Published port specs as Docker's ``NetworkSettings.Ports``."""
     ports: dict[str, list[dict]] = {}
-    for spec in att.ports:
+    for spec in specs:
         ports.setdefault(spec.key, []).append({"HostIp": spec.host_ip or "0.0.0.0",
                                                "HostPort": str(spec.host_port)})
+    return ports
+
+
+def record_attachment(rec: ContainerRecord, att: Any) -> None:
+    """Put a network attachment into the record as Docker shows it (``NetworkSettings``)."""
     rec.extra["NetworkSettings"] = {
         "Networks": {name: {"IPAddress": ip, "MacAddress": att.macs.get(name, ""),
                             "IPPrefixLen": 0}
                      for name, ip in att.ips.items()},
-        "Ports": ports,
+        "Ports": port_bindings(att.ports),
         "SandboxKey": att.netns_path,
     }
     rec.extra["EtcFiles"] = {k: str(v) for k, v in att.etc_files.items()}

@@ -15,6 +15,11 @@ from the caller (new session, double fork, reparented to init), which:
    runs ``runtime delete``, and finally ``exec``s ``on_exit`` (e.g. the engine's ``--rm``
    cleanup) or exits.
 
+A container on a user-mode network (a rootless container's default network) has its network
+helper (slirp4netns or pasta) started by the monitor before the runtime and stopped by it after
+the runtime's delete, so the helper lives exactly as long as the container (see
+:mod:`portside.engine.network.usermode`).
+
 Starting it is split in two so the interpreter's start-up overlaps the caller's own work:
 :func:`launch_monitor` starts the process (``python3 -S -I -c BOOT portside-monitor ID``: no
 site-packages, no portside imports, the code of :mod:`.monitor_process` loaded from its cached
@@ -148,7 +153,8 @@ class MonitorLaunch:
 
     def go(self, *, runtime_path, runtime_root, bundle, state_dir, log_path, tty: bool,
            stdin_open: bool, attach_socket, exit_file, on_exit=None, watch_lock=None,
-           cgroup_path=None, forget_by_removal: bool = False, timeout: float = 60.0) -> int:
+           cgroup_path=None, forget_by_removal: bool = False, net_helper=None,
+           timeout: float = 60.0) -> int:
         """Hand the monitor its configuration and return its pid once the container started.
 
         ``forget_by_removal``: once the container stopped, the monitor removes its runtime state
@@ -175,6 +181,7 @@ class MonitorLaunch:
             "watch_lock": str(watch_lock) if watch_lock else None,
             "cgroup": str(cgroup_path) if cgroup_path else None,
             "forget_by_removal": bool(forget_by_removal),
+            "net_helper": net_helper,
         }
         data = _dumps(config).encode()
         self._sent = True
@@ -295,7 +302,8 @@ def launch_monitor(container_id: str, state_dir) -> MonitorLaunch:
 
 def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle, state_dir,
                   log_path, tty: bool, stdin_open: bool, attach_socket, exit_file,
-                  on_exit=None, watch_lock=None, cgroup_path=None, timeout: float = 60.0) -> int:
+                  on_exit=None, watch_lock=None, cgroup_path=None, net_helper=None,
+                  timeout: float = 60.0) -> int:
     """Start the monitor of one container and return its pid once the container has started.
 
     Args:
@@ -314,6 +322,8 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
             ``on_exit`` (a foreground ``run`` that cleans up itself).
         cgroup_path: the spec's ``linux.cgroupsPath``, where the monitor looks for an OOM kill
             (read from the bundle when not given).
+        net_helper: the user-mode network helper to start before the container and stop after
+            it (:func:`portside.engine.network.usermode.attach`'s result), or None.
         timeout: seconds to wait for the container to start.
 
     Returns:
@@ -328,7 +338,8 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
         return launch.go(runtime_path=runtime_path, runtime_root=runtime_root, bundle=bundle,
                          state_dir=state_dir, log_path=log_path, tty=tty, stdin_open=stdin_open,
                          attach_socket=attach_socket, exit_file=exit_file, on_exit=on_exit,
-                         watch_lock=watch_lock, cgroup_path=cgroup_path, timeout=timeout)
+                         watch_lock=watch_lock, cgroup_path=cgroup_path,
+                         net_helper=net_helper, timeout=timeout)
     finally:
         launch.close()
 

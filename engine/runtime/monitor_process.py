@@ -168,6 +168,9 @@ class _Monitor:
         self.partial = {OUT_STDOUT: b"", OUT_STDERR: b""}
         self.log_fd = -1
         self.stdin_w = -1
+        self.helper_pid = 0      # the network helper (see start_net_helper)
+        self.helper_exit = -1    # our end of slirp4netns's --exit-fd pipe
+        self.helper_dying = 0    # killed, not reaped yet
 
     # ---- children -----------------------------------------------------------------------
 
@@ -186,15 +189,16 @@ class _Monitor:
                 return None
             self.statuses[pid] = status
 
-    def spawn(self, argv, stdio=(None, None, None)):
+    def spawn(self, argv, stdio=(None, None, None), extra=None):
         """Start ``argv`` with ``stdio`` (fds; None: /dev/null) and default signal handling.
-        Every other descriptor of the monitor is close-on-exec, so none leaks into it."""
+        Every other descriptor of the monitor is close-on-exec, so none leaks into it, except
+        ``extra`` ({number in the child: fd here}; the fds here must be above every number)."""
         null = posix.open(DEVNULL, posix.O_RDWR | posix.O_CLOEXEC)
         try:
             return posix.posix_spawn(
                 argv[0], argv, posix.environ,
                 file_actions=[(posix.POSIX_SPAWN_DUP2, null if fd is None else fd, target)
-                              for target, fd in enumerate(stdio)],
+                              for target, fd in [*enumerate(stdio), *(extra or {}).items()]],
                 setsigdef=(_signal.SIGCHLD, _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,
                            _signal.SIGPIPE))
         finally:
@@ -303,6 +307,104 @@ class _Monitor:
             posix.close(self.stdin_w)
             self.stdin_w = -1
 
+    # ---- the network helper (see portside.engine.network.usermode) ----------------------
+
+    def start_net_helper(self, h):
+        """Start the user-mode network helper of the container's namespace, wait until it is
+        ready and publish the ports; a failure fails the start (``self.fail``)."""
+        import fcntl
+        import select
+
+        log = posix.open(h["log"], posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC |
+                         posix.O_CLOEXEC, 0o600)
+        try:
+            if h["driver"] == "slirp4netns":
+                # moved above 2-4, so that placing them at 3 and 4 in the child clobbers neither
+                moved = []
+                for fd in _pipes(2):
+                    moved.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
+                    posix.close(fd)
+                ready_r, ready_w, exit_r, exit_w = moved
+                self.helper_exit = exit_w  # closing it (or dying) makes slirp4netns exit
+                pid = self.spawn(h["argv"], (None, None, log), {3: ready_w, 4: exit_r})
+                posix.close(ready_w)
+                posix.close(exit_r)
+                self.helper_pid = pid
+                ready, _, _ = select.select([ready_r], [], [], 10.0)
+                ok = bool(ready) and posix.read(ready_r, 1) == b"1"
+                posix.close(ready_r)
+                if not ok:
+                    self.fail(self.helper_error(h))
+                _write_text(h["pid_file"], "%d\n" % pid)
+                for fwd in h.get("ports") or []:
+                    reply = _api_call(h["api"], {"execute": "add_hostfwd", "arguments": fwd})
+                    if not isinstance(reply, dict) or "error" in reply:
+                        self.fail("cannot publish %s:%d/%s: the port is in use on the host (%s)"
+                                  % (fwd["host_addr"], fwd["host_port"], fwd["proto"],
+                                     _api_error(reply)))
+            else:
+                # pasta goes to the background once the namespace is ready (its first process
+                # exits, and, we being a subreaper, the one that stays becomes our child)
+                code = posix.waitstatus_to_exitcode(
+                    self.reap(block_for=self.spawn(h["argv"], (None, None, log))))
+                try:
+                    with open(h["pid_file"]) as f:
+                        self.helper_pid = int(f.read().strip() or 0)
+                except (OSError, ValueError):
+                    self.helper_pid = 0
+                if code != 0 or not self.helper_pid:
+                    self.fail(self.helper_error(h))
+        finally:
+            posix.close(log)
+
+    def helper_error(self, h):
+        last = ""
+        try:
+            with open(h["log"], errors="replace") as f:
+                for line in f:
+                    if line.strip():
+                        last = line.strip()
+        except OSError:
+            pass
+        message = "%s failed to start%s" % (h["driver"], ": " + last if last else "")
+        if "/dev/net/tun" in last:
+            message += " (/dev/net/tun must be readable and writable by the user)"
+        return message
+
+    def stop_net_helper(self, wait=True):
+        """Stop the network helper (and with ``wait``, reap it); idempotent. SIGKILL: the
+        container is gone and the helper has nothing to save (slirp4netns takes ~10 ms to notice
+        its --exit-fd). Its death takes the kernel 10-20 ms more (it unregisters the tap
+        device), which is why the end of a run does not wait for it before saying "done"."""
+        pid = self.helper_pid
+        if self.helper_exit >= 0:
+            posix.close(self.helper_exit)
+            self.helper_exit = -1
+        if pid:
+            self.helper_pid = 0
+            self.helper_dying = pid
+            try:
+                posix.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            h = self.cfg.get("net_helper") or {}
+            if h.get("pid_file"):
+                _unlink(h["pid_file"])
+        if wait:
+            self.reap_net_helper()
+
+    def reap_net_helper(self):
+        """Wait for a helper :meth:`stop_net_helper` killed."""
+        pid, self.helper_dying = self.helper_dying, 0
+        while pid and pid not in self.statuses:
+            try:
+                got, status = posix.waitpid(pid, 0)
+            except ChildProcessError:
+                break  # not our child: gone, or reaped already
+            except InterruptedError:
+                continue
+            self.statuses[got] = status
+
     # ---- lifecycle ----------------------------------------------------------------------
 
     def fail(self, message):
@@ -315,6 +417,7 @@ class _Monitor:
             code = 126  # Docker's "cannot invoke" (as oci.classify_error, which it cannot import)
         self.write_exit(code, error=message)
         self.run(self.runtime("delete", "--force", self.cfg["id"]))
+        self.stop_net_helper()
         self.notify({"error": message, "pid": posix.getpid()})
         posix._exit(1)
 
@@ -397,6 +500,8 @@ class _Monitor:
         rt_log = c["state_dir"] + "/runtime.log"
         for stale in (pid_file, rt_log):
             _unlink(stale)
+        if c.get("net_helper"):
+            self.start_net_helper(c["net_helper"])  # the namespace is ready before the runtime
         # `run --detach` is create and start in one runtime process (one Go start-up less).
         run = self.runtime("--log", rt_log, "--log-format", "json", "run", "--detach",
                            "--bundle", c["bundle"], "--pid-file", pid_file)
@@ -527,9 +632,11 @@ class _Monitor:
             self.drop(client)
         posix.close(self.log_fd)
         self.forget()
+        self.stop_net_helper(wait=False)
         if self.sync_fd >= 0:
             posix.close(self.sync_fd)  # the caller's "done": the runtime has forgotten it
             self.sync_fd = -1
+        self.reap_net_helper()
         if c["on_exit"] and not _watched(c.get("watch_lock")):
             _signal.set_wakeup_fd(-1)
             for s in (_signal.SIGCHLD, _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
@@ -539,6 +646,50 @@ class _Monitor:
             except OSError as exc:
                 print("on_exit failed:", exc, file=sys.stderr)
                 sys.exit(1)
+
+
+def _pipes(count):
+    fds = []
+    for _ in range(count):
+        fds.extend(posix.pipe())
+    return fds
+
+
+def _write_text(path, text):
+    fd = posix.open(path, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)
+    try:
+        posix.write(fd, text.encode())
+    finally:
+        posix.close(fd)
+
+
+def _api_call(path, request, timeout=5.0):
+    """One request to slirp4netns's API socket; its JSON reply (None when there was none)."""
+    sock = _new_socket()
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(dumps(request).encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    try:
+        return loads(data.decode(errors="replace"))
+    except ValueError:
+        return None
+
+
+def _api_error(reply):
+    if isinstance(reply, dict) and isinstance(reply.get("error"), dict):
+        return str(reply["error"].get("desc") or "refused")
+    return "no answer from slirp4netns"
 
 
 def _execvp(argv):

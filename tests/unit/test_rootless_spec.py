@@ -77,8 +77,6 @@ def test_single_mapping_runs_as_zero_only():
 @pytest.mark.parametrize("hc,message", [
     ({"Memory": 1 << 30, "NetworkMode": "none"}, "--memory: rootless containers get no cgroup"),
     ({"NanoCpus": 10 ** 9, "PidsLimit": 4, "NetworkMode": "none"}, "--cpus, --pids-limit: "),
-    ({"NetworkMode": "default"}, "rootless networking: not yet available for --network bridge"),
-    ({"NetworkMode": "mynet"}, "rootless networking: not yet available for --network mynet"),
 ])
 def test_refusals_are_one_line(hc, message):
     with pytest.raises(InvalidArgument, match=message.replace("(", r"\(")) as info:
@@ -89,6 +87,9 @@ def test_refusals_are_one_line(hc, message):
 def test_what_is_allowed_and_the_privileged_warning():
     assert rspec.check_host_config({"NetworkMode": "none"}, delegated=False) == []
     assert rspec.check_host_config({"NetworkMode": "container:x"}, delegated=False) == []
+    # the default network (slirp4netns/pasta) and user networks (the per-user namespace)
+    for mode in ("default", "bridge", "slirp4netns", "pasta", "mynet"):
+        assert rspec.check_host_config({"NetworkMode": mode}, delegated=False) == []
     assert rspec.check_host_config({"NetworkMode": "host", "Memory": 1 << 30},
                                    delegated=True) == []
     warning, = rspec.check_host_config({"NetworkMode": "host", "Privileged": True},
