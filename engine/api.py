@@ -180,16 +180,30 @@ class Engine:
 
     @functools.cached_property
     def network_manager(self):
-        from .models.networks import existing_bridge_subnet
         from .network.manager import NetworkManager
+        from .rootless import active
+
+        if active():
+            # rootless: user networks live in the user's network namespace, the default network
+            # is each container's own slirp4netns/pasta (see portside.engine.rootless.netns)
+            from .network.usermode import RESOLVER, driver_for
+            from .rootless import netns
+            from .runtime.containers import run_dir_for
+
+            return NetworkManager(
+                self.db, self.root / "run" / self.root_key,
+                default_subnet=self.config.default_subnet,
+                netns_dir=run_dir_for(self.root) / "netns", home=netns.enter_thread,
+                forwarder=netns.Forwarder(),
+                usermode_default=driver_for("bridge", self.config.rootless_network, True),
+                dns_fallback=[RESOLVER])
+        from .models.networks import existing_bridge_subnet
 
         # Several state roots on one host (tests, users) share the portside0 bridge: adopt the
         # subnet it already has rather than choosing a second one.
         subnet = self.config.default_subnet or existing_bridge_subnet("portside0")
-        from .rootless import active
-
-        run_dir = Path("/run/portside") if not active() else self.root / "run"
-        return NetworkManager(self.db, run_dir / self.root_key, default_subnet=subnet)
+        return NetworkManager(self.db, Path("/run/portside") / self.root_key,
+                              default_subnet=subnet)
 
     @functools.cached_property
     def networks(self) -> NetworkCollection:

@@ -91,6 +91,11 @@ def reset(engine: Any) -> dict[str, Any]:
     if active():
         from .rootless import userns
 
+        from .rootless import netns
+
+        # the user networks' namespace goes first (it lives in the user namespace), unless a
+        # container of another state root still uses it
+        done["NetworkNamespace"] = netns.stop(only_idle=True)
         done["NamespaceHolder"] = userns.stop()
     return done
 
@@ -121,6 +126,6 @@ def migrate(engine: Any) -> dict[str, Any]:
     running = [c.name for c in engine.containers.list()]
     if running:
         raise Conflict(f"system migrate: stop the running containers first ({', '.join(running)})")
-    from .rootless import userns
+    from .rootless import netns, userns
 
-    return {"NamespaceHolder": userns.stop()}
+    return {"NetworkNamespace": netns.stop(), "NamespaceHolder": userns.stop()}

@@ -103,7 +103,13 @@ def configure_endpoint(ep: Endpoint, host_fd: int, loopback: bool) -> int:
             link = ipr.link("get", ifname=ep.ifname)[0]
             ipr.addr("add", index=link["index"], address=ep.address, prefixlen=ep.prefixlen)
             if ep.gateway is not None and ep.ifname == "eth0":
-                ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
+                try:
+                    ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
+                except NetlinkError as exc:
+                    # a namespace connected later that has a default route already (a rootless
+                    # container's slirp4netns): it keeps it, as Docker keeps the first network's
+                    if exc.code != errno.EEXIST:
+                        raise
             return int(link.get_attr("IFLA_LINK"))
         except NetlinkError as exc:
             raise RuntimeFailure(f"cannot configure {ep.ifname} ({ep.host_ifname}): "

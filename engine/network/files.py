@@ -142,7 +142,8 @@ def resolv_conf_content(dns: Sequence[str] | None = None,
                         dns_search: Sequence[str] | None = None,
                         dns_options: Sequence[str] | None = None,
                         host_resolv: Path = HOST_RESOLV,
-                        systemd_resolv: Path = SYSTEMD_RESOLV) -> str:
+                        systemd_resolv: Path = SYSTEMD_RESOLV,
+                        fallback: Sequence[str] = ()) -> str:
     """Render ``/etc/resolv.conf`` for a container with its own network namespace.
 
     Args:
@@ -151,6 +152,8 @@ def resolv_conf_content(dns: Sequence[str] | None = None,
         dns_options: ``--dns-option`` values; replace the host's when given.
         host_resolv: the host's resolver file.
         systemd_resolv: systemd-resolved's upstream list, used when the host's servers are loopback.
+        fallback: servers to use when none of the host's is usable (rootless: slirp4netns's
+            resolver, which reaches loopback ones too).
 
     Returns:
         The file's text.
@@ -181,6 +184,8 @@ def resolv_conf_content(dns: Sequence[str] | None = None,
             options = options or up_options
         dropped = [s for s in servers if _is_loopback(s)]
         servers = [s for s in servers if not _is_loopback(s)]
+        if not servers and fallback:
+            servers = list(fallback)
         if not servers:
             note = ("# No usable nameserver: the host's "
                     + (", ".join(dropped) if dropped else "resolver list")

@@ -58,7 +58,7 @@ from portside.engine.records import field, record
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     import builtins
-    from typing import Any, Iterable, Sequence
+    from typing import Any, Callable, Iterable, Sequence
 
 
 Database.register_schema("network", ipam.SCHEMA)
@@ -103,17 +103,27 @@ def _netlink_call(method, args, kwargs):
             links.release_thread()
 
 
+_here = threading.local()
+
+
 def _off_event_loop(method):
-    """Run a netlink-using method in a worker thread when this thread runs an asyncio loop.
+    """Run a netlink-using method in a worker thread when this thread runs an asyncio loop, or
+    when the manager's networks live in another network namespace than this thread's.
 
     pyroute2's synchronous API drives its own event loop, which fails inside a thread that
     already runs one (a Jupyter kernel's main thread); a short-lived thread sidesteps that.
-    A thread other than the main one closes its netlink socket when the call is done.
+    A thread other than the main one closes its netlink socket when the call is done. A manager
+    with a ``home`` (rootless: the user's network namespace, see
+    :mod:`portside.engine.rootless.netns`) does all its kernel work in a thread that joined it
+    first; what that thread starts (namespace workers, nft, veth reapers) inherits it.
     """
     import functools
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
+        home = getattr(args[0], "home", None) if args else None
+        if home is not None and getattr(_here, "home", None) is home:
+            return method(*args, **kwargs)  # already there (a method calling another)
         asyncio = sys.modules.get("asyncio")
         running = None
         if asyncio is not None:
@@ -121,12 +131,15 @@ def _off_event_loop(method):
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 running = None
-        if running is None:
+        if running is None and home is None:
             return _netlink_call(method, args, kwargs)
         box: dict = {}
 
         def target() -> None:
             try:
+                if home is not None:
+                    home()
+                    _here.home = home
                 box["value"] = _netlink_call(method, args, kwargs)
             except BaseException as exc:  # re-raised in the caller's thread
                 box["error"] = exc
@@ -153,14 +166,34 @@ class NetworkManager:
         bridge_name: the default network's bridge.
         nft_table: name of our ``inet`` table; only tests pass another one, so that a test
             store never rewrites the real engine's rules.
+        netns_dir: where containers' namespaces are bind-mounted (``/run/netns``).
+        home: moves the calling thread into the network namespace where the bridges, veth ends
+            and nftables rules live; None: the caller's own (the host's). Rootless, the user's
+            network namespace (:func:`portside.engine.rootless.netns.enter_thread`).
+        forwarder: with a ``home``, what makes published ports reachable from the host
+            (``add(specs)``, ``remove(specs)``, ``rule_host_ip``: the address DNAT rules match
+            in the home namespace), see :class:`portside.engine.rootless.netns.Forwarder`.
+        usermode_default: the default network ``bridge`` is each container's own user-mode
+            network (``slirp4netns`` or ``pasta``, see :mod:`.usermode`), not a bridge: it is
+            listed and inspected, never attached or connected here.
+        dns_fallback: nameservers for containers' ``resolv.conf`` when the host has no usable one
+            (rootless: slirp4netns's resolver, which forwards to the host's loopback one).
     """
 
     def __init__(self, db: Database, run_dir: Path, *, default_subnet: str | None = None,
-                 bridge_name: str = "portside0", nft_table: str = "portside") -> None:
+                 bridge_name: str = "portside0", nft_table: str = "portside",
+                 netns_dir: Path = ns.NETNS_DIR, home: Callable[[], None] | None = None,
+                 forwarder: Any = None, usermode_default: str | None = None,
+                 dns_fallback: Sequence[str] = ()) -> None:
         self.db = db
         self.run_dir = Path(run_dir)
         self.default_subnet = default_subnet
         self.bridge_name = bridge_name
+        self.netns_dir = Path(netns_dir)
+        self.home = home
+        self.forwarder = forwarder
+        self.usermode_default = usermode_default
+        self.dns_fallback = list(dns_fallback)
         self.links = br.HostLinks()
         self.firewall = Firewall(nft_table)
         self._synced = False
@@ -171,6 +204,11 @@ class NetworkManager:
     # ----- networks ---------------------------------------------------------------------------
 
     def _row(self, name: str) -> Any:
+        if self.usermode_default and name == DEFAULT_NETWORK:
+            raise InvalidArgument(f"network {DEFAULT_NETWORK}: without root, the default network "
+                                  f"is each container's own {self.usermode_default} (no bridge "
+                                  f"on the host to join): use a network made with 'network "
+                                  f"create'")
         rows = self.db.query("SELECT * FROM net_networks WHERE name=? OR id=?", (name, name))
         if not rows and len(name) >= 3:
             rows = self.db.query("SELECT * FROM net_networks WHERE id LIKE ?", (name + "%",))
@@ -201,9 +239,21 @@ class NetworkManager:
             self._sync_firewall()
         self._verified.add(row["bridge"])
 
-    @_off_event_loop
+    def _usermode_doc(self) -> dict:
+        """``network inspect bridge`` without root: each container's own user-mode network."""
+        from . import usermode
+
+        return {"Name": DEFAULT_NETWORK, "Id": DEFAULT_NETWORK, "Created": "", "Scope": "local",
+                "Driver": self.usermode_default, "EnableIPv6": False,
+                "IPAM": {"Driver": "default", "Options": {},
+                         "Config": [{"Subnet": f"10.0.2.0/{usermode.PREFIXLEN}",
+                                     "Gateway": usermode.GATEWAY}]},
+                "Internal": False, "Attachable": False, "Containers": {},
+                "Options": {"portside.network.per-container": "true"}, "Labels": {}}
+
     def ensure_default(self) -> dict:
-        """Create (or repair) the default network ``bridge`` on ``portside0``.
+        """Create (or repair) the default network ``bridge`` on ``portside0``; without root, only
+        its description (each container gets its own user-mode network, see :mod:`.usermode`).
 
         Returns:
             Its inspect dict.
@@ -212,6 +262,12 @@ class NetworkManager:
             Conflict: ``default_subnet`` overlaps a host route or another network.
             RuntimeFailure: the bridge or firewall could not be set up.
         """
+        if self.usermode_default:
+            return self._usermode_doc()
+        return self._ensure_default()
+
+    @_off_event_loop
+    def _ensure_default(self) -> dict:
         rows = self.db.query("SELECT * FROM net_networks WHERE name=?", (DEFAULT_NETWORK,))
         if not rows:
             with self.db.transaction() as conn:
@@ -320,7 +376,8 @@ class NetworkManager:
         """Every network's inspect dict, default first."""
         names = [r["name"] for r in self.db.query("SELECT name FROM net_networks ORDER BY "
                                                   "name != ?, name", (DEFAULT_NETWORK,))]
-        return [self.inspect(n) for n in names]
+        own = [self._usermode_doc()] if self.usermode_default else []
+        return own + [self.inspect(n) for n in names]
 
     def inspect(self, name: str) -> dict:
         """Docker's ``network inspect`` shape for one network.
@@ -328,6 +385,8 @@ class NetworkManager:
         Raises:
             NotFound: ``"network xyz not found"``.
         """
+        if self.usermode_default and name == DEFAULT_NETWORK:
+            return self._usermode_doc()
         row = self._row(name)
         containers: dict[str, dict] = {}
         prefix = ipaddress_net(row["subnet"]).prefixlen
@@ -430,7 +489,7 @@ class NetworkManager:
             self._ensure_bridge(row)
         gateway = rows[0]["gateway"] if rows else None
         parsed_hosts = [files.parse_add_host(h, gateway) for h in add_hosts]
-        netns_path = None if mode == "host" else ns.path_for(container_id)
+        netns_path = None if mode == "host" else ns.path_for(container_id, self.netns_dir)
         etc_dir = self._etc_dir(container_id)
         wanted = list(ports) if mode == "bridge" else []
         # 1. Intent in the store: sandbox, leases, ports -- all or nothing.
@@ -460,9 +519,13 @@ class NetworkManager:
             self._build(container_id, mode, netns_path, rows)
             if resolved:
                 ip = self._lease(container_id, rows[0]["id"])["ip"]
+                rule_ip = (lambda p: self.forwarder.rule_host_ip) if self.forwarder else (
+                    lambda p: p.host_ip)
                 self.firewall.add_ports(container_id, [
-                    PortRule(p.host_ip, p.host_port or 0, ip, p.container_port, p.proto)
+                    PortRule(rule_ip(p), p.host_port or 0, ip, p.container_port, p.proto)
                     for p in resolved])
+                if self.forwarder is not None:
+                    self.forwarder.add(resolved)
             etc_dir.mkdir(parents=True, exist_ok=True)
             self._write_files(container_id)
             self._refresh_peers(container_id)
@@ -507,7 +570,8 @@ class NetworkManager:
                     return [br.configure_endpoint(ep, host_fd, loopback=create and i == 0)
                             for i, ep in enumerate(endpoints)]
 
-                return ns.run_in(path, inside, create=create)
+                return ns.run_in(path, inside, create=create,
+                                 shared=self.netns_dir == ns.NETNS_DIR)
             except br.HostNameTaken as exc:
                 if attempt == 1:
                     raise RuntimeFailure(f"interface name {exc} is still in use") from exc
@@ -569,10 +633,13 @@ class NetworkManager:
         sandbox = self.db.query("SELECT * FROM net_sandboxes WHERE container_id=?",
                                 (container_id,))
         leases = self.db.query("SELECT * FROM net_leases WHERE container_id=?", (container_id,))
-        if self.db.query("SELECT 1 FROM net_ports WHERE container_id=?", (container_id,)):
+        published = self.db.query("SELECT * FROM net_ports WHERE container_id=?",
+                                  (container_id,))
+        if published:
             self.firewall.remove_ports(container_id)
+            self._unforward(published)
         path = Path(sandbox[0]["netns_path"]) if sandbox and sandbox[0]["netns_path"] else \
-            ns.path_for(container_id)
+            ns.path_for(container_id, self.netns_dir)
         ns.remove(path)
         self._reap([lease["host_ifname"] for lease in leases])
         peers = self._peers_of(container_id)
@@ -583,6 +650,11 @@ class NetworkManager:
         etc = Path(sandbox[0]["etc_dir"]) if sandbox else self._etc_dir(container_id)
         shutil.rmtree(etc, ignore_errors=True)
         self._rewrite_hosts(peers)
+
+    def _unforward(self, rows: Sequence[Any]) -> None:
+        if self.forwarder is not None and rows:
+            self.forwarder.remove([PortSpec(r["host_ip"], r["host_port"], r["container_port"],
+                                            r["proto"]) for r in rows])
 
     def _reap(self, names: builtins.list[str]) -> None:
         if not names:
@@ -704,6 +776,8 @@ class NetworkManager:
                 # Deleting the inner end takes the host end with it, synchronously.
                 ns.run_in(Path(path), lambda: br.remove_inside(lease["ifname"]))
             self.links.delete(lease["host_ifname"])
+        self._unforward(self.db.query("SELECT * FROM net_ports WHERE container_id=? AND "
+                                      "network_id=?", (container_id, row["id"])))
         with self.db.transaction() as conn:
             ipam.release(conn, container_id, row["id"])
             conn.execute("DELETE FROM net_ports WHERE container_id=? AND network_id=?",
@@ -763,7 +837,7 @@ class NetworkManager:
             text = files.HOST_RESOLV.read_text() if files.HOST_RESOLV.exists() else ""
         else:
             text = files.resolv_conf_content(dns.get("dns"), dns.get("search"),
-                                             dns.get("options"))
+                                             dns.get("options"), fallback=self.dns_fallback)
         files.write_in_place(etc / "resolv.conf", text)
 
     # ----- crash repair ----------------------------------------------------------------------
@@ -794,7 +868,7 @@ class NetworkManager:
                 self.detach(r["container_id"])
                 removed.append(r["container_id"])
         paths = {r["netns_path"] for r in self.db.query("SELECT netns_path FROM net_sandboxes")}
-        for p in ns.list_ours():
+        for p in ns.list_ours(self.netns_dir):
             if str(p) not in paths:
                 ns.remove(p)
                 removed.append(p.name)

@@ -120,6 +120,8 @@ def run_in(path: Path, fn: Callable[[], T], *, create: bool = False, shared: boo
             if create:
                 if shared:
                     _prepare_dir(path.parent)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 os.close(fd)
                 made = True

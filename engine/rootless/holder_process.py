@@ -1,6 +1,7 @@
 """The namespace holder process itself (see :mod:`.userns` for what it is for).
 
-It runs as ``python3 -S -I -c BOOT portside-ns NAME GO_FD READY_FD MAP FLAGS`` and imports only
+It runs as ``python3 -S -I -c BOOT portside-ns NAME GO_FD READY_FD MAP FLAGS [KEEP_FD]`` and
+imports only
 modules built into the interpreter (and ctypes for ``unshare``, which Python 3.11's ``os`` lacks):
 
 1. with ``MAP`` = 1, ``unshare(CLONE_NEWUSER)``, then say ``map`` on ``READY_FD`` and wait for the
@@ -11,7 +12,9 @@ modules built into the interpreter (and ctypes for ``unshare``, which Python 3.1
    ``portside-ns-NAME``) that holds the namespaces for as long as it lives; this process exits,
    so the holder is reparented to init and never a zombie of a long-lived caller.
 
-Every descriptor it inherited but those two is closed first thing. Any failure is reported as
+Every descriptor it inherited but those two (and ``KEEP_FD``, which the sleeper keeps open for
+as long as it lives: the per-user network namespace's slirp4netns exits when it closes, see
+:mod:`.netns`) is closed first thing. Any failure is reported as
 ``error STEP ERRNO`` on ``READY_FD``. This file must import as a
 top-level module (the boot line puts its folder on ``sys.path``): no relative imports.
 """
@@ -53,9 +56,10 @@ def _close_inherited(keep):
 def _main(argv):
     name, go_fd, ready_fd, map_first, flags = argv[1], int(argv[2]), int(argv[3]), argv[4], \
         int(argv[5])
+    keep = int(argv[6]) if len(argv) > 6 else -1
     import ctypes
 
-    _close_inherited((go_fd, ready_fd))
+    _close_inherited((go_fd, ready_fd, keep))
     posix.chdir("/")  # never pin the caller's folder (it may be on a mount that goes away)
     libc = ctypes.CDLL(None, use_errno=True)
     if map_first == "1":

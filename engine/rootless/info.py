@@ -26,9 +26,17 @@ def _info(engine) -> dict:
                        "Mapping": mapping() or doc.get("mapping", "")},
         "NamespaceHolder": doc.get("pid", 0),
         "StorageMode": "overlay, userxattr (in the user namespace)",
-        "NetworkMode": "none, host (rootless networking: not yet available)",
+        "NetworkMode": _network_mode(engine),
         "Cgroups": "delegated" if has_cgroups() else "none (no delegated cgroup v2)",
     }
+
+
+def _network_mode(engine) -> str:
+    from ..network.usermode import DEFAULT_DRIVER
+
+    driver = getattr(engine.config, "rootless_network", None) or DEFAULT_DRIVER
+    return (f"{driver} (default network, one per container); user networks in a per-user "
+            f"network namespace; none, host")
 
 
 def describe(data: dict) -> list[str]:

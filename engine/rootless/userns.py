@@ -279,9 +279,10 @@ def join(doc: dict[str, Any], name: str = "userns") -> bool:
 
 
 def _spawn(name: str, map_first: bool, flags: int,
-           mapped: Callable[[int], None] | None) -> int:
+           mapped: Callable[[int], None] | None, keep: int = -1) -> int:
     """Start a holder process (see :mod:`.holder_process`); returns the sleeper's pid.
-    ``mapped(pid)`` writes the id maps of the fresh user namespace of ``pid``."""
+    ``mapped(pid)`` writes the id maps of the fresh user namespace of ``pid``; ``keep``, a
+    descriptor the sleeper inherits and holds open for as long as it lives."""
     import sys
 
     go_r, go_w = os.pipe()
@@ -290,11 +291,13 @@ def _spawn(name: str, map_first: bool, flags: int,
     boot = ("import sys; sys.path.insert(0, %r); import holder_process; "
             "sys.exit(holder_process._main(sys.argv))") % here
     argv = [sys.executable, "-S", "-I", "-c", boot, name, str(go_r), str(ready_w),
-            "1" if map_first else "0", str(flags)]
+            "1" if map_first else "0", str(flags)] + ([str(keep)] if keep >= 0 else [])
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         os.set_inheritable(go_r, True)
         os.set_inheritable(ready_w, True)
+        if keep >= 0:
+            os.set_inheritable(keep, True)
         first = os.posix_spawn(sys.executable, argv, os.environ,
                                file_actions=[(os.POSIX_SPAWN_DUP2, null, 0),
                                              (os.POSIX_SPAWN_DUP2, null, 1),
