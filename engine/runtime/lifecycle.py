@@ -426,10 +426,24 @@ class Lifecycle:
             from ..network import usermode
 
             usermode.detach(Path(helper["dir"]) if helper else state_dir)
+            if self._connected(rec):  # `network connect` added networks to its namespace
+                self.engine.network_manager.detach(rec.id)
         elif rec.extra.get("NetworkSettings") is not None:
             self.network_manager.detach(rec.id)
         rec.extra.pop("NetworkSettings", None)
         rec.extra.pop("EtcFiles", None)
+
+    def _connected(self, rec: ContainerRecord) -> bool:
+        """Whether the network manager has anything of the container (cheap: one query; no
+        network module is imported when it has not)."""
+        import sqlite3
+
+        try:
+            return bool(self.engine.db.query("SELECT 1 FROM net_sandboxes WHERE container_id=? "
+                                             "UNION SELECT 1 FROM net_leases WHERE "
+                                             "container_id=?", (rec.id, rec.id)))
+        except sqlite3.OperationalError:  # the tables were never made: no network ever used
+            return False
 
     def _usermode(self, rec: ContainerRecord) -> bool:
         """Whether the container's network is a user-mode one (no network manager involved)."""
