@@ -90,8 +90,13 @@ def driver_for(mode: str, configured: str | None, rootless: bool) -> str | None:
     configured helper when the engine runs rootless (a user has no bridge on the host).
 
     Raises:
-        InvalidArgument: the configured helper is neither.
+        InvalidArgument: the configured helper is neither; pasta as root.
     """
+    if mode == "pasta" and not rootless:
+        # this pasta (Debian 12's) gives up its privileges as root and then cannot open the
+        # container's namespace
+        raise InvalidArgument("--network pasta: only without root (as root: the bridge network "
+                              "or --network slirp4netns)")
     if mode in DRIVERS:
         return mode
     if mode == "bridge" and rootless:

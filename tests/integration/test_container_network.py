@@ -171,3 +171,30 @@ def test_connect_and_disconnect_a_running_container(cli, busybox_image, clean_ne
     cli("network", "disconnect", "pstest-c", "roamer")
     assert "10.231.55." not in cli("exec", "roamer", "ip", "-4", "-o", "addr").out
     assert json.loads(cli("network", "inspect", "-f", "{{json .Containers}}", "pstest-c").out) == {}
+
+
+def test_user_mode_network_as_root(cli, busybox_image, clean_network):
+    """``--network slirp4netns`` (the rootless default, see tests/rootless) as root: the
+    container's own namespace and helper, a published port, and both gone with it; pasta is
+    for users only."""
+    driver = "slirp4netns"
+    port = _free_port()
+    cli("run", "-d", "--name", "um", "--network", driver, "-p", f"127.0.0.1:{port}:80",
+        busybox_image, "httpd", "-f", "-p", "80", "-h", "/etc")
+    assert _wait_http(f"http://127.0.0.1:{port}/hostname").strip() == \
+        cli("inspect", "-f", "{{.Config.Hostname}}", "um").out.strip()
+    assert "10.0.2.100" in cli("exec", "um", "ip", "-o", "-4", "addr").out
+    pattern = f"^/usr/bin/{driver} .*/netns"
+    helpers = sh("pgrep", "-f", pattern, check=False).stdout.split()
+    assert len(helpers) == 1
+    cli("rm", "-f", "um")
+    import time
+
+    deadline = time.monotonic() + 10
+    while sh("pgrep", "-f", pattern, check=False).stdout.strip():
+        assert time.monotonic() < deadline, f"{driver} outlived its container"
+        time.sleep(0.02)
+    bad = cli("run", "--rm", "--network", "pasta", busybox_image, "true", check=False)
+    assert bad.returncode == 125 and bad.err == \
+        "Error: --network pasta: only without root (as root: the bridge network or --network " \
+        "slirp4netns)\n"
