@@ -9,6 +9,11 @@ checkout's wheel, ``tests/rootless/harness.py``). Everything measured then runs 
 * ``portside run --rm --network none busybox true`` (the CLI: a new process that joins the user
   namespace) and ``podman run --rm --network none busybox true`` (podman 4.3 rootless: its own
   pause process, runc, native overlay), alternating, medians;
+* the same on each one's default network (portside: the container's own slirp4netns, see
+  ``portside.engine.network.usermode``; podman 4.3: slirp4netns too), in the same rounds: what
+  the default network adds is its median minus ``--network none``'s; and on a user network
+  (``network create benchnet``: portside's bridge in the user's network namespace, podman's in
+  its rootless-netns), when podman can make one here;
 * a trivial ``%%container exec`` cell (``x = 1``) through the agent, with the engine in an engine
   process (how a Jupyter kernel reaches it rootless: ``portside.engine.remote``) and with a
   local engine: p50 and p99.
@@ -89,10 +94,21 @@ def inner(rounds: int, debian: str) -> None:
     subprocess.run([portside, "save", "-o", str(archive), "busybox"], env=env, check=True)
     subprocess.run([*podman, "load", "-q", "-i", str(archive)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([portside, "network", "create", "benchnet"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    podman_net = subprocess.run([*podman, "network", "create", "benchnet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     contenders = {
         "portside": [portside, "run", "--rm", "--network", "none", "busybox", "true"],
         "podman": [*podman, "run", "--rm", "--network", "none", "busybox", "true"],
+        "portside default network": [portside, "run", "--rm", "busybox", "true"],
+        "podman default network": [*podman, "run", "--rm", "busybox", "true"],
+        "portside user network": [portside, "run", "--rm", "--network", "benchnet", "busybox",
+                                  "true"],
     }
+    if podman_net:
+        contenders["podman user network"] = [*podman, "run", "--rm", "--network", "benchnet",
+                                             "busybox", "true"]
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for i in range(rounds + 2):
         for name, argv in contenders.items():
@@ -140,6 +156,19 @@ def inner(rounds: int, debian: str) -> None:
     print(f"  portside CLI  {run['portside']:7.1f} ms")
     print(f"  podman        {run['podman']:7.1f} ms")
     print(f"  portside / podman = {run['portside'] / run['podman']:.2f} (target <= 0.5)")
+    print("run --rm busybox true on the default network (slirp4netns), same rounds:")
+    for name in ("portside", "podman"):
+        net = run[f"{name} default network"]
+        print(f"  {name + ' CLI' if name == 'portside' else name:12}  {net:7.1f} ms  "
+              f"(+{net - run[name]:.1f} ms over --network none)")
+    print(f"  the default network adds {run['portside default network'] - run['portside']:.1f}"
+          f" ms to portside's run (target <= 20 ms)")
+    print("run --rm --network benchnet busybox true (a user network), same rounds:")
+    for name in ("portside", "podman"):
+        net = run.get(f"{name} user network")
+        if net is not None:
+            print(f"  {name + ' CLI' if name == 'portside' else name:12}  {net:7.1f} ms  "
+                  f"(+{net - run[name]:.1f} ms over --network none)")
     for label, p in (result.get("cell") or {}).items():
         print(f"trivial cell (x = 1) through the agent, {label}: p50 {p['p50_ms']:.3f} ms, "
               f"p99 {p['p99_ms']:.3f} ms, median {p['median_ms']:.3f} ms (n={p['n']})")
