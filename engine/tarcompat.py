@@ -85,12 +85,13 @@ def install() -> None:
     """Add the missing pieces to :mod:`tarfile` (nothing on Python >= 3.11.4)."""
     if hasattr(tarfile, "tar_filter"):
         return
-    tarfile.FilterError = FilterError  # type: ignore[attr-defined]
-    tarfile.AbsolutePathError = AbsolutePathError  # type: ignore[attr-defined]
-    tarfile.OutsideDestinationError = OutsideDestinationError  # type: ignore[attr-defined]
-    tarfile.tar_filter = tar_filter  # type: ignore[attr-defined]
-    tarfile.TarInfo.replace = _replace  # type: ignore[attr-defined]
-    tarfile.TarFile.extractall = _extractall  # type: ignore[method-assign]
+    # (the stubs describe a newer tarfile, where these exist with their own types)
+    tarfile.FilterError = FilterError  # type: ignore[misc, assignment]
+    tarfile.AbsolutePathError = AbsolutePathError  # type: ignore[misc, assignment]
+    tarfile.OutsideDestinationError = OutsideDestinationError  # type: ignore[misc, assignment]
+    tarfile.tar_filter = tar_filter
+    tarfile.TarInfo.replace = _replace  # type: ignore[method-assign, assignment]
+    tarfile.TarFile.extractall = _extractall  # type: ignore[method-assign, assignment]
 
 
 install()

@@ -299,7 +299,7 @@ class Forwarder:
         Raises:
             Conflict: a host port is in use (what was added before it is removed again).
         """
-        done = []
+        done: list[Any] = []
         for p in ports:
             reply = self._call({"execute": "add_hostfwd", "arguments": {
                 "proto": p.proto, "host_addr": p.host_ip or "0.0.0.0",

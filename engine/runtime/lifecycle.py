@@ -427,7 +427,7 @@ class Lifecycle:
 
             usermode.detach(Path(helper["dir"]) if helper else state_dir)
             if self._connected(rec):  # `network connect` added networks to its namespace
-                self.engine.network_manager.detach(rec.id)
+                self.network_manager.detach(rec.id)
         elif rec.extra.get("NetworkSettings") is not None:
             self.network_manager.detach(rec.id)
         rec.extra.pop("NetworkSettings", None)
@@ -439,9 +439,9 @@ class Lifecycle:
         import sqlite3
 
         try:
-            return bool(self.engine.db.query("SELECT 1 FROM net_sandboxes WHERE container_id=? "
-                                             "UNION SELECT 1 FROM net_leases WHERE "
-                                             "container_id=?", (rec.id, rec.id)))
+            return bool(self.db.query("SELECT 1 FROM net_sandboxes WHERE container_id=? "
+                                      "UNION SELECT 1 FROM net_leases WHERE container_id=?",
+                                      (rec.id, rec.id)))
         except sqlite3.OperationalError:  # the tables were never made: no network ever used
             return False
 
