@@ -16,8 +16,9 @@ def _reset_args(p):
 @arguments(_reset_args)
 def reset(ctx: Context, args):
     if not args.force:
+        root = ctx.engine.system.info().get("DockerRootDir", "the engine")
         raise InvalidArgument(f"system reset removes every container, image, volume, network "
-                              f"and build cache entry of {ctx.engine.root}: run it with --force")
+                              f"and build cache entry of {root}: run it with --force")
     done = ctx.engine.system.reset()
     ctx.print(f"Removed {done['Containers']} container(s), {done['Images']} image(s), "
               f"{done['Volumes']} volume(s), {done['Networks']} network(s)"
@@ -46,15 +47,5 @@ def _unshare_args(p):
 @arguments(_unshare_args)
 def unshare(ctx: Context, args):
     import os
-    import subprocess
 
-    from ..rootless import in_namespace
-
-    if not in_namespace():
-        raise InvalidArgument("unshare: only rootless (as a user without root) is there a user "
-                              "namespace to enter")
-    argv = args.command or [os.environ.get("SHELL") or "/bin/sh"]
-    try:
-        return subprocess.run(argv).returncode
-    except OSError as exc:
-        raise InvalidArgument(f"unshare: cannot run {argv[0]}: {exc.strerror}") from exc
+    return ctx.engine.system.unshare(args.command or [os.environ.get("SHELL") or "/bin/sh"])

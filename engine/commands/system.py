@@ -51,9 +51,7 @@ def info(ctx: Context, args):
     if data.get("Runtimes"):
         lines.append(" Runtimes: " + " ".join(sorted(data["Runtimes"])))
     if "Rootless" in data:
-        from ..rootless.info import describe
-
-        lines += describe(data)
+        lines += _rootless_lines(data)
     if data.get("GPUs") is not None:
         gpus = data["GPUs"]
         lines.append(f" GPUs: {len(gpus)}")
@@ -65,6 +63,25 @@ def info(ctx: Context, args):
         lines += [f"  {m}" for m in mirrors]
     ctx.out.write("\n".join(lines) + "\n")
     return data
+
+
+def _rootless_lines(data: dict) -> list[str]:
+    """What ``info`` prints of the rootless fields (see ``engine.system.info()``)."""
+    if not data.get("Rootless"):
+        return [" Rootless: false"]
+    maps = data.get("IDMappings") or {}
+
+    def show(rows: list[dict]) -> str:
+        return ", ".join(f"{r['ContainerID']}-{r['ContainerID'] + r['Size'] - 1}->{r['HostID']}"
+                         if r["Size"] > 1 else f"{r['ContainerID']}->{r['HostID']}"
+                         for r in rows)
+
+    return [" Rootless: true",
+            f" ID Mapping: {maps.get('Mapping', '')} (uid {show(maps.get('UIDMap') or [])};"
+            f" gid {show(maps.get('GIDMap') or [])})",
+            f" Storage Mode: {data.get('StorageMode', '')}",
+            f" Network Mode: {data.get('NetworkMode', '')}",
+            f" Cgroups: {data.get('Cgroups', '')}"]
 
 
 def _check_args(p):

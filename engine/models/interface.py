@@ -569,6 +569,24 @@ class System(Protocol):
         ``since`` and ``until`` (unix times), then, with ``follow``, new ones as they happen
         until ``until`` passes or ``stop()`` says so. ``filters``: ``type``, ``event``."""
 
+    def reset(self) -> dict[str, Any]:
+        """``system reset --force``: remove every container (running ones killed), volume,
+        user-defined network, image and build cache entry, then the state root's files; a
+        rootless engine then stops the user's namespaces, so nothing of it is left running.
+        Returns counts: ``{"Containers", "Volumes", "Networks", "Images"}`` (rootless also
+        ``NamespaceHolder``/``NetworkNamespace``: whether each was stopped)."""
+
+    def migrate(self) -> dict[str, Any]:
+        """Rootless: stop the user's namespaces so the next command maps the subordinate ids
+        the system gives now (``{"NamespaceHolder": bool, ...}``; nothing for root).
+        ``Conflict`` while a container runs."""
+
+    def unshare(self, argv: Sequence[str], *, stdin: BinaryIO | None = None,
+                stdout: BinaryIO | None = None, stderr: BinaryIO | None = None) -> int:
+        """Rootless: run ``argv`` as root of the user's namespace (``podman unshare``), with
+        these streams (default: the engine process's own); its exit status.
+        ``InvalidArgument`` where there is no such namespace (root, another kind of engine)."""
+
 
 class EngineAPI(Protocol):
     """An engine object: what ``portside.engine.api.from_env()`` returns."""

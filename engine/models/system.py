@@ -11,7 +11,7 @@ from ..errors import NotFound
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator, Mapping
+    from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 
 _CHECKS: dict = {}
 
@@ -28,7 +28,6 @@ _CONTRIBUTORS = (
     "portside.engine.models.containers",
     "portside.engine.models.networks",
     "portside.engine.models.build",
-    "portside.engine.rootless.info",
 )
 
 
@@ -204,23 +203,51 @@ class System:
         }
         info.update(runtime_summary(eng.config))
         info["GPUs"] = _host_gpus()
+        from ..rootless.info import fields
+
+        info.update(fields(eng.config.rootless_network))
         for name, fn in _INFO.items():
             info.update(fn(eng))
         return info
 
-    def reset(self) -> dict:
+    def reset(self) -> dict[str, Any]:
         """Remove every container, volume, network, image and build cache entry, the root's
         files, and (rootless) stop the user namespace; see :mod:`..reset`."""
         from ..reset import reset
 
         return reset(self.engine)
 
-    def migrate(self) -> dict:
+    def migrate(self) -> dict[str, Any]:
         """Rootless: stop the user namespace so the next command maps the current subordinate
         ids; see :mod:`..reset`."""
         from ..reset import migrate
 
         return migrate(self.engine)
+
+    def unshare(self, argv: Sequence[str], *, stdin: IO[bytes] | None = None,
+                stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None) -> int:
+        """Run ``argv`` as root of the rootless user's namespace (where files owned by the
+        subordinate ids can be removed); returns its exit status. Streams default to this
+        process's own.
+
+        Raises:
+            InvalidArgument: the engine is not rootless, or ``argv`` cannot be run.
+        """
+        import subprocess
+
+        from ..errors import InvalidArgument
+        from ..rootless import in_namespace
+
+        if not in_namespace():
+            raise InvalidArgument("unshare: only rootless (as a user without root) is there a "
+                                  "user namespace to enter")
+        if not argv:
+            raise InvalidArgument("unshare: no command to run")
+        try:
+            return subprocess.run(list(argv), stdin=stdin, stdout=stdout,
+                                  stderr=stderr).returncode
+        except OSError as exc:
+            raise InvalidArgument(f"unshare: cannot run {argv[0]}: {exc.strerror}") from exc
 
     def version(self) -> dict:
         import platform

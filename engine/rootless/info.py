@@ -1,11 +1,15 @@
-"""What ``portside info`` says about rootless mode (registered with :mod:`..models.system`)."""
+"""What ``portside info`` says about rootless mode (``engine.system.info()`` adds these fields;
+the CLI's ``info`` prints them)."""
 
 from __future__ import annotations
 
-from portside.engine.models.system import register_info
 
-
-def _info(engine) -> dict:
+def fields(rootless_network: str | None = None) -> dict:
+    """The ``info`` fields of rootless mode: ``Rootless`` (False for root), and rootless,
+    ``SecurityOptions``, ``IDMappings`` (``UIDMap``/``GIDMap`` as ``[{"ContainerID", "HostID",
+    "Size"}]`` and the ``Mapping`` kind), ``NamespaceHolder`` (its pid, 0 when none runs),
+    ``StorageMode``, ``NetworkMode`` and ``Cgroups``. ``rootless_network``: the configured
+    default network driver (None: slirp4netns)."""
     from . import active, has_cgroups, host_ids, mapping
 
     if not active():
@@ -26,36 +30,14 @@ def _info(engine) -> dict:
                        "Mapping": mapping() or doc.get("mapping", "")},
         "NamespaceHolder": doc.get("pid", 0),
         "StorageMode": "overlay, userxattr (in the user namespace)",
-        "NetworkMode": _network_mode(engine),
+        "NetworkMode": _network_mode(rootless_network),
         "Cgroups": "delegated" if has_cgroups() else "none (no delegated cgroup v2)",
     }
 
 
-def _network_mode(engine) -> str:
+def _network_mode(rootless_network: str | None) -> str:
     from ..network.usermode import DEFAULT_DRIVER
 
-    driver = getattr(engine.config, "rootless_network", None) or DEFAULT_DRIVER
+    driver = rootless_network or DEFAULT_DRIVER
     return (f"{driver} (default network, one per container); user networks in a per-user "
             f"network namespace; none, host")
-
-
-def describe(data: dict) -> list[str]:
-    """The lines ``info`` prints for the fields above."""
-    if not data.get("Rootless"):
-        return [" Rootless: false"]
-    maps = data.get("IDMappings") or {}
-
-    def show(rows: list[dict]) -> str:
-        return ", ".join(f"{r['ContainerID']}-{r['ContainerID'] + r['Size'] - 1}->{r['HostID']}"
-                         if r["Size"] > 1 else f"{r['ContainerID']}->{r['HostID']}"
-                         for r in rows)
-
-    return [" Rootless: true",
-            f" ID Mapping: {maps.get('Mapping', '')} (uid {show(maps.get('UIDMap') or [])};"
-            f" gid {show(maps.get('GIDMap') or [])})",
-            f" Storage Mode: {data.get('StorageMode', '')}",
-            f" Network Mode: {data.get('NetworkMode', '')}",
-            f" Cgroups: {data.get('Cgroups', '')}"]
-
-
-register_info("rootless", _info)

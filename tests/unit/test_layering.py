@@ -20,13 +20,15 @@ FRONTS = ("engine/commands", "engine/cli.py", "kernel")
 INTERNALS = ("runtime", "store", "network", "volumes", "gpu", "image.store", "image.archive",
              "image.importer", "image.bootstrap", "image.layer", "registry.client",
              "registry.pull", "registry.push", "builder.builder", "builder.run",
-             "builder.cache", "builder.context")
+             "builder.cache", "builder.context", "rootless", "remote", "reset",
+             "tarcompat")
 #: The lower layers, and what they may not import: everything above them.
 LOWER = ("engine/runtime", "engine/store", "engine/network", "engine/volumes", "engine/gpu",
          "engine/image", "engine/registry", "engine/builder", "engine/rootfs.py",
          "engine/process.py", "engine/lock.py", "engine/recipe.py", "engine/records.py",
-         "engine/events.py", "engine/config.py", "engine/errors.py", "engine/listing.py")
-ABOVE = ("api", "models", "commands", "cli", "slurm")
+         "engine/events.py", "engine/config.py", "engine/errors.py", "engine/listing.py",
+         "engine/rootless", "engine/tarcompat.py")
+ABOVE = ("api", "models", "commands", "cli", "slurm", "remote", "reset")
 
 
 def _files(places: tuple[str, ...]) -> list[Path]:
