@@ -330,17 +330,6 @@ class Container(Model):
             return 0 if code == 0 else 126
         return code
 
-    def exec_popen(self, cmd: list[str], *, user: str | None = None, workdir: str | None = None,
-                   env: list[str] | None = None, tty: bool = False, stdin: Any = None,
-                   stdout: Any = None, stderr: Any = None):
-        """Start ``cmd`` in the running container and return its process (a ``Popen``: its
-        ``wait()`` is the command's status, 126/127 when it cannot run); ``stdin``/``stdout``/
-        ``stderr`` as for ``subprocess.Popen``. A remote engine makes the pipes on the caller's
-        side (:mod:`portside.engine.remote`)."""
-        return self.lc.exec_run(self.id, list(cmd), tty=tty, env=list(env or []),
-                                workdir=workdir or "", user=user or "", stdin=stdin,
-                                stdout=stdout, stderr=stderr)
-
     def commit(self, repository: str | None = None, tag: str | None = None, *,
                message: str = "", author: str = "", changes: Sequence[str] | str = (),
                pause: bool = True):

@@ -7,11 +7,17 @@ remote ones and whose verbs (``start``, ``logs``, ``exec_run``…) run over ther
 there; iterators (``logs(stream=True)``) are pulled item by item; errors come back as the engine's
 own exception classes.
 
+Its surface is the written-down model API (:mod:`portside.engine.models.interface`), and the
+type checker holds it to it as it does the local engine: the collections are stand-ins of the
+local collection classes and the models stand-ins of the local model classes, each verb sent
+over there by name (so their signatures are the local ones), properties computed from ``attrs``
+here. Nothing else of the engine process (its root, database, stores) can be reached.
+
 Arguments that cannot be copied travel as descriptors when the channel is a unix socket: a
 caller's binary file is handed over as its descriptor (or, without one, through a pipe fed by a
-thread here), and ``stdin``/``stdout``/``stderr`` = ``subprocess.PIPE`` make pipes whose far ends
-go to the process started over there — so ``exec_popen`` returns a process whose pipes are local
-and a cell's bytes never pass through the engine process.
+thread here). The streams of ``exec_run(..., socket=True)`` come back the same way: the engine
+process hands over the ends of the process's pipes, so a notebook cell's bytes never pass
+through it (:class:`RemoteExecStream`).
 
 The transport is :mod:`.wire`; what the messages mean is in :mod:`.server`. Each calling thread
 takes a channel of its own from a pool (new ones are opened through the first, which only opens
@@ -31,6 +37,29 @@ from .wire import Channel
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+    from ..models.build import BuildCollection
+    from ..models.containers import ContainerCollection
+    from ..models.images import ImageCollection
+    from ..models.interface import EngineAPI
+    from ..models.networks import NetworkCollection
+    from ..models.system import System
+    from ..models.volumes import VolumeCollection
+
+#: The engine's collections and the local classes their stand-ins are made from (what
+#: :class:`portside.engine.api.Engine`'s properties return).
+COLLECTIONS = {
+    "images": "portside.engine.models.images.ImageCollection",
+    "containers": "portside.engine.models.containers.ContainerCollection",
+    "volumes": "portside.engine.models.volumes.VolumeCollection",
+    "networks": "portside.engine.models.networks.NetworkCollection",
+    "builds": "portside.engine.models.build.BuildCollection",
+    "system": "portside.engine.models.system.System",
+}
+
+#: Properties of model classes that the local class computes from the engine's internals
+#: rather than from ``attrs``: asked of the engine process.
+REMOTE_PROPERTIES = {"portside.engine.models.containers.Container": ("image",)}
 
 
 def rebuild_error(doc: dict[str, Any]) -> BaseException:
@@ -83,20 +112,49 @@ class RemoteEngine:
         self._ids = 0
         self._kinds: dict[tuple[str, str], str] = {}
         self._model_classes: dict[str, type] = {}
+        self._collections: dict[str, Any] = {}
         self._closed = False
         from pathlib import Path
 
+        #: the engine process's state root (for messages and tests; not part of the model API)
         self.root = Path(root) if root else None
-        self._top = RemoteObject(self, {"path": []}, "portside.engine.api.Engine")
 
-    # ---- the engine's own surface ---------------------------------------------------------
+    # ---- the engine's own surface: the model API --------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._top, name)
+    def _collection(self, name: str) -> Any:
+        found: Any = self._collections.get(name)
+        if found is None:
+            cls = self._stand_in_class(COLLECTIONS[name])
+            found = object.__new__(cls)  # (no __init__: the stand-in holds no engine)
+            found._remote = (self, {"path": [name]})
+            self._collections[name] = found
+        return found
 
-    def close(self, **_: Any) -> None:
+    @property
+    def images(self) -> ImageCollection:
+        return self._collection("images")
+
+    @property
+    def containers(self) -> ContainerCollection:
+        return self._collection("containers")
+
+    @property
+    def volumes(self) -> VolumeCollection:
+        return self._collection("volumes")
+
+    @property
+    def networks(self) -> NetworkCollection:
+        return self._collection("networks")
+
+    @property
+    def builds(self) -> BuildCollection:
+        return self._collection("builds")
+
+    @property
+    def system(self) -> System:
+        return self._collection("system")
+
+    def close(self, *, keep_database: bool = False) -> None:
         """Close every channel; the engine process ends with the first one."""
         if self._closed:
             return
@@ -162,9 +220,11 @@ class RemoteEngine:
 
     def request(self, msg: dict[str, Any], *, fds: list[int] | None = None,
                 callbacks: dict[int, Callable] | None = None, codec: Codec | None = None,
-                after_send: Callable[[], None] | None = None) -> dict[str, Any]:
+                after_send: Callable[[], None] | None = None,
+                received: list[int] | None = None) -> dict[str, Any]:
         """Send one request and wait for its answer, running callbacks meanwhile.
-        ``after_send`` runs once the request (and its descriptors) went out."""
+        ``after_send`` runs once the request (and its descriptors) went out; descriptors that
+        come with the answer go to ``received`` (the caller's to close), else are closed."""
         channel = self._take()
         ok = False
         try:
@@ -182,8 +242,11 @@ class RemoteEngine:
             codec = codec or self._codec()
             while True:
                 reply, extra = channel.recv()
-                for fd in extra:
-                    os.close(fd)
+                if received is not None and "callback" not in reply:
+                    received.extend(extra)
+                else:
+                    for fd in extra:
+                        os.close(fd)
                 if "callback" in reply:
                     fn = (callbacks or {}).get(reply["callback"])
                     if fn is not None:
@@ -197,17 +260,17 @@ class RemoteEngine:
             else:
                 self._drop(channel)
 
-    def _codec(self) -> Codec:
-        return Codec(unref=self._unref)
+    def _codec(self, fds: list[int] | None = None) -> Codec:
+        return Codec(unref=lambda doc: self._unref(doc, fds))
 
-    def _unref(self, doc: dict[str, Any]) -> Any:
+    def _unref(self, doc: dict[str, Any], fds: list[int] | None = None) -> Any:
         kind = doc.get("kind")
         if kind == "model":
             obj = self._model(doc)
         elif kind == "iter":
             obj = RemoteIterator(self, doc["h"])
-        elif kind == "popen":
-            obj = RemotePopen(self, doc)
+        elif kind == "stream":
+            obj = RemoteExecStream(self, doc, fds or [])
         else:
             obj = RemoteObject(self, {"h": doc["h"]}, doc.get("cls", ""))
         weakref.finalize(obj, self._forget, doc["h"])
@@ -217,13 +280,16 @@ class RemoteEngine:
         with self._lock:
             self._released.append(handle)
 
-    def _model(self, doc: dict[str, Any]) -> Any:
-        cls = self._model_classes.get(doc["cls"])
+    def _stand_in_class(self, path: str) -> type:
+        cls = self._model_classes.get(path)
         if cls is None:
-            cls = self._model_classes[doc["cls"]] = remote_model_class(doc["cls"])
+            cls = self._model_classes[path] = remote_model_class(path)
+        return cls
+
+    def _model(self, doc: dict[str, Any]) -> Any:
+        cls = self._stand_in_class(doc["cls"])
         obj = cls(self._codec().decode(doc["attrs"]), _ModelCollection(self, doc["h"]))
-        obj._remote = (self, doc["h"])
-        obj._remote_cls = doc["cls"]
+        obj._remote = (self, {"h": doc["h"]})
         return obj
 
     def kind(self, target: dict[str, Any], cls: str, name: str) -> str:
@@ -243,30 +309,29 @@ class RemoteEngine:
         out = _Outgoing(self)
         args, kwargs = _mark_outputs(cls or getattr(model, "_remote_cls", ""), method, args,
                                      kwargs)
+        received: list[int] = []
         try:
             enc_args = out.encode(list(args))
             enc_kwargs = out.encode(kwargs)
             out.start()
             reply = self.request({"op": "call", "target": target, "method": method,
                                   "args": enc_args, "kwargs": enc_kwargs}, fds=out.fds,
-                                 callbacks=out.callbacks, after_send=out.close_sent)
+                                 callbacks=out.callbacks, after_send=out.close_sent,
+                                 received=received)
         except BaseException:
             out.close_sent()
-            for f in out.pipes.values():
-                f.close()
+            _close_all(received)
             raise
         out.finish()
-        if "error" in reply:
-            raise rebuild_error(reply["error"])
-        codec = self._codec()
-        if model is not None and "self" in reply:
-            model.attrs = codec.decode(reply["self"])
-        result = codec.decode(reply.get("ok"))
-        if out.pipes and isinstance(result, RemotePopen):
-            result._attach(out.pipes)
-        elif out.pipes:
-            for f in out.pipes.values():
-                f.close()
+        try:
+            if "error" in reply:
+                raise rebuild_error(reply["error"])
+            codec = self._codec(received)
+            if model is not None and "self" in reply:
+                model.attrs = codec.decode(reply["self"])
+            result = codec.decode(reply.get("ok"))
+        finally:
+            _close_all(received)  # those not taken by a stream
         if model is not None and getattr(result, "_remote", None) is not None and \
                 result._remote[1] == model._remote[1]:
             return model  # the verb returned its own object: the same stand-in
@@ -279,11 +344,17 @@ class RemoteEngine:
         return self._codec().decode(reply["ok"])
 
 
-class _Outgoing:
-    """The arguments of one call on their way: descriptors to send, callbacks to run, pipes to
-    feed or drain, and the local ends of pipes made for ``subprocess.PIPE``."""
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
 
-    STDIO = ("stdin", "stdout", "stderr")
+
+class _Outgoing:
+    """The arguments of one call on their way: descriptors to send, callbacks to run, and pipes
+    to feed or drain."""
 
     def __init__(self, engine: RemoteEngine) -> None:
         self.engine = engine
@@ -291,30 +362,21 @@ class _Outgoing:
         self.sent: list[int] = []      # our copies of what was sent: closed once sent
         self.callbacks: dict[int, Callable] = {}
         self.pumps: list[threading.Thread] = []
-        self.pipes: dict[str, Any] = {}
 
     def encode(self, value: Any) -> Any:
-        if isinstance(value, dict) and any(k in self.STDIO for k in value):
-            value = dict(value)
-            for key in self.STDIO:
-                if value.get(key) == subprocess.PIPE:
-                    r, w = os.pipe()
-                    mine, theirs = (w, r) if key == "stdin" else (r, w)
-                    self.pipes[key] = os.fdopen(mine, "wb" if key == "stdin" else "rb")
-                    value[key] = _FdArg(theirs, "rb" if key == "stdin" else "wb")
         return Codec(ref=self._ref).encode(value)
 
     def _ref(self, value: Any) -> dict | None:
-        if isinstance(value, _FdArg):
-            return self._fd(value.fd, value.mode, owned=True)
         if isinstance(value, _Output):
             return self._output(value.f)
-        model = getattr(value, "_remote", None)
-        if model is not None:
-            return {"kind": "object", "h": model[1]}
+        stand_in = getattr(value, "_remote", None)
+        if stand_in is not None:
+            target = stand_in[1]
+            return {"kind": "object", **target} if "h" in target else \
+                {"kind": "path", "path": target["path"]}
         if isinstance(value, RemoteObject) and "path" in value._target:
             return {"kind": "path", "path": value._target["path"]}
-        if isinstance(value, (RemoteObject, RemoteIterator, RemotePopen)):
+        if isinstance(value, (RemoteObject, RemoteIterator, RemoteExecStream)):
             return {"kind": "object", "h": value._handle}
         if hasattr(value, "read") and (not hasattr(value, "readable") or value.readable()):
             return self._input(value)
@@ -433,11 +495,6 @@ def _mark_outputs(cls_path: str, method: str, args: tuple, kwargs: dict) -> tupl
     return args, kwargs
 
 
-class _FdArg:
-    def __init__(self, fd: int, mode: str) -> None:
-        self.fd, self.mode = fd, mode
-
-
 class RemoteObject:
     """A stand-in for an object of the engine process: attributes are asked for by name."""
 
@@ -496,8 +553,10 @@ class _ModelCollection:
 
 
 def remote_model_class(path: str) -> type:
-    """A subclass of the model class at ``path`` whose verbs run in the engine process; its
-    properties (computed from ``attrs``) stay as they are."""
+    """A subclass of the model or collection class at ``path`` whose verbs (its public
+    methods) run in the engine process, with the same signatures; a model's properties
+    (computed from ``attrs``) stay as they are, but for those in :data:`REMOTE_PROPERTIES`,
+    which are asked of the engine process. An instance's ``_remote`` is ``(engine, target)``."""
     import importlib
     import inspect
 
@@ -510,19 +569,33 @@ def remote_model_class(path: str) -> type:
         if attr.startswith("_"):
             continue
         static = inspect.getattr_static(base, attr)
-        if isinstance(static, (property, staticmethod, classmethod)) or not callable(static):
+        if isinstance(static, (property, staticmethod, classmethod, type)) or \
+                not callable(static):
             continue
         ns[attr] = _forwarder(attr)
+    for attr in REMOTE_PROPERTIES.get(path, ()):
+        ns[attr] = property(_remote_property(attr))
     return type("Remote" + base.__name__, (base,), ns)
 
 
 def _forwarder(name: str):
     def verb(self, *args: Any, **kwargs: Any) -> Any:
-        engine, handle = self._remote
-        return engine.call({"h": handle}, name, args, kwargs, model=self)
+        engine, target = self._remote
+        is_model = "h" in target
+        return engine.call(target, name, args, kwargs, model=self if is_model else None,
+                           cls=self._remote_cls)
 
     verb.__name__ = name
     return verb
+
+
+def _remote_property(name: str):
+    def get(self) -> Any:
+        engine, target = self._remote
+        return engine.get(target, name)
+
+    get.__name__ = name
+    return get
 
 
 class RemoteIterator:
@@ -557,80 +630,58 @@ class RemoteIterator:
                 pass
 
 
-class RemotePopen:
-    """A process started by the engine process (an ``exec``), as a ``subprocess.Popen``: its
-    pipes are local (made here, see :class:`_Outgoing`); waiting and signals go over there."""
+class RemoteExecStream:
+    """The :class:`~portside.engine.models.interface.ExecStream` of a process the engine
+    process started (``exec_run(..., socket=True)``): its pipes' ends were handed over, so the
+    streams are local files (``fileno()``, ``read1``, ``select``); the exit status and signals go
+    over there."""
 
-    def __init__(self, engine: RemoteEngine, doc: dict[str, Any]) -> None:
+    def __init__(self, engine: RemoteEngine, doc: dict[str, Any], fds: list[int]) -> None:
         self._engine = engine
         self._handle = doc["h"]
-        self.pid = doc.get("pid", 0)
-        self.args = doc.get("args")
-        self.stdin = self.stdout = self.stderr = None
-        self.returncode: int | None = None
-
-    def __del__(self) -> None:
-        for f in (self.stdin, self.stdout, self.stderr):
-            if f is not None:
-                try:
-                    f.close()
-                except (OSError, ValueError):
-                    pass
-
-    def _attach(self, pipes: dict[str, Any]) -> None:
-        self.stdin = pipes.get("stdin")
-        self.stdout = pipes.get("stdout")
-        self.stderr = pipes.get("stderr")
+        self._code: int | None = None
+        files: dict[str, Any] = {}
+        for key, mode in (("stdin", "wb"), ("stdout", "rb"), ("stderr", "rb")):
+            i = (doc.get("fds") or {}).get(key)
+            if i is not None and 0 <= i < len(fds) and fds[i] >= 0:
+                files[key] = os.fdopen(fds[i], mode)
+                fds[i] = -1  # owned by the file now
+        self.stdin: Any = files.get("stdin")
+        self.stdout: Any = files.get("stdout")
+        self.stderr: Any = files.get("stderr")
 
     def _call(self, method: str, *args: Any) -> Any:
         return self._engine.call({"h": self._handle}, method, args, {})
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self._call("poll")
-        return self.returncode
+        if self._code is None:
+            self._code = self._call("poll")
+        return self._code
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.returncode = self._call("wait", timeout)
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            self._call("send_signal", sig)
-
-    def terminate(self) -> None:
-        if self.returncode is None:
-            self._call("terminate")
+        if self._code is None:
+            self._code = self._call("wait", timeout)
+        return self._code  # type: ignore[return-value]
 
     def kill(self) -> None:
-        if self.returncode is None:
+        if self._code is None:
             self._call("kill")
 
-    def communicate(self, input: bytes | None = None, timeout: float | None = None):
-        out = err = None
-        if self.stdin is not None:
-            if input:
-                self.stdin.write(input)
-            self.stdin.close()
-        if self.stdout is not None:
-            out = self.stdout.read()
-        if self.stderr is not None:
-            err = self.stderr.read()
-        self.wait(timeout)
-        return out, err
+    def signal(self, signum: int) -> None:
+        if self._code is None:
+            self._call("signal", signum)
 
-    def __enter__(self) -> "RemotePopen":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
+    def close(self) -> None:
+        """Close the streams here, then have the engine process reap the process."""
         for f in (self.stdin, self.stdout, self.stderr):
             if f is not None:
                 try:
                     f.close()
                 except OSError:
                     pass
-        self.wait()
+        if self._code is None:
+            self._call("close")
+            self._code = self._call("poll")
 
 
 def spawn(root: str | None = None, *, python: str | None = None,
@@ -671,3 +722,9 @@ def spawn(root: str | None = None, *, python: str | None = None,
         proc.wait()
         raise rebuild_error(hello["error"])
     return RemoteEngine(channel, process=proc, root=hello["ok"].get("root", ""))
+
+
+if TYPE_CHECKING:
+    def _answers_the_model_api(engine: RemoteEngine) -> EngineAPI:
+        """For the type checker: the stand-in answers the written-down model API."""
+        return engine

@@ -15,8 +15,11 @@ target is a model, whose attributes may have changed), or ``{"id": N, "error": {
 "attrs"}}``. While a call runs, a callable argument (a progress callback) is called by sending
 ``{"id": N, "callback": C, "args": [...]}``, which the caller handles before the answer comes.
 
-Objects that cannot travel (models, iterators, processes, collections) stay here under a handle;
-the other side holds a stand-in until it releases it.
+Objects that cannot travel (models, iterators, collections, exec streams) stay here under a
+handle; the other side holds a stand-in until it releases it. An exec stream
+(``exec_run(..., socket=True)``) comes with the ends of its process's pipes, carried by the
+answer (``{"kind": "stream", "h": H, "fds": {"stdin": i, ...}}``): the caller reads and writes
+them directly, and this process keeps none of them open.
 
 ``python -m portside.engine.remote.server --fd N [--root ROOT]`` serves the engine on the
 unix socket N it inherited, and exits when that socket's other end closes.
@@ -102,18 +105,19 @@ class EngineServer:
                 if obj is not None and self._handle_of.get(id(obj)) == h:
                     del self._handle_of[id(obj)]
 
-    def ref(self, obj: Any) -> dict[str, Any]:
+    def ref(self, obj: Any, call: _Call | None = None) -> dict[str, Any]:
         """What the other side gets for an object that stays here."""
-        import subprocess
+        from portside.engine.models.streams import ProcessStream
 
+        if isinstance(obj, ProcessStream):
+            if call is None:
+                raise TypeError("an exec stream travels only as the answer to a call")
+            h = self._hold(obj)
+            return {"kind": "stream", "h": h, "fds": call.hand_over(obj)}
         h = self._hold(obj)
         if _is_model(obj):
             return {"kind": "model", "h": h, "cls": _class_path(obj),
                     "attrs": self._codec(None, []).encode(obj.attrs)}
-        if isinstance(obj, subprocess.Popen):
-            return {"kind": "popen", "h": h, "pid": obj.pid,
-                    "args": [str(a) for a in obj.args] if isinstance(obj.args, list) else
-                    str(obj.args)}
         if hasattr(obj, "__next__") and hasattr(obj, "__iter__"):
             return {"kind": "iter", "h": h}
         return {"kind": "object", "h": h, "cls": _class_path(obj)}
@@ -147,13 +151,13 @@ class EngineServer:
                 if call is None:
                     raise ValueError("a callback outside a call")
                 return call.callback(doc["h"])
-            if doc.get("kind") in ("model", "object", "iter", "popen"):
+            if doc.get("kind") in ("model", "object", "iter", "stream"):
                 return self._target({"h": doc["h"]})
             if doc.get("kind") == "path":
                 return self._target({"path": doc["path"]})
             raise ValueError(f"cannot receive a {doc.get('kind')}")
 
-        return Codec(ref=self.ref, unref=unref)
+        return Codec(ref=lambda value: self.ref(value, call), unref=unref)
 
     # ---- serving ---------------------------------------------------------------------------
 
@@ -194,9 +198,11 @@ class EngineServer:
                             os.close(fd)
                 reply["id"] = call.id
                 try:
-                    channel.send(reply)
+                    channel.send(reply, call.out_fds)
                 except OSError:
                     return
+                finally:
+                    call.sent()
         finally:
             channel.close()
 
@@ -232,12 +238,39 @@ class EngineServer:
 
 
 class _Call:
-    """One call in progress: its callbacks and the files made for it (closed when it ends)."""
+    """One call in progress: its callbacks, the files made for it (closed when it ends) and
+    the descriptors its answer hands over (this process's copies closed once sent)."""
 
     def __init__(self, channel: Channel, ident: int) -> None:
         self.channel = channel
         self.id = ident
         self.files: list[Any] = []
+        self.out_fds: list[int] = []
+        self._handed: list[Any] = []
+
+    def hand_over(self, stream: Any) -> dict[str, int]:
+        """Put the ends of ``stream``'s pipes into the answer; ``{name: index}``."""
+        if not self.channel.passes_fds:
+            raise TypeError("exec streams need a unix socket to the engine process")
+        found = {}
+        for key in ("stdin", "stdout", "stderr"):
+            f = getattr(stream, key, None)
+            if f is not None:
+                found[key] = len(self.out_fds)
+                self.out_fds.append(f.fileno())
+                self._handed.append(f)
+        return found
+
+    def sent(self) -> None:
+        """The answer went (or could not): close this side's ends of what it handed over, so
+        the caller's closing ``stdin`` is the process's end of input."""
+        for f in self._handed:
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._handed = []
+        self.out_fds = []
 
     def callback(self, handle: int):
         codec = Codec()

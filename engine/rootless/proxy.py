@@ -7,8 +7,8 @@ eyes), so, rootless, it gets its engine through a helper process instead:
 :func:`portside.engine.api.from_env` starts ``python -m
 portside.engine.remote.server`` (``fork`` + ``exec``, which a threaded process may do safely),
 which joins the namespace at its start and serves the model API on a unix socket pair
-(:mod:`portside.engine.remote`). Containers' pipes are made by the caller and handed over as
-descriptors, so a ``%%container exec`` cell costs what it costs with a local engine.
+(:mod:`portside.engine.remote`). The pipes of an exec are handed to the caller as descriptors,
+so a ``%%container exec`` cell costs what it costs with a local engine.
 """
 
 from __future__ import annotations

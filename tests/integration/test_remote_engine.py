@@ -1,19 +1,19 @@
 """The remote engine (portside.engine.remote): the model API of an engine process, as the
 Jupyter kernel and server use it rootless. Here as root, against a real engine process: models
-and their verbs, errors, iterators, progress callbacks, files both ways, exec pipes made on the
-caller's side, calls from several threads at once, and the process gone with the stand-in."""
+and their verbs, errors, iterators, progress callbacks, files both ways, an exec's streams as
+local pipes (the notebook agent's way in), calls from several threads at once, and the process
+gone with the stand-in."""
 
 from __future__ import annotations
 
 import io
-import subprocess
 import threading
 import time
 
 import pytest
 
 from portside.engine.errors import ContainerExit, NotFound
-from portside.engine.remote.client import RemoteEngine, RemotePopen, spawn
+from portside.engine.remote.client import RemoteEngine, RemoteExecStream, spawn
 
 pytestmark = pytest.mark.integration
 
@@ -78,29 +78,30 @@ def test_files_iterators_and_progress(remote, tmp_path):
     assert [d for _s, d in ctr.logs(stream=True)] == [b"1\n", b"2\n", b"3\n"]
 
 
-def test_exec_pipes_are_the_callers(remote):
+def test_exec_streams_are_local_pipes(remote):
     remote.images.bootstrap("busybox", tag="busybox:latest")
     ctr = remote.containers.run("busybox", ["sleep", "60"], detach=True, network_mode="none")
-    proc = ctr.exec_popen(["sh", "-c", "cat; echo err >&2; exit 4"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert isinstance(proc, RemotePopen) and proc.pid > 0
+    code, proc = ctr.exec_run(["sh", "-c", "cat; echo err >&2; exit 4"], stdin=True,
+                              socket=True)
+    assert code is None and isinstance(proc, RemoteExecStream)
     proc.stdin.write(b"round trip\n")
     proc.stdin.close()
     assert proc.stdout.read() == b"round trip\n"
     assert proc.stderr.read() == b"err\n"
     assert proc.wait(timeout=10) == 4
-    proc.stdout.close()
-    proc.stderr.close()
+    proc.close()
     # a long-lived one (the notebook agent's case): killed from here
-    cat = ctr.exec_popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)
+    _, cat = ctr.exec_run(["cat"], stdin=True, socket=True)
     cat.stdin.write(b"x\n")
     cat.stdin.flush()
     assert cat.stdout.readline() == b"x\n" and cat.poll() is None
     cat.kill()
     assert cat.wait(timeout=10) != 0
-    cat.stdin.close()
-    cat.stdout.close()
+    cat.close()
+    # a container that is gone is the engine's own error, not a broken pipe
+    ctr.remove(force=True)
+    with pytest.raises(NotFound):
+        ctr.exec_run(["true"], socket=True)
 
 
 def test_threads_do_not_wait_for_each_other(remote):
