@@ -690,10 +690,19 @@ class NetworkManager:
         for t in threads:
             t.join()
 
-    @_off_event_loop
     def close(self) -> None:
         """Finish background work and close the netlink socket (pyroute2 closes through its
         own event loop: from a thread running one, a notebook's, this happens in a worker)."""
+        if self.home is not None:
+            # every kernel call ran in a thread that joined the home and closed its own socket
+            # there; entering the home now would only start its namespace again (after reset)
+            self.wait_idle()
+            self.links.close()
+            return
+        self._close()
+
+    @_off_event_loop
+    def _close(self) -> None:
         self.wait_idle()
         self.links.close()
 
