@@ -454,7 +454,7 @@ class _Outgoing:
 
 
 #: Parameter names of the model API that receive a file to write into (the others read).
-OUTPUT_PARAMETERS = ("out", "output", "dest")
+OUTPUT_PARAMETERS = ("out", "output", "dest", "stdout", "stderr")
 
 
 class _Output:

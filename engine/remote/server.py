@@ -184,7 +184,7 @@ class EngineServer:
                     for fd in fds:
                         os.close(fd)
                     continue
-                call = _Call(channel, msg.get("id", 0))
+                call = _Call(channel, msg.get("id", 0), ref=self.ref)
                 try:
                     reply = self._answer(msg, fds, call)
                 except BaseException as exc:  # noqa: BLE001 - every failure goes back as one
@@ -241,9 +241,10 @@ class _Call:
     """One call in progress: its callbacks, the files made for it (closed when it ends) and
     the descriptors its answer hands over (this process's copies closed once sent)."""
 
-    def __init__(self, channel: Channel, ident: int) -> None:
+    def __init__(self, channel: Channel, ident: int, ref: Any = None) -> None:
         self.channel = channel
         self.id = ident
+        self._ref = ref
         self.files: list[Any] = []
         self.out_fds: list[int] = []
         self._handed: list[Any] = []
@@ -273,7 +274,10 @@ class _Call:
         self.out_fds = []
 
     def callback(self, handle: int):
-        codec = Codec()
+        """A stand-in for the caller's callable ``handle``: each call sends its arguments
+        (models as stand-ins: ``on_created`` gets the Container) and returns at once."""
+        ref = self._ref
+        codec = Codec(ref=(lambda value: ref(value)) if ref is not None else None)
 
         def call(*args: Any) -> None:
             self.channel.send({"id": self.id, "callback": handle,

@@ -45,6 +45,14 @@ def test_models_and_verbs(remote, portside_root):
     assert ctr.logs() == b"hi\n"
     assert ctr.stop(timeout=0) is ctr and ctr.status == "exited"  # attrs follow the verb
     assert remote.containers.get("far").attrs["State"]["ExitCode"] == 137
+    # run as the CLI and the magics do it: callbacks get models, output goes to the caller's
+    seen, out, err = [], io.BytesIO(), io.BytesIO()
+    code = remote.containers.run_from(
+        {"Image": "busybox", "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"]},
+        {"NetworkMode": "none", "AutoRemove": True}, stdout=out, stderr=err,
+        on_created=seen.append)
+    assert code == 3 and out.getvalue() == b"out\n" and err.getvalue() == b"err\n"
+    assert len(seen) == 1 and len(seen[0].id) == 64 and seen[0].image.id == image.id
 
 
 def test_errors_come_back_as_the_engines_own(remote):
