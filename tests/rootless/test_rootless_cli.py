@@ -201,6 +201,25 @@ def test_what_needs_root_or_cgroups_says_so_in_one_line(rl, busybox):
     rl("rm", "-f", "pp")
 
 
+def test_unshare_removes_files_of_the_subordinate_ids(rl, busybox):
+    rl.sh("mkdir -p ~/shared")
+    data = rl.path("shared")
+    rl("run", "--rm", "--net", "none", "-v", f"{data}:/d", busybox, "sh", "-c",
+       "mkdir /d/made && touch /d/made/f && chown -R 1000:1000 /d/made")
+    assert (data / "made").stat().st_uid == host_id("portside-rl1", 1000)
+    assert rl.sh(f"rm -rf {data}/made", check=False).returncode != 0  # not the user's on the host
+    assert rl("unshare", "id", "-u").out.strip() == "0"  # root of the user's namespace
+    rl("unshare", "rm", "-rf", str(data / "made"))
+    assert not (data / "made").exists()
+    assert rl("unshare", "sh", "-c", "exit 7", check=False).returncode == 7
+    line = one_line_error(rl("unshare", "/no/such/program", check=False))
+    assert line.startswith("Error: unshare: cannot run /no/such/program")
+    # reset without --force removes nothing and says what it would remove
+    line = one_line_error(rl("system", "reset", check=False))
+    assert line.endswith(f"of {rl.root}: run it with --force")
+    assert rl("images", "-q").out.strip()
+
+
 def test_import_load_push_pull(rl, busybox, tmp_path):
     from registry_fixture import Registry
 

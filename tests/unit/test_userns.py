@@ -122,3 +122,14 @@ def test_runtime_dir_prefers_xdg_runtime_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert Path(rootless.runtime_dir()) == tmp_path / "portside"
     assert (tmp_path / "portside").stat().st_mode & 0o777 == 0o700
+
+
+def test_unshare_outside_a_user_namespace_is_one_line(monkeypatch):
+    from portside.engine.errors import InvalidArgument
+    from portside.engine.models.system import System
+
+    monkeypatch.delenv(rootless.ENV, raising=False)
+    if rootless.in_namespace():
+        pytest.fail("this process runs inside a rootless namespace")
+    with pytest.raises(InvalidArgument, match="^unshare: only rootless"):
+        System(engine=None).unshare(["true"])
