@@ -120,7 +120,7 @@ def inner(rounds: int, debian: str) -> None:
     if debian:
         from portside.engine.api import Engine
         from portside.engine.remote.client import spawn
-        from portside.kernel.client import AgentSession, container_popen_factory
+        from portside.kernel.client import AgentSession, container_exec_factory
 
         local = Engine(root=root)  # joins the namespace now, while this process has no threads
         remote = spawn(str(root))
@@ -130,7 +130,7 @@ def inner(rounds: int, debian: str) -> None:
                                     detach=True, name="bench-agent", network_mode="none")
         try:
             for label, engine in (("engine process", remote), ("local engine", local)):
-                sess = AgentSession(container_popen_factory(engine, "bench-agent"),
+                sess = AgentSession(container_exec_factory(engine, "bench-agent"),
                                     label="bench-agent")
                 sess.start()
                 for _ in range(100):
