@@ -1,8 +1,9 @@
 """The ``portside`` program (``python -m portside.engine`` too).
 
 A rebuild with nothing changed is answered from the build memo (:mod:`.builder.memo`) before the
-command line's parser and the engine are imported; every other command line, and a build the
-memo cannot answer, goes to :func:`portside.engine.cli.main`.
+command line's parser and the engine are imported (in the ``default`` context only: the memo is
+the embedded engine's); every other command line, and a build the memo cannot answer, goes to
+:func:`portside.engine.cli.main`.
 
 The program ends with ``os._exit`` once its output is flushed: nothing is left to do by then,
 and a normal interpreter exit would spend ~30 ms tearing down modules and checkpointing the
@@ -21,7 +22,7 @@ import sys
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     """Run one command line. ``exiting``: the process ends right after (:func:`run`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "build" in argv[:4]:
+    if "build" in argv[:4] and _default_context(argv):
         from .builder.memo import replay
 
         code = replay(argv, exiting=exiting)
@@ -30,6 +31,22 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     from .cli import main as cli_main
 
     return cli_main(argv, exiting=exiting)
+
+
+def _default_context(argv: list[str]) -> bool:
+    """Whether the command line runs in the ``default`` context (the memo is its own)."""
+    from .contexts import DEFAULT, selected
+
+    flag = None
+    for i, word in enumerate(argv[:4]):
+        if word in ("-c", "--context") and i + 1 < len(argv):
+            flag = argv[i + 1]
+        elif word.startswith("--context="):
+            flag = word.split("=", 1)[1]
+    try:
+        return selected(flag) == DEFAULT
+    except Exception:  # noqa: BLE001 - an unreadable setting: the full path reports it
+        return False
 
 
 def run() -> None:

@@ -105,17 +105,18 @@ def arguments(fn_args: Callable[[argparse.ArgumentParser], None]):
 
 #: Every command module (engine/commands/<name>.py); each registers its commands on import.
 COMMAND_MODULES = ("images", "system", "containers", "volumes", "networks", "build", "registry",
-                   "repro", "slurm", "maintenance")
+                   "repro", "slurm", "maintenance", "contexts")
 
 #: Which modules define each top-level word, so a command line imports and builds only what it
 #: uses (building the whole argparse tree costs ~80 ms). tests/unit/test_cli_index.py checks this
 #: table against the modules themselves.
 COMMAND_INDEX: dict[str, tuple[str, ...]] = {
     "attach": ("containers",), "build": ("build",), "builder": ("build",),
-    "commit": ("containers",), "container": ("containers",), "cp": ("containers",),
+    "commit": ("containers",), "container": ("containers",), "context": ("contexts",),
+    "cp": ("containers",),
     "create": ("containers",), "diff": ("containers",), "events": ("system",),
     "exec": ("containers",), "export": ("containers",), "history": ("images",),
-    "image": ("build", "images", "registry", "repro"), "images": ("images",),
+    "image": ("build", "contexts", "images", "registry", "repro"), "images": ("images",),
     "import": ("images",), "info": ("system",), "inspect": ("images",), "kill": ("containers",),
     "load": ("images",), "lock": ("repro",), "login": ("registry",), "logout": ("registry",),
     "logs": ("containers",), "manifest": ("registry",), "network": ("networks",),
@@ -146,15 +147,20 @@ def _load_commands(modules: tuple[str, ...] | None = None) -> None:
         _LOADED.add(name)
 
 
+#: Global options that take a value (skipped when looking for the command word).
+_GLOBAL_VALUED = ("--root", "--context", "-c")
+
+
 def _words(argv: list[str]) -> tuple[str | None, str | None]:
-    """The command word and the word after it (a group's subcommand), skipping ``--root``."""
+    """The command word and the word after it (a group's subcommand), skipping the global
+    options (``--root``, ``--context``/``-c``)."""
     i = 0
     while i < len(argv):
         word = argv[i]
-        if word == "--root":
+        if word in _GLOBAL_VALUED:
             i += 2
             continue
-        if word.startswith("--root="):
+        if word.startswith(("--root=", "--context=")):
             i += 1
             continue
         if word.startswith("-"):
@@ -196,13 +202,17 @@ def build_parser(prog: str = "portside", modules: tuple[str, ...] | None = None,
     parser = _Parser(prog=prog, description="A daemonless container engine, Docker's commands.",
                      allow_abbrev=False)
     parser.add_argument("-v", "--version", action="store_true", help="print version information")
-    parser.add_argument("--root", help="state folder (default: $PORTSIDE_ROOT)")
+    parser.add_argument("--root", help="state folder of the default context "
+                                       "(default: $PORTSIDE_ROOT)")
+    parser.add_argument("-c", "--context", help="the context (engine) to use for this command "
+                                                "(default: $PORTSIDE_CONTEXT, else the one set "
+                                                "with 'context use')")
     sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, Any] = {}
     group_help = {"image": "Manage images", "container": "Manage containers",
                   "volume": "Manage volumes", "network": "Manage networks",
                   "system": "Manage portside", "builder": "Manage builds",
-                  "manifest": "Manage image manifests",
+                  "manifest": "Manage image manifests", "context": "Manage contexts",
                   "slurm": "A Slurm context's commands on the cluster's nodes"}
     for cmd in COMMANDS:
         if wanted is not None and cmd.handler.__module__ not in wanted:
@@ -262,13 +272,11 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     command wrote anything (:meth:`Database.sync_log`), and stays for the next command.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .api import from_env
-
     try:
         if argv and argv[0] in ("-v", "--version"):
             argv = ["version", "--format", "portside version {{.Client.Version}}"]
         args = parse(argv)
-        engine = from_env(root=args.root, program=True)
+        engine = _engine(args)
         # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
         ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
                       stdout_binary=getattr(sys.stdout, "buffer", None),
@@ -296,6 +304,19 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
         sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} "
                          f"(set PORTSIDE_DEBUG=1 for the traceback)\n")
         return 125
+
+
+def _engine(args: argparse.Namespace):
+    """The engine of the context the command line selects (see :mod:`.contexts`)."""
+    from .contexts import engine_for, selected
+
+    name = selected(args.context)
+    if getattr(args, "_command", None) == "context":
+        # managing contexts needs no engine (and must work when the selected one is broken)
+        from .api import Engine
+
+        return Engine(root=args.root)
+    return engine_for(name, root=args.root)
 
 
 # ---------------------------------------------------------------- helpers shared by commands

@@ -16,7 +16,11 @@ catch that one class and show ``str(exc)``, a single line that names the thing a
     ├── RegistryError           the distribution protocol failed (HTTP status kept)
     │   └── Unauthorized        "unauthorized: authentication required"
     ├── SchedulerError          "Slurm refused the job: Invalid partition name specified"
-    └── BuildError              a build step failed (step and exit code kept)
+    ├── BuildError              a build step failed (step and exit code kept)
+    ├── Unavailable             the engine behind a context cannot be reached    HTTP 503
+    │                           "Cannot connect to the Docker daemon at unix:///… (context "gpu")"
+    └── Unsupported             an operation the context's engine does not have  HTTP 501
+                                "system check is not available in context "gpu" (a Docker Engine)"
 
 Foreign exceptions are mapped at the boundary with ``raise Mine(msg) from exc`` so the cause stays
 available for debugging while the message stays one line.
@@ -127,6 +131,20 @@ class BuildError(EngineError):
         self.step = step
         self.status = status
         self.output_tail = output_tail or []
+
+
+class Unavailable(EngineError):
+    """The engine a context names cannot be reached: its daemon is down, its socket refuses
+    this user, the SSH connection failed. The message names the endpoint and the context."""
+
+    http_status = 503
+
+
+class Unsupported(EngineError):
+    """The context's engine has no such operation (what only portside's own engine does, in a
+    Docker context). Never answered by another engine instead: the message names the context."""
+
+    http_status = 501
 
 
 class ContainerExit(EngineError):

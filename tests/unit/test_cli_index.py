@@ -28,7 +28,9 @@ def test_index_matches_the_registered_commands():
 @pytest.mark.parametrize("argv, modules", [
     (["ps", "-a"], ("containers",)),
     (["--root", "/x", "images"], ("images",)),
-    (["image", "ls"], ("build", "images", "registry", "repro")),
+    (["image", "ls"], ("build", "contexts", "images", "registry", "repro")),
+    (["-c", "gpu", "ps"], ("containers",)),
+    (["--context=gpu", "context", "ls"], ("contexts",)),
     (["inspect", "x"], None),
     (["--help"], None),
     (["nosuchcommand"], None),

@@ -1,0 +1,64 @@
+"""Networks of a Docker Engine, with the embedded engine's model API (dockerd's documents)."""
+
+from __future__ import annotations
+
+from ..models.resource import Collection, Model
+
+
+class Network(Model):
+    """One network: ``attrs`` is dockerd's ``network inspect`` document."""
+
+    @property
+    def name(self) -> str:
+        return self.attrs["Name"]
+
+    def remove(self) -> None:
+        self.collection.remove(self.id)
+
+    def connect(self, container: str, aliases=()) -> None:
+        self.collection.connect(self.id, container, aliases)
+
+    def disconnect(self, container: str, force: bool = False) -> None:
+        self.collection.disconnect(self.id, container, force=force)
+
+
+class NetworkCollection(Collection):
+    """``engine.networks`` of a Docker context."""
+
+    model = Network
+
+    @property
+    def api(self):
+        return self.engine.api
+
+    def list(self, filters: dict[str, list[str]] | None = None) -> list[Network]:
+        docs = self.api.networks(filters=filters or None) or []
+        return [Network(doc, self) for doc in docs]
+
+    def get(self, name: str) -> Network:
+        return Network(self.api.inspect_network(name), self)
+
+    def create(self, name: str, *, subnet: str | None = None, internal: bool = False,
+               labels: dict[str, str] | None = None, driver: str = "bridge") -> Network:
+        ipam = None
+        if subnet:
+            from docker.types import IPAMConfig, IPAMPool
+
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)])
+        created = self.api.create_network(name, driver=driver or "bridge", ipam=ipam,
+                                          internal=internal, labels=labels or None,
+                                          check_duplicate=True)
+        return self.get(created["Id"])
+
+    def remove(self, name: str) -> None:
+        self.api.remove_network(name)
+
+    def prune(self) -> dict:
+        result = self.api.prune_networks()
+        return {"NetworksDeleted": result.get("NetworksDeleted") or []}
+
+    def connect(self, network: str, container: str, aliases=()) -> None:
+        self.api.connect_container_to_network(container, network, aliases=list(aliases) or None)
+
+    def disconnect(self, network: str, container: str, force: bool = False) -> None:
+        self.api.disconnect_container_from_network(container, network, force=force)

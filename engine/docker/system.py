@@ -1,0 +1,142 @@
+"""``info``, ``version``, ``system df``, ``events`` and ``system prune`` of a Docker Engine.
+
+``events`` follows dockerd's events API (``GET /events``) and yields portside's
+:class:`~portside.engine.events.Event`, the type the embedded engine's event log yields, so the
+CLI and the side panel's live updates read either the same way. ``system check`` verifies
+portside's own store and has no meaning for dockerd's: it raises ``Unsupported``.
+"""
+
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
+
+
+class System:
+    """``engine.system`` of a Docker context."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def info(self) -> dict:
+        """dockerd's ``info`` document, with the context it came through."""
+        data = dict(self.engine.api.info())
+        data["Context"] = self.engine.context
+        return data
+
+    def version(self) -> dict:
+        """``{"Client": portside, "Server": dockerd's version document}``."""
+        import platform
+
+        from .. import __version__
+        from ..image import oci
+
+        server = dict(self.engine.api.version())
+        server.setdefault("Engine", f"Docker Engine ({self.engine.context})")
+        return {"Client": {"Version": __version__, "ApiVersion": self.engine.client.api_version,
+                           "PythonVersion": platform.python_version(), "Os": "linux",
+                           "Arch": oci.host_platform()["architecture"],
+                           "Context": self.engine.context},
+                "Server": server}
+
+    def df(self) -> list[dict]:
+        """Docker's ``system df`` rows: images, containers, local volumes, build cache."""
+        data = self.engine.api.df()
+        images = data.get("Images") or []
+        used_images = [i for i in images if (i.get("Containers") or 0) > 0]
+        layers = int(data.get("LayersSize") or 0)
+        in_use = sum(max(int(i.get("Size") or 0) - max(int(i.get("SharedSize") or 0), 0), 0)
+                     for i in used_images)
+        rows = [{"Type": "Images", "TotalCount": len(images), "Active": len(used_images),
+                 "Size": layers, "Reclaimable": max(layers - in_use, 0)}]
+        containers = data.get("Containers") or []
+        running = [c for c in containers if c.get("State") in ("running", "paused")]
+        sizes = {c["Id"]: int(c.get("SizeRw") or 0) for c in containers}
+        rows.append({"Type": "Containers", "TotalCount": len(containers),
+                     "Active": len(running), "Size": sum(sizes.values()),
+                     "Reclaimable": sum(sizes.values()) - sum(sizes[c["Id"]] for c in running)})
+        volumes = data.get("Volumes") or []
+        usage = [(v.get("UsageData") or {}) for v in volumes]
+        vol_size = sum(max(int(u.get("Size") or 0), 0) for u in usage)
+        rows.append({"Type": "Local Volumes", "TotalCount": len(volumes),
+                     "Active": sum(1 for u in usage if (u.get("RefCount") or 0) > 0),
+                     "Size": vol_size,
+                     "Reclaimable": sum(max(int(u.get("Size") or 0), 0) for u in usage
+                                        if not u.get("RefCount"))})
+        cache = data.get("BuildCache") or []
+        cache_size = sum(int(c.get("Size") or 0) for c in cache)
+        rows.append({"Type": "Build Cache", "TotalCount": len(cache),
+                     "Active": sum(1 for c in cache if c.get("InUse")), "Size": cache_size,
+                     "Reclaimable": sum(int(c.get("Size") or 0) for c in cache
+                                        if not c.get("InUse"))})
+        return rows
+
+    def check(self, *, repair: bool = False) -> list[str]:
+        raise self.engine.unsupported("system check", "it verifies portside's own store; "
+                                                      "dockerd keeps its own")
+
+    def prune(self, *, all: bool = False, volumes: bool = False) -> dict:
+        """``system prune``: stopped containers, unused networks, dangling (``all``: unused)
+        images, the build cache, and with ``volumes`` unused anonymous volumes."""
+        engine = self.engine
+        result = {"Containers": engine.containers.prune(), "Networks": engine.networks.prune(),
+                  "Images": engine.images.prune(all=all), "BuildCache": engine.builds.prune(all)}
+        if volumes:
+            result["Volumes"] = engine.volumes.prune()
+        return result
+
+    def events(self, *, since: float | None = None, until: float | None = None,
+               filters: dict[str, list[str]] | None = None,
+               stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+        """dockerd's events as :class:`~portside.engine.events.Event`: those since ``since``
+        (default: from now on), until ``until`` (default: follow until ``stop()`` is true or
+        the iterator is closed)."""
+        from ..events import Event
+        from .errors import guarded_call, guarded_stream
+
+        engine = self.engine
+        client = engine.client
+        params: dict[str, Any] = {}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
+        if until is not None:
+            params["until"] = f"{until:.9f}"
+        if filters:
+            import json
+
+            params["filters"] = json.dumps(filters)
+
+        def request():
+            res = client._get(client._url("/events"), params=params, stream=True, timeout=None)
+            client._raise_for_status(res)
+            return res
+
+        res = guarded_call(engine, request)
+        if stop is not None:
+            from .streams import close_when
+
+            close_when(stop, res)
+
+        def docs() -> Iterator[Any]:
+            from docker.utils.json_stream import json_stream
+
+            try:
+                yield from json_stream(client._stream_helper(res, decode=False))
+            except (AttributeError, ValueError, OSError):
+                return  # closed by ``stop``
+            finally:
+                res.close()
+
+        counter = 0
+        for doc in guarded_stream(engine, docs()):
+            counter += 1
+            actor = doc.get("Actor") or {}
+            when = doc.get("timeNano")
+            yield Event(counter, when / 1e9 if when else float(doc.get("time") or time.time()),
+                        doc.get("Type") or "", doc.get("Action") or doc.get("status") or "",
+                        actor.get("ID") or doc.get("id") or "",
+                        dict(actor.get("Attributes") or {}))
+
