@@ -23,7 +23,7 @@ event types whichever engine made them. dockerd streams one JSON object per line
       {"stream": " ---> Using cache\\n"}  {"stream": " ---> 1a2b3c4d5e6f\\n"}
       {"aux": {"ID": "sha256:…"}}  {"stream": "Successfully tagged exp:1\\n"}
 
-  become :mod:`portside.engine.build.progress`'s ``BuildStep``, ``StepCached``, ``StepLog``,
+  become :mod:`portside.engine.builder.progress`'s ``BuildStep``, ``StepCached``, ``StepLog``,
   ``StepDone`` and ``BuildDone`` (:class:`BuildTranslator`).
 """
 
