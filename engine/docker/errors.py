@@ -111,8 +111,10 @@ def _http_error(status: int, message: str, engine: Any) -> EngineError:
     if status == 404:
         return NotFound(message)
     if status == 409:
-        if "is not running" in low or "is paused" in low or "is restarting" in low or \
-                "is already" in low or "is not paused" in low:
+        import re
+
+        if re.search(r"\bis (not running|not paused|paused|restarting|already (paused|running|"
+                     r"stopped))\b", low):
             return IncorrectState(message)
         return Conflict(message)
     if status in (401, 403):
