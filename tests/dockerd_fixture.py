@@ -242,3 +242,111 @@ def loaded_images(dockerd: Dockerd) -> list[str]:
     """``repo:tag`` of every image the engine holds."""
     out = dockerd.docker("images", "--format", "{{json .}}").out
     return [f"{d['Repository']}:{d['Tag']}" for d in map(json.loads, out.splitlines())]
+
+
+# ------------------------------------------------------------------------------ pytest fixtures
+# Import these into a conftest (``from dockerd_fixture import dockerd, docker_context, …``).
+import pytest  # noqa: E402
+
+CONTEXT = "dockerd-test"
+BUSYBOX = "busybox:latest"
+DEBIAN = "portside/debian:bookworm"
+
+
+class DockerContext:
+    """The test dockerd as a portside context: ``cli(...)`` runs ``portside -c CONTEXT …``
+    (``cli.local(...)`` the default context), ``engine()`` makes the model-API engine."""
+
+    def __init__(self, dockerd: Dockerd, config_home: Path, root: Path, portside: str) -> None:
+        self.dockerd = dockerd
+        self.name = CONTEXT
+        self.config_home = config_home
+        self.root = root
+        self.portside = portside
+        #: image ids loaded by the session fixture (kept between tests)
+        self.base_images: set[str] = set()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ, XDG_CONFIG_HOME=str(self.config_home),
+                   PORTSIDE_ROOT=str(self.root), DOCKER_CONFIG=str(self.dockerd.client_config))
+        env.pop("PORTSIDE_CONTEXT", None)
+        env.update(extra)
+        return env
+
+    def run(self, args: list[str], *, context: str | None = CONTEXT, input: bytes | None = None,
+            check: bool = True, cwd: str | os.PathLike | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        argv = [self.portside] + (["-c", context] if context else []) + list(args)
+        proc = subprocess.run(argv, input=input, capture_output=True, cwd=cwd,
+                              stdin=None if input is not None else subprocess.DEVNULL,
+                              env=self.env(**(env or {})), timeout=timeout)
+        proc.out = proc.stdout.decode(errors="replace")  # type: ignore[attr-defined]
+        proc.err = proc.stderr.decode(errors="replace")  # type: ignore[attr-defined]
+        if check and proc.returncode != 0:
+            raise AssertionError(f"portside {' '.join(argv[1:])} exited {proc.returncode}:\n"
+                                 f"{proc.err}\n{proc.out[-2000:]}")
+        return proc
+
+    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(list(args), **kw)
+
+    def local(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(list(args), context=None, **kw)
+
+    def engine(self):
+        from portside.engine.docker import DockerEngine
+
+        return DockerEngine(self.dockerd.host, context=self.name)
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory, debian_tar):
+    """The session's private Docker Engine, with busybox and Debian (python3) loaded through
+    ``portside save | portside -c … load``; stopped at the end, and the host checked."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (run `make test` as root)")
+    if not available():
+        pytest.fail("Debian's docker.io is not installed (make deps installs it)")
+    from conftest import PORTSIDE
+
+    engine = Dockerd().start()
+    try:
+        base = tmp_path_factory.mktemp("docker-context")
+        ctx = DockerContext(engine, base / "config", base / "root", PORTSIDE)
+        ctx.local("context", "create", CONTEXT, "--docker", f"host={engine.host}",
+                  "--description", "the tests' dockerd")
+        ctx.local("image", "bootstrap", "busybox", "-t", BUSYBOX, "-q")
+        # the shell's `portside save IMG | portside -c CONTEXT load`, two processes and a pipe
+        save = subprocess.Popen([PORTSIDE, "save", BUSYBOX], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=ctx.env())
+        loaded = subprocess.run([PORTSIDE, "-c", CONTEXT, "load"], stdin=save.stdout,
+                                capture_output=True, env=ctx.env(), timeout=300)
+        save.stdout.close()
+        assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr.decode()
+        ctx.cli("load", "-i", str(debian_tar))
+        ctx.base_images = set(engine.ids("image"))
+        yield ctx
+    finally:
+        left = engine.stop()
+        assert not left, f"the test dockerd left resources behind: {left}"
+
+
+@pytest.fixture
+def docker_ctx(dockerd):
+    """The session's dockerd for one test: whatever the test leaves there (containers,
+    volumes, networks, images other than the base ones) is removed after it, and a test
+    that leaves any fails."""
+    before = {kind: set(dockerd.dockerd.ids(kind)) for kind in ("container", "volume", "network")}
+    yield dockerd
+    d = dockerd.dockerd
+    left = {}
+    for kind in ("container", "volume", "network"):
+        extra = set(d.ids(kind)) - before[kind]
+        if extra:
+            left[kind] = sorted(extra)
+            d.remove_all(kind, keep=before[kind])
+    extra_images = set(d.ids("image")) - dockerd.base_images
+    if extra_images:
+        left["image"] = sorted(extra_images)
+        d.docker("rmi", "-f", *sorted(extra_images), check=False)
+    assert not left, f"the test left these in dockerd: {left}"

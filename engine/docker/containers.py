@@ -137,10 +137,11 @@ class Container(Model):
             return res
 
         res = guarded_call(engine, request)
+        stopped = None
         if stop is not None:
             from .streams import close_when
 
-            close_when(stop, res)
+            stopped = close_when(stop, res)
 
         def frames():
             raw = res.raw
@@ -160,10 +161,13 @@ class Container(Model):
                     if size and not data:
                         return
                     yield ("stderr" if header[0] == 2 else "stdout"), data
+            except Exception:  # noqa: BLE001 - a stream cut by ``stop`` ends quietly
+                if stopped is None or not stopped.is_set():
+                    raise
             finally:
                 res.close()
 
-        return guarded_stream(engine, _quiet_on_close(frames()))
+        return guarded_stream(engine, frames())
 
     def attach(self, *, stdout: bool = True, stderr: bool = True, stream: bool = True,
                logs: bool = False) -> bytes | Iterator[tuple[str, bytes]]:
@@ -304,14 +308,6 @@ def _closing(frames: Iterator, conn: Any) -> Iterator:
         yield from frames
     finally:
         conn.close()
-
-
-def _quiet_on_close(frames: Iterator) -> Iterator:
-    """A stream cut by ``stop`` ends quietly instead of raising from the closed response."""
-    try:
-        yield from frames
-    except (AttributeError, ValueError, OSError):
-        return
 
 
 class ContainerCollection(Collection):

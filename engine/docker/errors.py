@@ -8,7 +8,8 @@ stream raises while it is read) with :func:`map_error`::
     409 "Container 1a2b is not running"               IncorrectState
     409 "Conflict. The container name "/x" is …"      Conflict
     400                                               InvalidArgument
-    401 / 403                                         Unauthorized
+    401                                               Unauthorized
+    403 "host is a pre-defined network and …"         Conflict
     500 "… port is already allocated"                 Conflict
     500 "exec: "x": executable file not found …"      CommandNotFound (exit 127)
     500 "exec: "/etc": permission denied …"           CannotInvoke (exit 126)
@@ -117,17 +118,23 @@ def _http_error(status: int, message: str, engine: Any) -> EngineError:
                      r"stopped))\b", low):
             return IncorrectState(message)
         return Conflict(message)
-    if status in (401, 403):
+    if status == 401:
         return Unauthorized(message, status)
-    if status == 400:
-        return InvalidArgument(message)
+    if status == 403:  # dockerd's "forbidden": not on this object (a pre-defined network)
+        return Conflict(message)
     if status == 304:
         return IncorrectState(message or "not modified")
-    return daemon_failure(message)
+    failure = start_failure(message)
+    if failure is not None:
+        return failure
+    if status == 400:
+        return InvalidArgument(message)
+    return RuntimeFailure(message)
 
 
-def daemon_failure(message: str) -> EngineError:
-    """A 5xx explanation: a start that could not run the command, a taken port, or else."""
+def start_failure(message: str) -> EngineError | None:
+    """A start that could not run the command (dockerd 20.10 answers 400, later ones 500) or
+    could not publish a port; None for anything else."""
     low = message.lower()
     if "port is already allocated" in low or "address already in use" in low:
         return Conflict(message)
@@ -135,7 +142,7 @@ def daemon_failure(message: str) -> EngineError:
         return CommandNotFound(message)
     if "exec:" in low and "permission denied" in low:
         return CannotInvoke(message)
-    return RuntimeFailure(message)
+    return None
 
 
 def guarded_call(engine: Any, fn: Callable[[], Any]) -> Any:

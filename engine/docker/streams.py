@@ -381,15 +381,25 @@ class ExecProcess:
             return
         if self.stdin is not None:
             self.stdin.close()
+        import time
+
+        deadline = time.monotonic() + 10
         try:
-            host_pid = self.pid
+            while True:  # dockerd starts the process after it has answered the hijack
+                doc = self._engine.api.exec_inspect(self.exec_id)
+                if doc.get("Pid") or time.monotonic() > deadline:
+                    break
+                if not doc.get("Running") and doc.get("ExitCode") is not None:
+                    return  # it has ended already
+                time.sleep(0.01)
         except EngineError:
             return
+        host_pid = int(doc.get("Pid") or 0)
         inner = _namespace_pid(host_pid) if self._engine.host.startswith("unix://") else None
         if inner is None:
             self._conn.close()  # a remote daemon: the most we can do is hang up
             return
-        container_id = self._engine.api.exec_inspect(self.exec_id).get("ContainerID")
+        container_id = doc.get("ContainerID")
         try:
             done = self._engine.api.exec_create(container_id, ["kill", f"-{int(sig)}",
                                                                 str(inner)], user="0")
@@ -433,14 +443,18 @@ def _namespace_pid(host_pid: int) -> int | None:
     return None
 
 
-def close_when(stop: Any, res: Any) -> None:
+def close_when(stop: Any, res: Any) -> threading.Event:
     """End a followed HTTP stream (logs, events) from a watcher thread once ``stop()`` is
-    true: the reader then sees the end of the stream."""
+    true. Returns an event set when it did: the reader then sees the stream break, and ends
+    quietly when the event says why."""
     import time
+
+    stopped = threading.Event()
 
     def watch() -> None:
         while not res.raw.closed:
             if stop():
+                stopped.set()
                 try:
                     res.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
                 except Exception:  # noqa: BLE001 - gone already
@@ -449,6 +463,7 @@ def close_when(stop: Any, res: Any) -> None:
             time.sleep(0.2)
 
     threading.Thread(target=watch, name="portside-docker-stop", daemon=True).start()
+    return stopped
 
 
 def copy_stream(chunks: Iterator[bytes], out: BinaryIO) -> int:

@@ -115,18 +115,20 @@ class System:
             return res
 
         res = guarded_call(engine, request)
+        stopped = None
         if stop is not None:
             from .streams import close_when
 
-            close_when(stop, res)
+            stopped = close_when(stop, res)
 
         def docs() -> Iterator[Any]:
             from docker.utils.json_stream import json_stream
 
             try:
                 yield from json_stream(client._stream_helper(res, decode=False))
-            except (AttributeError, ValueError, OSError):
-                return  # closed by ``stop``
+            except Exception:  # noqa: BLE001 - a stream cut by ``stop`` ends quietly
+                if stopped is None or not stopped.is_set():
+                    raise
             finally:
                 res.close()
 

@@ -60,6 +60,9 @@ def api_error(status: int, message: str) -> docker.errors.APIError:
           'unknown', E.CommandNotFound, 127),
     (500, 'OCI runtime create failed: exec: "/etc": permission denied: unknown',
      E.CannotInvoke, 126),
+    (400, 'failed to create shim task: OCI runtime create failed: runc create failed: unable '
+          'to start container process: exec: "nope": executable file not found in $PATH: '
+          'unknown', E.CommandNotFound, 127),  # dockerd 20.10 answers 400 there
     (500, "mount failed", E.RuntimeFailure, 125),
     (401, "unauthorized: authentication required", E.Unauthorized, 125),
 ])
