@@ -260,7 +260,20 @@ def parse(argv: list[str], prog: str = "portside") -> argparse.Namespace:
 def run(argv: list[str], ctx: Context) -> Any:
     """Parse and run one command line; returns the handler's value. Raises EngineError."""
     args = parse(argv)
-    return args._handler(ctx, args)
+    return handler_for(args, ctx.engine)(ctx, args)
+
+
+def handler_for(args: argparse.Namespace, engine: Any) -> Callable[[Context, Any], Any]:
+    """The handler for a parsed command line on ``engine``: the command's own, or for an engine
+    other than the embedded one, its model-API version (:mod:`.commands.via_models`)."""
+    handler = args._handler
+    if getattr(engine, "kind", "local") == "local":
+        return handler
+    engine.command = " ".join(w for w in (getattr(args, "_command", None),
+                                          getattr(args, "_subcommand", None)) if w)
+    from .commands.via_models import handler_for as other
+
+    return other(handler, engine)
 
 
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
@@ -282,7 +295,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
                       stdout_binary=getattr(sys.stdout, "buffer", None),
                       interactive=bool(sys.stdout and sys.stdout.isatty()))
         try:
-            result = args._handler(ctx, args)
+            result = handler_for(args, engine)(ctx, args)
         finally:
             engine.close(keep_database=exiting)
         sys.stdout.flush()

@@ -45,6 +45,8 @@ class DockerEngine:
     """
 
     kind = "docker"
+    #: the command being run, for messages (the CLI sets it)
+    command = "this command"
 
     def __init__(self, host: str, *, context: str = "docker", tls: dict[str, Any] | None = None,
                  timeout: float = 300) -> None:
@@ -130,6 +132,17 @@ class DockerEngine:
         return System(self)
 
     # ------------------------------------------------------------------ helpers
+    #: The embedded engine's own parts (its store, database, managers): code that reaches for
+    #: them does what only portside's engine can do, and gets one line naming the context.
+    _EMBEDDED_ONLY = frozenset({"root", "db", "content", "snapshots", "image_store",
+                                "volume_manager", "network_manager", "tmp_dir", "root_key",
+                                "config"})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in DockerEngine._EMBEDDED_ONLY:
+            raise self.unsupported(self.command, "it works on portside's own store")
+        raise AttributeError(name)
+
     def unsupported(self, what: str, hint: str = "") -> Unsupported:
         """The error for something only portside's own engine does (message names us)."""
         return Unsupported(f'{what} is not available in context "{self.context}" '

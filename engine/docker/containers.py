@@ -268,6 +268,28 @@ class Container(Model):
         copy_stream(chunks, out)
         return stat
 
+    def stat(self, path: str) -> dict[str, Any] | None:
+        """Docker's stat of ``path`` in the container (name, size, mode with Go's mode bits,
+        mtime, linkTarget), or None when nothing is there."""
+        import base64
+        import json
+
+        from .errors import guarded_call
+
+        engine = self.collection.engine
+        client = engine.client
+
+        def head():
+            res = client.head(client._url("/containers/{0}/archive", self.id),
+                              params={"path": path}, timeout=engine.timeout)
+            if res.status_code == 404:  # the container exists (it was looked up): the path not
+                return None
+            client._raise_for_status(res)
+            return res.headers.get("X-Docker-Container-Path-Stat")
+
+        header = guarded_call(engine, head)
+        return json.loads(base64.b64decode(header)) if header else None
+
     def put_archive(self, path: str, data: BinaryIO | bytes) -> bool:
         """Extract a tar (bytes or a stream) into the container folder ``path``."""
         body = data if isinstance(data, (bytes, bytearray)) else _chunks(data)
