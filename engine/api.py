@@ -34,19 +34,36 @@ if TYPE_CHECKING:
     from .models.volumes import VolumeCollection
 
 
-def from_env(root: str | os.PathLike | None = None, *, program: bool = False) -> EngineAPI:
+def from_env(root: str | os.PathLike | None = None, *, context: str | None = None,
+             program: bool = False) -> EngineAPI:
     """The engine the environment selects, for every front (the CLI, the magics, the REST API).
 
-    Today that is the local :class:`Engine` on ``root`` (default: ``$PORTSIDE_ROOT``, the
-    configuration's, or the default root). Rootless, only the ``portside`` program itself
-    (``program=True``: single-threaded, it joins the user's namespace first thing) runs the
-    engine in its own process; any other front (a notebook kernel, the server extension: threaded
-    processes that cannot join, and should not become root in their own eyes) gets a stand-in
-    for an engine process that joined it, with the same model API (see
-    :mod:`portside.engine.rootless.proxy`). It is where a context (a Docker Engine, a Slurm
-    cluster) will be chosen. Fronts speak to what it returns only through the model API
-    (:mod:`portside.engine.models.interface`).
+    That is the engine of a context (:mod:`portside.engine.contexts`): ``context``, else
+    ``$PORTSIDE_CONTEXT``, else the one chosen with ``portside context use``, else ``default``
+    -- the local engine on ``root`` (see :func:`local_engine`). Another context gives a Docker
+    Engine's or a Slurm cluster's engine object. Fronts speak to what it returns only through
+    the model API (:mod:`portside.engine.models.interface`).
+
+    Raises:
+        NotFound: no such context.
+        InvalidArgument: ``root`` with a context other than ``default``.
     """
+    from .contexts import DEFAULT, engine_for, selected
+
+    name = selected(context)
+    if name != DEFAULT:
+        return engine_for(name, root=root)
+    return local_engine(root, program=program)
+
+
+def local_engine(root: str | os.PathLike | None = None, *, program: bool = False) -> EngineAPI:
+    """The ``default`` context's engine: the local :class:`Engine` on ``root`` (default:
+    ``$PORTSIDE_ROOT``, the configuration's, or the default root). Rootless, only the
+    ``portside`` program itself (``program=True``: single-threaded, it joins the user's
+    namespace first thing) runs the engine in its own process; any other front (a notebook
+    kernel, the server extension: threaded processes that cannot join, and should not become
+    root in their own eyes) gets a stand-in for an engine process that joined it, with the same
+    model API (see :mod:`portside.engine.rootless.proxy`)."""
     if os.geteuid() != 0:
         from .rootless.proxy import needs_engine_process
 

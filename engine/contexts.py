@@ -342,9 +342,9 @@ def engine_for(name: str, *, root: str | os.PathLike | None = None,
             endpoint this portside does not know.
     """
     if name == DEFAULT:
-        from .api import Engine
+        from .api import local_engine
 
-        return Engine(root=root)
+        return local_engine(root)
     if root is not None:
         raise InvalidArgument(f'--root applies to the "{DEFAULT}" context only, not to '
                               f'"{name}"')
@@ -360,6 +360,26 @@ def engine_for(name: str, *, root: str | os.PathLike | None = None,
             return factory(doc)
     raise InvalidArgument(f'context "{name}" has no endpoint this portside can use '
                           f"({', '.join(doc['Endpoints']) or 'none'})")
+
+
+def kind_of(name: str, *, store: ContextStore | None = None) -> str:
+    """The kind of engine context ``name`` names: ``portside`` (``default``), or one of
+    :data:`ENGINE_KINDS` (``docker``, ...). Raises NotFound."""
+    if name == DEFAULT:
+        return "portside"
+    endpoints = (store or ContextStore()).get(name)["Endpoints"]
+    return next((kind for kind in ENGINE_KINDS if kind in endpoints), "unknown")
+
+
+def endpoint_of(name: str, *, store: ContextStore | None = None) -> str | None:
+    """Where context ``name``'s engine is, in words for people: a Docker host's URL, ...;
+    None for ``default`` (the local engine). Raises NotFound."""
+    if name == DEFAULT:
+        return None
+    endpoints = (store or ContextStore()).get(name)["Endpoints"]
+    if "docker" in endpoints:
+        return endpoints["docker"].get("Host")
+    return None
 
 
 def describe(engine: Any) -> str:

@@ -159,14 +159,19 @@ class ContainerMagics(Magics):
                            help="Python interpreter inside containers that runs the agent.")
     root = Unicode(None, allow_none=True, config=True,
                    help="Engine state folder (default: $PORTSIDE_ROOT or the engine's default).")
+    context = Unicode(None, allow_none=True, config=True,
+                      help="The context (engine) of this kernel's commands; set with "
+                           "'%container context use NAME' (default: $PORTSIDE_CONTEXT, else "
+                           "the one set with 'portside context use').")
     show_restart_note = Bool(True, config=True,
                              help="Say so when a container's agent was restarted (namespace lost).")
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._engine: EngineAPI | None = None
-        self._engine_root: str | None = None
-        self.sessions: dict[tuple[str, str | None], AgentSession] = {}
+        self._engine_key: tuple[str, str] | None = None
+        #: agent sessions by context, then by (container, user)
+        self._sessions: dict[str, dict[tuple[str, str | None], AgentSession]] = {}
         self.attached: tuple[str, str | None] | None = None
         self._matcher: Any = None
         #: cells run in each container (by container id), for the recipe a commit records
@@ -182,16 +187,31 @@ class ContainerMagics(Magics):
         return self.shell
 
     @property
+    def sessions(self) -> dict[tuple[str, str | None], AgentSession]:
+        """The agent sessions of this kernel's context, by (container, user)."""
+        return self._sessions.setdefault(self.context_name, {})
+
+    @property
+    def context_name(self) -> str:
+        """This kernel's context: ``%container context use``'s, else the user's."""
+        from portside.engine.contexts import selected
+
+        return self.context or selected()
+
+    @property
     def engine(self) -> EngineAPI:
-        """The engine for the current root (re-made when ``$PORTSIDE_ROOT`` changes)."""
-        root = self.root or os.environ.get("PORTSIDE_ROOT") or ""
-        if self._engine is None or root != self._engine_root:
+        """The engine of this kernel's context (re-made when the context or, for the default
+        one, ``$PORTSIDE_ROOT`` changes)."""
+        name = self.context_name
+        root = (self.root or os.environ.get("PORTSIDE_ROOT") or "") if name == "default" else ""
+        if self._engine is None or (name, root) != self._engine_key:
             from portside.engine.api import from_env
 
             if self._engine is not None:
                 self._engine.close()
-            self._engine = from_env(root=root or None)
-            self._engine_root = root
+                self._engine = None
+            self._engine = from_env(root=root or None, context=name)
+            self._engine_key = (name, root)
         return self._engine
 
     # ------------------------------------------------------------------ entry point
@@ -225,6 +245,8 @@ class ContainerMagics(Magics):
                 return self._transfer(cmd, rest)
             if cmd == "dockerfile":
                 return self._dockerfile(rest)
+            if cmd == "context" and rest[:1] == ["use"]:
+                return self._use_context(rest[1:])
             return self._cli(argv)
         except _Shown:
             return None
@@ -247,13 +269,18 @@ class ContainerMagics(Magics):
             args = cli.parse(argv, prog="%container")
         except cli._HelpShown:
             return None
-        engine = self.engine
         one_off = None
-        if getattr(args, "root", None):
-            # --root applies to this command only, as in the CLI
+        engine: EngineAPI | None
+        if getattr(args, "_command", None) == "context":
+            args.context = args.context or self.context_name  # ls, show: this kernel's
+            engine = None  # managing contexts needs no engine
+        elif getattr(args, "root", None) or getattr(args, "context", None):
+            # -c NAME and --root apply to this command only, as in the CLI
             from portside.engine.api import from_env
 
-            engine = one_off = from_env(root=args.root)
+            engine = one_off = from_env(root=args.root, context=args.context or "default")
+        else:
+            engine = self.engine
         try:
             return self._run_parsed(args, engine)
         finally:
@@ -301,9 +328,23 @@ class ContainerMagics(Magics):
             return None  # already printed (rm, tag, load, ...)
         return result
 
+    def _use_context(self, argv: list[str]) -> None:
+        """``%container context use NAME``: this kernel's commands go to NAME's engine (the
+        user's current context, for terminals and other kernels, stays as it is)."""
+        from portside.engine.contexts import ContextStore
+
+        if len(argv) != 1:
+            raise UsageError("%container context use: usage: %container context use CONTEXT")
+        if not ContextStore().exists(argv[0]):
+            raise UsageError(f'context "{argv[0]}" does not exist')
+        self.context = argv[0]
+        print(f'This kernel\'s context is now "{argv[0]}"')
+        return None
+
     # ------------------------------------------------------------------ container cells
     def session(self, container: str, user: str | None = None) -> AgentSession:
-        """The agent session for ``container`` (one per container and user), made on first use."""
+        """The agent session for ``container`` in this kernel's context (one per container
+        and user), made on first use."""
         key = (container, user)
         sess = self.sessions.get(key)
         if sess is None:
@@ -374,7 +415,10 @@ class ContainerMagics(Magics):
                              "folder, not -")
         if args.file is None:
             args.file = "-"  # the cell
-        if args.source_date_epoch is None and not args.no_source_date_epoch:
+        # the lock's recorded SOURCE_DATE_EPOCH is for portside's builder (a Slurm context
+        # builds with it too); a Docker Engine gets one only when the cell asks (and refuses it)
+        if (args.source_date_epoch is None and not args.no_source_date_epoch
+                and self._context_kind() != "docker"):
             sde = self._source_date_epoch()
             if sde is not None:
                 args.source_date_epoch = str(sde)
@@ -605,11 +649,18 @@ class ContainerMagics(Magics):
         self._matcher = container_matcher
         self.ip.Completer.custom_matchers.append(container_matcher)
 
+    def _context_kind(self) -> str:
+        """The kind of engine behind this kernel's context (``portside``, ``docker``, ...)."""
+        from portside.engine.contexts import kind_of
+
+        return kind_of(self.context_name)
+
     def close(self) -> None:
         """Stop every agent this magics instance started."""
-        for sess in self.sessions.values():
-            sess.close()
-        self.sessions.clear()
+        for sessions in self._sessions.values():
+            for sess in sessions.values():
+                sess.close()
+        self._sessions.clear()
         if self._engine is not None:
             self._engine.close()
             self._engine = None

@@ -15,10 +15,13 @@ How a request is served:
 * Errors leave as JSON ``{"code": <HTTP status>, "message": "...", "type": "<error class>"}``. The
   engine's error classes are mapped to statuses in one place, :func:`http_error`:
   ``NotFound`` 404, ``InvalidArgument`` 400, ``AlreadyExists``/``Conflict``/``IncorrectState`` 409,
-  anything else 500.
+  ``Unsupported`` 501, ``Unavailable`` 503, anything else 500.
 * Lists answer with the rows the CLI prints for ``--format json`` (both make them with
   :mod:`portside.engine.listing` from the same model data), plus a few extra fields the panel
   needs (``FullID``, ``GPUs``, ``UsedBy``...).
+* The engine is the one of the server's context (:mod:`portside.engine.contexts`): the user's
+  selected one when the server starts; ``PUT /context`` switches it (lists, actions and the event
+  stream then come from that context's engine).
 * Streams (``events``, ``logs?follow=1``, ``prune``, ``pull``) answer with newline-delimited JSON
   (``application/x-ndjson``) sent in chunks as things happen. A long operation streams
   ``{"status": "started"}``, then ``{"status": "progress", ...}`` lines, then one final
@@ -47,12 +50,13 @@ if TYPE_CHECKING:
     from portside.engine.models.interface import EngineAPI
 
 #: Settings keys under which the shared objects live in the Tornado application.
-ENGINE_KEY = "portside_engine"
+ENGINE_KEY = "portside_engine"  # the engine of the server's context (``PUT /context`` swaps it)
+CONTEXT_KEY = "portside_context"  # the name of that context
 EXECUTOR_KEY = "portside_executor"
 
 #: HTTP statuses the API uses for engine errors; any other engine status becomes 500 (a registry's
 #: 401 must not read as "your Jupyter token is wrong").
-_MAPPED_STATUSES = (400, 404, 409)
+_MAPPED_STATUSES = (400, 404, 409, 501, 503)
 
 #: How often a long operation looks for new progress while it runs (seconds).
 _PROGRESS_POLL = 0.1
@@ -67,7 +71,7 @@ def http_error(exc: BaseException) -> tornado.web.HTTPError:
 
     Returns:
         A ``tornado.web.HTTPError`` whose ``status_code`` is the engine error's ``http_status``
-        when that is 400, 404 or 409, else 500; its ``log_message`` is the one-line message and
+        when that is 400, 404, 409, 501 or 503, else 500; its ``log_message`` is the one-line message and
         its ``reason`` the error class name.
     """
     if isinstance(exc, tornado.web.HTTPError):
@@ -121,6 +125,11 @@ class PortsideHandler(APIHandler):
     def engine(self) -> EngineAPI:
         """The shared engine (created when the extension loaded)."""
         return self.settings[ENGINE_KEY]
+
+    @property
+    def context(self) -> str:
+        """The name of the context whose engine the server serves."""
+        return self.settings.get(CONTEXT_KEY) or "default"
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the API's thread pool and return its value.
@@ -405,8 +414,14 @@ class InfoHandler(PortsideHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         def info() -> dict[str, Any]:
-            root = self.engine.system.info().get("DockerRootDir", "")
-            return {"version": self.engine.system.version(), "root": root,
+            from portside.engine.contexts import endpoint_of, kind_of
+
+            name = self.context
+            # another engine's folders are its host's, not this server's
+            root = (self.engine.system.info().get("DockerRootDir", "")
+                    if kind_of(name) == "portside" else None)
+            return {"version": self.engine.system.version(), "context": name, "root": root,
+                    "endpoint": endpoint_of(name),
                     "collections": {name: True for name in
                                     ("images", "containers", "volumes", "networks")}}
         self.reply(await self.call(info))
@@ -710,6 +725,37 @@ class EventsHandler(PortsideHandler):
         await self.pump(make, lambda event: event)
 
 
+class ContextHandler(PortsideHandler):
+    """``GET /context``: the server's context and every context of this user (``context ls``
+    rows); ``PUT /context`` ``{"name": "..."}``: the panel's lists, actions and events come from
+    that context's engine from now on (the user's current context, for terminals, stays)."""
+
+    def _document(self) -> dict[str, Any]:
+        from portside.engine.commands.contexts import ls_rows
+
+        current = self.context
+        return {"name": current, "contexts": ls_rows(current)}
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(self._document))
+
+    @tornado.web.authenticated
+    async def put(self) -> None:
+        name = self.body().get("name")
+        if not isinstance(name, str) or not name:
+            raise tornado.web.HTTPError(400, "%s", "name is required")
+
+        def switch() -> dict[str, Any]:
+            from portside.engine.api import from_env
+
+            # in-flight calls keep the engine they started with
+            self.settings[ENGINE_KEY] = from_env(context=name)
+            self.settings[CONTEXT_KEY] = name
+            return self._document()
+        self.reply(await self.call(switch))
+
+
 # ---------------------------------------------------------------------------------- routes
 _NAME = r"(?P<name>[^/]+)"
 #: Image names may hold slashes (``example/box:1``), as in Docker's ``/images/{name:.*}``.
@@ -737,24 +783,32 @@ ROUTES: list[tuple[str, type[PortsideHandler]]] = [
     (r"networks", NetworksHandler),
     (rf"networks/{_NAME}", NetworkHandler),
     (r"events", EventsHandler),
+    (r"context", ContextHandler),
 ]
 
 API_PREFIX = "portside/api"
 
 
-def setup_handlers(web_app: Any, engine: Any = None, *, workers: int = 8) -> None:
+def setup_handlers(web_app: Any, engine: Any = None, *, workers: int = 8,
+                   context: str | None = None) -> None:
     """Register :data:`ROUTES` on a Jupyter server's Tornado application.
 
     Args:
         web_app: ``serverapp.web_app``.
-        engine: the engine object to serve (default: :func:`~portside.engine.api.from_env`'s,
-            i.e. ``$PORTSIDE_ROOT``); it opens its store lazily, so a server start does not
-            touch it.
+        engine: the engine object to serve (default: :func:`~portside.engine.api.from_env`'s
+            for ``context``); it opens its store, or connects to its daemon, lazily, so a
+            server start touches neither.
         workers: threads for engine calls.
+        context: the context served (default: the selected one: ``$PORTSIDE_CONTEXT``, else
+            the user's current one, else ``default``, the local engine on ``$PORTSIDE_ROOT``).
     """
     from portside.engine.api import from_env
+    from portside.engine.contexts import selected
 
-    web_app.settings.setdefault(ENGINE_KEY, engine if engine is not None else from_env())
+    name = context or (selected() if engine is None else "default")
+    web_app.settings.setdefault(CONTEXT_KEY, name)
+    web_app.settings.setdefault(ENGINE_KEY, engine if engine is not None
+                                else from_env(context=name))
     web_app.settings.setdefault(
         EXECUTOR_KEY, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="portside-api"))
     base_url = web_app.settings.get("base_url", "/")

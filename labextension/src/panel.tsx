@@ -3,7 +3,10 @@
  *
  * The panel keeps three lists fetched from the REST API and refreshes them whenever the engine's
  * event stream (`GET portside/api/events`) reports a change, so a container started from a
- * notebook or a terminal shows up within a moment, with no reload. Destructive actions ask first
+ * notebook or a terminal shows up within a moment, with no reload. The toolbar shows the
+ * server's context (`portside context`) and switches it (`PUT portside/api/context`): the lists,
+ * the actions and the event stream then come from that context's engine (a Docker Engine's
+ * events API for a Docker context). Destructive actions ask first
  * (`showDialog`); colours come from JupyterLab's CSS variables, so light and dark themes follow.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
@@ -12,7 +15,14 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { requestAPI, segment, streamAPI } from './handler';
-import { IContainerRow, IEngineEvent, IImageRow, IOperationLine, IVolumeRow } from './types';
+import {
+  IContainerRow,
+  IContexts,
+  IEngineEvent,
+  IImageRow,
+  IOperationLine,
+  IVolumeRow
+} from './types';
 
 /** Wait this long after an event before refreshing, so a burst of events costs one refresh. */
 const REFRESH_DEBOUNCE_MS = 150;
@@ -127,7 +137,34 @@ export function PortsideView(props: IViewProps): JSX.Element {
   const [message, setMessage] = React.useState('');
   const [live, setLive] = React.useState(false);
   const [logs, setLogs] = React.useState<ILogsView | null>(null);
+  const [context, setContext] = React.useState('');
+  const [contexts, setContexts] = React.useState<string[]>([]);
   const [, setTick] = React.useState(0);
+
+  const loadContexts = React.useCallback(async () => {
+    try {
+      const doc = await requestAPI<IContexts>('context');
+      setContexts(doc.contexts.map(c => c.Name));
+      setContext(doc.name);
+    } catch (error) {
+      setMessage(`context: ${(error as Error).message}`);
+    }
+  }, []);
+
+  React.useEffect(() => {
+    void loadContexts();
+  }, [loadContexts]);
+
+  const switchContext = (name: string) =>
+    attempt(`Cannot switch to context ${name}`, async () => {
+      const doc = await requestAPI<IContexts>('context', {
+        method: 'PUT',
+        body: JSON.stringify({ name })
+      });
+      setContexts(doc.contexts.map(c => c.Name));
+      setMessage(`context: ${doc.name}`);
+      setContext(doc.name); // the event stream below follows the new engine
+    });
 
   const refresh = React.useCallback(async () => {
     const load = async <T,>(path: string, set: (rows: T[]) => void): Promise<void> => {
@@ -148,8 +185,12 @@ export function PortsideView(props: IViewProps): JSX.Element {
     ]);
   }, []);
 
-  // Follow the event stream for as long as the panel lives; refresh on each burst of events.
+  // Follow the event stream of the context's engine for as long as the panel shows it; refresh
+  // on each burst of events.
   React.useEffect(() => {
+    if (!context) {
+      return;
+    }
     const abort = new AbortController();
     let timer: number | undefined;
     const schedule = (): void => {
@@ -187,7 +228,7 @@ export function PortsideView(props: IViewProps): JSX.Element {
         window.clearTimeout(timer);
       }
     };
-  }, [refresh]);
+  }, [refresh, context]);
 
   React.useEffect(() => () => logs?.abort.abort(), [logs]);
 
@@ -237,7 +278,8 @@ export function PortsideView(props: IViewProps): JSX.Element {
       const session = await props.app.serviceManager.terminals.startNew();
       await props.app.commands.execute('terminal:open', { name: session.name });
       // the connection queues input until its socket is open
-      session.send({ type: 'stdin', content: [`portside exec -it ${name} sh\r`] });
+      const selector = context && context !== 'default' ? ` -c ${context}` : '';
+      session.send({ type: 'stdin', content: [`portside${selector} exec -it ${name} sh\r`] });
       window.setTimeout(() => session.dispose(), 3000);
     });
 
@@ -335,6 +377,25 @@ export function PortsideView(props: IViewProps): JSX.Element {
 
   return (
     <div className="ps-panel">
+      <div className="ps-toolbar ps-context-bar">
+        <label className="ps-context-label" htmlFor="ps-context">
+          Context
+        </label>
+        <select
+          id="ps-context"
+          className="ps-context jp-mod-styled"
+          data-context={context}
+          value={context}
+          title="The engine the panel shows (portside context)"
+          onChange={e => void switchContext(e.target.value)}
+        >
+          {contexts.map(name => (
+            <option key={name} value={name}>
+              {name}
+            </option>
+          ))}
+        </select>
+      </div>
       <div className="ps-toolbar">
         <input
           className="ps-filter jp-mod-styled"

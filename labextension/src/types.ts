@@ -43,6 +43,21 @@ export interface IVolumeRow {
   UsedBy: string[];
 }
 
+/** One row of `GET context` (`portside context ls --format json`). */
+export interface IContextRow {
+  Name: string;
+  Current: boolean;
+  Description: string;
+  DockerEndpoint: string;
+  Error: string;
+}
+
+/** `GET context`: the server's context and every context of the user. */
+export interface IContexts {
+  name: string;
+  contexts: IContextRow[];
+}
+
 /** An engine event, Docker's `events --format json` shape. */
 export interface IEngineEvent {
   Type: string;
