@@ -6,6 +6,8 @@ per command. Measured here, same machine, same run:
 
 * ``x = 1`` through the agent: median, p50, p99 over many cells;
 * ``docker exec CTR python3 -c 'x = 1'`` (when Docker is installed; the harness starts dockerd);
+* ``x = 1`` through the same agent in a Docker context: the agent runs in a container of that
+  dockerd, over a hijacked exec stream (``portside -c CONTEXT``, ``%container context use``);
 * a cell printing 100,000 lines, streamed back.
 
 Needs root and the cached Debian archive that the tests make (``$PORTSIDE_TEST_CACHE``, default
@@ -88,6 +90,24 @@ def main() -> None:
                 print(f"docker exec      x = 1    {percentiles(dsamples)}")
                 print(f"ratio (docker / portside, medians): "
                       f"{statistics.median(dsamples) / statistics.median(samples):.0f}x")
+                from portside.engine.docker import DockerEngine
+
+                dengine = DockerEngine(f"unix://{docker.sock}", context="bench")
+                dsess = AgentSession(container_popen_factory(dengine, "bench"), label="bench")
+                t0 = time.perf_counter()
+                dsess.start()
+                print(f"agent start in a Docker context (exec + bootstrap): "
+                      f"{(time.perf_counter() - t0) * 1000:.1f} ms")
+                for _ in range(100):
+                    dsess.execute("x = 1")
+                csamples = []
+                for _ in range(2000):
+                    t0 = time.perf_counter()
+                    dsess.execute("x = 1")
+                    csamples.append(time.perf_counter() - t0)
+                print(f"agent, Docker context  x = 1    {percentiles(csamples)}")
+                dsess.close()
+                dengine.close()
                 docker("rm", "-f", "bench", check=False)
             finally:
                 docker.close()

@@ -368,8 +368,13 @@ class ExecProcess:
             self.stdin.write(input)
         if self.stdin is not None:
             self.stdin.close()
-        out = self.stdout.read() if self.stdout is not None else None
-        err = self.stderr.read() if self.stderr is not None else None
+        out = err = None
+        if self.stdout is not None:
+            with self.stdout:
+                out = self.stdout.read()
+        if self.stderr is not None:
+            with self.stderr:
+                err = self.stderr.read()
         self.wait(timeout)
         return out, err
 

@@ -71,7 +71,8 @@ def test_container_verbs_and_their_documents(engine, docker_ctx):
     assert ctr.attrs == json.loads(docker_ctx.dockerd.docker("inspect", "verbs").out)[0]
     ctr.start()
     assert ctr.status == "running"
-    wait_for(lambda: ctr.logs() == b"out\nerr\n", what="both lines logged")
+    wait_for(lambda: sorted(ctr.logs().splitlines()) == [b"err", b"out"],
+             what="both lines logged")
     assert sorted(ctr.logs(stream=True)) == [("stderr", b"err\n"), ("stdout", b"out\n")]
     assert ctr.logs(stderr=False) == b"out\n"
     assert ctr.top()["Titles"][:2] == ["UID", "PID"]
@@ -131,10 +132,10 @@ def test_exec_run_and_popen(engine):
         proc.stdin.write(b"x" * 300_000)  # more than a socket buffer: streamed both ways
         out, err = proc.communicate()
         assert (len(out), err, proc.returncode) == (300_000, b"done\n", 0)
-        slow = ctr.exec_popen(["sleep", "600"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        slow.kill()
-        assert slow.wait(20) == 137
+        with ctr.exec_popen(["sleep", "600"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE) as slow:
+            slow.kill()
+            assert slow.wait(20) == 137
     finally:
         ctr.remove(force=True)
 
