@@ -97,6 +97,11 @@ def _foreground(ctx: Context, container, *, interactive: bool, remove: bool,
     tty = bool(container.attrs["Config"].get("Tty"))
     conn = container.attach_socket(stdin=interactive and ctx.stdin is not None)
     feeder = None
+    # asked before the start, as Docker's CLI asks: a container dockerd removes once it
+    # exits (--rm) must not be gone before its status is read
+    auto_remove = bool((container.attrs.get("HostConfig") or {}).get("AutoRemove"))
+    status = container.wait_later("removed" if auto_remove else
+                                  ("next-exit" if start else "not-running"))
     try:
         if start:
             try:
@@ -129,8 +134,8 @@ def _foreground(ctx: Context, container, *, interactive: bool, remove: bool,
             raise
     finally:
         conn.close()
-    code = container.wait()["StatusCode"]
-    if remove:
+    code = status()
+    if remove and not auto_remove:
         _quiet(lambda: container.remove(force=True))
     return code
 

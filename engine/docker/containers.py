@@ -76,13 +76,16 @@ class Container(Model):
         self.api.unpause(self.id)
         return self._done()
 
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        """Block until it stops; returns ``{"StatusCode": n, "Error": None}``."""
+    def wait(self, timeout: float | None = None, condition: str | None = None
+             ) -> dict[str, Any]:
+        """Block until it stops; returns ``{"StatusCode": n, "Error": None}``. ``condition``:
+        dockerd's ``not-running`` (default), ``next-exit`` or ``removed``."""
         from .errors import guarded_call
 
         engine = self.collection.engine
         try:
-            result = guarded_call(engine, lambda: engine.client.wait(self.id, timeout=timeout))
+            result = guarded_call(engine, lambda: engine.client.wait(
+                self.id, timeout=timeout, condition=condition))
         except EngineError as exc:
             if timeout is not None and "did not answer" in str(exc):
                 from ..errors import IncorrectState
@@ -93,6 +96,42 @@ class Container(Model):
         error = result.get("Error") or None
         return {"StatusCode": int(result.get("StatusCode", 0)),
                 "Error": error.get("Message") if isinstance(error, dict) else error}
+
+    def wait_later(self, condition: str = "next-exit"):
+        """Register a wait with dockerd now and return a function that blocks for the status.
+
+        dockerd answers a wait's headers as soon as the wait is registered, so once this
+        returns, an exit (or, with ``removed``, the removal of an ``--rm`` container) that
+        follows a start cannot be missed, as Docker's CLI waits around ``run``."""
+        import json
+
+        from .errors import guarded_call
+
+        engine = self.collection.engine
+        client = engine.client
+
+        def request():
+            res = client._post(client._url("/containers/{0}/wait", self.id),
+                               params={"condition": condition}, stream=True, timeout=None)
+            client._raise_for_status(res)
+            return res
+
+        res = guarded_call(engine, request)
+
+        def status() -> int:
+            try:
+                doc = guarded_call(engine, lambda: json.loads(res.raw.read() or b"{}"))
+            finally:
+                res.close()
+            error = (doc.get("Error") or {}).get("Message") if isinstance(doc.get("Error"),
+                                                                          dict) else None
+            if "StatusCode" not in doc:
+                from ..errors import RuntimeFailure
+
+                raise RuntimeFailure(error or f"dockerd did not say how {self.name} exited")
+            return int(doc["StatusCode"])
+
+        return status
 
     def remove(self, force: bool = False, v: bool = False) -> None:
         self.api.remove_container(self.id, v=v, force=force)

@@ -38,8 +38,7 @@ def notebook(context: str, site: str):
         v4.new_code_cell(f"%%container build -t nbdocker:1\nFROM {DEBIAN}\n"
                          "RUN echo 'built in dockerd' > /built\nENV PYTHONUNBUFFERED=1\n"),
         v4.new_code_cell(f"%container run -d --name nbdocker -v {site}:/opt/hostsite:ro "
-                         "nbdocker:1 sleep infinity\n"
-                         "names = %container ps --format '{{.Names}}'\nnames"),
+                         "nbdocker:1 sleep infinity\n%container ps"),
         v4.new_code_cell("%%container exec nbdocker\nimport sys\n"
                          "sys.path.append('/opt/hostsite')\nx = 41\n"
                          "print(open('/built').read().strip(), 'on python', "
@@ -103,7 +102,7 @@ def test_a_notebook_on_a_docker_context(docker_ctx, tmp_path, monkeypatch):
     # the container's own exception, drawn with the container's traceback
     assert errors[0][1]["evalue"].startswith("KeyboardInterrupt")
     assert any("time.sleep(120)" in line for line in errors[0][1]["traceback"])
-    assert text(cells[0]).splitlines()[-1] == docker_ctx.name
+    assert text(cells[0]).splitlines()[-1].strip("'") == docker_ctx.name
     widgets = [o for o in outputs(cells[1]) if "application/vnd.jupyter.widget-view+json"
                in o.get("data", {})]
     assert widgets, outputs(cells[1])
