@@ -410,18 +410,18 @@ def copy_out(container, src: str, dest: str, *, archive: bool = False,
         raise NotFound(f"destination directory {dest} does not exist")
     if not os.path.isdir(os.path.dirname(dest_path) or "/"):
         raise NotFound(f"destination directory {os.path.dirname(dest)} does not exist")
-    if follow:
-        src = _resolved(container, src)
     with tempfile.TemporaryDirectory(prefix=".portside-cp-",
                                      dir=dest_path if into else os.path.dirname(dest_path)) as tmp:
         data = os.path.join(tmp, "archive.tar")
         with open(data, "wb") as f:
-            stat = container.get_archive(src, f)
+            stat = container.get_archive(src, f, follow_links=follow)
         staging = os.path.join(tmp, "unpacked")
         os.mkdir(staging)
         _extract(data, staging, keep_owner=archive)
         entry = os.path.join(staging, stat["name"])
-        target = os.path.join(dest_path, stat["name"]) if into else dest_path
+        # into a folder SRC keeps its own name (a followed link's, not its target's)
+        target = os.path.join(dest_path, os.path.basename(src.rstrip("/")) or stat["name"]) \
+            if into else dest_path
         if src.endswith("/.") and os.path.isdir(dest_path):
             for name in os.listdir(entry):
                 _move(os.path.join(entry, name), os.path.join(dest_path, name))
@@ -464,12 +464,6 @@ def _extract(path: str, dest: str, *, keep_owner: bool) -> None:
 
     with tarfile.open(path) as tar:
         tar.extractall(dest, filter=owned if keep_owner else "data")
-
-
-def _resolved(container, path: str) -> str:
-    """``cp -L``: the path a container symlink points to (resolved by the container)."""
-    code, out = container.exec_run(["readlink", "-f", path])
-    return out.decode().strip() if code == 0 and out.strip() else path
 
 
 def copy_in(container, src: str, dest: str, *, stdin=None, follow: bool = False) -> None:

@@ -299,9 +299,25 @@ class Container(Model):
 
         copy_stream(self.api.export(self.id, chunk_size=1 << 20), out)
 
-    def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
-        """Write a tar of ``path`` to ``out``; returns Docker's stat (name, size, mode, …)."""
+    def get_archive(self, path: str, out: BinaryIO, *, follow_links: bool = False
+                    ) -> dict[str, Any]:
+        """Write a tar of ``path`` to ``out``; returns Docker's stat (name, size, mode, …).
+
+        ``follow_links``: a symbolic link at ``path`` is followed (``cp -L``), as Docker's CLI
+        follows it: dockerd's stat names the link's target, which is archived instead (the
+        archive and the stat returned name the target)."""
+        import posixpath
+
         from .streams import copy_stream
+
+        if follow_links:
+            for _ in range(40):  # ELOOP's limit
+                stat = self.stat(path)
+                target = (stat or {}).get("linkTarget")
+                if not target:
+                    break
+                path = target if target.startswith("/") else \
+                    posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
 
         chunks, stat = self.api.get_archive(self.id, path, chunk_size=1 << 20)
         copy_stream(chunks, out)

@@ -207,7 +207,7 @@ def cp_rules(t: Tool, tmp: Path) -> dict:
     seen: dict = {}
     t("run", "-d", "--name", "box", BUSYBOX, "sh", "-c",
       "mkdir -p /src/dir/sub /dst && echo a > /src/dir/a && echo b > /src/dir/sub/b && "
-      "echo f > /src/file && exec sleep 600")
+      "echo f > /src/file && ln -s file /src/link && exec sleep 600")
     assert wait_for(lambda: t("exec", "box", "test", "-f", "/src/file",
                               check=False).returncode == 0)
     try:
@@ -222,6 +222,12 @@ def cp_rules(t: Tool, tmp: Path) -> dict:
                 (case / dest).mkdir()
             proc = t("cp", src, str(case / dest), check=False)
             seen[f"out {src} {dest}"] = (proc.returncode, _tree(case))
+        for follow in ([], ["-L"]):
+            case = base / f"link{len(follow)}"
+            case.mkdir()
+            proc = t("cp", *follow, "box:/src/link", str(case), check=False)
+            seen[f"out link {follow}"] = (proc.returncode, _tree(case),
+                                          (case / "link").is_symlink())
         proc = t("cp", "box:/nonexistent", str(base), check=False)
         seen["out missing"] = (proc.returncode != 0, "No such container:path" in proc.err or
                                "Could not find the file" in proc.err)
@@ -251,6 +257,8 @@ def test_cp_both_ways_agrees(tools, tmp_path):
     assert seen["out box:/src/file existing"] == (0, {"existing": "<dir>",
                                                      "existing/file": "f\n"})
     assert seen["out box:/src/dir newdir"][1]["newdir/sub/b"] == "b\n"
+    assert seen["out link ['-L']"] == (0, {"link": "f\n"}, False)
+    assert seen["out link []"][2] is True
     assert "./dir/sub/b" in seen["in tree"] and "./contents/a" in seen["in tree"]
 
 
