@@ -77,6 +77,8 @@ class DockerEngine:
         from .errors import guarded_call, sdk
 
         docker = sdk(self)
+        if self.host.startswith("unix://"):
+            self._probe_socket()
         tls: Any = False
         if self.tls is not None:
             cert = (self.tls["cert"], self.tls["key"]) if "cert" in self.tls else None
@@ -86,6 +88,22 @@ class DockerEngine:
         return guarded_call(self, lambda: docker.APIClient(
             base_url=self.host, version="auto", timeout=self.timeout, tls=tls,
             use_ssh_client=self.host.startswith("ssh://")))
+
+    def _probe_socket(self) -> None:
+        """Connect to the socket once, closing what we opened: a daemon that is down or a
+        socket this user may not open is one clear line (and the SDK, which leaves its socket
+        open when the connection fails, never sees it)."""
+        import socket
+
+        from .errors import unreachable
+
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.host[len("unix://"):])
+        except OSError as exc:
+            raise unreachable(self, exc) from exc
+        finally:
+            probe.close()
 
     @functools.cached_property
     def api(self):

@@ -147,6 +147,7 @@ def hijack(engine: Any, path: str, body: dict | None = None,
                f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
     from .errors import unreachable
 
+    sock = None
     try:
         if host.startswith("unix://"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,6 +165,8 @@ def hijack(engine: Any, path: str, body: dict | None = None,
                 raise ConnectionError("the daemon closed the connection")
             head += chunk
     except OSError as exc:
+        if sock is not None:
+            sock.close()
         raise unreachable(engine, exc) from exc
     head, _, early = head.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")

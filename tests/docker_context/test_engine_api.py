@@ -387,6 +387,7 @@ def test_a_daemon_that_is_not_there_is_one_line(tmp_path):
     engine = DockerEngine(f"unix://{tmp_path}/docker.sock", context="gone")
     with pytest.raises(E.Unavailable) as info:
         engine.containers.list()
+    engine.close()
     assert str(info.value) == (f'Cannot connect to the Docker daemon at unix://{tmp_path}/'
                                f'docker.sock (context "gone"): no such file or directory. Is '
                                "the docker daemon running?")
