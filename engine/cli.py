@@ -260,20 +260,7 @@ def parse(argv: list[str], prog: str = "portside") -> argparse.Namespace:
 def run(argv: list[str], ctx: Context) -> Any:
     """Parse and run one command line; returns the handler's value. Raises EngineError."""
     args = parse(argv)
-    return handler_for(args, ctx.engine)(ctx, args)
-
-
-def handler_for(args: argparse.Namespace, engine: Any) -> Callable[[Context, Any], Any]:
-    """The handler for a parsed command line on ``engine``: the command's own, or for an engine
-    other than the embedded one, its model-API version (:mod:`.commands.via_models`)."""
-    handler = args._handler
-    if getattr(engine, "kind", "local") == "local":
-        return handler
-    engine.command = " ".join(w for w in (getattr(args, "_command", None),
-                                          getattr(args, "_subcommand", None)) if w)
-    from .commands.via_models import handler_for as other
-
-    return other(handler, engine)
+    return args._handler(ctx, args)
 
 
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
@@ -295,7 +282,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
                       stdout_binary=getattr(sys.stdout, "buffer", None),
                       interactive=bool(sys.stdout and sys.stdout.isatty()))
         try:
-            result = handler_for(args, engine)(ctx, args)
+            result = args._handler(ctx, args)
         finally:
             engine.close(keep_database=exiting)
         sys.stdout.flush()
@@ -319,17 +306,32 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
         return 125
 
 
-def _engine(args: argparse.Namespace):
-    """The engine of the context the command line selects (see :mod:`.contexts`)."""
-    from .contexts import engine_for, selected
+def _engine(args: argparse.Namespace) -> EngineAPI:
+    """The engine of the context the command line selects (``-c``, ``PORTSIDE_CONTEXT``, the
+    one chosen with ``context use``, ``default``: see :func:`.api.from_env`)."""
+    from .api import from_env
 
-    name = selected(args.context)
     if getattr(args, "_command", None) == "context":
-        # managing contexts needs no engine (and must work when the selected one is broken)
-        from .api import Engine
+        # managing contexts needs no engine, and must work when the selected one is broken
+        # (or, rootless, before the user's namespace is set up)
+        return no_engine()
+    return from_env(root=args.root, context=args.context, program=True)
 
-        return Engine(root=args.root)
-    return engine_for(name, root=args.root)
+
+class _NoEngine:
+    """The engine object of the ``context`` commands, which manage contexts and use none."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidArgument("the context commands use no engine")
+
+    def close(self, *, keep_database: bool = False) -> None:
+        pass
+
+
+def no_engine() -> EngineAPI:
+    """An engine object for a front's ``context`` commands: they use none, and making one
+    (a local store, a rootless engine process, a connection) is what they must not need."""
+    return _NoEngine()  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- helpers shared by commands

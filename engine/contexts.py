@@ -40,7 +40,7 @@ from .errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Mapping
 
 DEFAULT = "default"
 #: Docker's rule for context names.
@@ -320,13 +320,13 @@ def default_context(root: str | os.PathLike | None = None) -> dict[str, Any]:
             "Storage": {"MetadataPath": "<IN MEMORY>", "TLSPath": "<IN MEMORY>"}}
 
 
-def selected(flag: str | None = None, env: dict[str, str] | None = None) -> str:
+def selected(flag: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """The name of the context a command uses: ``flag``, else ``PORTSIDE_CONTEXT``, else the
     current one, else ``default``."""
     if flag:
         return flag
-    env = os.environ if env is None else env
-    return env.get("PORTSIDE_CONTEXT") or ContextStore().current()
+    found = (os.environ if env is None else env).get("PORTSIDE_CONTEXT")
+    return found or ContextStore().current()
 
 
 def engine_for(name: str, *, root: str | os.PathLike | None = None,

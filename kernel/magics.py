@@ -270,10 +270,11 @@ class ContainerMagics(Magics):
         except cli._HelpShown:
             return None
         one_off = None
-        engine: EngineAPI | None
+        engine: EngineAPI
         if getattr(args, "_command", None) == "context":
             args.context = args.context or self.context_name  # ls, show: this kernel's
-            engine = None  # managing contexts needs no engine
+            # managing contexts needs no engine (and works when this kernel's is broken)
+            engine = cli.no_engine()
         elif getattr(args, "root", None) or getattr(args, "context", None):
             # -c NAME and --root apply to this command only, as in the CLI
             from portside.engine.api import from_env

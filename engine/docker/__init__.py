@@ -33,6 +33,14 @@ TYPE_CHECKING = False  # annotations only: no typing import at run time (see por
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..models.interface import EngineAPI
+    from .build import BuildCollection
+    from .containers import ContainerCollection
+    from .images import ImageCollection
+    from .networks import NetworkCollection
+    from .system import System
+    from .volumes import VolumeCollection
+
 
 class DockerEngine:
     """The engine object of a Docker context.
@@ -45,8 +53,6 @@ class DockerEngine:
     """
 
     kind = "docker"
-    #: the command being run, for messages (the CLI sets it)
-    command = "this command"
 
     def __init__(self, host: str, *, context: str = "docker", tls: dict[str, Any] | None = None,
                  timeout: float = 300) -> None:
@@ -114,53 +120,42 @@ class DockerEngine:
 
     # ------------------------------------------------------------------ collections
     @functools.cached_property
-    def containers(self):
+    def containers(self) -> ContainerCollection:
         from .containers import ContainerCollection
 
         return ContainerCollection(self)
 
     @functools.cached_property
-    def images(self):
+    def images(self) -> ImageCollection:
         from .images import ImageCollection
 
         return ImageCollection(self)
 
     @functools.cached_property
-    def builds(self):
+    def builds(self) -> BuildCollection:
         from .build import BuildCollection
 
         return BuildCollection(self)
 
     @functools.cached_property
-    def volumes(self):
+    def volumes(self) -> VolumeCollection:
         from .volumes import VolumeCollection
 
         return VolumeCollection(self)
 
     @functools.cached_property
-    def networks(self):
+    def networks(self) -> NetworkCollection:
         from .networks import NetworkCollection
 
         return NetworkCollection(self)
 
     @functools.cached_property
-    def system(self):
+    def system(self) -> System:
         from .system import System
 
         return System(self)
 
     # ------------------------------------------------------------------ helpers
-    #: The embedded engine's own parts (its store, database, managers): code that reaches for
-    #: them does what only portside's engine can do, and gets one line naming the context.
-    _EMBEDDED_ONLY = frozenset({"root", "db", "content", "snapshots", "image_store",
-                                "volume_manager", "network_manager", "tmp_dir", "root_key",
-                                "config"})
-
-    def __getattr__(self, name: str) -> Any:
-        if name in DockerEngine._EMBEDDED_ONLY:
-            raise self.unsupported(self.command, "it works on portside's own store")
-        raise AttributeError(name)
-
     def unsupported(self, what: str, hint: str = "") -> Unsupported:
         """The error for something only portside's own engine does (message names us)."""
         return Unsupported(f'{what} is not available in context "{self.context}" '
@@ -172,3 +167,10 @@ class DockerEngine:
         self.__dict__.pop("api", None)
         if client is not None:
             client.close()
+
+
+if TYPE_CHECKING:
+    def _answers_the_model_api(engine: DockerEngine) -> EngineAPI:
+        """For the type checker: a Docker context answers the written-down model API (what
+        dockerd cannot do is refused in one line naming the context)."""
+        return engine

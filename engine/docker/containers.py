@@ -1,78 +1,127 @@
-"""Containers of a Docker Engine, with the embedded engine's model API.
+"""Containers of a Docker Engine, answering the model API
+(:mod:`portside.engine.models.interface`).
 
-``attrs`` is dockerd's ``container inspect`` document; the verbs are dockerd's. Output comes back
-as it does from the embedded engine: ``logs(stream=True)`` and ``attach()`` yield
-``("stdout"|"stderr", bytes)``, ``exec_run`` returns ``(exit_code, output)``, ``exec_popen``
-starts a command with ``Popen``'s interface (:class:`~.streams.ExecProcess`).
+``attrs`` is dockerd's ``container inspect`` document (or, from ``list(sparse=True)``, its
+``/containers/json`` summary); the verbs are dockerd's. The foreground verbs (``run_from``,
+``start_attached``, ``attach``) use dockerd's attach stream, so standard input (``-i``),
+terminals (``-t``) and detach keys work as with Docker's CLI; ``exec_run(socket=True)`` hands
+out an :class:`~.streams.ExecProcess` (the model API's ``ExecStream``); ``cp`` follows Docker's
+placement rules through dockerd's archive endpoint (:mod:`.copying`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-from ..errors import ContainerExit, EngineError, InvalidArgument, NotFound
+from ..errors import ContainerExit, EngineError, IncorrectState, InvalidArgument, NotFound
 from ..models.resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO, Iterator
+    import builtins
+    from typing import Any, BinaryIO, Callable, Iterator, Literal, Mapping, Sequence, overload
+
+    from .images import Image
+    from .streams import ExecProcess
 
 #: HostConfig keys that are portside's own bookkeeping and that dockerd does not know.
 _PORTSIDE_ONLY = ("Gpus", "GpusOptional", "Warnings")
+#: Seconds a foreground container may still show as running after its output ended, before a
+#: caller that could have typed the detach keys counts as detached.
+_DETACH_GRACE = 2.0
 
 
 class Container(Model):
-    """One container of the Docker Engine; ``attrs`` is dockerd's inspect document."""
+    """One container of the Docker Engine; ``attrs`` is dockerd's inspect document (or its
+    ``/containers/json`` summary, from ``list(sparse=True)``)."""
+
+    collection: ContainerCollection
 
     @property
     def name(self) -> str:
-        return self.attrs["Name"].lstrip("/")
+        if "Name" in self.attrs:
+            return self.attrs["Name"].lstrip("/")
+        return (self.attrs.get("Names") or ["/"])[0].lstrip("/")
 
     @property
     def status(self) -> str:
-        return self.attrs["State"]["Status"]
+        state = self.attrs["State"]
+        return state["Status"] if isinstance(state, dict) else state
 
     @property
     def labels(self) -> dict[str, str]:
-        return self.attrs["Config"].get("Labels") or {}
+        if "Config" in self.attrs:
+            return self.attrs["Config"].get("Labels") or {}
+        return self.attrs.get("Labels") or {}
 
     @property
-    def image(self):
-        return self.collection.engine.images.get(self.attrs["Image"])
+    def image(self) -> Image:
+        return self.collection.engine.images.get(self.attrs.get("ImageID")
+                                                 or self.attrs["Image"])
 
     @property
     def api(self):
         return self.collection.engine.api
 
+    @property
+    def engine(self):
+        return self.collection.engine
+
     def reload(self) -> None:
         self.attrs = self.api.inspect_container(self.id)
 
-    def _done(self) -> "Container":
+    def _done(self) -> Container:
         self.reload()
         return self
 
+    def _config(self) -> dict[str, Any]:
+        if "Config" not in self.attrs:  # a summary: the inspect document has the settings
+            self.reload()
+        return self.attrs["Config"]
+
     # ---- verbs ----------------------------------------------------------------------------
-    def start(self) -> "Container":
+    def start(self) -> Container:
         self.api.start(self.id)
         return self._done()
 
-    def stop(self, timeout: int | None = None) -> "Container":
-        self.api.stop(self.id, timeout=timeout)
+    def stop(self, timeout: int | None = None, signal: str | int | None = None) -> Container:
+        """dockerd's stop (its ``StopSignal``, then SIGKILL after ``timeout`` seconds). With
+        ``signal`` (``stop -s``), which dockerd's API takes from version 1.42 only: that
+        signal, then dockerd's stop once ``timeout`` (default: the container's
+        ``StopTimeout``, else 10) has passed."""
+        if signal is None:
+            self.api.stop(self.id, timeout=timeout)
+            return self._done()
+        self.reload()
+        if self.status not in ("running", "paused", "restarting"):
+            return self
+        wait = timeout if timeout is not None else (self._config().get("StopTimeout") or 10)
+        with contextlib.suppress(IncorrectState):
+            self.api.kill(self.id, signal=signal)
+        deadline = time.monotonic() + max(float(wait), 0)
+        while time.monotonic() < deadline:
+            self.reload()
+            if self.status not in ("running", "paused", "restarting"):
+                break
+            time.sleep(0.05)
+        # marks it stopped by the user (no restart policy brings it back); SIGKILL if needed
+        self.api.stop(self.id, timeout=0)
         return self._done()
 
-    def restart(self, timeout: int | None = None) -> "Container":
+    def restart(self, timeout: int | None = None) -> Container:
         self.api.restart(self.id, timeout=10 if timeout is None else timeout)
         return self._done()
 
-    def kill(self, signal: str | int = "KILL") -> "Container":
+    def kill(self, signal: str | int = "KILL") -> Container:
         self.api.kill(self.id, signal=signal)
         return self._done()
 
-    def pause(self) -> "Container":
+    def pause(self) -> Container:
         self.api.pause(self.id)
         return self._done()
 
-    def unpause(self) -> "Container":
+    def unpause(self) -> Container:
         self.api.unpause(self.id)
         return self._done()
 
@@ -82,14 +131,12 @@ class Container(Model):
         dockerd's ``not-running`` (default), ``next-exit`` or ``removed``."""
         from .errors import guarded_call
 
-        engine = self.collection.engine
+        engine = self.engine
         try:
             result = guarded_call(engine, lambda: engine.client.wait(
                 self.id, timeout=timeout, condition=condition))
         except EngineError as exc:
             if timeout is not None and "did not answer" in str(exc):
-                from ..errors import IncorrectState
-
                 raise IncorrectState(f"container {self.name} did not stop within "
                                      f"{timeout:g} s") from None
             raise
@@ -97,8 +144,9 @@ class Container(Model):
         return {"StatusCode": int(result.get("StatusCode", 0)),
                 "Error": error.get("Message") if isinstance(error, dict) else error}
 
-    def wait_later(self, condition: str = "next-exit"):
-        """Register a wait with dockerd now and return a function that blocks for the status.
+    def wait_later(self, condition: str = "next-exit") -> Callable[[], int]:
+        """Register a wait with dockerd now and return a function that blocks for the status
+        (its ``close`` attribute gives the wait up).
 
         dockerd answers a wait's headers as soon as the wait is registered, so once this
         returns, an exit (or, with ``removed``, the removal of an ``--rm`` container) that
@@ -107,7 +155,7 @@ class Container(Model):
 
         from .errors import guarded_call
 
-        engine = self.collection.engine
+        engine = self.engine
         client = engine.client
 
         def request():
@@ -131,6 +179,7 @@ class Container(Model):
                 raise RuntimeFailure(error or f"dockerd did not say how {self.name} exited")
             return int(doc["StatusCode"])
 
+        status.close = res.close  # type: ignore[attr-defined]
         return status
 
     def remove(self, force: bool = False, v: bool = False) -> None:
@@ -140,21 +189,48 @@ class Container(Model):
         self.api.rename(self.id, name)
         self.reload()
 
+    if TYPE_CHECKING:
+        @overload
+        def logs(self, *, stdout: bool = True, stderr: bool = True, stream: Literal[True],
+                 timestamps: bool = False, tail: int | str | None = None,
+                 since: float | str | None = None, until: float | str | None = None,
+                 follow: bool = False, stop: Callable[[], bool] | None = None
+                 ) -> Iterator[tuple[str, bytes]]: ...
+
+        @overload
+        def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
+                 timestamps: bool = False, tail: int | str | None = None,
+                 since: float | str | None = None, until: float | str | None = None,
+                 follow: bool = False, stop: Callable[[], bool] | None = None
+                 ) -> bytes | Iterator[tuple[str, bytes]]: ...
+
     def logs(self, *, stdout: bool = True, stderr: bool = True, stream: bool = False,
-             timestamps: bool = False, tail: int | str | None = None, since: float | None = None,
-             until: float | None = None, follow: bool = False,
-             stop: Any = None) -> bytes | Iterator[tuple[str, bytes]]:
+             timestamps: bool = False, tail: int | str | None = None,
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False, stop: Callable[[], bool] | None = None
+             ) -> bytes | Iterator[tuple[str, bytes]]:
         """The container's output (dockerd's log driver must be readable: json-file, local).
 
         ``stream``/``follow`` give an iterator of (stream, bytes); ``stop`` (a callable) ends
-        a follow early, e.g. when the reader has gone away."""
+        a follow early, e.g. when the reader has gone away. ``since``/``until``: unix times or
+        Docker's text forms (``10m``, an RFC 3339 time)."""
+        from ..models.containers import parse_time_arg
+
+        if tail in (None, "all", "-1", -1):
+            tail_text = "all"
+        else:
+            try:
+                tail_text = str(int(tail))  # type: ignore[arg-type]
+            except ValueError:
+                raise InvalidArgument(f"invalid --tail value: {tail}") from None
         params: dict[str, Any] = {"stdout": int(stdout), "stderr": int(stderr),
                                   "timestamps": int(timestamps), "follow": int(follow),
-                                  "tail": "all" if tail in (None, "all") else str(int(tail))}
-        if since is not None:
-            params["since"] = f"{since:.9f}"
-        if until is not None:
-            params["until"] = f"{until:.9f}"
+                                  "tail": tail_text}
+        since_t, until_t = parse_time_arg(since), parse_time_arg(until)
+        if since_t is not None:
+            params["since"] = f"{since_t:.9f}"
+        if until_t is not None:
+            params["until"] = f"{until_t:.9f}"
         frames = self._stream(f"/containers/{self.id}/logs", params, stop=stop)
         if stream or follow:
             return frames
@@ -165,9 +241,9 @@ class Container(Model):
         """A multiplexed (or, with a TTY, raw) output stream as (stream, bytes) items."""
         from .errors import guarded_call, guarded_stream
 
-        engine = self.collection.engine
+        engine = self.engine
         client = engine.client
-        tty = bool(self.attrs["Config"].get("Tty"))
+        tty = bool(self._config().get("Tty"))
 
         def request():
             res = getattr(client, "_" + method)(client._url(path), params=params, stream=True,
@@ -208,14 +284,20 @@ class Container(Model):
 
         return guarded_stream(engine, frames())
 
-    def attach(self, *, stdout: bool = True, stderr: bool = True, stream: bool = True,
-               logs: bool = False) -> bytes | Iterator[tuple[str, bytes]]:
-        """Its output from now on (``logs``: from the start), until it stops."""
-        conn = self.attach_socket(stdin=False, stdout=stdout, stderr=stderr, logs=logs)
-        frames = _closing(conn.frames(bool(self.attrs["Config"].get("Tty"))), conn)
-        if stream:
-            return frames
-        return b"".join(data for _s, data in frames)
+    def attach(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+               stderr: BinaryIO | None = None, *, detach_keys: str | None = None,
+               tty_size: tuple[int, int] | None = None) -> int | None:
+        """``docker attach``: its output from now on to ``stdout``/``stderr``, ``stdin`` fed to
+        it when it keeps standard input open; the exit status, or None after detaching.
+
+        Raises:
+            IncorrectState: it is not running.
+        """
+        self.reload()
+        if self.status != "running":
+            raise IncorrectState("You cannot attach to a stopped container, start it first")
+        return self.collection._foreground(self, stdin, stdout, stderr, start=False,
+                                           detach_keys=detach_keys, tty_size=tty_size)
 
     def attach_socket(self, *, stdin: bool = True, stdout: bool = True, stderr: bool = True,
                       logs: bool = False, detach_keys: str | None = None):
@@ -223,11 +305,11 @@ class Container(Model):
         ``frames(tty)`` its output."""
         from .streams import hijack
 
-        params = {"stream": 1, "stdin": int(stdin), "stdout": int(stdout),
-                  "stderr": int(stderr), "logs": int(logs)}
+        params: dict[str, Any] = {"stream": 1, "stdin": int(stdin), "stdout": int(stdout),
+                                  "stderr": int(stderr), "logs": int(logs)}
         if detach_keys:
             params["detachKeys"] = detach_keys
-        return hijack(self.collection.engine, f"/containers/{self.id}/attach", None, params)
+        return hijack(self.engine, f"/containers/{self.id}/attach", None, params)
 
     def top(self, ps_args: str = "") -> dict[str, Any]:
         """Docker's ``top``: ``{"Titles": [...], "Processes": [[...], ...]}``."""
@@ -235,26 +317,39 @@ class Container(Model):
 
     def stats(self) -> dict[str, Any]:
         """One sample of dockerd's stats document (memory, cpu, pids, network, block I/O)."""
-        return self.api.stats(self.id, stream=False)
+        doc = dict(self.api.stats(self.id, stream=False))
+        doc.setdefault("name", "/" + self.name)
+        doc.setdefault("id", self.id)
+        return doc
 
-    def exec_run(self, cmd: str | list[str], *, stdout: bool = True, stderr: bool = True,
-                 tty: bool = False, detach: bool = False, environment: list[str] | dict | None = None,
-                 workdir: str = "", user: str = "", privileged: bool = False
-                 ) -> tuple[int | None, bytes]:
-        """Run a command in the container; returns ``(exit_code, output)``."""
+    def exec_run(self, cmd: str | Sequence[str], *, stdout: bool = True, stderr: bool = True,
+                 stdin: bool = False, tty: bool = False, detach: bool = False,
+                 socket: bool = False,
+                 environment: Sequence[str] | Mapping[str, str] | None = None,
+                 workdir: str | None = None, user: str = "", privileged: bool = False
+                 ) -> tuple[int | None, bytes | ExecProcess]:
+        """Run a command in the container (docker-py's shape): ``(exit status, output)``;
+        with ``detach`` ``(None, b"")``; with ``socket`` ``(None, ExecProcess)``, the model
+        API's ``ExecStream`` (its ``stdin`` open when ``stdin`` is asked for)."""
         import shlex
 
         argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        env = _env_list(environment) or None
+        if socket:
+            from .streams import DEVNULL, PIPE, ExecProcess
+
+            return None, ExecProcess(self, argv, user=user or None, workdir=workdir or None,
+                                     env=env, tty=tty, stdin=PIPE if stdin else DEVNULL,
+                                     stdout=PIPE, stderr=PIPE, privileged=privileged)
         created = self.api.exec_create(self.id, argv, stdout=stdout, stderr=stderr, tty=tty,
-                                       environment=_env_list(environment) or None,
-                                       workdir=workdir or None, user=user or "",
-                                       privileged=privileged)
+                                       environment=env, workdir=workdir or None,
+                                       user=user or "", privileged=privileged)
         if detach:
             self.api.exec_start(created["Id"], detach=True)
             return None, b""
         from .streams import hijack
 
-        conn = hijack(self.collection.engine, f"/exec/{created['Id']}/start",
+        conn = hijack(self.engine, f"/exec/{created['Id']}/start",
                       {"Detach": False, "Tty": tty})
         try:
             out = b"".join(data for _s, data in conn.frames(tty))
@@ -269,26 +364,52 @@ class Container(Model):
             time.sleep(0.01)
         return code, out
 
-    def exec_popen(self, argv: list[str], *, user: str | None = None,
-                   workdir: str | None = None, env: list[str] | None = None, tty: bool = False,
-                   stdin: Any = None, stdout: Any = None, stderr: Any = None,
-                   privileged: bool = False):
-        """Start ``argv`` in the running container with ``Popen``'s interface and pipes (see
-        :class:`~.streams.ExecProcess`). Raises NotFound / IncorrectState (not running)."""
-        from .streams import ExecProcess
+    def exec_attached(self, cmd: Sequence[str], stdin: BinaryIO | None, stdout: BinaryIO,
+                      stderr: BinaryIO, *, tty: bool = False,
+                      environment: Sequence[str] | None = None, workdir: str = "",
+                      user: str = "", detach: bool = False, privileged: bool = False) -> int:
+        """``docker exec``: the command with the caller's streams as its standard streams
+        (``tty``: one stream through a terminal, as dockerd gives it); its exit status (126/127
+        when it cannot run), with ``detach`` 0 once it started. An interrupt is passed on to
+        the command (SIGINT) and raised again."""
+        import signal
+        import threading
 
-        return ExecProcess(self, list(argv), user=user, workdir=workdir, env=env, tty=tty,
-                           stdin=stdin, stdout=stdout, stderr=stderr, privileged=privileged)
+        if not cmd:
+            raise InvalidArgument("exec requires at least 2 arguments")
+        if detach:
+            self.exec_run(list(cmd), detach=True, environment=environment,
+                          workdir=workdir or None, user=user, tty=tty, privileged=privileged)
+            return 0
+        _code, proc = self.exec_run(list(cmd), stdin=stdin is not None, socket=True, tty=tty,
+                                    environment=environment, workdir=workdir or None,
+                                    user=user, privileged=privileged)
+        assert not isinstance(proc, bytes)  # (socket=True)
+        pumps = [threading.Thread(target=_copy, args=(proc.stdout, stdout), daemon=True),
+                 threading.Thread(target=_copy, args=(proc.stderr, stderr), daemon=True)]
+        if stdin is not None:
+            pumps.append(threading.Thread(target=_feed, args=(stdin, proc.stdin), daemon=True))
+        for t in pumps:
+            t.start()
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.signal(signal.SIGINT)
+            raise
+        for t in pumps[:2]:
+            t.join()
+        proc.close()
+        return code
 
     def commit(self, repository: str | None = None, tag: str | None = None, *,
-               message: str = "", author: str = "", changes: list[str] | str = (),
-               pause: bool = True):
+               message: str = "", author: str = "", changes: Sequence[str] | str = (),
+               pause: bool = True) -> Image:
         repo, tag = _split_ref(repository, tag)
         changes_list = [changes] if isinstance(changes, str) else list(changes)
         result = self.api.commit(self.id, repository=repo, tag=tag, message=message or None,
                                  author=author or None, changes=changes_list or None,
                                  pause=pause)
-        return self.collection.engine.images.get(result["Id"])
+        return self.engine.images.get(result["Id"])
 
     def diff(self) -> list[dict[str, Any]]:
         """``[{"Path": p, "Kind": 0|1|2}]`` (0 changed, 1 added, 2 deleted)."""
@@ -310,6 +431,7 @@ class Container(Model):
 
         from .streams import copy_stream
 
+        path = _absolute(path)
         if follow_links:
             for _ in range(40):  # ELOOP's limit
                 stat = self.stat(path)
@@ -331,12 +453,12 @@ class Container(Model):
 
         from .errors import guarded_call
 
-        engine = self.collection.engine
+        engine = self.engine
         client = engine.client
 
         def head():
             res = client.head(client._url("/containers/{0}/archive", self.id),
-                              params={"path": path}, timeout=engine.timeout)
+                              params={"path": _absolute(path)}, timeout=engine.timeout)
             if res.status_code == 404:  # the container exists (it was looked up): the path not
                 return None
             client._raise_for_status(res)
@@ -348,12 +470,36 @@ class Container(Model):
     def put_archive(self, path: str, data: BinaryIO | bytes) -> bool:
         """Extract a tar (bytes or a stream) into the container folder ``path``."""
         body = data if isinstance(data, (bytes, bytearray)) else _chunks(data)
-        return bool(self.api.put_archive(self.id, path, body))
+        return bool(self.api.put_archive(self.id, _absolute(path), body))
 
-    def port(self, private_port: str | None = None) -> dict[str, list[dict]]:
-        """Published ports in force: ``{"80/tcp": [{"HostIp", "HostPort"}]}``."""
-        ports = (self.attrs.get("NetworkSettings") or {}).get("Ports") or {}
-        return {k: v for k, v in ports.items() if v}
+    def copy_out(self, src: str, dest: str, *, archive: bool = False,
+                 follow_links: bool = False) -> None:
+        """``cp [-L] CONTAINER:SRC DEST`` with Docker's placement rules (see
+        :func:`.copying.copy_out`)."""
+        from .copying import copy_out
+
+        copy_out(self, _absolute(src), dest, archive=archive, follow=follow_links)
+
+    def copy_in(self, src: str, dest: str, *, follow_links: bool = False) -> None:
+        """``cp [-L] SRC CONTAINER:DEST`` with Docker's placement rules (see
+        :func:`.copying.copy_in`)."""
+        from .copying import copy_in
+
+        copy_in(self, src, _absolute(dest), follow=follow_links)
+
+    def ports(self) -> dict[str, list[dict[str, str]]]:
+        """``{"80/tcp": [{"HostIp", "HostPort"}]}``: the bindings in force while it runs, else
+        those it asked for."""
+        from ..models.composed import ports
+
+        if "HostConfig" not in self.attrs or "Config" not in self.attrs:
+            self.reload()
+        return ports(self.attrs)
+
+
+def _absolute(path: str) -> str:
+    """A path in the container as dockerd takes it (relative ones start at ``/``)."""
+    return path if path.startswith("/") else "/" + path
 
 
 def _split_ref(repository: str | None, tag: str | None) -> tuple[str | None, str | None]:
@@ -364,7 +510,7 @@ def _split_ref(repository: str | None, tag: str | None) -> tuple[str | None, str
     return repository, tag
 
 
-def _env_list(env: list[str] | dict | None) -> list[str]:
+def _env_list(env: Sequence[str] | Mapping[str, str] | None) -> list[str]:
     if env is None:
         return []
     if isinstance(env, dict):
@@ -380,11 +526,48 @@ def _chunks(f: Any, size: int = 1 << 20) -> Iterator[bytes]:
         yield data
 
 
-def _closing(frames: Iterator, conn: Any) -> Iterator:
+def _copy(source: Any, target: Any) -> None:
+    """An exec's output pipe to the caller's stream, as it comes."""
     try:
-        yield from frames
+        for chunk in iter(lambda: source.read1(65536), b""):
+            target.write(chunk)
+            target.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _feed(source: Any, target: Any) -> None:
+    """The caller's stream into an exec's standard input, then its end."""
+    read = getattr(source, "read1", None) or source.read
+    try:
+        for chunk in iter(lambda: read(65536), b""):
+            target.write(chunk)
+    except (OSError, ValueError):
+        pass
     finally:
-        conn.close()
+        with contextlib.suppress(OSError, ValueError):
+            target.close()
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    """dockerd's ``/containers/json`` entry as ``list(sparse=True)`` gives it: the fields the
+    listing reads (``Path``/``Args``: dockerd's ``Command`` text as it shows it; ``GPUs``:
+    none known from a summary)."""
+    doc = dict(row)
+    doc.setdefault("Path", row.get("Command") or "")
+    doc.setdefault("Args", [])
+    doc.setdefault("GPUs", [])
+    return doc
+
+
+def _refuse_lock(engine: Any, locked: bool | None) -> None:
+    """The lock (``portside.lock``, ``--locked``) pins images of portside's own engine: under
+    it a Docker context refuses, rather than run what the lock did not pin."""
+    from ..lock import in_force
+
+    if locked or (locked is None and in_force() is not None):
+        raise engine.unsupported("the lock (--locked, portside.lock)",
+                                 "it pins images of the default context")
 
 
 class ContainerCollection(Collection):
@@ -396,30 +579,48 @@ class ContainerCollection(Collection):
     def api(self):
         return self.engine.api
 
-    def get(self, name: str) -> Container:
-        """The container with that name, id or id prefix. Raises NotFound."""
-        return Container(self.api.inspect_container(name), self)
+    def get(self, name: str, *, size: bool = False) -> Container:
+        """The container with that name, id or id prefix (``size``: with ``SizeRw`` and
+        ``SizeRootFs``). Raises NotFound."""
+        if not size:
+            return Container(self.api.inspect_container(name), self)
+        from .errors import guarded_call
 
-    def list(self, all: bool = False, filters: dict[str, list[str]] | None = None,
-             limit: int | None = None) -> list[Container]:
-        """Containers, newest first (dockerd's order and filters)."""
-        rows = self.api.containers(all=all, filters=filters or None,
-                                   limit=-1 if limit is None else limit)
+        client = self.engine.client
+        doc = guarded_call(self.engine, lambda: client._result(client._get(
+            client._url("/containers/{0}/json", name), params={"size": 1}), True))
+        return Container(doc, self)
+
+    def list(self, *, all: bool = False, filters: Mapping[str, builtins.list[str]] | None = None,
+             limit: int | None = None, sparse: bool = False, size: bool = False
+             ) -> builtins.list[Container]:
+        """Containers, newest first (dockerd's order and filters); ``sparse``: each with
+        dockerd's summary as ``attrs`` (what ``ps`` shows; ``size`` adds ``SizeRw``)."""
+        rows = self.api.containers(all=all, filters=dict(filters) if filters else None,
+                                   limit=-1 if limit is None else limit, size=size)
+        if sparse:
+            return [Container(_summary(row), self) for row in rows]
         out = []
         for row in rows:
             try:
-                out.append(self.get(row["Id"]))
+                out.append(self.get(row["Id"], size=size))
             except NotFound:
                 continue  # removed between the listing and its inspection
         return out
 
-    def create_from(self, config: dict, host_config: dict, *, name: str | None = None,
-                    pull: bool = True, progress: Any = None) -> Container:
+    def create_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                    name: str | None = None, locked: bool | None = None, pull: bool = True,
+                    progress: Callable[[Any], None] | None = None) -> Container:
         """Create from Docker's ``Config`` and ``HostConfig`` documents (what ``run``'s flags
-        make). A missing image is pulled first, as ``docker run`` does (``pull=False``: not)."""
+        make). A missing image is pulled first, as ``docker run`` does (``pull=False``: not).
+
+        Raises:
+            Unsupported: under the lock (``locked``, or ``locked = true`` in portside.lock).
+        """
+        _refuse_lock(self.engine, locked)
         body = dict(config)
-        body["HostConfig"] = self._host_config(host_config)
-        client_call = self.engine.client  # noqa: F841 - connects (and fails) before the body
+        body["HostConfig"] = self._host_config(dict(host_config))
+        self.engine.client  # noqa: B018 - connects (and fails) before the body is built
         try:
             created = self.api.create_container_from_config(body, name=name)
         except NotFound as exc:
@@ -434,12 +635,15 @@ class ContainerCollection(Collection):
         return container
 
     def _host_config(self, hc: dict) -> dict:
-        """Our HostConfig as dockerd takes it: ``--mount`` text parsed, portside's keys out."""
+        """Our HostConfig as dockerd takes it: ``--mount`` text parsed, ``--gpus`` as a device
+        request, portside's keys out."""
         out = {k: v for k, v in hc.items() if k not in _PORTSIDE_ONLY and v is not None}
         if hc.get("CDIDevices"):
             raise self.engine.unsupported("CDI devices (--device vendor/class=name)",
                                           "use --gpus or a device path")
         out.pop("CDIDevices", None)
+        if hc.get("Gpus") and not out.get("DeviceRequests"):
+            out["DeviceRequests"] = [_gpu_request(hc["Gpus"])]
         mounts = out.get("Mounts")
         if mounts and isinstance(mounts[0], str):
             out["Mounts"] = [_mount_doc(m) for m in mounts]
@@ -447,19 +651,18 @@ class ContainerCollection(Collection):
             out["NetworkMode"] = "default"
         return out
 
-    def create(self, image: str, command: str | list[str] | None = None,
+    def create(self, image: str, command: str | Sequence[str] | None = None,
                **kwargs: Any) -> Container:
         """docker-py's ``containers.create`` (the same keywords as the embedded engine's)."""
         from ..models.containers import docker_py_kwargs
 
+        locked = kwargs.pop("locked", None)
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
-        if host_config.get("Gpus"):
-            host_config["DeviceRequests"] = [_gpu_request(host_config["Gpus"])]
-        return self.create_from(config, host_config, name=name)
+        return self.create_from(config, host_config, name=name, locked=locked)
 
-    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
-            remove: bool = False, stdout: bool = True, stderr: bool = False,
-            **kwargs: Any) -> Container | bytes:
+    def run(self, image: str, command: str | Sequence[str] | None = None, *,
+            detach: bool = False, remove: bool = False, stdout: bool = True,
+            stderr: bool = False, **kwargs: Any) -> Container | bytes:
         """docker-py's ``containers.run``: with ``detach`` the running Container; otherwise its
         output once it exits.
 
@@ -471,27 +674,159 @@ class ContainerCollection(Collection):
             container.start()
         except EngineError:
             if remove:
-                try:
+                with contextlib.suppress(EngineError):
                     container.remove(force=True)
-                except EngineError:
-                    pass
             raise
         if detach:
             return container
         code = container.wait()["StatusCode"]
         out = container.logs(stdout=stdout, stderr=stderr)
+        assert isinstance(out, bytes)
         if remove:
             container.remove(force=True)
         if code != 0:
             raise ContainerExit(code, f"container {container.name} exited with {code}: "
                                       f"{out[-200:].decode(errors='replace').strip()}")
-        return out  # type: ignore[return-value]
+        return out
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    if TYPE_CHECKING:
+        @overload
+        def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                     name: str | None = None, detach: Literal[True], locked: bool | None = None,
+                     stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                     stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                     tty_size: tuple[int, int] | None = None,
+                     on_created: Callable[[Container], None] | None = None) -> Container: ...
+
+        @overload
+        def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                     name: str | None = None, detach: Literal[False] = False,
+                     locked: bool | None = None, stdin: BinaryIO | None = None,
+                     stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+                     detach_keys: str | None = None, tty_size: tuple[int, int] | None = None,
+                     on_created: Callable[[Container], None] | None = None) -> int | None: ...
+
+    def run_from(self, config: Mapping[str, Any], host_config: Mapping[str, Any], *,
+                 name: str | None = None, detach: bool = False, locked: bool | None = None,
+                 stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+                 stderr: BinaryIO | None = None, detach_keys: str | None = None,
+                 tty_size: tuple[int, int] | None = None,
+                 on_created: Callable[[Container], None] | None = None
+                 ) -> Container | int | None:
+        """``docker run``: create, start and (unless ``detach``) stay attached through
+        dockerd's attach stream, as Docker's CLI does (see
+        :meth:`portside.engine.models.interface.ContainerCollection.run_from`)."""
+        container = self.create_from(config, host_config, name=name, locked=locked)
+        if on_created is not None:
+            on_created(container)
+        if detach:
+            try:
+                container.start()
+            except EngineError:
+                _remove_if_auto(container)
+                raise
+            return container
+        return self._foreground(container, stdin, stdout, stderr, start=True,
+                                detach_keys=detach_keys, tty_size=tty_size)
+
+    def start_attached(self, name: str, stdin: BinaryIO | None, stdout: BinaryIO,
+                       stderr: BinaryIO, *, detach_keys: str | None = None,
+                       tty_size: tuple[int, int] | None = None) -> int | None:
+        """``docker start -a [-i]``: start and stay attached, as :meth:`run_from` does."""
+        return self._foreground(self.get(name), stdin, stdout, stderr, start=True,
+                                detach_keys=detach_keys, tty_size=tty_size)
+
+    def _foreground(self, container: Container, stdin: BinaryIO | None,
+                    stdout: BinaryIO | None, stderr: BinaryIO | None, *, start: bool,
+                    detach_keys: str | None, tty_size: tuple[int, int] | None) -> int | None:
+        """Attach (then start), copy the output until it ends, feed ``stdin`` when the
+        container keeps standard input open; the exit status, or None when the caller
+        detached. An interrupt stops the container and is raised again."""
+        import threading
+
+        config = container._config()
+        tty = bool(config.get("Tty"))
+        interactive = stdin is not None and bool(config.get("OpenStdin"))
+        auto_remove = bool((container.attrs.get("HostConfig") or {}).get("AutoRemove"))
+        conn = container.attach_socket(stdin=interactive, detach_keys=detach_keys)
+        # asked before the start, as Docker's CLI asks: a container dockerd removes once it
+        # exits (--rm) must not be gone before its status is read
+        try:
+            status = container.wait_later("removed" if auto_remove else
+                                          ("next-exit" if start else "not-running"))
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            if start:
+                try:
+                    container.start()
+                except BaseException:
+                    status.close()  # type: ignore[attr-defined]
+                    _remove_if_auto(container)
+                    raise
+            if tty and tty_size:
+                with contextlib.suppress(EngineError):
+                    self.api.resize(container.id, height=tty_size[0], width=tty_size[1])
+            if interactive:
+                def feed() -> None:
+                    read = getattr(stdin, "read1", None) or stdin.read  # type: ignore[union-attr]
+                    try:
+                        for chunk in iter(lambda: read(65536), b""):
+                            conn.send(chunk)
+                    except (OSError, ValueError):
+                        pass
+                    conn.close_write()
+
+                threading.Thread(target=feed, name="portside-docker-stdin", daemon=True).start()
+            try:
+                for stream, data in conn.frames(tty):
+                    target = stderr if stream == "stderr" else stdout
+                    if target is not None:
+                        target.write(data)
+                        target.flush()
+            except KeyboardInterrupt:
+                # ^C, or a notebook's interrupt: stop the container (dockerd removes it with
+                # --rm) before giving the interrupt back
+                status.close()  # type: ignore[attr-defined]
+                with contextlib.suppress(EngineError):
+                    container.stop()
+                raise
+        finally:
+            conn.close()
+        if interactive and not _ended(container):
+            status.close()  # type: ignore[attr-defined]
+            return None  # detached (the detach keys): it runs on
+        return status()
+
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None
+              ) -> dict[str, Any]:
         """Remove every stopped container: ``{"ContainersDeleted", "SpaceReclaimed"}``."""
-        result = self.api.prune_containers(filters=filters or None)
+        result = self.api.prune_containers(filters=dict(filters) if filters else None)
         return {"ContainersDeleted": result.get("ContainersDeleted") or None,
                 "SpaceReclaimed": result.get("SpaceReclaimed") or 0}
+
+
+def _ended(container: Container) -> bool:
+    """Whether a container whose attach stream ended has stopped (or is gone): the stream of
+    one that exits may end a moment before dockerd records the exit."""
+    deadline = time.monotonic() + _DETACH_GRACE
+    while True:
+        try:
+            container.reload()
+        except NotFound:
+            return True
+        if container.status not in ("running", "paused", "restarting"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _remove_if_auto(container: Container) -> None:
+    if (container.attrs.get("HostConfig") or {}).get("AutoRemove"):
+        with contextlib.suppress(EngineError):
+            container.remove(force=True)
 
 
 def _gpu_request(gpus: str | int) -> dict:

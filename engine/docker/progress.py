@@ -161,7 +161,8 @@ class BuildTranslator:
         if text is None:
             status = doc.get("status")  # a FROM that pulls: the pull's own lines
             if status and self.step is not None:
-                self._emit(self._log(f"{doc.get('id') + ': ' if doc.get('id') else ''}{status}"))
+                ident = doc.get("id")
+                self._emit(self._log(f"{ident}: {status}" if ident else str(status)))
             return
         text = self._partial + str(text)
         lines = text.split("\n")

@@ -11,11 +11,13 @@ socket, the request written by hand and the answer's headers read up to their bl
 a byte further, so output the process writes at once is never lost in an HTTP reader's buffer
 (the SDK's ``socket=True`` path reads through one). Other hosts (TLS, SSH) go through the SDK.
 
-:class:`ExecProcess` is a command started by exec, with ``subprocess.Popen``'s interface
-(``stdin``/``stdout``/``stderr`` pipes, ``poll``, ``wait``, ``kill``), so whatever runs a
-process with pipes (the notebook's agent session, ``portside exec``) runs one in a Docker
-container unchanged. A thread splits the multiplexed output into a stdout pipe and a stderr
-pipe; ``stdin`` writes straight to the socket.
+:class:`ExecProcess` is a command started by exec: the model API's
+:class:`~portside.engine.models.interface.ExecStream` (``stdin``/``stdout``/``stderr`` as
+binary streams, ``poll``, ``wait``, ``kill``, ``signal``, ``close``; ``exec_run(...,
+socket=True)`` returns one), so whatever drives a process by its streams (the notebook's agent
+session, ``portside exec``) drives one in a Docker container unchanged. A thread splits the
+multiplexed output into a stdout pipe and a stderr pipe (real pipes: ``select`` works on them);
+``stdin`` writes straight to the socket.
 """
 
 from __future__ import annotations
@@ -223,6 +225,11 @@ class _SocketWriter:
     def fileno(self) -> int:
         return self._conn.fileno()
 
+    def read(self, n: int = -1, /) -> bytes:
+        raise OSError("the standard input of an exec is not readable")
+
+    read1 = read
+
     def write(self, data: bytes) -> int:
         self._conn.send(bytes(data))
         return len(data)
@@ -250,6 +257,10 @@ class ExecProcess:
     same name is a binary file (stdout and stderr are real pipes, so ``select`` works on them).
     ``returncode`` is set once the exec has ended (its status comes from ``exec inspect``).
     """
+
+    stdin: Any
+    stdout: Any
+    stderr: Any
 
     def __init__(self, container: Any, argv: list[str], *, user: str | None = None,
                  workdir: str | None = None, env: list[str] | None = None, tty: bool = False,
@@ -357,11 +368,11 @@ class ExecProcess:
             time.sleep(0.01)
 
     def wait(self, timeout: float | None = None) -> int:
+        """Block until the command ends; its exit status. Raises TimeoutError after
+        ``timeout`` seconds."""
         if self.returncode is None:
             if not self._ended.wait(timeout):
-                import subprocess
-
-                raise subprocess.TimeoutExpired(self.args, timeout)
+                raise TimeoutError(f"the exec did not end in {timeout:g} s")
             self._settle()
         return self.returncode  # type: ignore[return-value]
 
@@ -415,10 +426,29 @@ class ExecProcess:
         except EngineError:
             self._conn.close()
 
+    signal = send_signal
+
     def kill(self) -> None:
         import signal
 
         self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Close the streams and reap the command, killing it if it outlives 5 seconds."""
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        try:
+            self.wait(5)
+        except TimeoutError:
+            self.kill()
+            try:
+                self.wait(5)
+            except TimeoutError:
+                self._conn.close()
 
     def terminate(self) -> None:
         import signal

@@ -1,9 +1,9 @@
 """``info``, ``version``, ``system df``, ``events`` and ``system prune`` of a Docker Engine.
 
-``events`` follows dockerd's events API (``GET /events``) and yields portside's
-:class:`~portside.engine.events.Event`, the type the embedded engine's event log yields, so the
-CLI and the side panel's live updates read either the same way. ``system check`` verifies
-portside's own store and has no meaning for dockerd's: it raises ``Unsupported``.
+``events`` follows dockerd's events API (``GET /events``) and yields its documents, Docker's
+``events --format json`` shape, as the embedded engine's event log is read, so the CLI and the
+side panel's live updates read either the same way. ``system check`` verifies portside's own
+store and has no meaning for dockerd's: it raises ``Unsupported``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from typing import Any, Callable, Iterator, Mapping
 
 
 class System:
@@ -21,13 +21,13 @@ class System:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """dockerd's ``info`` document, with the context it came through."""
         data = dict(self.engine.api.info())
         data["Context"] = self.engine.context
         return data
 
-    def version(self) -> dict:
+    def version(self) -> dict[str, Any]:
         """``{"Client": portside, "Server": dockerd's version document}``."""
         import platform
 
@@ -42,7 +42,7 @@ class System:
                            "Context": self.engine.context},
                 "Server": server}
 
-    def df(self) -> list[dict]:
+    def df(self) -> list[dict[str, Any]]:
         """Docker's ``system df`` rows: images, containers, local volumes, build cache."""
         data = self.engine.api.df()
         images = data.get("Images") or []
@@ -74,7 +74,7 @@ class System:
                                         if not c.get("InUse"))})
         return rows
 
-    def check(self, *, repair: bool = False) -> list[str]:
+    def check(self, *, repair: bool = False) -> dict[str, list[str]]:
         raise self.engine.unsupported("system check", "it verifies portside's own store; "
                                                       "dockerd keeps its own")
 
@@ -89,19 +89,22 @@ class System:
         return result
 
     def events(self, *, since: float | None = None, until: float | None = None,
-               filters: dict[str, list[str]] | None = None,
-               stop: Callable[[], bool] | None = None) -> Iterator[Any]:
-        """dockerd's events as :class:`~portside.engine.events.Event`: those since ``since``
-        (default: from now on), until ``until`` (default: follow until ``stop()`` is true or
-        the iterator is closed)."""
-        from ..events import Event
+               filters: Mapping[str, list[str]] | None = None, follow: bool = False,
+               stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+        """dockerd's events, Docker's ``events --format json`` documents, oldest first: those
+        between ``since`` and ``until`` (default: now, or with ``follow`` until ``stop()`` is
+        true or the iterator is closed)."""
         from .errors import guarded_call, guarded_stream
 
         engine = self.engine
         client = engine.client
+        if until is None and not follow:
+            until = time.time()
         params: dict[str, Any] = {}
         if since is not None:
             params["since"] = f"{since:.9f}"
+        elif not follow:
+            return  # nothing asked for: no events before now are wanted
         if until is not None:
             params["until"] = f"{until:.9f}"
         if filters:
@@ -132,13 +135,13 @@ class System:
             finally:
                 res.close()
 
-        counter = 0
         for doc in guarded_stream(engine, docs()):
-            counter += 1
             actor = doc.get("Actor") or {}
-            when = doc.get("timeNano")
-            yield Event(counter, when / 1e9 if when else float(doc.get("time") or time.time()),
-                        doc.get("Type") or "", doc.get("Action") or doc.get("status") or "",
-                        actor.get("ID") or doc.get("id") or "",
-                        dict(actor.get("Attributes") or {}))
+            when = doc.get("timeNano") or int(float(doc.get("time") or time.time()) * 1e9)
+            yield {"Type": doc.get("Type") or "",
+                   "Action": doc.get("Action") or doc.get("status") or "",
+                   "Actor": {"ID": actor.get("ID") or doc.get("id") or "",
+                             "Attributes": dict(actor.get("Attributes") or {})},
+                   "scope": doc.get("scope", "local"), "time": int(when // 10**9),
+                   "timeNano": int(when), "id": actor.get("ID") or doc.get("id") or ""}
 

@@ -1,12 +1,15 @@
-"""Volumes of a Docker Engine, with the embedded engine's model API (dockerd's documents)."""
+"""Volumes of a Docker Engine, answering the model API (dockerd's documents)."""
 
 from __future__ import annotations
 
+import builtins
+
+from ..errors import NotFound
 from ..models.resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Mapping
 
 
 class Volume(Model):
@@ -26,7 +29,7 @@ class Volume(Model):
         self.collection.remove(self.name, force=force)
 
 
-def _filters(filters: dict[str, Any] | None) -> dict[str, list[str]] | None:
+def _filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
     if not filters:
         return None
     out: dict[str, list[str]] = {}
@@ -46,23 +49,24 @@ class VolumeCollection(Collection):
         return self.engine.api
 
     def create(self, name: str | None = None, driver: str = "local",
-               driver_opts: dict[str, str] | None = None,
-               labels: dict[str, str] | None = None) -> Volume:
+               driver_opts: Mapping[str, str] | None = None,
+               labels: Mapping[str, str] | None = None) -> Volume:
         return Volume(self.api.create_volume(name, driver=driver or "local",
-                                             driver_opts=driver_opts or None,
-                                             labels=labels or None), self)
+                                             driver_opts=dict(driver_opts or {}) or None,
+                                             labels=dict(labels or {}) or None), self)
 
     def get(self, name: str) -> Volume:
         return Volume(self.api.inspect_volume(name), self)
 
-    def list(self, filters: dict[str, Any] | None = None) -> list[Volume]:
+    def list(self, filters: Mapping[str, Any] | None = None) -> builtins.list[Volume]:
         docs = (self.api.volumes(filters=_filters(filters)) or {}).get("Volumes") or []
         return [Volume(doc, self) for doc in sorted(docs, key=lambda d: d["Name"])]
 
     def remove(self, name: str, force: bool = False) -> None:
         self.api.remove_volume(name, force=force)
 
-    def prune(self, all: bool = False, filters: dict[str, Any] | None = None) -> dict:
+    def prune(self, all: bool = False, filters: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
         """Unused anonymous volumes (``all``: unused named ones too, where dockerd knows the
         ``all`` filter, Docker >= 23; older daemons prune every unused volume anyway)."""
         wanted = _filters(filters) or {}
@@ -77,11 +81,20 @@ class VolumeCollection(Collection):
 
         return version_gte(self.engine.client.api_version, version)
 
-    def in_use(self) -> dict[str, list[str]]:
+    def in_use(self) -> dict[str, builtins.list[str]]:
         """``{volume name: [container ids]}`` for volumes some container uses."""
-        used: dict[str, list[str]] = {}
+        used: dict[str, builtins.list[str]] = {}
         for row in self.api.containers(all=True):
             for mount in row.get("Mounts") or []:
                 if mount.get("Type") == "volume" and mount.get("Name"):
                     used.setdefault(mount["Name"], []).append(row["Id"])
         return used
+
+    def size(self, name: str) -> int:
+        """Bytes its data takes on dockerd's host (``system df``'s ``UsageData``; -1 when
+        dockerd has not measured it). Raises NotFound."""
+        for doc in (self.api.df() or {}).get("Volumes") or []:
+            if doc.get("Name") == name:
+                return int((doc.get("UsageData") or {}).get("Size", -1))
+        self.get(name)  # NotFound when there is no such volume
+        raise NotFound(f"no size known for volume {name}")

@@ -255,4 +255,4 @@ def test_only_portsides_own_operations_are_refused_naming_the_context():
     with pytest.raises(E.Unsupported, match='image bootstrap is not available in context "box"'):
         ENGINE.images.bootstrap("busybox")
     with pytest.raises(E.Unsupported, match="SOURCE_DATE_EPOCH"):
-        ENGINE.builds.build("FROM busybox\n", None, source_date_epoch=0)
+        ENGINE.images.build("FROM busybox\n", None, source_date_epoch=0)

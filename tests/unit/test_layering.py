@@ -28,7 +28,7 @@ LOWER = ("engine/runtime", "engine/store", "engine/network", "engine/volumes", "
          "engine/process.py", "engine/lock.py", "engine/recipe.py", "engine/records.py",
          "engine/events.py", "engine/config.py", "engine/errors.py", "engine/listing.py",
          "engine/rootless", "engine/tarcompat.py")
-ABOVE = ("api", "models", "commands", "cli", "slurm", "remote", "reset")
+ABOVE = ("api", "models", "commands", "cli", "slurm", "remote", "reset", "docker", "contexts")
 
 
 def _files(places: tuple[str, ...]) -> list[Path]:
