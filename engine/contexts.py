@@ -5,6 +5,7 @@ state folder (``PORTSIDE_ROOT``); others are made with ``portside context create
 
     portside context create gpu-box --docker host=ssh://me@gpu-box
     portside context create local-docker --docker host=unix:///var/run/docker.sock
+    portside context create hpc --slurm partition=gpu,time=4:00:00,root=/scratch/ps/%n
     portside -c gpu-box ps            # one command
     portside context use gpu-box      # every command from now on (this user)
 
@@ -21,9 +22,18 @@ Contexts are stored per user under ``$XDG_CONFIG_HOME/portside/contexts/`` (defa
     current                                 the name chosen by ``context use``
 
 ``Endpoints`` says what kind of engine the context names: ``{"docker": {"Host": …,
-"SkipTLSVerify": …}}`` for a Docker Engine. Each kind has a factory in :data:`ENGINE_KINDS`
+"SkipTLSVerify": …}}`` for a Docker Engine, ``{"slurm": {"Options": "partition=gpu,…"}}`` for a
+Slurm cluster (:mod:`portside.engine.slurm`). Each kind has a factory in :data:`ENGINE_KINDS`
 that makes the engine object from the context's document; every engine object answers the same
 model API (``engine.containers``, ``engine.images``, …), so the fronts do not care which it is.
+Fronts get it through :func:`portside.engine.api.from_env` (``from_env(context=NAME)``), which
+calls :func:`engine_for`.
+
+A Slurm context also keeps state of its own on the client: the records of its containers (which
+job, which node), under ``$XDG_DATA_HOME/portside/contexts/<name>/`` (default
+``~/.local/share/portside/contexts/<name>/``, :func:`state_dir`). ``context rm`` refuses to
+forget a Slurm context whose containers are not removed yet (their jobs would be orphaned),
+unless forced.
 
 This module is read by every command (to know which engine to make), so it imports nothing
 heavy: selecting ``default`` costs one failed ``open``.
@@ -49,6 +59,7 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$")
 #: (``factory(doc, root=…)``); imported only when such a context is used.
 ENGINE_KINDS: dict[str, str] = {
     "docker": "portside.engine.docker:DockerEngine.from_context",
+    "slurm": "portside.engine.contexts:slurm_engine",
 }
 _HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
 _DOCKER_KEYS = ("host", "ca", "cert", "key", "skip-tls-verify")
@@ -60,6 +71,13 @@ def config_home() -> Path:
 
 def contexts_dir() -> Path:
     return config_home() / "portside" / "contexts"
+
+
+def state_dir(name: str) -> Path:
+    """Where a context's engine keeps state on this machine (a Slurm context's records):
+    ``$XDG_DATA_HOME/portside/contexts/<name>`` (default ``~/.local/share/…``)."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data) / "portside" / "contexts" / check_name(name)
 
 
 def _digest(name: str) -> str:
@@ -141,16 +159,20 @@ class ContextStore:
         return [default_context(root)] + sorted(docs, key=lambda d: d["Name"])
 
     # ------------------------------------------------------------------ writing
-    def create(self, name: str, *, docker: str | None = None, description: str = "",
-               endpoints: dict[str, Any] | None = None, from_: str | None = None) -> dict:
+    def create(self, name: str, *, docker: str | None = None, slurm: str | None = None,
+               description: str = "", endpoints: dict[str, Any] | None = None,
+               from_: str | None = None) -> dict:
         """Store a new context.
 
         Args:
             name: its name (Docker's rule; ``default`` is reserved).
             docker: Docker's ``--docker`` text: ``host=URL[,ca=FILE,cert=FILE,key=FILE,
                 skip-tls-verify=BOOL]``.
+            slurm: ``--slurm``'s text: ``partition=P,time=T,account=A,registry=HOST:PORT,
+                root=DIR,conf=SLURM_CONF`` (every key optional; see
+                :mod:`portside.engine.slurm.options`).
             description: free text shown by ``context ls``.
-            endpoints: the endpoints document as is (other kinds of engine, e.g. Slurm).
+            endpoints: the endpoints document as is.
             from_: copy the endpoints of this context.
 
         Raises:
@@ -163,8 +185,10 @@ class ContextStore:
         if self.meta_path(name).exists():
             raise AlreadyExists(f'context "{name}" already exists')
         tls_files: dict[str, Path] = {}
+        if docker is not None and slurm is not None:
+            raise InvalidArgument("a context names one engine: --docker or --slurm, not both")
         if from_ is not None:
-            if docker or endpoints:
+            if docker or slurm is not None or endpoints:
                 raise InvalidArgument("--from cannot be combined with endpoint options")
             source = self.get(from_)
             endpoints = dict(source["Endpoints"])
@@ -176,16 +200,24 @@ class ContextStore:
         elif docker is not None:
             endpoint, tls_files = parse_docker_endpoint(docker)
             endpoints = dict(endpoints or {}, docker=endpoint)
+        elif slurm is not None:
+            endpoints = dict(endpoints or {}, slurm=parse_slurm_endpoint(slurm))
         if not endpoints:
-            raise InvalidArgument("an endpoint is required: --docker host=URL")
+            raise InvalidArgument("an endpoint is required: --docker host=URL or "
+                                  "--slurm partition=…")
         doc = {"Name": name, "Metadata": {"Description": description} if description else {},
                "Endpoints": endpoints}
         self._write(name, doc, tls_files)
         return self.get(name)
 
-    def update(self, name: str, *, docker: str | None = None,
+    def update(self, name: str, *, docker: str | None = None, slurm: str | None = None,
                description: str | None = None) -> dict:
-        """Change a context's description or Docker endpoint (the other fields stay)."""
+        """Change a context's description or endpoint (the other fields stay). A context
+        names one kind of engine: ``docker`` for a Docker context, ``slurm`` for a Slurm one.
+
+        Raises:
+            InvalidArgument: a bad endpoint, or one of the other kind.
+        """
         if name == DEFAULT:
             raise InvalidArgument(f'context "{DEFAULT}" cannot be updated')
         doc = self.get(name)
@@ -194,9 +226,15 @@ class ContextStore:
             meta["Description"] = description
         endpoints = dict(doc["Endpoints"])
         tls_files: dict[str, Path] | None = None
+        for flag, value, kind in (("--docker", docker, "docker"), ("--slurm", slurm, "slurm")):
+            if value is not None and endpoints and kind not in endpoints:
+                raise InvalidArgument(f'context "{name}" is not a {kind.capitalize()} '
+                                      f"context: {flag} does not apply")
         if docker is not None:
             endpoint, tls_files = parse_docker_endpoint(docker)
             endpoints["docker"] = endpoint
+        if slurm is not None:
+            endpoints["slurm"] = parse_slurm_endpoint(slurm)
         self._write(name, {"Name": name, "Metadata": meta, "Endpoints": endpoints}, tls_files)
         return self.get(name)
 
@@ -230,12 +268,14 @@ class ContextStore:
         os.replace(tmp, path)
 
     def remove(self, name: str, *, force: bool = False) -> None:
-        """Remove a context. The one in use needs ``force`` (and ``default`` is used after).
+        """Remove a context. The one in use needs ``force`` (and ``default`` is used after);
+        so does a Slurm context that still has containers (its records of them go with it).
 
         Raises:
             InvalidArgument: ``default`` cannot be removed.
             NotFound: no such context.
-            Conflict: it is the current context and ``force`` is not given.
+            Conflict: it is the current context, or a Slurm context with containers, and
+                ``force`` is not given.
         """
         import shutil
 
@@ -246,10 +286,18 @@ class ContextStore:
         current = self.current()
         if current == name and not force:
             raise Conflict(f'context "{name}" is in use, set -f flag to force remove')
+        state = state_dir(name)
+        if not force and "slurm" in self.get(name)["Endpoints"]:
+            held = _slurm_containers(state)
+            if held:
+                raise Conflict(f'context "{name}" still has containers ({", ".join(held)}): '
+                               f"remove them first (portside -c {name} rm -f …), or set -f "
+                               "to forget them (their jobs run on until Slurm ends them)")
         if current == name:
             self.use(DEFAULT)
         shutil.rmtree(self.meta_path(name).parent, ignore_errors=True)
         shutil.rmtree(self.tls_path(name), ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
 
     def use(self, name: str) -> None:
         """Make ``name`` the current context of this user. Raises NotFound."""
@@ -307,6 +355,36 @@ def parse_docker_endpoint(text: str) -> tuple[dict[str, Any], dict[str, Path]]:
     if ("cert" in tls) != ("key" in tls):
         raise InvalidArgument("docker endpoint: cert and key go together")
     return endpoint, tls
+
+
+def parse_slurm_endpoint(text: str) -> dict[str, Any]:
+    """``--slurm``'s value → the endpoint document ``{"Options": "partition=gpu,…"}`` (the
+    text in its normal form). Raises InvalidArgument (see
+    :func:`portside.engine.slurm.options.parse_options`)."""
+    from .slurm.options import parse_options
+
+    return {"Options": parse_options(text).to_text()}
+
+
+def slurm_engine(doc: dict[str, Any]) -> Any:
+    """The engine object of a stored Slurm context (:data:`ENGINE_KINDS`'s factory): a
+    :class:`~portside.engine.slurm.engine.SlurmEngine` on the context's options, keeping its
+    records in :func:`state_dir`, its images in the local engine (``PORTSIDE_ROOT``)."""
+    from .slurm.engine import SlurmEngine
+    from .slurm.options import parse_options
+
+    options = parse_options(doc["Endpoints"]["slurm"].get("Options") or "")
+    return SlurmEngine(options, state_dir(doc["Name"]), name=doc["Name"])
+
+
+def _slurm_containers(state: Path) -> list[str]:
+    """Names of the containers a Slurm context's records still hold (none when it has no
+    records yet)."""
+    if not state.is_dir():
+        return []
+    from .slurm.records import RecordStore
+
+    return sorted(rec["Name"] for rec in RecordStore(state).list())
 
 
 def default_context(root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -379,6 +457,8 @@ def endpoint_of(name: str, *, store: ContextStore | None = None) -> str | None:
     endpoints = (store or ContextStore()).get(name)["Endpoints"]
     if "docker" in endpoints:
         return endpoints["docker"].get("Host")
+    if "slurm" in endpoints:
+        return "slurm: " + (endpoints["slurm"].get("Options") or "Slurm's defaults")
     return None
 
 

@@ -24,10 +24,15 @@ def _store():
     return ContextStore()
 
 
+_SLURM_HELP = ("a Slurm cluster: partition=P[,time=T][,account=A][,registry=HOST:PORT]"
+               "[,root=DIR (%%n: the node's name)][,conf=SLURM_CONF]")
+
+
 def _create_args(p):
     p.add_argument("--description", default="", help="description of the context")
     p.add_argument("--docker", help="set the docker endpoint: host=URL[,ca=,cert=,key=,"
                                     "skip-tls-verify=]")
+    p.add_argument("--slurm", help=_SLURM_HELP)
     p.add_argument("--from", dest="from_", metavar="CONTEXT",
                    help="create the context from an existing one")
     p.add_argument("name", metavar="CONTEXT")
@@ -36,10 +41,14 @@ def _create_args(p):
 @command("create", "Create a context", group="context")
 @arguments(_create_args)
 def create(ctx: Context, args):
-    if args.docker is None and args.from_ is None:
-        raise InvalidArgument("context create: --docker host=URL (or --from CONTEXT) is required")
-    doc = _store().create(args.name, docker=args.docker, description=args.description,
-                          from_=args.from_)
+    if args.docker is None and args.slurm is None and args.from_ is None:
+        raise InvalidArgument("context create: --docker host=URL, --slurm partition=… (or "
+                              "--from CONTEXT) is required")
+    description = args.description
+    if args.slurm is not None and not description:
+        description = "Slurm cluster"
+    doc = _store().create(args.name, docker=args.docker, slurm=args.slurm,
+                          description=description, from_=args.from_)
     ctx.print(args.name)
     ctx.err.write(f'Successfully created context "{args.name}"\n')
     return doc
@@ -51,13 +60,17 @@ def _ls_args(p):
 
 
 def ls_rows(current: str) -> list[dict]:
-    """One row per context, Docker's fields (``Current`` marks the one in use)."""
+    """One row per context, Docker's fields (``Current`` marks the one in use), plus
+    ``SlurmEndpoint`` (a Slurm context's options)."""
     rows = []
     for doc in _store().list():
         docker = doc["Endpoints"].get("docker") or {}
+        slurm = doc["Endpoints"].get("slurm")
         rows.append({"Name": doc["Name"], "Current": doc["Name"] == current,
                      "Description": doc["Metadata"].get("Description", ""),
-                     "DockerEndpoint": docker.get("Host", ""), "Error": ""})
+                     "DockerEndpoint": docker.get("Host", ""),
+                     "SlurmEndpoint": (slurm.get("Options") or "") if slurm else "",
+                     "Error": ""})
     return rows
 
 
@@ -134,15 +147,18 @@ def _update_args(p):
     p.add_argument("--description", help="description of the context")
     p.add_argument("--docker", help="set the docker endpoint: host=URL[,ca=,cert=,key=,"
                                     "skip-tls-verify=]")
+    p.add_argument("--slurm", help=_SLURM_HELP)
     p.add_argument("name", metavar="CONTEXT")
 
 
 @command("update", "Update a context", group="context")
 @arguments(_update_args)
 def update(ctx: Context, args):
-    if args.docker is None and args.description is None:
-        raise InvalidArgument("context update: nothing to change (--docker or --description)")
-    doc = _store().update(args.name, docker=args.docker, description=args.description)
+    if args.docker is None and args.slurm is None and args.description is None:
+        raise InvalidArgument("context update: nothing to change (--docker, --slurm or "
+                              "--description)")
+    doc = _store().update(args.name, docker=args.docker, slurm=args.slurm,
+                          description=args.description)
     ctx.print(args.name)
     ctx.err.write(f'Successfully updated context "{args.name}"\n')
     return doc
@@ -150,7 +166,8 @@ def update(ctx: Context, args):
 
 def _rm_args(p):
     p.add_argument("-f", "--force", action="store_true",
-                   help="force the removal of a context in use")
+                   help="force the removal of a context in use (or of a Slurm context that "
+                        "still has containers)")
     p.add_argument("names", nargs="+", metavar="CONTEXT")
 
 
@@ -176,7 +193,8 @@ def _copy_args(p):
 @command("copy", "Copy images from one context's engine to another's", group="image")
 @arguments(_copy_args)
 def copy(ctx: Context, args):
-    from ..contexts import engine_for, selected
+    from ..api import from_env
+    from ..contexts import selected
 
     here = selected(getattr(args, "context", None))
     source_name, target_name = args.from_ or here, args.to or here
@@ -184,8 +202,8 @@ def copy(ctx: Context, args):
         raise InvalidArgument(f'image copy: --from and --to name the same context '
                               f'("{source_name}")')
     root = getattr(args, "root", None)
-    source = engine_for(source_name, root=root if source_name == "default" else None)
-    target = engine_for(target_name, root=root if target_name == "default" else None)
+    source = from_env(root=root if source_name == "default" else None, context=source_name)
+    target = from_env(root=root if target_name == "default" else None, context=target_name)
     try:
         for name in args.images:  # a missing image fails before anything moves
             source.images.get(name)

@@ -159,7 +159,8 @@ def test_commands_print_what_docker_prints(home):
     code, out, _ = run("context", "ls", "--format", "json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows[1] == {"Name": "box", "Current": True, "Description": "a box",
-                       "DockerEndpoint": "unix:///run/box.sock", "Error": ""}
+                       "DockerEndpoint": "unix:///run/box.sock", "SlurmEndpoint": "",
+                       "Error": ""}
     code, out, _ = run("context", "ls", "-q")
     assert out == "default\nbox\n"
     code, out, _ = run("context", "show")
@@ -207,3 +208,84 @@ def test_the_default_context_costs_no_import(home):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=dict(os.environ)).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- Slurm contexts
+@pytest.fixture
+def data_home(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_a_slurm_context_is_stored_in_its_normal_form(home, data_home):
+    code, out, err = run("context", "create", "hpc", "--slurm",
+                         " partition = gpu ,time=4:00:00,root=/scratch/ps/%n")
+    assert (code, out, err) == (0, "hpc\n", 'Successfully created context "hpc"\n')
+    doc = contexts.ContextStore().get("hpc")
+    assert doc["Endpoints"] == {"slurm": {"Options": "partition=gpu,time=4:00:00,"
+                                                     "root=/scratch/ps/%n"}}
+    assert doc["Metadata"] == {"Description": "Slurm cluster"}
+    code, out, _ = run("context", "ls", "--format", "{{.Name}} {{.SlurmEndpoint}}")
+    assert out.splitlines()[1] == "hpc partition=gpu,time=4:00:00,root=/scratch/ps/%n"
+    assert contexts.kind_of("hpc") == "slurm" and contexts.kind_of("default") == "portside"
+    assert contexts.endpoint_of("hpc") == "slurm: partition=gpu,time=4:00:00,root=/scratch/ps/%n"
+    code, _, _ = run("context", "update", "hpc", "--slurm", "partition=cpu")
+    assert code == 0 and contexts.ContextStore().get("hpc")["Endpoints"] == \
+        {"slurm": {"Options": "partition=cpu"}}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--slurm", "partition=gpu,colour=red"], "--slurm: unknown key 'colour'"),
+    (["--slurm", "time=soon"], "--slurm: time must be Slurm's time format"),
+    (["--slurm", "root=relative/%n"], "--slurm: root must be an absolute path"),
+    (["--slurm", "partition=gpu", "--docker", "host=unix:///x.sock"],
+     "a context names one engine: --docker or --slurm, not both"),
+])
+def test_a_bad_slurm_context_is_one_line_and_nothing_stored(home, data_home, argv, message):
+    code, out, err = run("context", "create", "hpc", *argv)
+    assert code == 125 and out == "" and err.startswith(message), err
+    assert not contexts.ContextStore().exists("hpc")
+
+
+def test_an_endpoint_of_the_other_kind_is_refused(home, data_home):
+    store = contexts.ContextStore()
+    store.create("hpc", slurm="partition=gpu")
+    store.create("box", docker="host=unix:///x.sock")
+    with pytest.raises(InvalidArgument, match='context "hpc" is not a Docker context'):
+        store.update("hpc", docker="host=unix:///y.sock")
+    with pytest.raises(InvalidArgument, match='context "box" is not a Slurm context'):
+        store.update("box", slurm="partition=cpu")
+
+
+def test_a_slurm_context_yields_a_slurm_engine(home, data_home):
+    """``from_env(context=…)`` is how every front gets the engine: a SlurmEngine on the
+    context's options, its records in this user's data folder, nothing asked of Slurm yet."""
+    from portside.engine.api import from_env
+    from portside.engine.slurm.engine import SlurmEngine
+
+    contexts.ContextStore().create("hpc", slurm="partition=gpu,time=10:00,account=lab")
+    engine = from_env(context="hpc")
+    assert isinstance(engine, SlurmEngine) and engine.name == "hpc"
+    assert (engine.options.partition, engine.options.time, engine.options.account) == \
+        ("gpu", "10:00", "lab")
+    assert engine.records.dir == data_home / "portside" / "contexts" / "hpc"
+    assert not engine.records.dir.exists()  # made when a container is
+    with pytest.raises(InvalidArgument, match='--root applies to the "default" context only'):
+        from_env(root="/tmp/x", context="hpc")
+    engine.close()
+
+
+def test_removing_a_slurm_context_with_containers_needs_force(home, data_home):
+    from portside.engine.slurm.records import RecordStore
+
+    store = contexts.ContextStore()
+    store.create("hpc", slurm="partition=gpu")
+    records = RecordStore(contexts.state_dir("hpc"))
+    with records.lock():
+        records.save({"Id": "a" * 64, "Name": "exp", "Created": 1.0})
+    with pytest.raises(Conflict, match=r'context "hpc" still has containers \(exp\): remove '
+                                       r"them first \(portside -c hpc rm -f …\)"):
+        store.remove("hpc")
+    assert store.exists("hpc") and records.list()
+    store.remove("hpc", force=True)
+    assert not store.exists("hpc") and not contexts.state_dir("hpc").exists()
