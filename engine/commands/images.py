@@ -221,6 +221,9 @@ def _top_inspect_args(p):
 @arguments(_top_inspect_args)
 def inspect(ctx: Context, args):
     inspectors = INSPECTORS + [("image", lambda eng, n: eng.images.get(n).attrs)]
+    if args.size:  # a container's document then has SizeRw and SizeRootFs, as Docker's
+        inspectors = [("container", lambda eng, n: eng.containers.get(n, size=True).attrs)
+                      if kind == "container" else (kind, fn) for kind, fn in inspectors]
     if args.type:
         inspectors = [i for i in inspectors if i[0] == args.type]
         if not inspectors:
