@@ -155,6 +155,49 @@ def test_stdin_and_stderr_of_a_foreground_run(tools):
     assert both(tools, scenario) == (4, "piped\n", "to-err\n")
 
 
+def test_start_attached_and_exec_with_stdin_agree(tools):
+    """``start -a -i`` and ``exec -i`` feed standard input through dockerd's attach and exec
+    streams, as Docker's CLI does; ``run -t`` gives the container a terminal."""
+    def scenario(t: Tool) -> tuple:
+        t("create", "-i", "--name", "fed", BUSYBOX, "sh", "-c", "tr a-z A-Z; exit 6")
+        try:
+            started = t("start", "-a", "-i", "fed", input=b"hello\n", check=False)
+            t("run", "-d", "--name", "execd", BUSYBOX, "sleep", "600")
+            execd = t("exec", "-i", "execd", "sh", "-c", "wc -c; echo e >&2",
+                      input=b"x" * 100_000, check=False)
+            tty = t("run", "--rm", "-t", BUSYBOX, "sh", "-c", "test -t 1 && echo tty")
+        finally:
+            t("rm", "-f", "fed", "execd", check=False)
+        return ((started.returncode, started.out, started.err),
+                (execd.returncode, execd.out.strip(), execd.err), tty.out)
+
+    assert both(tools, scenario) == ((6, "HELLO\n", ""), (0, "100000", "e\n"), "tty\r\n")
+
+
+def test_sizes_and_stop_signal_in_a_docker_context(tools):
+    """``ps -s`` and ``inspect -s`` ask dockerd for sizes; ``stop -s SIG`` (which dockerd's
+    API takes from 1.42 only, and Docker's 20.10 CLI lacks) sends SIG, then stops."""
+    portside, docker = tools
+    portside("run", "-d", "--name", "sized", BUSYBOX, "sh", "-c",
+             "trap 'echo got USR1; exit 0' USR1; head -c 5000 /dev/zero > /file; "
+             "while :; do sleep 0.1; done")
+    try:
+        assert wait_for(lambda: portside("exec", "sized", "test", "-f", "/file",
+                                         check=False).returncode == 0)
+        doc = json.loads(portside("inspect", "-s", "sized").out)[0]
+        assert doc["SizeRw"] == json.loads(docker("inspect", "-s", "sized").out)[0]["SizeRw"]
+        assert doc["SizeRw"] >= 5000
+        size = portside("ps", "-s", "--format", "{{.Names}} {{.Size}}").out.split()
+        assert size[0] == "sized" and size[1].endswith("kB")
+        started = time.monotonic()
+        assert portside("stop", "-s", "USR1", "-t", "20", "sized").out == "sized\n"
+        assert time.monotonic() - started < 10  # the signal ended it, not the time-out
+        assert portside("logs", "sized").out == "got USR1\n"
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", "sized").out == "0\n"
+    finally:
+        portside("rm", "-f", "sized")
+
+
 # ------------------------------------------------------------------------------------ volumes
 def volumes(t: Tool, tmp: Path) -> dict:
     seen: dict = {}
@@ -341,10 +384,14 @@ def test_save_and_load_between_portside_and_docker(tools, docker_ctx, tmp_path):
     assert docker_ctx.local("run", "--rm", "fromlocal:1", "echo", "ran locally").out == \
         "ran locally\n"
     docker("rmi", "fromlocal:1")
-    docker_ctx.local("image", "copy", "--to", docker_ctx.name, "fromlocal:1")
+    copied = docker_ctx.local("image", "copy", "--from", "default", "--to", docker_ctx.name,
+                              "fromlocal:1")
+    assert copied.out == f"Copied fromlocal:1 ({busybox_id[7:19]}) from default to " \
+                         f"{docker_ctx.name}\n"
     assert docker("run", "--rm", "fromlocal:1", "echo", "back").out == "back\n"
     docker("rmi", "fromlocal:1")
     docker_ctx.local("rmi", "fromlocal:1")
+    # --from defaults to the current context (here: default)
     missing = docker_ctx.local("image", "copy", "--to", docker_ctx.name, "absent:1",
                                check=False)
     assert (missing.returncode, missing.err.strip()) == (125, "Error: No such image: absent:1")
