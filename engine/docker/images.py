@@ -274,7 +274,7 @@ class ImageCollection(Collection):
                                       all_tags=all_tags, stream=True, decode=True,
                                       platform=platform), progress)
         if all_tags:
-            return self.list(name=repo)
+            return self.list(filters={"reference": [repo]})
         return self.get(name if tag else f"{repo}:latest")
 
     def push(self, name: str, *, progress: Callable[[Any], None] | None = None,

@@ -217,6 +217,53 @@ def test_a_taken_port_is_a_conflict(engine):
         net.remove()
 
 
+def test_a_foreground_run_feeds_stdin_and_the_caller_may_detach(engine):
+    """``run_from`` over dockerd's attach stream: standard input reaches the container; with a
+    terminal (dockerd reads the detach keys only then, as for Docker's CLI) the detach keys
+    leave it running and return None; ``attach`` then follows it to its end."""
+    import contextlib
+    import os
+    import threading
+
+    cfg = {"Image": BUSYBOX, "Cmd": ["sh", "-c", "read line; echo got $line; read more; "
+                                     "echo then $more; exit 3"],
+           "OpenStdin": True, "AttachStdin": True, "Tty": True}
+    r, w = os.pipe()
+    out = io.BytesIO()
+    result: dict = {}
+    try:
+        with os.fdopen(r, "rb", buffering=0) as stdin, \
+                os.fdopen(w, "wb", buffering=0) as feed:
+            runner = threading.Thread(target=lambda: result.setdefault(
+                "code", engine.containers.run_from(cfg, {}, name="fed", stdin=stdin,
+                                                   stdout=out, stderr=io.BytesIO(),
+                                                   tty_size=(24, 80))))
+            runner.start()
+            feed.write(b"one\n")
+            wait_for(lambda: b"got one" in out.getvalue(), what="the first line echoed")
+            feed.write(b"\x10\x11")  # ctrl-p ctrl-q: Docker's detach keys
+            runner.join(20)
+            assert not runner.is_alive() and result["code"] is None
+        ctr = engine.containers.get("fed")
+        assert ctr.status == "running"
+        assert ctr.exec_run("stty -F /proc/1/fd/0 size") == (0, b"24 80\n")  # resized
+        # (dockerd ends a terminal's attach stream when its input ends, as for Docker's CLI:
+        # the input stays open until the container has answered)
+        again = io.BytesIO()
+        r, w = os.pipe()
+        with os.fdopen(r, "rb", buffering=0) as stdin, \
+                os.fdopen(w, "wb", buffering=0) as feed:
+            attached = threading.Thread(target=lambda: result.__setitem__(
+                "again", ctr.attach(stdin, again, io.BytesIO())))
+            attached.start()
+            feed.write(b"two\n")
+            attached.join(20)
+        assert result["again"] == 3 and b"then two" in again.getvalue()
+    finally:
+        with contextlib.suppress(E.NotFound):
+            engine.containers.get("fed").remove(force=True)
+
+
 # ---------------------------------------------------------------------------- images
 def test_image_listing_tags_history_and_removal(engine, docker_ctx):
     image = engine.images.get(BUSYBOX)
@@ -294,6 +341,17 @@ def test_pull_and_push_through_a_local_registry(engine, tmp_path):
                    if not hasattr(e, "phase"))
         with pytest.raises(E.NotFound):
             engine.images.pull(f"{registry.host}/tests/absent:1")
+        # every tag of the repository (pull -a)
+        other = f"{registry.host}/tests/busybox:2"
+        engine.images.tag(BUSYBOX, other)
+        engine.images.push(other)
+        for ref in (name, other):
+            engine.images.remove(ref)
+        with pytest.raises(E.InvalidArgument, match="tag can't be used with --all-tags"):
+            engine.images.pull(name, all_tags=True)
+        pulled_all = engine.images.pull(f"{registry.host}/tests/busybox", all_tags=True)
+        assert sorted(t for i in pulled_all for t in i.tags) == [name, other]
+        engine.images.remove(other)
         engine.images.remove(name)
     finally:
         registry.stop()
