@@ -12,7 +12,7 @@ import time
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator, Mapping
+    from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence
 
 
 class System:
@@ -77,6 +77,21 @@ class System:
     def check(self, *, repair: bool = False) -> dict[str, list[str]]:
         raise self.engine.unsupported("system check", "it verifies portside's own store; "
                                                       "dockerd keeps its own")
+
+    def reset(self) -> dict[str, Any]:
+        raise self.engine.unsupported("system reset", "it empties portside's own store; "
+                                                      "dockerd's is Docker's to manage")
+
+    def migrate(self) -> dict[str, Any]:
+        raise self.engine.unsupported("system migrate", "it concerns portside's rootless "
+                                                        "namespaces")
+
+    def unshare(self, argv: Sequence[str], *, stdin: BinaryIO | None = None,
+                stdout: BinaryIO | None = None, stderr: BinaryIO | None = None) -> int:
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument(f'unshare: context "{self.engine.context}" is a Docker Engine: '
+                              "there is no user namespace of portside's to enter")
 
     def prune(self, *, all: bool = False, volumes: bool = False) -> dict:
         """``system prune``: stopped containers, unused networks, dangling (``all``: unused)

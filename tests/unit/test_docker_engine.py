@@ -256,3 +256,14 @@ def test_only_portsides_own_operations_are_refused_naming_the_context():
         ENGINE.images.bootstrap("busybox")
     with pytest.raises(E.Unsupported, match="SOURCE_DATE_EPOCH"):
         ENGINE.images.build("FROM busybox\n", None, source_date_epoch=0)
+    for call, what in ((lambda: ENGINE.system.reset(), "system reset"),
+                       (lambda: ENGINE.system.migrate(), "system migrate"),
+                       (lambda: ENGINE.images.lock(["busybox"]), "lock"),
+                       (lambda: ENGINE.images.diff("a", "b"), "image diff"),
+                       (lambda: ENGINE.images.build("FROM busybox\n", None, locked=True),
+                        r"the lock \(--locked, portside.lock\)"),
+                       (lambda: ENGINE.builds.cache_entries(), "the build cache's entries")):
+        with pytest.raises(E.Unsupported, match=f'^{what} is not available in context "box"'):
+            call()
+    with pytest.raises(E.InvalidArgument, match='unshare: context "box" is a Docker Engine'):
+        ENGINE.system.unshare(["id"])
