@@ -282,6 +282,7 @@ class ContainerMagics(Magics):
             engine = one_off = from_env(root=args.root, context=args.context or "default")
         else:
             engine = self.engine
+            args.context = self.context_name  # what a command that asks (image copy) sees
         try:
             return self._run_parsed(args, engine)
         finally:

@@ -202,8 +202,14 @@ def copy(ctx: Context, args):
         raise InvalidArgument(f'image copy: --from and --to name the same context '
                               f'("{source_name}")')
     root = getattr(args, "root", None)
-    source = from_env(root=root if source_name == "default" else None, context=source_name)
-    target = from_env(root=root if target_name == "default" else None, context=target_name)
+
+    def engine_of(name: str):
+        # the command's own engine for the context it runs in (the program's, rootless too)
+        if name == here and getattr(ctx, "engine", None) is not None:
+            return ctx.engine
+        return from_env(root=root if name == "default" else None, context=name)
+
+    source, target = engine_of(source_name), engine_of(target_name)
     try:
         for name in args.images:  # a missing image fails before anything moves
             source.images.get(name)
