@@ -15,7 +15,10 @@ def podman(tmp_path: Path):
     base = tmp_path / "podman"
     # podman refuses a runroot path longer than 50 characters
     runroot = Path(tempfile.mkdtemp(prefix="pspod-", dir="/tmp"))
-    args = ["podman", "--root", str(base / "root"), "--runroot", str(runroot),
+    # runc, as in the rest of the suite: with crun installed podman would choose it, and crun
+    # refuses a v1/v2 hybrid cgroup host such as this one
+    args = ["podman", "--runtime", "runc",
+            "--root", str(base / "root"), "--runroot", str(runroot),
             "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
             "--tmpdir", str(base / "tmp")]
 
