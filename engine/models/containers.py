@@ -704,7 +704,8 @@ class ContainerCollection(Collection):
         paths = self.store.paths(rec.id)
         try:
             image = self.engine.image_store.get(rec.image_id)
-            lowers = ":".join(str(p) for p in self.engine.image_store.rootfs_lowers(image))
+            lowers = ":".join(str(p) for p in [paths.init,  # Docker's <id>-init layer comes first
+                                               *self.engine.image_store.rootfs_lowers(image)])
         except NotFound:
             lowers = ""
         return {"LowerDir": lowers, "UpperDir": str(paths.upper), "MergedDir": str(paths.rootfs),

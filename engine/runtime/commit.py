@@ -55,8 +55,7 @@ def _is_whiteout(st: os.stat_result) -> bool:
 def diff(lc: Lifecycle, rec: ContainerRecord) -> list[tuple[str, str]]:
     """Docker's ``diff``: ``[(kind, path)]`` with kind ``A``, ``C`` or ``D``, sorted by path."""
     upper = lc.paths(rec).upper
-    image = lc.image_store.get(rec.image_id)
-    lowers = lc.image_store.rootfs_lowers(image)
+    lowers = lc.lowers(rec)  # the init layer too: a removed /etc/mtab is a deletion, as Docker says
     skip = set(_ENGINE_PATHS) | {m.get("Destination", "") for m in rec.mounts}
     out: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(upper):

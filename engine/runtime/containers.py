@@ -13,8 +13,9 @@ engine's SQLite database and holds Docker's three documents as JSON:
   every verb.
 
 The folder ``<root>/containers/<id>/`` holds the OCI bundle (``bundle/config.json``), the overlay's
-``upper/`` and ``work/`` directories, the ``rootfs/`` mount point, the JSON log, the exit file the
-monitor writes, and the ``hostname``/``hosts``/``resolv.conf`` files bind-mounted into the container.
+``upper/`` and ``work/`` directories, Docker's init layer (``init/``, see :mod:`.initlayer`), the
+``rootfs/`` mount point, the JSON log, the exit file the monitor writes, and the
+``hostname``/``hosts``/``resolv.conf`` files bind-mounted into the container.
 
 Unix socket paths must be shorter than 108 bytes, and a state root can be long (a test's temporary
 folder), so the monitor's sockets live in a *run folder* that is always short:
@@ -161,6 +162,11 @@ class ContainerPaths:
         return self.dir / "work"
 
     @property
+    def init(self) -> Path:
+        """Docker's init layer (``/etc/mtab``), the topmost lower dir (see :mod:`.initlayer`)."""
+        return self.dir / "init"
+
+    @property
     def log(self) -> Path:
         return self.dir / "log.json"
 
@@ -290,6 +296,9 @@ class ContainerStore:
             for d in (paths.dir, paths.bundle, paths.rootfs, paths.upper, paths.work):
                 d.mkdir(parents=True, exist_ok=True)
             os.chmod(paths.dir, 0o710)
+            from .initlayer import prepare
+
+            prepare(paths.init)
             conn.execute(
                 "INSERT INTO containers (id, name, image_id, created, config, host_config, state, "
                 "monitor_pid, mounts, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

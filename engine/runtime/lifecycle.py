@@ -296,17 +296,24 @@ class Lifecycle:
 
     # ---- rootfs ------------------------------------------------------------------------------
 
+    def lowers(self, rec: ContainerRecord) -> list[Path]:
+        """The container's read-only layers, topmost first: its init layer (Docker's
+        ``/etc/mtab``, see :mod:`.initlayer`), then the image's layers.
+
+        Raises:
+            NotFound: the image is gone.
+        """
+        from .initlayer import prepare
+
+        image = self.image_store.get(rec.image_id)
+        return [prepare(self.paths(rec).init), *self.image_store.rootfs_lowers(image)]
+
     def mount_rootfs(self, rec: ContainerRecord) -> Path:
-        """Mount the container's overlay (image layers + its upper dir) on ``rootfs/``."""
+        """Mount the container's overlay (init layer, image layers, its upper dir) on ``rootfs/``."""
         paths = self.paths(rec)
         if _mounted(paths.rootfs):
             return paths.rootfs
-        image = self.image_store.get(rec.image_id)
-        lowers = self.image_store.rootfs_lowers(image)
-        if not lowers:
-            empty = paths.dir / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [empty]
+        lowers = self.lowers(rec)
         for d in (paths.upper, paths.work, paths.rootfs):
             d.mkdir(parents=True, exist_ok=True)
         self.mounter.mount_overlay(lowers, paths.upper, paths.work, paths.rootfs)

@@ -326,3 +326,28 @@ def test_a_restarted_run_that_ends_at_once_cleans_up_after_itself(ctr, portside_
         fg_engine.close()
         other.close()
     ctr("rm", "-f", "fg2")
+
+
+def test_etc_mtab_comes_from_dockers_init_layer(ctr, tmp_path):
+    # Docker's init layer: /etc/mtab links to /proc/mounts in every container, yet it is no
+    # change of the container's (diff, commit) and no part of any image; export writes it.
+    import tarfile
+
+    out = ctr("run", "--name", "mt", "--network", "none", "busybox", "sh", "-c",
+              "readlink /etc/mtab; grep -c ' / overlay ' /etc/mtab; echo x > /made").out
+    assert out.split() == ["/proc/mounts", "1"]
+    assert ctr("diff", "mt").out.splitlines() == ["A /made"]
+    ctr("commit", "mt", "mtab:1")
+    ctr("save", "-o", str(tmp_path / "img.tar"), "mtab:1")
+    with tarfile.open(tmp_path / "img.tar") as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))
+        top = tf.extractfile(manifest[0]["Layers"][-1])
+        with tarfile.open(fileobj=top) as layer:
+            assert layer.getnames() == ["made"]
+    ctr("export", "-o", str(tmp_path / "fs.tar"), "mt")
+    with tarfile.open(tmp_path / "fs.tar") as tf:
+        mtab = tf.getmember("etc/mtab")
+        assert mtab.issym() and mtab.linkname == "/proc/mounts"
+    # a container that removes it has a deletion to show, as under Docker
+    ctr("run", "--name", "rm-mtab", "--network", "none", "busybox", "rm", "/etc/mtab")
+    assert ctr("diff", "rm-mtab").out.splitlines() == ["C /etc", "D /etc/mtab"]
