@@ -31,9 +31,13 @@ through it (:func:`enforce`), and any drift is one-line error that says what cha
     portside.lock pins exp:1 to sha256:4f1c2a9b0e11, but the Dockerfile changed
     (sha256:77e2… → sha256:91aa…)
 
-Build inputs come from the labels every build writes (:mod:`portside.engine.builder.builder`):
-``io.portside.build.dockerfile``, ``.context``, ``.args``, ``.source-date-epoch`` and the base
-image's ``org.opencontainers.image.base.name`` / ``.base.digest``.
+Build inputs come from the annotations every build writes into its image's manifest (where the
+OCI image spec puts such keys; the config's labels stay exactly BuildKit's, see
+:meth:`portside.engine.builder.builder.Builder._provenance`): ``io.portside.build.dockerfile``,
+``.context``, ``.args``, ``.source-date-epoch`` and the base image's
+``org.opencontainers.image.base.name`` / ``.base.digest``. Push and pull keep the manifest, so a
+pulled image still says how it was built. The ``LABEL_*`` names below are those annotation keys
+(``io.portside.recipe`` and its base alone are labels: a commit's, see :mod:`.recipe`).
 """
 
 from __future__ import annotations
@@ -100,19 +104,23 @@ class BuildInputs:
                    doc.get("source_date_epoch"), doc.get("base"))
 
     @classmethod
-    def from_labels(cls, labels: Mapping[str, str]) -> "BuildInputs | None":
-        """The inputs a build recorded in its image's labels, or None (not built here)."""
-        if LABEL_DOCKERFILE not in labels:
+    def from_provenance(cls, prov: Mapping[str, str]) -> "BuildInputs | None":
+        """The inputs a build recorded (its manifest's annotations, see :func:`provenance`),
+        or None (not built here)."""
+        if LABEL_DOCKERFILE not in prov:
             return None
         try:
-            args = json.loads(labels.get(LABEL_ARGS) or "{}")
+            args = json.loads(prov.get(LABEL_ARGS) or "{}")
         except ValueError:
             args = {}
-        sde = labels.get(LABEL_SDE)
-        return cls(labels[LABEL_DOCKERFILE], labels.get(LABEL_CONTEXT) or None,
-                   {str(k): str(v) for k, v in args.items()},
-                   int(sde) if sde not in (None, "") else None,
-                   labels.get(LABEL_BASE_NAME) or None)
+        sde = prov.get(LABEL_SDE)
+        try:
+            epoch = int(sde) if sde not in (None, "") else None
+        except ValueError:
+            epoch = None
+        return cls(prov[LABEL_DOCKERFILE], prov.get(LABEL_CONTEXT) or None,
+                   {str(k): str(v) for k, v in args.items()} if isinstance(args, dict) else {},
+                   epoch, prov.get(LABEL_BASE_NAME) or None)
 
 
 @record
@@ -360,9 +368,7 @@ def pin(store: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> L
         NotFound: no such image.
     """
     rec = store.get(name)
-    config = store.config(rec)
-    labels = (config.get("config") or {}).get("Labels") or {}
-    build = BuildInputs.from_labels(labels)
+    build = BuildInputs.from_provenance(provenance(store, rec.id))
     repo_digest = rec.repo_digests[0] if rec.repo_digests else None
     source = "build" if build is not None else ("pull" if repo_digest else "local")
     key = _key(name) if not name.startswith("sha256:") else name
@@ -516,8 +522,9 @@ def check_build(lock: LockFile, tag: str, inputs: BuildInputs) -> LockedImage:
 
 
 def provenance(store: Any, name: str) -> dict[str, str]:
-    """Where an image came from: its provenance labels and its manifest's annotations
-    (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``…).
+    """Where an image came from: its manifest's annotations (``io.portside.source``,
+    ``org.opencontainers.image.created``, ``…base.digest``, the build inputs
+    ``io.portside.build.*``…), and a commit's recipe labels (``io.portside.recipe``).
 
     Raises:
         NotFound: no such image.
@@ -526,5 +533,6 @@ def provenance(store: Any, name: str) -> dict[str, str]:
     labels = (store.config(rec).get("config") or {}).get("Labels") or {}
     out = {k: v for k, v in labels.items()
            if k.startswith(("org.opencontainers.image.", "io.portside."))}
-    out.update(store.manifest(rec).get("annotations") or {})
+    out.update({k: v for k, v in (store.manifest(rec).get("annotations") or {}).items()
+                if isinstance(v, str)})
     return out

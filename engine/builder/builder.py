@@ -113,7 +113,8 @@ class BuildOptions:
     #: (``notebook:analysis.ipynb#cell=3f2a`` or ``dockerfile:/path/Dockerfile``); default: the
     #: Dockerfile's name in the context
     source: str | None = None
-    #: add the provenance labels (see :func:`provenance_labels`)
+    #: record where the image came from in its manifest's annotations (see
+    #: :meth:`Builder._provenance`)
     provenance: bool = True
 
 
@@ -791,21 +792,14 @@ class Builder:
     def _commit_image(self, state: StageState, options: BuildOptions) -> ImageRecord:
         from portside.engine.image.oci import new_config
         from portside.engine.image.reference import parse_reference
+        from portside.engine.lock import LABEL_SOURCE
 
         cfg = copy.deepcopy(state.config)
         sde = options.source_date_epoch
         created = float(sde) if sde is not None else (state.created or time.time())
-        if options.provenance:
-            labels = dict(cfg.get("Labels") or {})
-            labels.update(self._provenance(state, options, created))
-            cfg["Labels"] = labels
-        from portside.engine.lock import LABEL_SOURCE
-
-        # the source (notebook and cell, or Dockerfile path) goes into the manifest's
-        # annotations, not the config: where a Dockerfile was written must not change the image
-        # id, or the same build from a copied cell or another machine would not reproduce it
-        source = options.labels.get(LABEL_SOURCE) or options.source or \
-            f"dockerfile:{self.context.dockerfile or 'Dockerfile'}"
+        # The config's Labels are BuildKit's: the base image's, then LABEL's, then --label's.
+        # Where the image came from goes into the manifest's annotations (below), never the
+        # config: the same build from a copied cell or another machine keeps its image id.
         extra = {k: v for k, v in options.labels.items() if k != LABEL_SOURCE}
         if extra:
             labels = dict(cfg.get("Labels") or {})
@@ -819,44 +813,42 @@ class Builder:
                          history=state.history, config=cfg, created=created,
                          author=state.author, platform_=state.platform)
         tags = [parse_reference(t) for t in options.tags]
-        annotations = None
-        if options.provenance:
-            from portside.engine.lock import (
-                LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_SOURCE,
-            )
-            labels = cfg.get("Labels") or {}
-            annotations = {k: labels[k] for k in (LABEL_CREATED, LABEL_BASE_NAME,
-                                                  LABEL_BASE_DIGEST) if labels.get(k)}
-            annotations[LABEL_SOURCE] = source
+        annotations = self._provenance(state, options, created) if options.provenance else None
         return self.store.create(doc, [ref for ref, _ in state.layers], tags=tags,
                                  leases=self.leases, action="build", annotations=annotations)
 
     def _provenance(self, state: StageState, options: BuildOptions,
                     created: float) -> dict[str, str]:
-        """Labels saying where the image came from and what went into it.
+        """The manifest's annotations: where the image came from and what went into it.
 
-        Every value is independent of the machine and the engine root (a relative source, the
-        base's manifest digest, digests of the inputs), so two roots still build equal ids.
+        The OCI image spec's keys (``org.opencontainers.image.created``, ``.base.name``,
+        ``.base.digest``) and portside's (``io.portside.source`` and the build inputs the lock
+        checks, ``io.portside.build.*``: see :mod:`portside.engine.lock`). Every value but the
+        source is independent of the machine and the engine root (the base's manifest digest,
+        digests of the inputs), so two roots still build equal manifests from one text.
         """
         from portside.engine.image.oci import rfc3339
         from portside.engine.lock import (
             LABEL_ARGS, LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CONTEXT, LABEL_CREATED,
-            LABEL_DOCKERFILE, LABEL_SDE, dockerfile_digest,
+            LABEL_DOCKERFILE, LABEL_SDE, LABEL_SOURCE, dockerfile_digest,
         )
 
-        labels = {LABEL_CREATED: rfc3339(created)}
+        out = {LABEL_CREATED: rfc3339(created)}
         if state.base_digest:
-            labels[LABEL_BASE_NAME] = state.base_name or ""
-            labels[LABEL_BASE_DIGEST] = state.base_digest
+            out[LABEL_BASE_NAME] = state.base_name or ""
+            out[LABEL_BASE_DIGEST] = state.base_digest
         if self._dockerfile_text is not None:
-            labels[LABEL_DOCKERFILE] = dockerfile_digest(self._dockerfile_text)
+            out[LABEL_DOCKERFILE] = dockerfile_digest(self._dockerfile_text)
         reads = "\n".join(sorted(self._context_reads))
-        labels[LABEL_CONTEXT] = "sha256:" + hashlib.sha256(reads.encode()).hexdigest()
-        labels[LABEL_ARGS] = json.dumps(dict(sorted(options.build_args.items())),
-                                        separators=(",", ":"))
+        out[LABEL_CONTEXT] = "sha256:" + hashlib.sha256(reads.encode()).hexdigest()
+        out[LABEL_ARGS] = json.dumps(dict(sorted(options.build_args.items())),
+                                     separators=(",", ":"))
         if options.source_date_epoch is not None:
-            labels[LABEL_SDE] = str(options.source_date_epoch)
-        return labels
+            out[LABEL_SDE] = str(options.source_date_epoch)
+        # the source (notebook and cell, or Dockerfile path)
+        out[LABEL_SOURCE] = options.labels.get(LABEL_SOURCE) or options.source or \
+            f"dockerfile:{self.context.dockerfile or 'Dockerfile'}"
+        return {k: v for k, v in out.items() if v}
 
 
 def _healthcheck(inst: Healthcheck) -> dict[str, Any]:

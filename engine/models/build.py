@@ -123,7 +123,8 @@ class BuildCollection(Collection):
                 the first differing layer and the step that made it).
         """
         from ..image.diff import diff_images
-        from ..lock import BuildInputs, check_build, dockerfile_digest, short_digest
+        from ..lock import (BuildInputs, check_build, dockerfile_digest, provenance,
+                            short_digest)
 
         tags = list(tags)
         if not tags:
@@ -141,7 +142,7 @@ class BuildCollection(Collection):
                                                     sde)) for t in tags]
         image = self.build(dockerfile, context, tags=(), build_args=args, source_date_epoch=sde,
                            dockerfile_path=dockerfile_path, **kwargs)
-        got = BuildInputs.from_labels(image.labels)
+        got = BuildInputs.from_provenance(provenance(self.engine.image_store, image.id))
         images = self.engine.images
         for tag, entry in zip(tags, entries):
             if got is not None:

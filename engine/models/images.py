@@ -81,8 +81,27 @@ class ImageCollection(Collection):
             "RootFS": {"Type": "layers", "Layers": [l["diff_id"] for l in rec.layers]},
             "Metadata": {"LastTagTime": oci.rfc3339(rec.last_tag_time) if rec.last_tag_time
                          else "0001-01-01T00:00:00Z"},
-            "Descriptor": {"mediaType": rec.manifest_media_type, "digest": rec.manifest_digest},
+            "Descriptor": self._descriptor(rec),
         }
+
+    def _descriptor(self, rec: ImageRecord) -> dict:
+        """The OCI descriptor of the image's manifest (Docker's ``Descriptor``), with the
+        manifest's annotations: a build's provenance (see :func:`portside.engine.lock.provenance`)."""
+        desc: dict = {"mediaType": rec.manifest_media_type, "digest": rec.manifest_digest}
+        try:
+            data = self.store.content.read_bytes(rec.manifest_digest)
+        except NotFound:
+            return desc
+        desc["size"] = len(data)
+        import json
+
+        try:
+            annotations = json.loads(data).get("annotations")
+        except (ValueError, AttributeError):
+            annotations = None
+        if annotations:
+            desc["annotations"] = annotations
+        return desc
 
     def get(self, name: str) -> Image:
         """The image with that name, id or id prefix; raises NotFound."""
@@ -223,8 +242,9 @@ class ImageCollection(Collection):
                            for name, entry in sorted(result.images.items())}}
 
     def provenance(self, name: str) -> dict[str, str]:
-        """Where an image came from: its provenance labels and its manifest's annotations
-        (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``…).
+        """Where an image came from: its manifest's annotations (``io.portside.source``,
+        ``org.opencontainers.image.created``, ``…base.digest``, the build inputs
+        ``io.portside.build.*``…) and a commit's recipe labels (``io.portside.recipe``).
 
         Raises:
             NotFound: no such image.

@@ -408,8 +408,9 @@ class ImageCollection(Protocol):
         "Source"}}}``."""
 
     def provenance(self, name: str) -> dict[str, str]:
-        """Where an image came from: its provenance labels and its manifest's annotations
-        (``io.portside.source``, ``org.opencontainers.image.created``, ``…base.digest``...)."""
+        """Where an image came from: its manifest's annotations (``io.portside.source``,
+        ``org.opencontainers.image.created``, ``…base.digest``, the build inputs
+        ``io.portside.build.*``...) and a commit's recipe labels (``io.portside.recipe``)."""
 
     def login(self, registry: str | None, username: str, password: str,
               tls_verify: bool | None = None) -> str:

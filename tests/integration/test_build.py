@@ -332,9 +332,11 @@ CMD echo hi
     doc = engine.image_store.config(rec)
     cfg = doc["config"]
     assert "APP_VERSION=2.0" in cfg["Env"]
-    # the user's labels, next to the provenance labels every build carries
-    assert cfg["Labels"].items() >= {"org.example.version": "2.0", "extra": "yes"}.items()
-    assert "org.opencontainers.image.base.digest" in cfg["Labels"]
+    # exactly BuildKit's labels: the provenance is in the manifest's annotations
+    assert cfg["Labels"] == {"org.example.version": "2.0", "extra": "yes"}
+    notes = engine.image_store.manifest(rec)["annotations"]
+    assert notes["org.opencontainers.image.base.digest"] == base.manifest_digest
+    assert notes["io.portside.build.args"] == '{"VERSION":"2.0"}'
     assert cfg["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
     assert cfg["Volumes"] == {"/data": {}}
     assert cfg["StopSignal"] == "SIGINT"
@@ -345,6 +347,20 @@ CMD echo hi
     assert doc["author"] == "someone"
     new = doc["history"][-11:]
     assert all(h.get("empty_layer") for h in new)
+
+
+def test_labels_are_the_base_images_and_the_dockerfiles_only(engine, busybox_image, tmp_path):
+    # BuildKit's rule: the built image's Labels are the base image's, then LABEL's
+    engine.builds.build("FROM busybox\nLABEL tier=base shared=from-base\n", tags=["lb:1"])
+    engine.builds.build("FROM lb:1\nLABEL shared=child\nRUN true\n", tags=["lb:2"])
+    for name, want in (("lb:1", {"tier": "base", "shared": "from-base"}),
+                       ("lb:2", {"tier": "base", "shared": "child"})):
+        assert engine.images.get(name).labels == want
+    child = engine.image_store.get("lb:2")
+    notes = engine.image_store.manifest(child)["annotations"]
+    assert notes["org.opencontainers.image.base.name"] == "lb:1"
+    assert notes["org.opencontainers.image.base.digest"] == \
+        engine.image_store.get("lb:1").manifest_digest
 
 
 def test_target_and_build_args(engine, busybox_image, tmp_path):

@@ -133,3 +133,42 @@ def test_podman_push_pulls_in_portside_with_equal_ids(cli, engine, registry, pod
     assert cli("images", "-q", "--no-trunc", name).out.strip() == podman_id
     rec = engine.image_store.get(name)
     assert (engine.image_store.rootfs_lowers(rec)[0] / "greeting").read_bytes() == data
+
+
+def test_build_provenance_is_in_the_manifest_and_travels_with_push_and_pull(cli, busybox_image,
+                                                                            registry, tmp_path):
+    # BuildKit's labels in the config (LABEL and --label only); the build's provenance in the
+    # manifest's annotations, where skopeo, manifest inspect and a pull see it, and the lock
+    # reads the build's inputs from there.
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nLABEL purpose=interop\nRUN echo x > /x\n")
+    name = f"{registry.host}/prov/img:1"
+    cli("build", "-q", "-t", name, "--label", "team=ml", "--build-arg", "A=1", str(ctx))
+    doc = json.loads(cli("inspect", name).out)[0]
+    assert doc["Config"]["Labels"] == {"purpose": "interop", "team": "ml"}
+    notes = doc["Descriptor"]["annotations"]
+    base = json.loads(cli("inspect", busybox_image).out)[0]
+    assert notes["org.opencontainers.image.base.digest"] == base["Descriptor"]["digest"]
+    assert notes["org.opencontainers.image.base.name"] == "busybox"
+    assert notes["io.portside.build.args"] == '{"A":"1"}'
+    assert notes["io.portside.build.dockerfile"].startswith("sha256:")
+    assert set(notes) >= {"org.opencontainers.image.created", "io.portside.source",
+                          "io.portside.build.context"}
+    cli("push", name)
+    assert json.loads(_skopeo_raw(name))["annotations"] == notes
+    assert json.loads(cli("manifest", "inspect", "--insecure", name).out)["annotations"] == notes
+    cli("rmi", name)
+    cli("pull", name)
+    pulled = json.loads(cli("inspect", name).out)[0]
+    assert pulled["Id"] == doc["Id"] and pulled["Descriptor"]["annotations"] == notes
+    # the pulled image still says how it was built: the lock pins its inputs and checks them
+    lock = tmp_path / "portside.lock"
+    cli("lock", "--file", str(lock), name)
+    assert '[images."' + name + '".build]' in lock.read_text()
+    (ctx / "Dockerfile").write_text("FROM busybox\nLABEL purpose=other\nRUN echo x > /x\n")
+    proc = cli("build", "-t", name, "--build-arg", "A=1", str(ctx), check=False,
+               env={"PORTSIDE_LOCK": str(lock), "PORTSIDE_LOCKED": "1"})
+    assert proc.returncode == 125 and len(proc.err.strip().splitlines()) == 1
+    assert (f"portside.lock pins {name} to {doc['Id'][:19]}…, but the Dockerfile changed "
+            f"({notes['io.portside.build.dockerfile'][:19]}… → sha256:") in proc.err
