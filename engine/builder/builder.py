@@ -149,9 +149,26 @@ class StageState:
         return out
 
     def set_env(self, key: str, value: str) -> None:
-        items = [e for e in self.config.get("Env") or [] if e.partition("=")[0] != key]
-        items.append(f"{key}={value}")
+        """``ENV key=value`` as BuildKit does it: a variable the config has keeps its place
+        (its first entry takes the new value), a new one goes last."""
+        items = list(self.config.get("Env") or [])
+        for i, item in enumerate(items):
+            if item.partition("=")[0] == key:
+                items[i] = f"{key}={value}"
+                break
+        else:
+            items.append(f"{key}={value}")
         self.config["Env"] = items
+
+    def ensure_path(self) -> "StageState":
+        """BuildKit's rule for a stage's start: when the base image's ``Env`` has no ``PATH``,
+        the default one is appended to it (so it is first when the base has no ``Env``), and a
+        later ``ENV`` keeps it. Windows images are left to their OS. Returns the state."""
+        env = list(self.config.get("Env") or [])
+        if self.platform.get("os") != "windows" and \
+                not any(e.partition("=")[0] == "PATH" for e in env):
+            self.config["Env"] = [*env, f"PATH={_DEFAULT_PATH}"]
+        return self
 
 
 def _describe(inst: Instruction) -> str:
@@ -380,7 +397,7 @@ class Builder:
             plat = self.platform or host_platform()
             return StageState(stage.index, name, {}, [], [],
                               cache_key("scratch", json.dumps(plat, sort_keys=True), str(sde)),
-                              plat)
+                              plat).ensure_path()
         rec = self._base_image(base, inst.platform)
         cfg = self.store.config(rec)
         layers: Layers = [(LayerRef(l["diff_id"], l["digest"], l["size"], l["media_type"]),
@@ -391,7 +408,8 @@ class Builder:
         return StageState(stage.index, name, copy.deepcopy(cfg.get("config") or {}), layers,
                           list(cfg.get("history") or []),
                           cache_key("from", rec.id, str(sde)), plat, cfg.get("author"),
-                          None, rec.id, base_name=base, base_digest=rec.manifest_digest)
+                          None, rec.id, base_name=base,
+                          base_digest=rec.manifest_digest).ensure_path()
 
     def _base_image(self, ref: str, platform: str | None) -> ImageRecord:
         try:
@@ -807,8 +825,6 @@ class Builder:
             cfg["Labels"] = labels
         cfg = {k: v for k, v in cfg.items() if v not in (None, [], {})
                or k in ("Cmd", "Entrypoint") and v is not None}
-        if not cfg.get("Env"):
-            cfg["Env"] = [f"PATH={_DEFAULT_PATH}"]
         doc = new_config(diff_ids=[ref.diff_id for ref, _ in state.layers],
                          history=state.history, config=cfg, created=created,
                          author=state.author, platform_=state.platform)

@@ -363,6 +363,30 @@ def test_labels_are_the_base_images_and_the_dockerfiles_only(engine, busybox_ima
         engine.image_store.get("lb:1").manifest_digest
 
 
+def test_default_path_when_the_base_has_none(engine, busybox_image):
+    # BuildKit: a base whose Env has no PATH gets the default one appended at FROM, and ENV
+    # keeps it; ENV of a variable the base has replaces it in its place
+    import io
+    import tarfile
+
+    default = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    empty.seek(0)
+    engine.images.import_(empty, "nopath:1", changes=["ENV LANG=C TZ=UTC"])
+    assert engine.images.get("nopath:1").attrs["Config"]["Env"] == ["LANG=C", "TZ=UTC"]
+    cases = {
+        "FROM scratch\nENV A=1\n": [default, "A=1"],
+        "FROM nopath:1\nENV A=1\n": ["LANG=C", "TZ=UTC", default, "A=1"],
+        "FROM nopath:1\nENV PATH=/opt/bin:$PATH LANG=C.UTF-8\n":
+            ["LANG=C.UTF-8", "TZ=UTC", "PATH=/opt/bin:" + default[5:]],
+        "FROM nopath:1 AS a\nENV B=2\nFROM a\nENV C=3\n":
+            ["LANG=C", "TZ=UTC", default, "B=2", "C=3"],
+    }
+    for dockerfile, env in cases.items():
+        assert engine.builds.build(dockerfile).attrs["Config"]["Env"] == env, dockerfile
+
+
 def test_target_and_build_args(engine, busybox_image, tmp_path):
     ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": """\
 ARG BASE=busybox
