@@ -127,8 +127,8 @@ COMMAND_INDEX: dict[str, tuple[str, ...]] = {
     "slurm": ("slurm",),
     "start": ("containers",), "stats": ("containers",), "stop": ("containers",),
     "system": ("maintenance", "system"), "tag": ("images",), "top": ("containers",),
-    "unpause": ("containers",), "unshare": ("maintenance",), "version": ("system",),
-    "volume": ("volumes",), "wait": ("containers",),
+    "unpause": ("containers",), "unshare": ("maintenance",), "update": ("containers",),
+    "version": ("system",), "volume": ("volumes",), "wait": ("containers",),
 }
 #: ``inspect`` looks through every kind of object, so it needs every module's inspector.
 _NEEDS_ALL = {"inspect"}

@@ -18,7 +18,8 @@ import os
 from ..cli import add_locked_flag
 from ..errors import InvalidArgument
 
-__all__ = ["create_arguments", "build_create", "parse_restart", "parse_publish", "parse_device"]
+__all__ = ["create_arguments", "build_create", "parse_restart", "parse_publish", "parse_device",
+           "parse_cpus", "parse_swap"]
 
 
 def create_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +46,9 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("--tmpfs", action="append", default=[], help="mount a tmpfs directory")
     a("--shm-size", help="size of /dev/shm")
     a("-m", "--memory", help="memory limit")
+    a("--memory-swap", help="swap limit equal to memory plus swap: '-1' to enable unlimited swap")
     a("--cpus", help="number of CPUs")
+    a("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)")
     a("--pids-limit", type=int, help="tune container pids limit (-1 for unlimited)")
     a("--cap-add", action="append", default=[], help="add Linux capabilities")
     a("--cap-drop", action="append", default=[], help="drop Linux capabilities")
@@ -101,6 +104,24 @@ def _env_value(item: str) -> str | None:
     if item in os.environ:
         return f"{item}={os.environ[item]}"
     return None
+
+
+def parse_cpus(text: str) -> int:
+    """``--cpus 1.5`` → Docker's ``NanoCpus`` (1.5×10⁹)."""
+    try:
+        nano = int(float(text) * 1e9)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid argument {text!r} for --cpus") from exc
+    if nano <= 0:
+        raise InvalidArgument(f"invalid argument {text!r} for --cpus")
+    return nano
+
+
+def parse_swap(text: str) -> int:
+    """``--memory-swap``: a size, or ``-1`` for unlimited swap."""
+    from ..units import parse_size
+
+    return -1 if text.strip() == "-1" else parse_size(text)
 
 
 def parse_restart(text: str) -> dict:
@@ -214,14 +235,7 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
             cdi.append(item)
         else:
             devices.append(parse_device(item))
-    cpus = 0
-    if args.cpus:
-        try:
-            cpus = int(float(args.cpus) * 1e9)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid argument {args.cpus!r} for --cpus") from exc
-        if cpus <= 0:
-            raise InvalidArgument(f"invalid argument {args.cpus!r} for --cpus")
+    cpus = parse_cpus(args.cpus) if args.cpus else 0
     network = args.network or "default"
     host_config: dict = {
         "Binds": list(args.volume) or None,
@@ -242,7 +256,9 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
         "Tmpfs": tmpfs or None,
         "ShmSize": parse_size(args.shm_size) if args.shm_size else 64 * 1024 * 1024,
         "Memory": parse_size(args.memory) if args.memory else 0,
+        "MemorySwap": parse_swap(args.memory_swap) if args.memory_swap else 0,
         "NanoCpus": cpus,
+        "CpuShares": args.cpu_shares,
         "PidsLimit": args.pids_limit,
         "Devices": devices,
         "Ulimits": ulimits or None,

@@ -521,6 +521,42 @@ def rename(ctx: Context, args):
     return 0
 
 
+def _update_args(p):
+    p.add_argument("-m", "--memory", help="memory limit")
+    p.add_argument("--memory-swap", help="swap limit equal to memory plus swap: '-1' to enable "
+                                         "unlimited swap")
+    p.add_argument("--cpus", help="number of CPUs")
+    p.add_argument("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    p.add_argument("--pids-limit", type=int, help="tune container pids limit (-1 for unlimited)")
+    p.add_argument("--restart", help="restart policy to apply when a container exits")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+@command("update", "Update configuration of one or more containers", group="container",
+         top_level=True)
+@arguments(_update_args)
+def update(ctx: Context, args):
+    from ..units import parse_size
+    from .container_options import parse_cpus, parse_restart, parse_swap
+
+    change = {
+        "mem_limit": parse_size(args.memory) if args.memory else None,
+        "memswap_limit": parse_swap(args.memory_swap) if args.memory_swap else None,
+        "nano_cpus": parse_cpus(args.cpus) if args.cpus else None,
+        "cpu_shares": args.cpu_shares, "pids_limit": args.pids_limit,
+        "restart_policy": parse_restart(args.restart) if args.restart else None,
+    }
+    change = {k: v for k, v in change.items() if v is not None}
+    if not change:
+        raise InvalidArgument("you must provide one or more flags when using this command")
+    warnings: list[str] = []
+    result = for_each(ctx, args.containers, lambda name: warnings.extend(
+        ctx.engine.containers.get(name).update(**change)["Warnings"]))
+    for line in dict.fromkeys(warnings):
+        ctx.print(line)
+    return result
+
+
 def _port_args(p):
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")

@@ -148,6 +148,49 @@ class Container(Model):
         asked for: ``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}``."""
         return published_ports(self.collection._refreshed(self._record()))
 
+    def update(self, *, mem_limit: int | str | None = None,
+               memswap_limit: int | str | None = None, cpu_shares: int | None = None,
+               nano_cpus: int | None = None, pids_limit: int | None = None,
+               restart_policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Docker's ``update`` (docker-py's keywords, plus the API's ``NanoCpus`` and
+        ``PidsLimit``): new limits for a created or running container, applied to its cgroup at
+        once when it runs, and a new restart policy. A value left None is kept.
+
+        Args:
+            mem_limit: bytes, or a size (``"512m"``). memswap_limit: memory plus swap, -1 for
+                unlimited swap. cpu_shares: relative CPU weight. nano_cpus: 10⁹ per CPU.
+            pids_limit: most tasks (0 or -1: no limit).
+            restart_policy: ``{"Name": "on-failure", "MaximumRetryCount": 3}``.
+        Returns:
+            ``{"Warnings": [...]}``, as Docker's API answers.
+        Raises:
+            InvalidArgument, Conflict: values or combinations Docker refuses (its messages).
+            RuntimeFailure: the kernel refused the limits (nothing changed).
+        """
+        from ..runtime.update import update
+        from ..units import parse_size
+
+        def size(value: int | str) -> int:
+            return value if isinstance(value, int) else (
+                -1 if str(value).strip() == "-1" else parse_size(value))
+
+        change: dict[str, Any] = {}
+        if mem_limit is not None:
+            change["Memory"] = size(mem_limit)
+        if memswap_limit is not None:
+            change["MemorySwap"] = size(memswap_limit)
+        if cpu_shares is not None:
+            change["CpuShares"] = int(cpu_shares)
+        if nano_cpus is not None:
+            change["NanoCpus"] = int(nano_cpus)
+        if pids_limit is not None:
+            change["PidsLimit"] = int(pids_limit)
+        if restart_policy is not None:
+            change["RestartPolicy"] = dict(restart_policy)
+        rec, warnings = update(self.lc, self.id, change)
+        self._done(rec)
+        return {"Warnings": warnings}
+
     if TYPE_CHECKING:
         @overload
         def logs(self, *, stdout: bool = True, stderr: bool = True, stream: Literal[True],

@@ -4,7 +4,8 @@ defaults of a ``HostConfig``.
 ``create`` receives Docker-shaped ``Config`` and ``HostConfig`` documents (from the command
 line's flags or docker-py's keyword arguments); :func:`merge_config` fills what the user left out
 from the image's config with Docker's rules, and :func:`normalize_host_config` fills the rest of
-the ``HostConfig`` and refuses contradictions (``--rm`` with a restart policy).
+the ``HostConfig`` and refuses contradictions (``--rm`` with a restart policy, Docker's resource
+checks of :mod:`.resources`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("ReadonlyRootfs", False)
     out.setdefault("ShmSize", 64 * 1024 * 1024)
     out.setdefault("Memory", 0)
+    out.setdefault("MemorySwap", 0)
     out.setdefault("NanoCpus", 0)
+    out.setdefault("CpuShares", 0)
     out.setdefault("PidsLimit", None)
     out.setdefault("DeviceRequests", None)
     out.setdefault("Devices", [])
@@ -81,4 +84,7 @@ def normalize_host_config(hc: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(f"invalid restart policy: {policy.get('Name')}")
     if out["AutoRemove"] and policy.get("Name") not in ("no", "", None):
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
-    return out
+    from .resources import adapt, verify
+
+    verify(out)
+    return adapt(out)

@@ -944,7 +944,10 @@ class Lifecycle:
             privileged=bool(hc.get("Privileged")),
             shm_size=int(hc.get("ShmSize") or 64 * 1024**2),
             memory=int(hc["Memory"]) if hc.get("Memory") else None,
+            memory_swap=int(hc["MemorySwap"]) if hc.get("Memory") and hc.get("MemorySwap")
+            else None,
             cpus=(hc["NanoCpus"] / 1e9) if hc.get("NanoCpus") else None,
+            cpu_shares=int(hc["CpuShares"]) if hc.get("CpuShares") else None,
             pids_limit=hc.get("PidsLimit") or None, mounts=mounts, network=network,
             cgroups_path=cgroup_path_for(rec.id), devices=devices,
             device_cgroup_rules=dev_rules,

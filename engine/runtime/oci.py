@@ -229,6 +229,15 @@ class OCIRuntime:
         self._call("delete", *(["--force"] if force else []), container_id,
                    container_id=container_id)
 
+    def update(self, container_id: str, args: Sequence[str]) -> None:
+        """Change a running container's cgroup limits (``runtime update`` with its flags:
+        ``--memory``, ``--memory-swap``, ``--cpu-quota``, ``--cpu-share``, ``--pids-limit``…).
+
+        Raises:
+            NotFound: no such container. RuntimeFailure: the runtime or the kernel refused.
+        """
+        self._call("update", *args, container_id, container_id=container_id)
+
     def pause(self, container_id: str) -> None:
         """Freeze every process of the container."""
         self._call("pause", container_id, container_id=container_id)

@@ -134,7 +134,9 @@ class ContainerConfig:
     ``mounts`` are extra OCI mounts (``{"destination", "type", "source", "options"}``) placed after
     the defaults, so a volume on ``/dev/shm`` replaces the default one. ``network`` is ``"none"``
     (a new, empty network namespace), ``"host"`` (no network namespace) or the path of a network
-    namespace to join (``/run/netns/x``). ``cpus`` is a fraction of CPUs (``1.5``), ``memory`` bytes.
+    namespace to join (``/run/netns/x``). ``cpus`` is a fraction of CPUs (``1.5``), ``memory`` bytes,
+    ``memory_swap`` memory plus swap in bytes (-1: unlimited), ``cpu_shares`` a relative weight
+    (see :mod:`.resources` for Docker's rules).
     """
 
     process: ProcessConfig
@@ -146,7 +148,9 @@ class ContainerConfig:
     privileged: bool = False
     shm_size: int = 64 * 1024**2
     memory: int | None = None
+    memory_swap: int | None = None
     cpus: float | None = None
+    cpu_shares: int | None = None
     pids_limit: int | None = None
     mounts: list[dict[str, Any]] = field(default_factory=list)
     network: str = "none"
@@ -474,12 +478,16 @@ def generate_spec(cfg: ContainerConfig) -> dict[str, Any]:
         resources["devices"] = [*DEFAULT_DEVICE_RULES, *cfg.device_cgroup_rules]
     if cfg.memory is not None:
         if cfg.memory < 6 * 1024**2:
-            raise InvalidArgument("minimum memory limit allowed is 6MB")
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
         resources["memory"] = {"limit": cfg.memory}
+    if cfg.memory_swap is not None and cfg.memory_swap != 0:
+        resources.setdefault("memory", {})["swap"] = cfg.memory_swap
     if cfg.cpus is not None:
         if cfg.cpus <= 0:
             raise InvalidArgument(f"invalid cpus: {cfg.cpus}")
         resources["cpu"] = {"quota": int(cfg.cpus * 100000), "period": 100000}
+    if cfg.cpu_shares:
+        resources.setdefault("cpu", {})["shares"] = cfg.cpu_shares
     if cfg.pids_limit is not None and cfg.pids_limit > 0:
         resources["pids"] = {"limit": cfg.pids_limit}
 
