@@ -14,10 +14,11 @@ through ``openat2(2)`` relative to a directory fd of its root:
 
 ``/proc`` magic links are refused either way, and there is no check-then-use race in the lookup.
 
-On top of that: :func:`read_file` (a small file such as ``/etc/passwd``) and
+On top of that: :func:`read_file` (a small file such as ``/etc/passwd``),
 :func:`resolve_user`, Docker's ``-u user[:group]`` (and a Dockerfile's ``USER``) against the
 tree's ``/etc/passwd`` and ``/etc/group``, the one user lookup of the engine: a container's
-process, an ``exec`` and a build's ``RUN`` get the same ids and groups, with the same errors.
+process, an ``exec`` and a build's ``RUN`` get the same ids and groups, with the same errors;
+and :func:`resolve_groups`, Docker's ``--group-add`` against ``/etc/group``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from pathlib import Path
 
 from portside.engine.errors import EngineError, InvalidArgument, NotFound, RuntimeFailure
 
-__all__ = ["openat2_in_root", "resolve", "read_file", "resolve_user", "RESOLVE_IN_ROOT",
-           "RESOLVE_BENEATH"]
+__all__ = ["openat2_in_root", "resolve", "read_file", "resolve_user", "resolve_groups",
+           "RESOLVE_IN_ROOT", "RESOLVE_BENEATH"]
 
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -235,3 +236,34 @@ def resolve_user(rootfs: Path | str, user: str) -> tuple[int, int, list[int]]:
                 if number is not None and number not in groups:
                     groups.append(number)
     return uid, gid, groups
+
+
+#: The largest id a uid or gid may be (runc's user lookup refuses others).
+MAX_ID = 2**31 - 1
+
+
+def resolve_groups(rootfs: Path | str, names: list[str]) -> list[int]:
+    """Docker's ``--group-add``: each group name or number, looked up in the tree's
+    ``/etc/group`` (read inside it, see :func:`read_file`) by name or gid; a number the file
+    does not have is taken as is. Duplicates are dropped, the order kept.
+
+    Raises:
+        InvalidArgument: a name the file does not have (``Unable to find group NAME``, Docker's
+            message), or a number out of range.
+    """
+    if not names:
+        return []
+    rows = _table(rootfs, "/etc/group")
+    out: list[int] = []
+    for name in names:
+        gid = next((int(r[2]) for r in rows if len(r) > 2 and r[2].isdigit()
+                    and name in (r[0], r[2])), None)
+        if gid is None:
+            if not name.isdigit():
+                raise InvalidArgument(f"Unable to find group {name}")
+            gid = int(name)
+            if gid > MAX_ID:
+                raise InvalidArgument(f"uids and gids must be in range 0-{MAX_ID}")
+        if gid not in out:
+            out.append(gid)
+    return out

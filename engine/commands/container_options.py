@@ -39,6 +39,7 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("--env-file", action="append", default=[], help="read in a file of environment variables")
     a("-w", "--workdir", help="working directory inside the container")
     a("-u", "--user", help="username or UID (format: <name|uid>[:<group|gid>])")
+    a("--group-add", action="append", default=[], help="add additional groups to join")
     a("--entrypoint", help="overwrite the default ENTRYPOINT of the image")
     a("-v", "--volume", action="append", default=[], help="bind mount a volume")
     a("--mount", action="append", default=[], help="attach a filesystem mount to the container")
@@ -260,6 +261,7 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
         "NanoCpus": cpus,
         "CpuShares": args.cpu_shares,
         "PidsLimit": args.pids_limit,
+        "GroupAdd": list(args.group_add) or None,
         "Devices": devices,
         "Ulimits": ulimits or None,
         "Init": args.init or None,

@@ -170,15 +170,11 @@ class Container(Model):
         from ..runtime.update import update
         from ..units import parse_size
 
-        def size(value: int | str) -> int:
-            return value if isinstance(value, int) else (
-                -1 if str(value).strip() == "-1" else parse_size(value))
-
         change: dict[str, Any] = {}
         if mem_limit is not None:
-            change["Memory"] = size(mem_limit)
+            change["Memory"] = mem_limit if isinstance(mem_limit, int) else parse_size(mem_limit)
         if memswap_limit is not None:
-            change["MemorySwap"] = size(memswap_limit)
+            change["MemorySwap"] = _swap(memswap_limit)
         if cpu_shares is not None:
             change["CpuShares"] = int(cpu_shares)
         if nano_cpus is not None:
@@ -903,8 +899,8 @@ class ContainerCollection(Collection):
                locked: bool | None = None, **kwargs: Any) -> Container:
         """docker-py's ``containers.create``: name, environment, entrypoint, working_dir, user,
         hostname, labels, volumes, tty, stdin_open, auto_remove, network_mode, privileged,
-        cap_add, cap_drop, read_only, shm_size, mem_limit, nano_cpus, pids_limit,
-        restart_policy, stop_signal, device_requests (as ``gpus``)."""
+        cap_add, cap_drop, read_only, shm_size, mem_limit, memswap_limit, nano_cpus, cpu_shares,
+        pids_limit, group_add, restart_policy, stop_signal, device_requests (as ``gpus``)."""
         config, host_config, name = docker_py_kwargs(image, command, kwargs)
         return self.create_from(config, host_config, name=name, locked=locked)
 
@@ -1109,7 +1105,8 @@ def docker_py_kwargs(image: str, command: str | Sequence[str] | None,
         "volumes", "tty", "stdin_open", "auto_remove", "network_mode", "network", "privileged",
         "cap_add", "cap_drop", "read_only", "shm_size", "mem_limit", "nano_cpus", "pids_limit",
         "restart_policy", "stop_signal", "gpus", "devices", "volumes_from", "mounts",
-        "stop_timeout", "extra_hosts", "dns", "ulimits"}
+        "stop_timeout", "extra_hosts", "dns", "ulimits", "group_add", "memswap_limit",
+        "cpu_shares"}
     if unknown:
         raise InvalidArgument(f"unsupported container option(s): {', '.join(sorted(unknown))}")
     cmd = shlex.split(command) if isinstance(command, str) else (list(command) if command else None)
@@ -1146,7 +1143,10 @@ def docker_py_kwargs(image: str, command: str | Sequence[str] | None,
         "CapDrop": kw.get("cap_drop"), "ReadonlyRootfs": bool(kw.get("read_only")),
         "ShmSize": (parse_size(shm) if isinstance(shm, str) else shm) or 64 * 1024**2,
         "Memory": (parse_size(mem) if isinstance(mem, str) else mem) or 0,
+        "MemorySwap": _swap(kw.get("memswap_limit")),
         "NanoCpus": int(kw.get("nano_cpus") or 0), "PidsLimit": kw.get("pids_limit"),
+        "CpuShares": int(kw.get("cpu_shares") or 0),
+        "GroupAdd": [str(g) for g in kw.get("group_add") or []] or None,
         "RestartPolicy": restart, "VolumesFrom": kw.get("volumes_from"),
         "Mounts": kw.get("mounts"), "ExtraHosts": [f"{h}:{ip}" for h, ip in
                                                    (kw.get("extra_hosts") or {}).items()],
@@ -1155,6 +1155,17 @@ def docker_py_kwargs(image: str, command: str | Sequence[str] | None,
     if kw.get("gpus"):
         host_config["Gpus"] = kw["gpus"]
     return config, host_config, kw.get("name")
+
+
+def _swap(value: int | str | None) -> int:
+    """docker-py's ``memswap_limit``: bytes, a size, or -1 (unlimited swap)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    from ..units import parse_size
+
+    return -1 if value.strip() == "-1" else parse_size(value)
 
 
 def _dir_size(path: Path) -> int:

@@ -903,6 +903,7 @@ class Lifecycle:
         from portside.engine.rootfs import resolve_user
 
         uid, gid, groups = resolve_user(paths.rootfs, cfg.get("User") or "")
+        groups = _added_groups(paths.rootfs, hc, groups)
         workdir = cfg.get("WorkingDir") or "/"
         if not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be "
@@ -1273,6 +1274,7 @@ class Lifecycle:
             from portside.engine.rootfs import resolve_user
 
             uid, gid, groups = resolve_user(self.paths(rec).rootfs, user)
+            groups = _added_groups(self.paths(rec).rootfs, rec.host_config, groups)
             proc["user"] = {"uid": uid, "gid": gid, **({"additionalGids": groups} if groups else {})}
         proc.pop("rlimits", None) if not proc.get("rlimits") else None
         return proc
@@ -1375,6 +1377,15 @@ def _rootless() -> bool:
     from portside.engine.rootless import active
 
     return active()
+
+
+def _added_groups(rootfs: Path, host_config: dict[str, Any], groups: list[int]) -> list[int]:
+    """The process's groups with ``--group-add``'s after them (Docker gives them to the
+    container's process and to every ``exec``)."""
+    from portside.engine.rootfs import resolve_groups
+
+    extra = resolve_groups(rootfs, list(host_config.get("GroupAdd") or []))
+    return [*groups, *(g for g in extra if g not in groups)]
 
 
 def _docker_exit_codes(proc, rootfs: Path, process: dict[str, Any]) -> None:

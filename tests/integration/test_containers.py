@@ -351,3 +351,21 @@ def test_etc_mtab_comes_from_dockers_init_layer(ctr, tmp_path):
     # a container that removes it has a deletion to show, as under Docker
     ctr("run", "--name", "rm-mtab", "--network", "none", "busybox", "rm", "/etc/mtab")
     assert ctr("diff", "rm-mtab").out.splitlines() == ["C /etc", "D /etc/mtab"]
+
+
+def test_group_add_resolves_names_in_the_image_and_reaches_exec(ctr):
+    # --group-add: a name from the image's /etc/group, a number as is; the container's process
+    # and every exec (with -u too) get them, as under Docker
+    ctr("run", "-d", "--name", "grp", "--network", "none", "--group-add", "tty",
+        "--group-add", "4321", "--group-add", "5", "busybox", "sleep", "60")
+    for argv in (["grp", "id", "-G"], ["-u", "daemon", "grp", "id", "-G"]):
+        groups = ctr("exec", *argv).out.split()
+        assert {"5", "4321"} <= set(groups), (argv, groups)
+        assert groups.count("5") == 1
+    doc = json.loads(ctr("inspect", "grp").out)[0]
+    assert doc["HostConfig"]["GroupAdd"] == ["tty", "4321", "5"]
+    out = ctr("run", "--rm", "--network", "none", "--group-add", "users", "busybox", "id", "-G").out
+    assert "100" in out.split()
+    proc = ctr("run", "--rm", "--network", "none", "--group-add", "nosuch", "busybox", "true",
+               check=False)
+    assert (proc.returncode, proc.err) == (125, "Error: Unable to find group nosuch\n")
