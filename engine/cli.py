@@ -368,6 +368,34 @@ def print_object(ctx: Context, fmt: str | None, objects: list[Any]) -> None:
     ctx.out.write(format_object(None, objects) + "\n")
 
 
+def confirm(ctx: Context, message: str, what: str) -> bool:
+    """Docker's ``[y/N]`` question, asked only of a person at a terminal: ``message`` goes to
+    standard output and the answer is read from standard input (``y`` confirms).
+
+    Nothing may wait for an answer that cannot come, so without a terminal on standard input
+    (CI, a pipe, a closed stdin, a notebook) this refuses at once, in one line naming ``-f``.
+
+    Returns:
+        Whether the person answered ``y``.
+    Raises:
+        InvalidArgument: no terminal to ask.
+    """
+    stdin = ctx.stdin
+    try:
+        tty = stdin is not None and not ctx.magic and stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        tty = False
+    if not tty:
+        raise InvalidArgument(f"{what} needs confirmation and standard input is not a terminal: "
+                              "use -f (--force) to do it without asking")
+    ctx.out.write(message + " [y/N] ")
+    ctx.out.flush()
+    answer = stdin.readline()
+    if isinstance(answer, bytes):
+        answer = answer.decode(errors="replace")
+    return answer.strip().lower() == "y"
+
+
 class _TextSink:
     """A binary stream over a text one (a notebook's stdout has no ``.buffer``)."""
 

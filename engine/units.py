@@ -1,4 +1,5 @@
-"""Human-readable sizes and durations, printed the way Docker prints them."""
+"""Human-readable sizes and durations, printed the way Docker prints them, and the times and sizes
+Docker's flags take."""
 
 from __future__ import annotations
 
@@ -69,3 +70,29 @@ def parse_size(text: str) -> int:
     number, unit = float(m.group(1)), m.group(2).lower()
     mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}[unit]
     return int(number * mult)
+
+
+def parse_timestamp(text: str, now: float | None = None) -> float:
+    """Docker's time arguments (``--since``, ``--until``, the ``until`` filter): a unix time
+    (``1700000000.5``), an RFC 3339 time (``2024-05-01T10:00:00Z``; no zone means UTC), or a
+    duration back from now (``10m``, ``1h30m``, ``45s``).
+
+    Raises:
+        InvalidArgument: none of these.
+    """
+    from .runtime.logs import parse_time
+
+    text = str(text).strip()
+    now = now if now is not None else time.time()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if re.fullmatch(r"(?:\d+(?:\.\d+)?(?:h|m|s|ms))+", text):
+        total = 0.0
+        for num, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
+            total += float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+        return now - total
+    try:
+        return parse_time(text if ("Z" in text or "+" in text[10:] or "-" in text[10:])
+                          else text + "Z")
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid time value: {text}") from exc

@@ -135,18 +135,20 @@ class BuildCache:
             "SELECT key, parent, description, created, size, last_used FROM build_cache "
             "ORDER BY last_used DESC")]
 
-    def prune(self, all: bool = False) -> dict:
+    def prune(self, all: bool = False, until: float | None = None) -> dict:
         """Delete cache entries and free the blobs and snapshots only they kept alive.
 
         Args:
             all: remove every entry. Otherwise only *dangling* ones: entries whose top layer
                 no image uses (intermediate results) and metadata-only entries.
+            until: only entries last used before this time (Docker's ``until`` filter).
 
         Returns:
             ``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``.
         """
         with self.db.transaction() as conn:
-            rows = conn.execute("SELECT key, layers, size FROM build_cache").fetchall()
+            rows = conn.execute("SELECT key, layers, size, last_used FROM build_cache"
+                                ).fetchall()
             used = {r[0] for r in conn.execute("SELECT chain_id FROM image_layers")}
             doomed: list[str] = []
             blobs: set[str] = set()
@@ -154,6 +156,8 @@ class BuildCache:
             for row in rows:
                 layers = _decode(row["layers"])
                 if not all and layers and layers[-1][1] in used:
+                    continue
+                if until is not None and row["last_used"] >= until:
                     continue
                 doomed.append(row["key"])
                 for ref, chain in layers or ():

@@ -1,4 +1,4 @@
-"""System commands: version, info, system check, system df, events."""
+"""System commands: version, info, system check, system df, system prune, events."""
 
 from __future__ import annotations
 
@@ -104,6 +104,53 @@ def check(ctx: Context, args):
         return 1
     ctx.print("store is consistent")
     return 0
+
+
+def _prune_args(p):
+    p.add_argument("-a", "--all", action="store_true",
+                   help="remove all unused images not just dangling ones")
+    p.add_argument("--volumes", action="store_true", help="prune anonymous volumes")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[],
+                   help="provide filter values (e.g. 'label=<key>=<value>', 'until=24h')")
+
+
+@command("prune", "Remove unused data", group="system")
+@arguments(_prune_args)
+def prune(ctx: Context, args):
+    """Docker's output: one section per kind of object removed, then the space reclaimed."""
+    from ..cli import confirm, parse_filters
+
+    filters = parse_filters(args.filter)
+    if not args.force:
+        warnings = ["all stopped containers", "all networks not used by at least one container"]
+        if args.volumes:
+            warnings.append("all anonymous volumes not used by at least one container")
+        warnings.append("all images without at least one container associated to them"
+                        if args.all else "all dangling images")
+        warnings.append("all build cache" if args.all else "all dangling build cache")
+        text = "WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in warnings)
+        shown = sorted(f"{k}={v}" for k in ("label", "label!", "until") for v in filters.get(k, []))
+        if shown:
+            text += "\n  Items to be pruned will be filtered with:\n" + "".join(
+                f"  - {f}\n" for f in shown)
+        if not confirm(ctx, text + "\nAre you sure you want to continue?", "system prune"):
+            return 0
+    report = ctx.engine.system.prune(all=args.all, volumes=args.volumes, filters=filters)
+    for title, key in (("Deleted Containers:", "ContainersDeleted"),
+                       ("Deleted Networks:", "NetworksDeleted"),
+                       ("Deleted Volumes:", "VolumesDeleted")):
+        if report[key]:
+            ctx.out.write(title + "\n" + "".join(f"{item}\n" for item in report[key]) + "\n")
+    if report["ImagesDeleted"]:
+        ctx.out.write("Deleted Images:\n" + "".join(
+            f"{kind.lower()}: {value}\n" for item in report["ImagesDeleted"]
+            for kind, value in item.items()) + "\n")
+    if report["CachesDeleted"]:
+        ctx.out.write("Deleted build cache objects:\n" + "".join(
+            f"{key.split(':', 1)[-1][:25]}\n" for key in report["CachesDeleted"]) + "\n")
+    ctx.print(f"Total reclaimed space: {human_size(report['SpaceReclaimed'])}")
+    return report
 
 
 def _df_args(p):

@@ -218,18 +218,25 @@ class BuildCollection(Collection):
             raise NotFound(f"failed to read Dockerfile: open {name}: no such file in the "
                            "build context") from None
 
-    def prune(self, all: bool = False) -> dict:
+    def prune(self, all: bool = False, filters: dict[str, list[str]] | None = None) -> dict:
         """Remove build cache entries (``builder prune [-a]``).
 
         Args:
             all: every entry; otherwise only those whose result no image uses.
+            filters: ``until`` (entries last used before it); cache entries carry no labels,
+                so ``label`` matches none (nothing is removed) and ``label!`` keeps none.
 
         Returns:
             ``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``.
         """
         from ..builder.cache import BuildCache
+        from .filters import PruneFilters
 
-        return BuildCache(self.engine.db, self.engine.image_store).prune(all=all)
+        wanted = PruneFilters(filters)
+        if wanted.labels:
+            return {"CachesDeleted": [], "SpaceReclaimed": 0}
+        return BuildCache(self.engine.db, self.engine.image_store).prune(all=all,
+                                                                        until=wanted.until)
 
     def cache_entries(self) -> list[dict]:
         """The build cache's entries, most recently used first."""

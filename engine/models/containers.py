@@ -1050,10 +1050,20 @@ class ContainerCollection(Collection):
         return lc.finish_foreground(rec)
 
     def prune(self, filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]:
-        """Remove every stopped container; returns ``{"ContainersDeleted", "SpaceReclaimed"}``."""
+        """Remove every stopped container; returns ``{"ContainersDeleted", "SpaceReclaimed"}``.
+
+        ``filters``: Docker's ``until``, ``label`` and ``label!`` (see
+        :class:`~portside.engine.models.filters.PruneFilters`), and ``ps``'s own filters."""
+        from .filters import PruneFilters
+
+        wanted = PruneFilters({k: v for k, v in (filters or {}).items()
+                               if k in ("until", "label!")})
+        rest = {k: v for k, v in (filters or {}).items() if k not in ("until", "label!")}
         deleted, reclaimed = [], 0
-        for rec in self.records(all=True, filters=filters):
+        for rec in self.records(all=True, filters=rest):
             if rec.status in ("running", "paused", "restarting"):
+                continue
+            if not wanted.prunes(rec.created, rec.config.get("Labels")):
                 continue
             reclaimed += _dir_size(self.store.paths(rec.id).upper)
             try:

@@ -371,6 +371,22 @@ class ImageCollection(Collection):
 
     def prune(self, *, all: bool = False,
               filters: Mapping[str, builtins.list[str]] | None = None) -> dict:
+        """Remove images no container uses: untagged ones, or all of them with ``all``.
+
+        ``filters``: Docker's ``until``, ``label`` and ``label!`` (see
+        :class:`~portside.engine.models.filters.PruneFilters`), and ``dangling=true|false``.
+
+        Returns:
+            ``{"ImagesDeleted": [{"Untagged": ref} | {"Deleted": id}], "SpaceReclaimed": n}``.
+        """
+        from .filters import PruneFilters
+
+        filters = dict(filters or {})
+        dangling = filters.pop("dangling", None)
+        if dangling:
+            all = str(dangling[0] if isinstance(dangling, list) else dangling).lower() in (
+                "false", "0")
+        wanted = PruneFilters(filters)
         used = images_in_use(self.engine)
         deleted = []
         reclaimed = 0
@@ -379,9 +395,9 @@ class ImageCollection(Collection):
                 continue
             if not all and rec.repo_tags:
                 continue
-            if filters and "label" in filters:
+            if wanted:
                 labels = (self.store.config(rec).get("config") or {}).get("Labels") or {}
-                if not all_labels_match(labels, filters["label"]):
+                if not wanted.prunes(rec.created, labels):
                     continue
             for r in rec.refs:
                 self.store.untag(r)

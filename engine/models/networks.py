@@ -88,8 +88,27 @@ class NetworkCollection(Collection):
             raise Conflict(f"{name} is a pre-defined network and cannot be removed")
         self.manager.remove(name)
 
-    def prune(self) -> dict:
-        return {"NetworksDeleted": self.manager.prune()}
+    def prune(self, filters: dict[str, list[str]] | None = None) -> dict:
+        """Remove the user's networks no container uses; ``filters``: Docker's ``until``,
+        ``label`` and ``label!`` (see :class:`~portside.engine.models.filters.PruneFilters`).
+
+        Returns:
+            ``{"NetworksDeleted": [names]}``.
+        """
+        from .filters import PruneFilters
+
+        wanted = PruneFilters(filters)
+
+        def keep(doc: dict) -> bool:
+            from ..runtime.logs import parse_time
+
+            try:
+                created = parse_time(doc.get("Created") or "")
+            except ValueError:
+                created = None
+            return not wanted.prunes(created, doc.get("Labels"))
+
+        return {"NetworksDeleted": self.manager.prune(keep=keep if wanted else None)}
 
     def connect(self, network: str, container: str, aliases=()) -> None:
         ctr = self.engine.containers.get(container)

@@ -1,4 +1,4 @@
-"""``system check``, ``system df``, ``info`` and ``version``."""
+"""``system check``, ``system df``, ``system prune``, ``info`` and ``version``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..errors import NotFound
+from ..errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -158,6 +158,46 @@ class System:
                                                               and time.time() > until)
             source = ev.follow(db, since=since, stop=done, interval=interval)
         return (event.to_docker() for event in source if wanted(event))
+
+    def prune(self, *, all: bool = False, volumes: bool = False,
+              filters: Mapping[str, list[str]] | None = None) -> dict:
+        """Docker's ``system prune``: stopped containers, networks no container uses, (with
+        ``volumes``) anonymous volumes no container uses, dangling images (every image no
+        container uses with ``all``) and dangling build cache (all of it with ``all``), in that
+        order, so what the pruned containers used goes too.
+
+        Args:
+            all: every unused image and the whole build cache, not only dangling ones.
+            volumes: prune volumes as well (``volume prune``'s: anonymous ones).
+            filters: ``until``, ``label``, ``label!`` (see
+                :class:`~portside.engine.models.filters.PruneFilters`), given to each prune;
+                ``until`` with ``volumes`` is refused, as Docker refuses it.
+        Returns:
+            ``{"ContainersDeleted": [ids], "NetworksDeleted": [names], "VolumesDeleted":
+            [names], "ImagesDeleted": [{"Untagged"|"Deleted": …}], "CachesDeleted": [keys],
+            "SpaceReclaimed": bytes}``.
+        Raises:
+            InvalidArgument: an unknown filter, a bad time, ``until`` with ``volumes``.
+        """
+        from .filters import PruneFilters
+
+        wanted = PruneFilters(filters)
+        if volumes and wanted.until is not None:
+            raise InvalidArgument('The "until" filter is not supported with "--volumes"')
+        eng = self.engine
+        out: dict = {"ContainersDeleted": [], "NetworksDeleted": [], "VolumesDeleted": [],
+                     "ImagesDeleted": [], "CachesDeleted": [], "SpaceReclaimed": 0}
+        parts = [("ContainersDeleted", lambda: eng.containers.prune(filters=wanted.raw)),
+                 ("NetworksDeleted", lambda: eng.networks.prune(filters=wanted.raw))]
+        if volumes:
+            parts.append(("VolumesDeleted", lambda: eng.volumes.prune(filters=wanted.raw)))
+        parts += [("ImagesDeleted", lambda: eng.images.prune(all=all, filters=wanted.raw)),
+                  ("CachesDeleted", lambda: eng.builds.prune(all=all, filters=wanted.raw))]
+        for key, prune in parts:
+            report = prune()
+            out[key] = list(report.get(key) or [])
+            out["SpaceReclaimed"] += int(report.get("SpaceReclaimed") or 0)
+        return out
 
     def df(self) -> list[dict]:
         load_contributors()

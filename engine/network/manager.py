@@ -418,12 +418,15 @@ class NetworkManager:
         }
 
     @_off_event_loop
-    def prune(self) -> builtins.list[str]:
-        """Remove every user-defined network with no container attached; returns their names."""
+    def prune(self, keep: Callable[[dict], bool] | None = None) -> builtins.list[str]:
+        """Remove every user-defined network with no container attached, but those whose
+        :meth:`inspect` document ``keep`` says to keep; returns their names."""
         removed = []
         for row in self.db.query("SELECT name FROM net_networks WHERE name != ? AND id NOT IN "
                                  "(SELECT network_id FROM net_leases)", (DEFAULT_NETWORK,)):
             try:
+                if keep is not None and keep(self.inspect(row["name"])):
+                    continue
                 self.remove(row["name"])
             except (Conflict, NotFound):
                 continue  # someone attached or removed it meanwhile
