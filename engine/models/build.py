@@ -21,6 +21,7 @@ from .resource import Collection
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 
@@ -218,7 +219,8 @@ class BuildCollection(Collection):
             raise NotFound(f"failed to read Dockerfile: open {name}: no such file in the "
                            "build context") from None
 
-    def prune(self, all: bool = False, filters: dict[str, list[str]] | None = None) -> dict:
+    def prune(self, all: bool = False,
+              filters: Mapping[str, builtins.list[str]] | None = None) -> dict:
         """Remove build cache entries (``builder prune [-a]``).
 
         Args:

@@ -298,6 +298,18 @@ class Container(Model, Protocol):
         """``{"80/tcp": [{"HostIp": ..., "HostPort": ...}]}``: the bindings in force while it
         runs (random host ports resolved), else those it asked for."""
 
+    def update(self, *, mem_limit: int | str | None = None,
+               memswap_limit: int | str | None = None, cpu_shares: int | None = None,
+               nano_cpus: int | None = None, pids_limit: int | None = None,
+               restart_policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Docker's ``update`` (docker-py's keywords, plus the API's ``NanoCpus`` and
+        ``PidsLimit``): new limits for a created or running container (applied to a running
+        one at once; ``attrs["HostConfig"]`` shows them) and a new restart policy (in force
+        from its next exit). A value left None is kept. ``mem_limit``/``memswap_limit``:
+        bytes or a size (``"512m"``), ``memswap_limit=-1`` for unlimited swap. Returns
+        ``{"Warnings": [...]}``; what Docker refuses is refused with its message
+        (``InvalidArgument``/``Conflict``), and nothing changes when the kernel refuses."""
+
 
 class Volume(Model, Protocol):
     """A volume; ``attrs``: ``Name, Driver, Mountpoint, Labels, Options, Scope, CreatedAt``."""
@@ -399,7 +411,10 @@ class ImageCollection(Protocol):
         """``rmi``: ``[{"Untagged": name}, {"Deleted": id}...]``."""
 
     def prune(self, *, all: bool = False, filters: Mapping[str, builtins.list[str]] | None = None
-              ) -> dict[str, Any]: ...
+              ) -> dict[str, Any]:
+        """Remove images no container uses: untagged ones, every one with ``all``;
+        ``{"ImagesDeleted": [{"Untagged": ref} | {"Deleted": id}], "SpaceReclaimed": bytes}``.
+        ``filters``: ``until``, ``label``, ``label!``, ``dangling``."""
 
     def lock(self, names: Sequence[str] = (), *, path: str | None = None, update: bool = False,
              locked: bool | None = None, source_date_epoch: int | None = None
@@ -493,7 +508,9 @@ class ContainerCollection(Protocol):
                        tty_size: tuple[int, int] | None = None) -> int | None:
         """``docker start -a [-i]``: start and stay attached, as :meth:`run_from` does."""
 
-    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]: ...
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]:
+        """Remove every stopped container: ``{"ContainersDeleted": [ids] | None,
+        "SpaceReclaimed": bytes}``; ``filters``: ``until``, ``label``, ``label!`` and ``ps``'s."""
 
 
 class VolumeCollection(Protocol):
@@ -531,7 +548,10 @@ class NetworkCollection(Protocol):
 
     def remove(self, name: str) -> None: ...
 
-    def prune(self) -> dict[str, Any]: ...
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None
+              ) -> dict[str, Any]:
+        """Remove the user's networks no container uses: ``{"NetworksDeleted": [names]}``;
+        ``filters``: ``until``, ``label``, ``label!``."""
 
     def connect(self, network: str, container: str, aliases: Sequence[str] = ()) -> None: ...
 
@@ -541,8 +561,10 @@ class NetworkCollection(Protocol):
 class BuildCollection(Protocol):
     """``engine.builds``: the build cache (builds themselves are ``engine.images.build``)."""
 
-    def prune(self, all: bool = False) -> dict[str, Any]:
-        """``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``."""
+    def prune(self, all: bool = False,
+              filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]:
+        """``{"CachesDeleted": [keys], "SpaceReclaimed": bytes}``: entries no image uses, every
+        one with ``all``; ``filters``: ``until`` (last used before it)."""
 
     def cache_entries(self) -> list[dict[str, Any]]: ...
 
@@ -562,6 +584,15 @@ class System(Protocol):
         """What is wrong in the store: ``{"Problems": [...], "Reclaimable": [...],
         "Reclaimed": [...]}`` -- corruption, garbage that killed or failed operations left (with
         ``repair``: removed), and what opening the store already reclaimed. One line each."""
+
+    def prune(self, *, all: bool = False, volumes: bool = False,
+              filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]:
+        """Docker's ``system prune``, in its order: stopped containers, networks no container
+        uses, (with ``volumes``) anonymous volumes no container uses, dangling images (every
+        unused image with ``all``), dangling build cache (all of it with ``all``).
+        ``filters``: ``until``, ``label``, ``label!`` (``until`` with ``volumes`` is refused,
+        as Docker refuses it). Returns ``{"ContainersDeleted", "NetworksDeleted",
+        "VolumesDeleted", "ImagesDeleted", "CachesDeleted", "SpaceReclaimed"}``."""
 
     def events(self, *, since: float | None = None, until: float | None = None,
                filters: Mapping[str, list[str]] | None = None, follow: bool = False,

@@ -10,6 +10,7 @@ from .resource import Collection, Model
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Mapping
 
 PSEUDO = {
@@ -88,7 +89,7 @@ class NetworkCollection(Collection):
             raise Conflict(f"{name} is a pre-defined network and cannot be removed")
         self.manager.remove(name)
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> dict:
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None) -> dict:
         """Remove the user's networks no container uses; ``filters``: Docker's ``until``,
         ``label`` and ``label!`` (see :class:`~portside.engine.models.filters.PruneFilters`).
 

@@ -424,6 +424,25 @@ class SlurmContainer(Model):
     def ports(self) -> dict[str, list[dict[str, str]]]:
         return composed.ports(self.attrs)
 
+    def update(self, *, mem_limit: int | str | None = None,
+               memswap_limit: int | str | None = None, cpu_shares: int | None = None,
+               nano_cpus: int | None = None, pids_limit: int | None = None,
+               restart_policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``update`` of a running container: the node's engine applies the limits (inside the
+        job's own, which Slurm keeps). A container not running on a node has no engine to ask;
+        its limits are the job's request (``--cpus``/``-m`` at ``run``)."""
+        rec, job = self.collection._live(self.id)
+        if job is None or not job.running:
+            raise InvalidArgument(f"update: container {rec['Name']} is not running on a node; "
+                                  "in a Slurm context only a running container's limits change")
+        change = {k: v for k, v in (("mem_limit", mem_limit), ("memswap_limit", memswap_limit),
+                                    ("cpu_shares", cpu_shares), ("nano_cpus", nano_cpus),
+                                    ("pids_limit", pids_limit),
+                                    ("restart_policy", restart_policy)) if v is not None}
+        result = self.collection._call(rec, job, "update", change)
+        self.reload()
+        return dict(result)
+
     def copy_out(self, src: str, dest: str, *, archive: bool = False,
                  follow_links: bool = False) -> None:
         raise InvalidArgument(f"cp {self.name}:{src} {dest}: in a Slurm context copy through "

@@ -74,7 +74,7 @@ def prepare(engine: Any, job: str, image_id: str, *, pull: bool, stdin: BinaryIO
 
 #: The methods ``node call`` may run, on the node's Container model.
 CALLS = ("inspect", "top", "stats", "diff", "kill", "stop", "pause", "unpause", "wait",
-         "restart", "rename")
+         "restart", "rename", "update")
 
 
 def call(engine: Any, request: dict[str, Any]) -> Any:
