@@ -574,7 +574,7 @@ def _writer(out: Any, err: Any):
 
 def parse_time_arg(text: str | float | None, now: float | None = None) -> float | None:
     """``--since``/``--until``: a unix time, an RFC 3339 time, or a duration (``10m``, ``1h30m``)
-    ago; a number is a unix time already.
+    ago (see :func:`portside.engine.units.parse_timestamp`); a number is a unix time already.
 
     Raises:
         InvalidArgument: none of those.
@@ -583,24 +583,9 @@ def parse_time_arg(text: str | float | None, now: float | None = None) -> float 
         return None
     if isinstance(text, (int, float)):
         return float(text)
-    import re
+    from ..units import parse_timestamp
 
-    from ..runtime.logs import parse_time
-
-    now = now if now is not None else time.time()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms))+)", text)
-    if m:
-        total = 0.0
-        for num, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
-            total += float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
-        return now - total
-    try:
-        return parse_time(text if ("Z" in text or "+" in text[10:] or "-" in text[10:])
-                          else text + "Z")
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid time value: {text}") from exc
+    return parse_timestamp(text, now)
 
 
 def _port_number(text: str) -> int | str | None:
