@@ -77,7 +77,8 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("--pull", default="missing", help="pull image before running (missing only)")
     a("-a", "--attach", action="append", default=[], help="attach to STDIN, STDOUT or STDERR")
     a("--detach-keys", default="ctrl-p,ctrl-q", help="override the key sequence for detaching")
-    a("--sig-proxy", default="true", help="proxy received signals to the process")
+    a("--sig-proxy", default="true",
+      help="proxy received signals to the process (--sig-proxy=false: none)")
     a("image", help="IMAGE")
     a("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
 

@@ -91,6 +91,9 @@ def _terminal(ctx: Context, stdin, tty: bool):
          top_level=True)
 @arguments(_run_args)
 def run(ctx: Context, args):
+    from .sigproxy import SignalProxy, parse_bool
+
+    sig_proxy = parse_bool(args.sig_proxy, "--sig-proxy")
     config, host_config, name = build_create(args)
     containers = ctx.engine.containers
     if args.detach:
@@ -101,11 +104,18 @@ def run(ctx: Context, args):
     stdin = ctx.stdin if args.interactive else None
     out, err = _stdio(ctx)
     ctx.out.flush()
-    with _terminal(ctx, stdin, args.tty) as size:
+    # Docker's run proxies signals with or without a terminal (from the moment the container
+    # exists); a notebook's signals are its kernel's
+    with SignalProxy(proxy=sig_proxy, owner=not ctx.magic) as proxy, \
+            _terminal(ctx, stdin, args.tty) as size:
+        def created(container) -> None:
+            _warn(ctx, container)
+            proxy.engage(container)
+
         code = containers.run_from(config, host_config, name=name, locked=args.locked,
                                    stdin=stdin, stdout=out, stderr=err,
                                    detach_keys=args.detach_keys, tty_size=size,
-                                   on_created=lambda c: _warn(ctx, c))
+                                   on_created=created)
     return 0 if code is None else code
 
 
@@ -126,11 +136,17 @@ def start(ctx: Context, args):
     if args.attach or args.interactive:
         if len(args.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
+        from .sigproxy import SignalProxy
+
         stdin = ctx.stdin if args.interactive else None
-        tty = bool(containers.get(args.containers[0]).attrs["Config"].get("Tty"))
+        container = containers.get(args.containers[0])
+        tty = bool(container.attrs["Config"].get("Tty"))
         out, err = _stdio(ctx)
         ctx.out.flush()
-        with _terminal(ctx, stdin, tty) as size:
+        # Docker's start -a proxies signals without a terminal (it has no --sig-proxy flag)
+        with SignalProxy(proxy=not tty, owner=not ctx.magic and not tty) as proxy, \
+                _terminal(ctx, stdin, tty) as size:
+            proxy.engage(container)
             code = containers.start_attached(args.containers[0], stdin, out, err,
                                              detach_keys=args.detach_keys, tty_size=size)
         return 0 if code is None else code
@@ -370,7 +386,9 @@ def exec_(ctx: Context, args):
 def _attach_args(p):
     p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="detach key sequence")
     p.add_argument("--no-stdin", action="store_true", help="do not attach STDIN")
-    p.add_argument("--sig-proxy", default="true", help="proxy signals (accepted)")
+    p.add_argument("--sig-proxy", default="true",
+                   help="proxy all received signals to the process (non-TTY only; "
+                        "--sig-proxy=false: none)")
     p.add_argument("container", metavar="CONTAINER")
 
 
@@ -378,11 +396,19 @@ def _attach_args(p):
          group="container", top_level=True)
 @arguments(_attach_args)
 def attach_(ctx: Context, args):
+    from .sigproxy import SignalProxy, parse_bool
+
+    sig_proxy = parse_bool(args.sig_proxy, "--sig-proxy")
     container = ctx.engine.containers.get(args.container)
     stdin = None if args.no_stdin else ctx.stdin
     tty = bool(container.attrs["Config"].get("Tty"))
     out, err = _stdio(ctx)
-    with _terminal(ctx, stdin, tty) as size:
+    # Docker's attach proxies signals, ^C's SIGINT too, without a terminal only; with
+    # --sig-proxy=false ^C ends the client and leaves the container running (as it does here
+    # with a terminal: the keys go to the container, ctrl-p ctrl-q detaches)
+    with SignalProxy(proxy=sig_proxy, interrupt=True, owner=not ctx.magic and not tty) as proxy, \
+            _terminal(ctx, stdin, tty) as size:
+        proxy.engage(container)
         code = container.attach(stdin, out, err, detach_keys=args.detach_keys, tty_size=size)
     return 0 if code is None else code
 

@@ -290,6 +290,57 @@ def test_cpus_and_memory_are_asked_of_slurm(hpc):
     ctr.remove(force=True)
 
 
+def test_a_foreground_run_passes_its_signals_to_the_container_on_the_node(hpc):
+    """The CLI's signal proxy speaks only the model API (``container.kill``), so what the
+    foreground ``portside run`` receives reaches a Slurm context's container on its node too.
+    The CLI's handler runs here, in this process's main thread, and this process is signalled;
+    the test's own handlers count what is not passed on."""
+    import io
+    import threading
+
+    from portside.engine import cli
+
+    eng = hpc.engine()
+    script = ("trap 'echo got HUP' HUP; trap 'echo got TERM; exit 7' TERM; echo ready; "
+              "while :; do sleep 0.1; done")
+    not_proxied: list[int] = []
+    old = {s: signal.signal(s, lambda n, f: not_proxied.append(n))
+           for s in (signal.SIGHUP, signal.SIGTERM)}
+    r, w = os.pipe()
+    out = os.fdopen(w, "wb", buffering=0)
+    lines: list[str] = []
+
+    def drive() -> None:
+        """Signal this process as the container's output asks for it; end the run (so the
+        test fails rather than hangs) if the container never answers."""
+        nxt = {"ready": signal.SIGHUP, "got HUP": signal.SIGTERM}
+        timer = threading.Timer(30, lambda: eng.containers.get("sig").kill("KILL"))
+        timer.start()
+        try:
+            with os.fdopen(r, "rb") as f:
+                for raw in f:
+                    lines.append(raw.decode().strip())
+                    if lines[-1] in nxt:
+                        os.kill(os.getpid(), nxt[lines[-1]])
+        finally:
+            timer.cancel()
+
+    reader = threading.Thread(target=drive, daemon=True)
+    reader.start()
+    try:
+        args = cli.parse(["run", "--rm", "--name", "sig", "busybox", "sh", "-c", script])
+        ctx = cli.Context(engine=eng, out=io.StringIO(), err=io.StringIO(),
+                          stdout_binary=out)
+        code = args._handler(ctx, args)
+    finally:
+        out.close()
+        reader.join(30)
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert (code, lines, not_proxied) == (7, ["ready", "got HUP", "got TERM"], [])
+    assert eng.containers.list(all=True) == []  # --rm
+
+
 def test_cp_in_and_out_over_srun(hpc):
     import io
     import tarfile
