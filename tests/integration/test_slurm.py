@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from portside.engine.errors import Conflict, IncorrectState, SchedulerError
+from portside.engine.errors import (Conflict, IncorrectState, InvalidArgument,
+                                    SchedulerError)
 from slurm_cluster import SlurmCluster, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -339,6 +340,20 @@ def test_a_foreground_run_passes_its_signals_to_the_container_on_the_node(hpc):
             signal.signal(s, h)
     assert (code, lines, not_proxied) == (7, ["ready", "got HUP", "got TERM"], [])
     assert eng.containers.list(all=True) == []  # --rm
+
+
+def test_update_of_a_running_container_is_done_on_its_node(hpc):
+    eng = hpc.engine()
+    ctr = eng.containers.run("busybox", TERMINABLE, detach=True, name="grow", mem_limit="64m")
+    assert ctr.update(mem_limit="96m", pids_limit=50) == {"Warnings": []}
+    hc = ctr.attrs["HostConfig"]
+    assert (hc["Memory"], hc["PidsLimit"]) == (96 * 1024 * 1024, 50)
+    ctr.remove(force=True)
+    created = eng.containers.create("busybox", TERMINABLE, name="notyet")
+    with pytest.raises(InvalidArgument, match="^update: container notyet is not running on a "
+                                              "node"):
+        created.update(mem_limit="96m")
+    created.remove(force=True)
 
 
 def test_cp_in_and_out_over_srun(hpc):
