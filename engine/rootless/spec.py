@@ -5,8 +5,9 @@ namespace), with the same spec as in root mode except:
 
 * **cgroups**: a user owns no cgroup unless cgroup v2 is delegated to them (systemd's
   ``user@.service``). Without delegation the spec has no ``cgroupsPath`` and no ``resources``
-  (runc then skips cgroups altogether; with either, it fails), so ``-m``, ``--cpus`` and
-  ``--pids-limit`` are refused in one line by :func:`check_host_config`, and nothing
+  (runc then skips cgroups altogether; with either, it fails), so ``-m``, ``--memory-swap``,
+  ``--cpus``, ``--cpu-shares`` and ``--pids-limit`` (at ``run``/``create`` and ``update``) are
+  refused in one line by :func:`check_host_config`, and nothing
   restricts devices: the namespace already keeps the container from every device node it did
   not bind-mount.
 * **devices**: ``/dev`` nodes (``--device``, ``--privileged``, CDI/GPU nodes) are bind-mounted
@@ -36,6 +37,11 @@ NO_CGROUPS = ("{flags}: rootless containers get no cgroup on this host (cgroup v
               "the user, as systemd's user@.service does, is needed)")
 
 
+#: The limits that need a cgroup: (flag, HostConfig key).
+LIMITS = (("--memory", "Memory"), ("--memory-swap", "MemorySwap"), ("--cpus", "NanoCpus"),
+          ("--cpu-shares", "CpuShares"), ("--pids-limit", "PidsLimit"))
+
+
 def check_host_config(hc: dict[str, Any], *, delegated: bool | None = None) -> list[str]:
     """Refuse what a rootless container cannot have; returns the warnings for the rest.
 
@@ -44,8 +50,9 @@ def check_host_config(hc: dict[str, Any], *, delegated: bool | None = None) -> l
     """
     from . import mapping
 
-    limits = [flag for flag, key in (("--memory", "Memory"), ("--cpus", "NanoCpus"),
-                                     ("--pids-limit", "PidsLimit")) if (hc.get(key) or 0) > 0]
+    limits = [flag for flag, key in LIMITS if (hc.get(key) or 0) > 0]
+    if "--memory" in limits and "--memory-swap" in limits:
+        limits.remove("--memory-swap")  # also Docker's default, twice the memory: one is enough
     if limits:
         if delegated is None:
             from .cgroups import delegated_cgroup

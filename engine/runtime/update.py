@@ -42,6 +42,7 @@ def update(lc: Lifecycle, ref: str | ContainerRecord, change: dict[str, Any]
     if unknown:
         raise InvalidArgument(f"update: unknown setting(s): {', '.join(unknown)}")
     change = dict(change)
+    _rootless_limits(change)
     warnings = verify(change, update=True)
     rec = ref if isinstance(ref, ContainerRecord) else lc.store.resolve(ref)
     with lc.store.lock(rec.id):
@@ -59,3 +60,21 @@ def update(lc: Lifecycle, ref: str | ContainerRecord, change: dict[str, Any]
         rec.host_config = merged
         lc.store.save(rec, "update")
     return rec, warnings
+
+
+def _rootless_limits(change: dict[str, Any]) -> None:
+    """A rootless container without a cgroup (no delegated cgroup v2) can have no limits: new
+    ones are refused in one line, as ``run -m`` is; a restart policy still changes.
+
+    Raises:
+        InvalidArgument: a limit, rootless without a cgroup.
+    """
+    from portside.engine.rootless import active, has_cgroups, no_cgroup
+
+    if not active() or has_cgroups():
+        return
+    from portside.engine.rootless.spec import LIMITS
+
+    flags = [flag for flag, key in LIMITS if change.get(key) not in (None, 0)]
+    if flags:
+        raise InvalidArgument(no_cgroup(", ".join(flags)))

@@ -190,15 +190,35 @@ def test_what_needs_root_or_cgroups_says_so_in_one_line(rl, busybox):
     assert line.startswith("Error: --memory: rootless containers get no cgroup on this host")
     one_line_error(rl("run", "--rm", "--net", "none", "--cpus", "1", "--pids-limit", "10",
                       busybox, "true", check=False))
+    line = one_line_error(rl("run", "--rm", "--net", "none", "--cpu-shares", "512", busybox,
+                             "true", check=False))
+    assert line.startswith("Error: --cpu-shares: rootless containers get no cgroup")
     rl("run", "-d", "--name", "pp", "--net", "none", busybox, "sleep", "60")
     line = one_line_error(rl("pause", "pp", check=False), 1)  # Docker's status for pause
     assert line.startswith("Error: pause: rootless containers get no cgroup")
+    # update: new limits need a cgroup too; a restart policy does not
+    line = one_line_error(rl("update", "--memory", "64m", "--pids-limit", "9", "pp",
+                             check=False), 1)  # Docker's status for update, as for pause
+    assert line.startswith("Error: --memory, --pids-limit: rootless containers get no cgroup")
+    rl("update", "--restart", "on-failure:2", "pp")
+    assert rl("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}",
+              "pp").out.split() == ["on-failure", "0"]
     priv = rl("run", "--rm", "--net", "none", "--privileged", busybox, "sh", "-c",
               "grep CapEff /proc/self/status")
     assert "rootless: --privileged gives every capability inside your user namespace" in priv.err
     assert priv.out.split()[1] == "000001ffffffffff"
     assert rl("ps", "-aq").out.split() == [rl("ps", "-q").out.strip()]
     rl("rm", "-f", "pp")
+
+
+def test_a_foreground_run_passes_the_signals_it_receives_on(rl, busybox):
+    """--sig-proxy rootless: timeout's SIGTERM reaches a container that traps it."""
+    script = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
+    proc = rl.user.run(["timeout", "--preserve-status", "3", str(rl.user.venv.bin / "portside"),
+                        "run", "--rm", "--net", "none", busybox, "sh", "-c", script],
+                       env=rl.env(), check=False, timeout=60)
+    assert (proc.returncode, proc.out) == (7, "ready\ngot TERM\n"), proc.err
+    assert rl("ps", "-aq").out == ""
 
 
 def test_unshare_removes_files_of_the_subordinate_ids(rl, busybox):
