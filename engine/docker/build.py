@@ -21,6 +21,7 @@ from ..models.resource import Collection
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import builtins
     from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 
@@ -86,9 +87,11 @@ def build(engine: Any, dockerfile: str | None = None,
 class BuildCollection(Collection):
     """``engine.builds`` of a Docker context: dockerd's build cache."""
 
-    def prune(self, all: bool = False) -> dict[str, Any]:
+    def prune(self, all: bool = False,
+              filters: Mapping[str, builtins.list[str]] | None = None) -> dict[str, Any]:
         """dockerd's build cache: ``{"CachesDeleted": [...], "SpaceReclaimed": bytes}``."""
-        result = self.engine.api.prune_builds(all=all or None)
+        result = self.engine.api.prune_builds(all=all or None,
+                                              filters=dict(filters) if filters else None)
         return {"CachesDeleted": result.get("CachesDeleted") or [],
                 "SpaceReclaimed": result.get("SpaceReclaimed") or 0}
 

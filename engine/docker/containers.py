@@ -117,6 +117,37 @@ class Container(Model):
         self.api.kill(self.id, signal=signal)
         return self._done()
 
+    def update(self, *, mem_limit: int | str | None = None,
+               memswap_limit: int | str | None = None, cpu_shares: int | None = None,
+               nano_cpus: int | None = None, pids_limit: int | None = None,
+               restart_policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """dockerd's ``POST /containers/{id}/update`` with the API's own keys (the SDK's
+        ``update_container`` has no ``NanoCpus`` or ``PidsLimit``); dockerd checks and applies
+        them. Returns ``{"Warnings": [...]}``."""
+        from ..units import parse_size
+        from .errors import guarded_call
+
+        def size(value: int | str) -> int:
+            if isinstance(value, int):
+                return value
+            return -1 if value.strip() == "-1" else parse_size(value)
+
+        body: dict[str, Any] = {}
+        for key, value in (("Memory", mem_limit), ("MemorySwap", memswap_limit)):
+            if value is not None:
+                body[key] = size(value)
+        for key, number in (("CpuShares", cpu_shares), ("NanoCpus", nano_cpus),
+                            ("PidsLimit", pids_limit)):
+            if number is not None:
+                body[key] = int(number)
+        if restart_policy is not None:
+            body["RestartPolicy"] = dict(restart_policy)
+        client = self.engine.client
+        result = guarded_call(self.engine, lambda: client._result(client._post_json(
+            client._url("/containers/{0}/update", self.id), data=body), True))
+        self.reload()
+        return {"Warnings": list((result or {}).get("Warnings") or [])}
+
     def pause(self) -> Container:
         self.api.pause(self.id)
         return self._done()

@@ -60,8 +60,9 @@ class NetworkCollection(Collection):
     def remove(self, name: str) -> None:
         self.api.remove_network(name)
 
-    def prune(self) -> dict[str, Any]:
-        result = self.api.prune_networks()
+    def prune(self, filters: Mapping[str, builtins.list[str]] | None = None
+              ) -> dict[str, Any]:
+        result = self.api.prune_networks(filters=dict(filters) if filters else None)
         return {"NetworksDeleted": result.get("NetworksDeleted") or []}
 
     def connect(self, network: str, container: str, aliases: Sequence[str] = ()) -> None:

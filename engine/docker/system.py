@@ -93,15 +93,32 @@ class System:
         raise InvalidArgument(f'unshare: context "{self.engine.context}" is a Docker Engine: '
                               "there is no user namespace of portside's to enter")
 
-    def prune(self, *, all: bool = False, volumes: bool = False) -> dict:
-        """``system prune``: stopped containers, unused networks, dangling (``all``: unused)
-        images, the build cache, and with ``volumes`` unused anonymous volumes."""
+    def prune(self, *, all: bool = False, volumes: bool = False,
+              filters: Mapping[str, list[str]] | None = None) -> dict:
+        """``system prune``, as Docker's CLI makes it of dockerd's prunes, in its order:
+        stopped containers, unused networks, (``volumes``) unused anonymous volumes, dangling
+        (``all``: unused) images, the build cache; ``filters`` given to each. The shape of
+        :meth:`portside.engine.models.interface.System.prune`."""
+        from ..errors import InvalidArgument
+
+        wanted = {k: list(v) if not isinstance(v, str) else [v]
+                  for k, v in (filters or {}).items()}
+        if volumes and "until" in wanted:
+            raise InvalidArgument('The "until" filter is not supported with "--volumes"')
         engine = self.engine
-        result = {"Containers": engine.containers.prune(), "Networks": engine.networks.prune(),
-                  "Images": engine.images.prune(all=all), "BuildCache": engine.builds.prune(all)}
+        parts = [("ContainersDeleted", lambda: engine.containers.prune(filters=wanted)),
+                 ("NetworksDeleted", lambda: engine.networks.prune(filters=wanted))]
         if volumes:
-            result["Volumes"] = engine.volumes.prune()
-        return result
+            parts.append(("VolumesDeleted", lambda: engine.volumes.prune(filters=wanted)))
+        parts += [("ImagesDeleted", lambda: engine.images.prune(all=all, filters=wanted)),
+                  ("CachesDeleted", lambda: engine.builds.prune(all, filters=wanted))]
+        out: dict = {"ContainersDeleted": [], "NetworksDeleted": [], "VolumesDeleted": [],
+                     "ImagesDeleted": [], "CachesDeleted": [], "SpaceReclaimed": 0}
+        for key, prune in parts:
+            report = prune()
+            out[key] = list(report.get(key) or [])
+            out["SpaceReclaimed"] += int(report.get("SpaceReclaimed") or 0)
+        return out
 
     def events(self, *, since: float | None = None, until: float | None = None,
                filters: Mapping[str, list[str]] | None = None, follow: bool = False,

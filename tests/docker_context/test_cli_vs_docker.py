@@ -174,6 +174,32 @@ def test_start_attached_and_exec_with_stdin_agree(tools):
     assert both(tools, scenario) == ((6, "HELLO\n", ""), (0, "100000", "e\n"), "tty\r\n")
 
 
+def test_update_and_system_prune_agree(tools):
+    """``update`` (the model API's ``Container.update``, dockerd's update endpoint) and
+    ``system prune -f`` (``System.prune``, made of dockerd's prunes) in a Docker context say and
+    do what Docker's CLI does."""
+    import re
+
+    def scenario(t: Tool) -> tuple:
+        t("run", "-d", "--name", "lim", BUSYBOX, "sh", "-c", LOOP)
+        try:
+            up = t("update", "--memory", "64m", "--memory-swap", "128m", "--pids-limit", "50",
+                   "--restart", "on-failure:2", "lim")
+            hc = json.loads(t("inspect", "lim").out)[0]["HostConfig"]
+        finally:
+            t("rm", "-f", "lim")
+        t("create", "--name", "stopped", BUSYBOX, "true")
+        pruned = t("system", "prune", "-f", "--filter", "label!=keep")
+        gone = t("ps", "-aq", "--filter", "name=stopped").out
+        return (up.out, (hc["Memory"], hc["MemorySwap"], hc["PidsLimit"], hc["RestartPolicy"]),
+                re.sub(r"[0-9a-f]{64}", "ID", pruned.out).splitlines()[:3], gone)
+
+    assert both(tools, scenario) == (
+        "lim\n", (64 * 1024**2, 128 * 1024**2, 50, {"Name": "on-failure",
+                                                     "MaximumRetryCount": 2}),
+        ["Deleted Containers:", "ID", ""], "")
+
+
 def test_sizes_and_stop_signal_in_a_docker_context(tools):
     """``ps -s`` and ``inspect -s`` ask dockerd for sizes; ``stop -s SIG`` (which dockerd's
     API takes from 1.42 only, and Docker's 20.10 CLI lacks) sends SIG, then stops."""
