@@ -20,6 +20,11 @@ variable                       config key                       meaning
                                                                 or ``pasta``: the helper of
                                                                 a rootless container's
                                                                 default network
+``PORTSIDE_FAST_EXEC``         ``fast-exec``                    ``0``/``false``: ``exec``
+                                                                always through the OCI
+                                                                runtime (default: without it
+                                                                where the result is the same,
+                                                                see runtime/fastexec.py)
 =============================  ===============================  ==========================
 
 The state folder may name the machine it is on: ``%n`` stands for the node's name (Slurm's
@@ -114,7 +119,7 @@ class Config:
                  insecure_registries: list[str] | None = None,
                  default_subnet: str | None = None, resume_window: float | None = None,
                  rootless_network: str | None = None,
-                 extra: dict | None = None) -> None:
+                 fast_exec: bool = True, extra: dict | None = None) -> None:
         self.root = default_root() if root is None else root
         self.runtime = runtime
         self.cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"] if cdi_spec_dirs is None \
@@ -124,6 +129,7 @@ class Config:
         self.default_subnet = default_subnet
         self.resume_window = resume_window  # None: store.leftovers.DEFAULT_RESUME_WINDOW
         self.rootless_network = rootless_network
+        self.fast_exec = fast_exec
         self.extra = extra or {}
 
     def __repr__(self) -> str:
@@ -176,6 +182,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     cfg.default_subnet = merged.pop("default-subnet", None)
     cfg.resume_window = _seconds(merged.pop("resume-window", None), "resume-window")
     cfg.rootless_network = merged.pop("rootless-network", None)
+    cfg.fast_exec = _flag(merged.pop("fast-exec", True), "fast-exec")
     cfg.extra = merged
     if environ.get("PORTSIDE_ROOT"):
         cfg.root = expand_root(environ["PORTSIDE_ROOT"])
@@ -193,7 +200,20 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         cfg.resume_window = _seconds(environ["PORTSIDE_RESUME_WINDOW"], "PORTSIDE_RESUME_WINDOW")
     if environ.get("PORTSIDE_ROOTLESS_NETWORK"):
         cfg.rootless_network = environ["PORTSIDE_ROOTLESS_NETWORK"]
+    if environ.get("PORTSIDE_FAST_EXEC"):
+        cfg.fast_exec = _flag(environ["PORTSIDE_FAST_EXEC"], "PORTSIDE_FAST_EXEC")
     return cfg
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidArgument(f"{name} must be true or false, not {value!r}")
 
 
 def _seconds(value: object, name: str) -> float | None:

@@ -1303,11 +1303,30 @@ class Lifecycle:
         with self.db.transaction() as conn:
             events.emit(conn, "container", "exec_create", rec.id, name=rec.name,
                         execID=os.urandom(8).hex())  # secrets.token_hex, unimported
+        fast = self._fast_exec(rec, dict(process, terminal=tty))
+        if fast is not None:
+            from .fastexec import spawn
+
+            return spawn(fast, detach=detach, stdio=(stdin, stdout, stderr))
         proc = self.runtime.exec(rec.id, process, detach=detach, tty=tty,
                                  stdio=(stdin, stdout, stderr))
         if not detach:
             _docker_exit_codes(proc, self.paths(rec).rootfs, process)
         return proc
+
+    def _fast_exec(self, rec: ContainerRecord, process: dict[str, Any]):
+        """The prepared fast path for ``process`` (runtime/fastexec.py), or None where exec must
+        go through the OCI runtime: turned off (``fast-exec``), or a case it does not match."""
+        if not self.config.fast_exec:
+            return None
+        from . import fastexec
+
+        paths = self.paths(rec)
+        try:
+            return fastexec.prepare(rec.id, paths.bundle, self.runtime.state_root / rec.id,
+                                    paths.rootfs, process, self.runtime.name)
+        except fastexec.Unsupported:
+            return None
 
     # ---- on exit -----------------------------------------------------------------------------
 

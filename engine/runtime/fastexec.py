@@ -1,0 +1,578 @@
+"""``exec`` without an OCI runtime: join the running container and apply its process security.
+
+``runc exec`` costs ~50 ms, most of it runc compiling the container's seccomp profile again in
+every call (bench/bench_floor.py). This module starts the process itself, doing what runc's
+``setns`` init does (libcontainer's ``setns_init_linux.go`` and ``finalizeNamespace``), in the
+same order, with the same results:
+
+1. the new process is forked into the container's pid namespace (the caller's thread points its
+   ``pid_for_children`` at it for the one ``fork``, then back);
+2. in the child: it writes itself into every cgroup of the container's init (each v1 hierarchy
+   and the unified one on a hybrid host: the ``cgroup_paths`` of runc's state), sets the process's
+   ``oomScoreAdj``, joins the container's other namespaces through ``/proc/PID/ns/*`` (user first,
+   then ipc, uts, net, mnt, cgroup: libcontainer's order; joining the mount namespace puts the
+   process at the container's root, which runc pivoted to), joins the session keyring
+   ``_ses.<id>``, sets the rlimits, ``no_new_privs``, and loads the seccomp filter -- before the
+   capabilities are dropped when ``no_new_privs`` is off (loading needs ``CAP_SYS_ADMIN`` then),
+   as the last step before ``execve`` when it is on;
+3. it changes directory (before the user switch, again after it on EACCES), drops the bounding
+   set, keeps its capabilities over ``setgroups``/``setgid``/``setuid``, hands its standard streams
+   to the new user as runc does, sets the effective/permitted/inheritable and ambient sets, and
+   ``execve``\\s the command found in the container's ``PATH``; 127/126 (or 255 for a failure
+   after the command was found) with runc's message on the process's stderr when it cannot.
+
+The seccomp profile is compiled once per container start (libseccomp through ``ctypes``, the
+library runc itself links) and kept next to the bundle (``seccomp.bpf``). The program loaded is
+the one runc loads: libseccomp's export of the same rules, added in the same order with the same
+calls, behind a stub that answers ``ENOSYS`` for syscall numbers above the highest the profile
+names on each architecture (runc's ``patchbpf``: newer syscalls fail as "not implemented", so
+the C library falls back, rather than with the profile's default error).
+
+Whatever this cannot make equal to ``runc exec`` raises :class:`Unsupported` from
+:func:`prepare`, and the caller runs ``runc exec`` instead: a terminal (``-t``), a user namespace
+(rootless containers), AppArmor or SELinux labels, a personality, a time namespace, seccomp flags,
+listeners or notify actions, architectures outside x86/ARM, an environment entry without ``=``,
+a runtime other than runc, or runc state it does not recognise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Sequence
+
+#: Capability numbers (linux/capability.h), by the names OCI specs use.
+CAPABILITIES = {name: i for i, name in enumerate((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE"))}
+
+RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+           "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+           "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+           "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+
+# setns(2) flags, in the order libcontainer joins them (configs.NamespaceTypes()); "pid" is
+# joined by the parent's fork, "mount" puts the process at the container's root.
+_JOIN_ORDER = (("user", "user", 0x10000000), ("ipc", "ipc", 0x08000000),
+               ("uts", "uts", 0x04000000), ("network", "net", 0x40000000),
+               ("mount", "mnt", 0x00020000), ("cgroup", "cgroup", 0x02000000))
+_CLONE_NEWPID = 0x20000000
+
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+_PR_SET_KEEPCAPS, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 8, 24, 38
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 2, 4
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_CAPSET_V3 = 0x20080522
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+
+
+class Unsupported(Exception):
+    """The fast path cannot promise the same process as ``runc exec``; the message says why."""
+
+
+class Prepared:
+    """Everything the child needs, worked out in the parent (see :func:`prepare`)."""
+
+    container_id: str
+    pid: int  # the container's init (host pid)
+    joined: set[str]  # OCI namespace kinds to join
+    cgroups: list[str]  # the init's cgroup folders, one per hierarchy
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    groups: list[int]
+    rlimits: list[tuple[int, int, int]]
+    bad_rlimit: str | None
+    nnp: bool
+    oom_score_adj: int | None
+    bounding: int  # capability masks
+    effective: int
+    permitted: int
+    inheritable: int
+    ambient: list[int]
+    bpf: bytes  # the seccomp program, b"" for none
+    keyring: bool  # join the session keyring _ses.<id>
+
+    def __init__(self, **kw: Any) -> None:
+        for key in self.__annotations__:
+            setattr(self, key, kw.pop(key))
+        if kw:
+            raise TypeError(f"unknown fields {sorted(kw)}")
+
+
+# ----------------------------------------------------------------------------------- prepare
+
+
+def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
+            process: dict[str, Any], runtime_name: str) -> Prepared:
+    """Check that the fast path can run ``process`` in the container and gather what it needs.
+
+    Args:
+        container_id: the container's id (runc's, and the session keyring's name).
+        bundle: its bundle folder (``config.json``; the compiled filter is cached here).
+        state_dir: runc's state folder of the container (``state.json``).
+        rootfs: the container's root as mounted on the host (``/etc/passwd`` for ``HOME``).
+        process: the OCI process to run (see ``Lifecycle.exec_process``).
+        runtime_name: the OCI runtime the container was started with.
+    Raises:
+        Unsupported: a case left to ``runc exec`` (see the module's docstring).
+    """
+    if runtime_name != "runc":
+        raise Unsupported(f"containers of {runtime_name} exec through it")
+    if os.uname().machine not in _SYS_KEYCTL:
+        raise Unsupported(f"a {os.uname().machine} host")
+    if process.get("terminal"):
+        raise Unsupported("a terminal is relayed by runc exec")
+    for key in ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity"):
+        if process.get(key):
+            raise Unsupported(f"process.{key} is applied by runc exec")
+    env = process.get("env") or []
+    if any("=" not in e or e.startswith("=") or "\0" in e for e in env):
+        raise Unsupported("an environment entry that is not NAME=VALUE")
+    try:
+        state = json.loads((state_dir / "state.json").read_bytes())
+        spec_st = os.stat(bundle / "config.json")
+    except (OSError, ValueError) as exc:
+        raise Unsupported(f"no runc state: {exc}") from exc
+    cfg = state.get("config") or {}
+    if cfg.get("no_pivot_root") or state.get("rootless") or cfg.get("app_armor_profile") \
+            or cfg.get("process_label") or cfg.get("uid_mappings") or cfg.get("gid_mappings"):
+        raise Unsupported("a runc configuration the fast path does not reproduce")
+    pid = int(state.get("init_process_pid") or 0)
+    if pid <= 0 or _start_time(pid) != int(state.get("init_process_start") or -1):
+        raise Unsupported("the container's init is not the one runc started")
+    kinds = [ns.get("type") for ns in cfg.get("namespaces") or []]
+    names = {"NEWUSER": "user", "NEWIPC": "ipc", "NEWUTS": "uts", "NEWNET": "network",
+             "NEWPID": "pid", "NEWNS": "mount", "NEWCGROUP": "cgroup"}
+    if any(k not in names for k in kinds):
+        raise Unsupported(f"namespaces {kinds}")
+    joined = {names[k] for k in kinds}
+    if "user" in joined:
+        raise Unsupported("a user namespace (rootless) is joined by runc exec")
+    if "pid" not in joined or "mount" not in joined:
+        raise Unsupported("a container without its own pid and mount namespaces")
+    spec = json.loads((bundle / "config.json").read_bytes())
+    linux = spec.get("linux") or {}
+    if linux.get("personality") or any(ns.get("type") == "time"
+                                       for ns in linux.get("namespaces") or []):
+        raise Unsupported("a personality or time namespace")
+    seccomp = linux.get("seccomp")
+    bpf = b""
+    if seccomp and (seccomp.get("defaultAction") or seccomp.get("syscalls")):
+        bpf = cached_filter(bundle, seccomp, spec_st)
+    caps = process.get("capabilities") or {}
+    user = process.get("user") or {}
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    if user.get("umask") is not None:
+        raise Unsupported("process.user.umask")
+    if not any(e.startswith("HOME=") for e in env):
+        env = list(env) + ["HOME=" + _home_of(rootfs, uid)]
+    return Prepared(
+        container_id=container_id, pid=pid, joined=joined,
+        cgroups=[p for _, p in sorted((state.get("cgroup_paths") or {}).items())],
+        args=[str(a) for a in process.get("args") or []],
+        env=env, cwd=process.get("cwd") or "", uid=uid, gid=gid,
+        groups=[int(g) for g in user.get("additionalGids") or []],
+        rlimits=[(RLIMITS[r["type"]], int(r["soft"]), int(r["hard"]))
+                 for r in process.get("rlimits") or [] if r.get("type") in RLIMITS],
+        bad_rlimit=next((r["type"] for r in process.get("rlimits") or []
+                         if r.get("type") not in RLIMITS), None),
+        nnp=bool(process.get("noNewPrivileges")),
+        oom_score_adj=process.get("oomScoreAdj"),
+        bounding=_cap_mask(caps.get("bounding")), effective=_cap_mask(caps.get("effective")),
+        permitted=_cap_mask(caps.get("permitted")),
+        inheritable=_cap_mask(caps.get("inheritable")),
+        ambient=[CAPABILITIES[c] for c in caps.get("ambient") or [] if c in CAPABILITIES],
+        bpf=bpf, keyring=not cfg.get("no_new_keyring"))
+
+
+def _start_time(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return -2
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def _cap_mask(names: Sequence[str] | None) -> int:
+    mask = 0
+    for name in names or ():
+        if name in CAPABILITIES:  # runc ignores (with a warning) the names it does not know
+            mask |= 1 << CAPABILITIES[name]
+    return mask
+
+
+def _home_of(rootfs: Path, uid: int) -> str:
+    """The home of ``uid`` in the container's ``/etc/passwd`` ("/" when it has none), which
+    runc puts in ``HOME`` when the process's environment has no ``HOME``."""
+    from portside.engine.rootfs import openat2_in_root
+
+    try:
+        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        fd = openat2_in_root(root, "/etc/passwd", os.O_RDONLY)
+    except OSError:
+        return "/"
+    finally:
+        os.close(root)
+    with os.fdopen(fd, "rb") as f:
+        for line in f.read().decode("utf-8", "replace").splitlines():
+            parts = line.split(":")
+            if len(parts) >= 6 and parts[2].strip() == str(uid):
+                return parts[5] or "/"
+    return "/"
+
+
+# ----------------------------------------------------------------------------------- seccomp
+
+
+def cached_filter(bundle: Path, seccomp: dict[str, Any], spec_st: os.stat_result) -> bytes:
+    """The container's compiled filter, from ``bundle/seccomp.bpf`` when it was compiled from
+    this ``config.json`` (same inode, size and modification time), else compiled and kept."""
+    key = f"{spec_st.st_ino}:{spec_st.st_size}:{spec_st.st_mtime_ns}\n".encode()
+    path = bundle / "seccomp.bpf"
+    try:
+        data = path.read_bytes()
+        if data.startswith(key):
+            return data[len(key):]
+    except OSError:
+        pass
+    from . import seccomp_bpf
+
+    try:
+        program = seccomp_bpf.compile_filter(seccomp)
+    except seccomp_bpf.Unsupported as exc:
+        raise Unsupported(str(exc)) from exc
+    tmp = path.with_name(f".seccomp.bpf.{os.getpid()}")
+    try:
+        tmp.write_bytes(key + program)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only bundle: compile again next time
+    return program
+
+
+# ----------------------------------------------------------------------------------- spawn
+
+
+class ExecProcess(subprocess.Popen):
+    """The process the fast path started; a death by signal N reads as 128+N, the status
+    ``runc exec`` gives in that case."""
+
+    def _handle_exitstatus(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super()._handle_exitstatus(*args, **kwargs)  # type: ignore[misc]
+        if self.returncode is not None and self.returncode < 0:
+            self.returncode = 128 - self.returncode
+
+
+def spawn(prep: Prepared, *, detach: bool = False,
+          stdio: Sequence[Any] = (None, None, None)) -> subprocess.Popen[bytes] | _Detached:
+    """Start the prepared process; returns it as a ``Popen`` whose status is the command's.
+
+    With ``detach`` the returned object has finished (status 0) once the command was started
+    (or 126/127/255 when it could not be); the command itself runs on, parented by init once
+    this process exits, as after ``runc exec -d``.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fds: list[int] = []
+    try:
+        ns_fds = []
+        for kind, proc_name, flag in _JOIN_ORDER:
+            if kind in prep.joined:
+                fd = os.open(f"/proc/{prep.pid}/ns/{proc_name}", os.O_RDONLY | os.O_CLOEXEC)
+                fds.append(fd)
+                ns_fds.append((fd, flag))
+        pid_ns = os.open(f"/proc/{prep.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(pid_ns)
+        own_pid_ns = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(own_pid_ns)
+        cg_fds = []
+        for path in prep.cgroups:
+            fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            fds.append(fd)
+            cg_fds.append(fd)
+        # The init must still be the one runc started now that its namespaces are held open.
+        if _start_time(prep.pid) == -2:
+            raise Unsupported("the container's init is gone")
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        fds.append(status_w)
+        child = _Child(prep, libc, ns_fds, cg_fds, status_w)
+        if libc.setns(pid_ns, _CLONE_NEWPID) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into the container's pid namespace: {os.strerror(err)}")
+        try:
+            proc = ExecProcess(["/"], executable="/", preexec_fn=child.run, close_fds=True,
+                               env={}, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+        finally:
+            if libc.setns(own_pid_ns, _CLONE_NEWPID) != 0:  # pragma: no cover - cannot fail
+                raise OSError(ctypes.get_errno(), "setns back to our pid namespace")
+    except BaseException:
+        if "status_r" in locals():
+            os.close(status_r)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if detach:
+        return _Detached(proc, status_r, prep.args)
+    os.close(status_r)
+    return proc
+
+
+_detached: list[subprocess.Popen[bytes]] = []
+
+
+class _Detached:
+    """What ``exec -d`` returns: finished once the command runs (status 0) or could not be
+    started (126/127/255, as the child reported on its status pipe). The command itself runs
+    on; it is reaped by a later spawn here, or by init once this process exits (as after
+    ``runc exec -d``)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], status_r: int, args: list[str]) -> None:
+        with os.fdopen(status_r, "rb") as f:
+            report = f.read()  # EOF at execve (the write end is close-on-exec)
+        self.returncode = report[0] if report else 0
+        self.pid, self.args = proc.pid, args
+        self.stdin = self.stdout = self.stderr = None
+        for old in list(_detached):
+            if old.poll() is not None:
+                _detached.remove(old)
+        _detached.append(proc)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+class _Child:
+    """The code that runs in the forked child, between ``fork`` and ``execve``: everything it
+    needs is made here, in the parent, so the child imports nothing and reads no file but
+    ``/proc/self/setgroups``, ``/dev/null``'s status and the command's path."""
+
+    def __init__(self, prep: Prepared, libc: Any, ns_fds: list[tuple[int, int]],
+                 cg_fds: list[int], status_w: int) -> None:
+        import ctypes
+        import resource
+
+        self.p, self.libc, self.ns_fds, self.cg_fds = prep, libc, ns_fds, cg_fds
+        self.status_w = status_w
+        self.sys_keyctl = _SYS_KEYCTL[os.uname().machine]
+        self.ctypes, self.resource = ctypes, resource
+        self.setrlimit = resource.setrlimit
+        try:
+            self.last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        except (OSError, ValueError):
+            self.last_cap = 40
+        if prep.bpf:
+            n = len(prep.bpf) // 8
+            self.filter_buf = ctypes.create_string_buffer(prep.bpf, len(prep.bpf))
+
+            class SockFprog(ctypes.Structure):
+                _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+            self.fprog = SockFprog(n, ctypes.addressof(self.filter_buf))
+        header = (ctypes.c_uint32 * 2)(_CAPSET_V3, 0)
+        data = (ctypes.c_uint32 * 6)(
+            prep.effective & 0xFFFFFFFF, prep.permitted & 0xFFFFFFFF,
+            prep.inheritable & 0xFFFFFFFF, prep.effective >> 32, prep.permitted >> 32,
+            prep.inheritable >> 32)
+        self.cap_header, self.cap_data = header, data
+        self.keyring = f"_ses.{prep.container_id}".encode() if prep.keyring else b""
+        self.env = dict(e.split("=", 1) for e in prep.env)
+        path = next((e[5:] for e in prep.env if e.startswith("PATH=")), "")
+        self.path_dirs = path.split(":")
+        self.ulong = ctypes.c_ulong
+
+    # Each step writes runc's words for what failed to the process's stderr and exits 255
+    # (runc exec's status when its init fails), or 126/127 when the command is not there.
+
+    def _fail(self, what: str, err: int | None = None, code: int = 255) -> NoReturn:
+        if err is not None:
+            what = f"{what}: {os.strerror(err).lower()}"
+        try:
+            os.write(2, f"exec failed: unable to start container process: {what}\n".encode())
+        except OSError:
+            pass
+        try:
+            os.write(self.status_w, bytes((code,)))
+        except OSError:
+            pass
+        os._exit(code)
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            self._fail(what, self.ctypes.get_errno())
+
+    def _prctl(self, *args: int) -> int:
+        ul = self.ulong
+        return self.libc.prctl(*(ul(a) for a in args), *(ul(0) for _ in range(5 - len(args))))
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - nothing may return into Popen's child
+            self._fail(f"{type(exc).__name__}: {exc}")
+        os._exit(255)
+
+    def _run(self) -> None:
+        p, libc = self.p, self.libc
+        # Descriptors the command must not see (runc's CloseExecFrom), listed while /proc is
+        # still the host's: closing a million numbers one by one would cost ~10 ms.
+        keep = {self.status_w, *self.cg_fds, *(fd for fd, _ in self.ns_fds)}
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # the listing's own descriptor, closed by now
+        for fd in self.cg_fds:
+            try:
+                os.write(fd, b"0")
+            except OSError as exc:
+                self._fail("joining the container's cgroup", exc.errno)
+        if p.oom_score_adj is not None:
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write(str(int(p.oom_score_adj)))
+            except OSError as exc:
+                self._fail("setting oom_score_adj", exc.errno)
+        for fd, flag in self.ns_fds:
+            self._check(libc.setns(fd, flag), f"setns {flag:#x}")
+        for fd, _ in self.ns_fds:
+            os.close(fd)
+        for fd in self.cg_fds:
+            os.close(fd)
+        if self.keyring:
+            rc = libc.syscall(self.ulong(self.sys_keyctl), self.ulong(_KEYCTL_JOIN_SESSION_KEYRING),
+                              self.ctypes.c_char_p(self.keyring))
+            if rc < 0 and self.ctypes.get_errno() != 38:  # ENOSYS: runc carries on too
+                self._fail("unable to join session keyring", self.ctypes.get_errno())
+        if p.bad_rlimit:
+            self._fail(f"unknown rlimit {p.bad_rlimit}")
+        for kind, soft, hard in p.rlimits:
+            try:
+                self.setrlimit(kind, (soft, hard))
+            except (OSError, ValueError) as exc:
+                self._fail("setting rlimits", getattr(exc, "errno", None))
+        if p.nnp:
+            self._check(self._prctl(_PR_SET_NO_NEW_PRIVS, 1), "no_new_privs")
+        if p.bpf and not p.nnp:
+            self._load_filter()
+        # finalizeNamespace: descriptors the command must not see, the working directory, the
+        # capabilities around the change of user.
+        retry_chdir = False
+        if p.cwd:
+            try:
+                os.chdir(p.cwd)
+            except PermissionError:
+                retry_chdir = True
+            except OSError as exc:
+                self._fail(f'chdir to cwd ("{p.cwd}") set in config.json failed', exc.errno)
+        for cap in range(self.last_cap + 1):
+            if not p.bounding >> cap & 1:
+                self._check(self._prctl(_PR_CAPBSET_DROP, cap), "unable to apply bounding set")
+        self._check(self._prctl(_PR_SET_KEEPCAPS, 1), "unable to set keep caps")
+        self._setup_user()
+        if retry_chdir:
+            try:
+                os.chdir(p.cwd)
+            except OSError as exc:
+                self._fail(f'chdir to cwd ("{p.cwd}") set in config.json failed', exc.errno)
+        self._check(self._prctl(_PR_SET_KEEPCAPS, 0), "unable to clear keep caps")
+        self._check(libc.capset(self.cap_header, self.cap_data), "unable to apply caps")
+        self._check(self._prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL), "ambient caps")
+        for cap in p.ambient:
+            self._check(self._prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, cap),
+                        "unable to apply caps")
+        if p.bpf and p.nnp:
+            self._load_filter()
+        self._exec()
+
+    def _load_filter(self) -> None:
+        self._check(self.libc.prctl(self.ulong(_PR_SET_SECCOMP), self.ulong(_SECCOMP_MODE_FILTER),
+                                    self.ctypes.byref(self.fprog), self.ulong(0), self.ulong(0)),
+                    "error loading seccomp filter into kernel")
+
+    def _setup_user(self) -> None:
+        p = self.p
+        try:
+            null_rdev = os.stat("/dev/null").st_rdev
+        except OSError as exc:
+            self._fail("stat /dev/null", exc.errno)
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            if st.st_uid == p.uid or st.st_rdev == null_rdev:
+                continue
+            try:
+                os.fchown(fd, p.uid, st.st_gid)
+            except OSError as exc:
+                if exc.errno not in (1, 22, 30):  # EPERM, EINVAL, EROFS: runc leaves it
+                    self._fail("unable to setup user", exc.errno)
+        try:
+            with open("/proc/self/setgroups", "rb") as f:
+                allowed = f.read().strip() != b"deny"
+        except FileNotFoundError:
+            allowed = True
+        try:
+            if allowed:
+                os.setgroups(p.groups)
+            os.setgid(p.gid)
+            os.setuid(p.uid)
+        except OSError as exc:
+            self._fail("unable to setup user", exc.errno)
+
+    def _exec(self) -> None:
+        """Go's ``exec.LookPath`` in the container's ``PATH`` (what runc's Execv does), then
+        ``execve``; the status for a command that is not there is the one ``Lifecycle`` gives
+        after ``runc exec`` (127 nowhere, 126 found but not executable)."""
+        name = self.p.args[0] if self.p.args else ""
+        if "/" in name:
+            candidates = [name]
+        else:
+            candidates = [(d or ".") + "/" + name for d in self.path_dirs] if name else []
+        found = None
+        exists = False
+        for path in candidates:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            exists = True
+            if not (st.st_mode & 0o170000 == 0o040000) and st.st_mode & 0o111:
+                found = path
+                break
+        if found is None:
+            if "/" in name:
+                reason = "permission denied" if exists else "no such file or directory"
+            else:
+                reason = "executable file not found in $PATH"
+            self._fail(f'exec: "{name}": {reason}', code=126 if exists else 127)
+        try:
+            os.execve(found, self.p.args, self.env)
+        except OSError as exc:
+            self._fail(f"exec {found}", exc.errno)
