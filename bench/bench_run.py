@@ -1,5 +1,6 @@
 """Container start and exec latency: portside (engine API in a warm process, and the CLI) vs
-``docker run --rm`` and ``podman run --rm``, and ``exec CTR true`` on all three.
+``docker run --rm`` and ``podman run --rm``, and ``exec CTR true`` on all three (portside's
+exec also with its fast path off, ``PORTSIDE_FAST_EXEC=0``: through ``runc exec``).
 
 Usage: ``.venv/bin/python bench/bench_run.py [--rounds N] [--network none|bridge]``
 
@@ -13,8 +14,8 @@ import argparse
 import os
 import time
 
-from harness import (Docker, Podman, Portside, alternate, available, machine_line, report, timed,
-                     workspace)
+from harness import (PORTSIDE, Docker, Podman, Portside, alternate, available, machine_line, report,
+                     run, timed, workspace)
 
 
 def main() -> None:
@@ -67,7 +68,22 @@ def main() -> None:
 
             # exec into a running container
             ps("run", "-d", "--name", "benchexec", *net_args, "busybox", "sleep", "3600")
-            ex = {"portside": lambda: timed(lambda: ps("exec", "benchexec", "true"))}
+            through_runc = dict(ps.env, PORTSIDE_FAST_EXEC="0")
+            target = engine.containers.get("benchexec")
+
+            def api_exec() -> float:
+                start = time.perf_counter()
+                code, _ = target.exec_run(["true"])
+                assert code == 0
+                return time.perf_counter() - start
+
+            ex = {
+                "portside-api": api_exec,
+                "portside": lambda: timed(lambda: ps("exec", "benchexec", "true")),
+                # the same CLI with the fast path off: `runc exec` does the joining
+                "portside-runc": lambda: timed(lambda: run([PORTSIDE, "exec", "benchexec", "true"],
+                                                           env=through_runc)),
+            }
             if docker:
                 docker("run", "-d", "--name", "benchexec", "--network", "none", "busybox",
                        "sleep", "3600")

@@ -315,7 +315,7 @@ def spawn(prep: Prepared, *, detach: bool = False,
             raise Unsupported("the container's init is gone")
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         fds.append(status_w)
-        child = _Child(prep, libc, ns_fds, cg_fds, status_w)
+        child = _Child(prep, libc, ns_fds, cg_fds, status_w if detach else -1)
         if libc.setns(pid_ns, _CLONE_NEWPID) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"setns into the container's pid namespace: {os.strerror(err)}")
@@ -414,10 +414,11 @@ class _Child:
             os.write(2, f"exec failed: unable to start container process: {what}\n".encode())
         except OSError:
             pass
-        try:
-            os.write(self.status_w, bytes((code,)))
-        except OSError:
-            pass
+        if self.status_w >= 0:  # exec -d: the caller reads why (nobody reads it otherwise)
+            try:
+                os.write(self.status_w, bytes((code,)))
+            except OSError:
+                pass
         os._exit(code)
 
     def _check(self, rc: int, what: str) -> None:
