@@ -133,6 +133,8 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
     """
     if runtime_name != "runc":
         raise Unsupported(f"containers of {runtime_name} exec through it")
+    if os.geteuid() != 0:
+        raise Unsupported("joining namespaces and cgroups needs root (rootless: runc exec)")
     if os.uname().machine not in _SYS_KEYCTL:
         raise Unsupported(f"a {os.uname().machine} host")
     if process.get("terminal"):
