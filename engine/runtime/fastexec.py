@@ -133,8 +133,8 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
     """
     if runtime_name != "runc":
         raise Unsupported(f"containers of {runtime_name} exec through it")
-    if os.geteuid() != 0:
-        raise Unsupported("joining namespaces and cgroups needs root (rootless: runc exec)")
+    if os.geteuid() != 0 or not _initial_user_namespace():
+        raise Unsupported("rootless: runc exec joins through the user namespace")
     if os.uname().machine not in _SYS_KEYCTL:
         raise Unsupported(f"a {os.uname().machine} host")
     if process.get("terminal"):
@@ -183,9 +183,11 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
         raise Unsupported("process.user.umask")
     if not any(e.startswith("HOME=") for e in env):
         env = list(env) + ["HOME=" + _home_of(rootfs, uid)]
+    cgroups = [p for _, p in sorted((state.get("cgroup_paths") or {}).items())]
+    if not all(os.access(os.path.join(p, "cgroup.procs"), os.W_OK) for p in cgroups):
+        raise Unsupported("a cgroup runc did not make (runc exec skips it)")
     return Prepared(
-        container_id=container_id, pid=pid, joined=joined,
-        cgroups=[p for _, p in sorted((state.get("cgroup_paths") or {}).items())],
+        container_id=container_id, pid=pid, joined=joined, cgroups=cgroups,
         args=[str(a) for a in process.get("args") or []],
         env=env, cwd=process.get("cwd") or "", uid=uid, gid=gid,
         groups=[int(g) for g in user.get("additionalGids") or []],
@@ -200,6 +202,16 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
         inheritable=_cap_mask(caps.get("inheritable")),
         ambient=[CAPABILITIES[c] for c in caps.get("ambient") or [] if c in CAPABILITIES],
         bpf=bpf, keyring=not cfg.get("no_new_keyring"))
+
+
+def _initial_user_namespace() -> bool:
+    """Whether this process is in the host's user namespace (rootless mode runs the engine in
+    one of its own, where runc's state describes the container differently)."""
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            return f.read().split() == [b"0", b"0", b"4294967295"]
+    except OSError:
+        return False
 
 
 def _start_time(pid: int) -> int:
