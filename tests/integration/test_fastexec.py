@@ -68,6 +68,7 @@ CONFIGS = {
     "cap-drop-all": ["--cap-drop", "ALL"],
     "privileged": ["--privileged"],
     "user": ["-u", "1000:1000"],
+    "group-add": ["-u", "1000:1000", "--group-add", "44", "--group-add", "4321"],
     "no-new-privileges": ["--security-opt", "no-new-privileges"],
     "ulimit": ["--ulimit", "nofile=1024:2048", "--ulimit", "nproc=500:600"],
     "unconfined": ["--security-opt", "seccomp=unconfined"],
@@ -158,6 +159,8 @@ def test_fast_path_process_equals_runc_exec(box, config):
                        for line in fast["limits"].splitlines())
         elif config == "user":
             assert fast["Uid"].split()[0] == "1000"
+        elif config == "group-add":
+            assert set(fast["Groups"].split()) >= {"44", "4321"}, fast["Groups"]
     finally:
         engine.close()
 
