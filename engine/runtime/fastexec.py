@@ -587,6 +587,9 @@ class _Child:
             else:
                 reason = "executable file not found in $PATH"
             self._fail(f'exec: "{name}": {reason}', code=126 if exists else 127)
+        # runc exec's process never ignores SIGHUP, whatever its caller did (nohup, a session
+        # without a terminal): neither does this one
+        self.libc.signal(1, self.ctypes.c_void_p(0))
         try:
             os.execve(found, self.p.args, self.env)
         except OSError as exc:
