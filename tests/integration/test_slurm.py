@@ -442,8 +442,11 @@ def test_epilog_removes_what_a_killed_keeper_left(hpc):
         node, job = ctr.node, ctr.job
         os.kill(_keeper_pid(hpc, node, job), signal.SIGKILL)
         wait_for(lambda: hpc.on_node(node) == [], 30, "slurmd's epilog to remove it")
-    log = (hpc.cluster.dir / "log" / "epilog.log").read_text()
-    assert f"job {job}: removed container orphan2" in log
+        # the epilog says so only after runc has let go of the container: wait for its line
+        log = hpc.cluster.dir / "log" / "epilog.log"
+        wait_for(lambda: log.exists() and f"job {job}: removed container orphan2" in log.read_text(),
+                 30,
+                 "the epilog to report the removal")
     eng.containers.get("orphan2").remove(force=True)
 
 
