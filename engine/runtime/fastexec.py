@@ -379,6 +379,10 @@ class _Detached:
         return self.returncode
 
 
+#: every signal but SIGKILL, SIGSTOP and the two glibc keeps for itself (32, 33)
+_RESETTABLE_SIGNALS = tuple(n for n in range(1, 65) if n not in (9, 19, 32, 33))
+
+
 class _Child:
     """The code that runs in the forked child, between ``fork`` and ``execve``: everything it
     needs is made here, in the parent, so the child imports nothing and reads no file but
@@ -587,9 +591,12 @@ class _Child:
             else:
                 reason = "executable file not found in $PATH"
             self._fail(f'exec: "{name}": {reason}', code=126 if exists else 127)
-        # runc exec's process never ignores SIGHUP, whatever its caller did (nohup, a session
-        # without a terminal): neither does this one
-        self.libc.signal(1, self.ctypes.c_void_p(0))
+        # runc exec's process ignores no signal, whatever its caller did (nohup ignores SIGHUP,
+        # a shell's background job SIGINT and SIGQUIT): neither does this one. A handled signal
+        # goes back to its default at execve by itself; an ignored one would stay ignored.
+        default = self.ctypes.c_void_p(0)
+        for signum in _RESETTABLE_SIGNALS:
+            self.libc.signal(signum, default)
         try:
             os.execve(found, self.p.args, self.env)
         except OSError as exc:

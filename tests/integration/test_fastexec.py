@@ -165,6 +165,27 @@ def test_fast_path_process_equals_runc_exec(box, config):
         engine.close()
 
 
+def test_signals_the_caller_ignores_are_not_passed_on(box):
+    """A caller that ignores signals (nohup: SIGHUP; a shell's background job: SIGINT and
+    SIGQUIT) gives runc exec's process none of them ignored: the fast path's neither."""
+    import signal
+
+    engine = _engine(box)
+    ignored = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2, signal.SIGTERM)
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in ignored}
+    try:
+        lc = engine.containers.lifecycle
+        fast = _run_probe(lc, box.container("default"), True)[1]
+        slow = _run_probe(lc, box.container("default"), False)[1]
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        engine.close()
+    mask = sum(1 << (s - 1) for s in ignored)
+    assert int(fast["SigIgn"], 16) & mask == 0, fast["SigIgn"]
+    assert fast["SigIgn"] == slow["SigIgn"]
+
+
 def _undo_runc_nofile_race(runc_limits: str, fast_limits: str) -> str:
     """runc 1.1 built with Go >= 1.19 sets the exec process's rlimits with prlimit(2) from its
     parent while the Go runtime of ``runc init`` raises its own soft RLIMIT_NOFILE to the hard
