@@ -352,25 +352,21 @@ def spawn(prep: Prepared, *, detach: bool = False,
     return proc
 
 
-_detached: list[subprocess.Popen[bytes]] = []
-
-
 class _Detached:
     """What ``exec -d`` returns: finished once the command runs (status 0) or could not be
     started (126/127/255, as the child reported on its status pipe). The command itself runs
-    on; it is reaped by a later spawn here, or by init once this process exits (as after
-    ``runc exec -d``)."""
+    on; a thread of this process reaps it when it ends (a long-lived caller, a notebook's
+    kernel, would otherwise keep a zombie), and init does once this process exits."""
 
     def __init__(self, proc: subprocess.Popen[bytes], status_r: int, args: list[str]) -> None:
+        import threading
+
         with os.fdopen(status_r, "rb") as f:
             report = f.read()  # EOF at execve (the write end is close-on-exec)
         self.returncode = report[0] if report else 0
         self.pid, self.args = proc.pid, args
         self.stdin = self.stdout = self.stderr = None
-        for old in list(_detached):
-            if old.poll() is not None:
-                _detached.remove(old)
-        _detached.append(proc)
+        threading.Thread(target=proc.wait, name=f"reap-exec-{proc.pid}", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> int:
         return self.returncode

@@ -186,6 +186,22 @@ def test_signals_the_caller_ignores_are_not_passed_on(box):
     assert fast["SigIgn"] == slow["SigIgn"]
 
 
+def test_a_detached_exec_leaves_no_zombie_in_a_long_lived_caller(box):
+    """``exec -d`` from a process that lives on (a notebook's kernel, the panel's server):
+    once the command ends, nothing of it is left as that process's child."""
+    engine = _engine(box)
+    try:
+        lc = engine.containers.lifecycle
+        started = lc.exec_run(box.container("default"), ["sleep", "0.2"], detach=True)
+        assert started.wait() == 0 and type(started).__module__.endswith("fastexec")
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{started.pid}"):
+            assert time.monotonic() < deadline, open(f"/proc/{started.pid}/stat").read()
+            time.sleep(0.05)
+    finally:
+        engine.close()
+
+
 def _undo_runc_nofile_race(runc_limits: str, fast_limits: str) -> str:
     """runc 1.1 built with Go >= 1.19 sets the exec process's rlimits with prlimit(2) from its
     parent while the Go runtime of ``runc init`` raises its own soft RLIMIT_NOFILE to the hard
