@@ -32,9 +32,14 @@ Commands that only make sense in a notebook are handled here:
     A commit records the cells run in the container (``io.portside.recipe``), and ``dockerfile``
     prints a Dockerfile that redoes them from the base image (:mod:`portside.engine.recipe`).
 
-A bad command line is an IPython ``UsageError`` (one line); an engine error is one line naming
-the thing at fault; only an exception from the user's own code in a container shows a traceback,
-and that traceback is the container's.
+The line is taken as written: IPython's ``{expr}``/``$name`` expansion is off for these magics
+(``no_var_expand``), so Go templates (``--format "{{.Names}}"``) reach the command intact, as in a
+shell between single quotes.
+
+A bad command line is an IPython ``UsageError`` (one line, IPython's own word for it); an engine
+error (no such image, a failed start, a refused lock) is a :class:`ContainerError`, shown as one
+red line of its own that names the thing at fault; only an exception from the user's own code in
+a container shows a traceback, and that traceback is the container's.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Unicode
 
 from .client import AgentError, AgentSession, RemoteError, container_exec_factory
@@ -78,6 +83,23 @@ class _ArgParser(argparse.ArgumentParser):
 
 class _Shown(Exception):
     """--help was printed."""
+
+
+class ContainerError(Exception):
+    """An engine error (or a container agent's) raised by a magic: shown as one red line.
+
+    IPython draws an exception that has ``_render_traceback_`` with the lines it returns, so the
+    notebook shows ``Error: no such image: exp:2`` in red, with no traceback and without
+    ``UsageError``, which IPython keeps for a bad command line. The engine's exception is kept
+    as :attr:`error` (None for an agent's).
+    """
+
+    def __init__(self, message: str, error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mError: {self}\x1b[0m"]
 
 
 def _exec_parser() -> _ArgParser:
@@ -215,6 +237,7 @@ class ContainerMagics(Magics):
         return self._engine
 
     # ------------------------------------------------------------------ entry point
+    @no_var_expand
     @line_cell_magic
     def container(self, line: str, cell: str | None = None) -> Any:
         """Run a portside command: ``%container ps``, ``%%container build -t NAME``, ...
@@ -251,14 +274,17 @@ class ContainerMagics(Magics):
         except _Shown:
             return None
         except AgentError as exc:
-            raise UsageError(str(exc)) from None
+            raise ContainerError(str(exc), exc) from None
         except UsageError:
             raise
         except Exception as exc:
+            from portside.engine.cli import UsageError as CommandLineError
             from portside.engine.errors import EngineError
 
-            if isinstance(exc, EngineError):
+            if isinstance(exc, CommandLineError):
                 raise UsageError(str(exc)) from None
+            if isinstance(exc, EngineError):
+                raise ContainerError(str(exc), exc) from None
             raise
 
     # ------------------------------------------------------------------ the CLI table

@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("IPython")
 
 from IPython.core.error import UsageError  # noqa: E402
+
+from portside.kernel.magics import ContainerError  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -112,12 +114,12 @@ def test_container_dying_mid_cell_is_one_line(ip, magics, debian):
     with capture_output():
         result = ip.run_cell("%%container exec nb-debian\nimport time\ntime.sleep(30)")
     err = result.error_in_exec
-    assert isinstance(err, UsageError) and "\n" not in str(err)
+    assert isinstance(err, ContainerError) and "\n" not in str(err)
     assert "nb-debian" in str(err)
     # the kernel stays usable: the next cell reports the stopped container in one line
     with capture_output():
         again = ip.run_cell("%%container exec nb-debian\nv")
-    assert isinstance(again.error_in_exec, UsageError)
+    assert isinstance(again.error_in_exec, ContainerError)
     assert "nb-debian" in str(again.error_in_exec)
     assert "not running" in str(again.error_in_exec) or "stopped" in str(again.error_in_exec)
 
@@ -126,7 +128,7 @@ def test_image_without_python_suggests_shell(ip, magics):
     with capture_output():
         ip.run_line_magic("container", "image bootstrap busybox -t busybox:latest")
     _start(magics, "busybox:latest", "nb-busybox")
-    with pytest.raises(UsageError, match="no python3 in nb-busybox.*--shell"):
+    with pytest.raises(ContainerError, match="no python3 in nb-busybox.*--shell"):
         ip.run_cell_magic("container", "exec nb-busybox", "1 + 1")
     with capture_output() as cap:
         ip.run_cell("%%container exec nb-busybox --shell\necho from busybox")

@@ -11,8 +11,9 @@ import pytest
 
 pytest.importorskip("IPython")
 
-from IPython.core.error import UsageError  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
+
+from portside.kernel.magics import ContainerError  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ async def test_the_lock_binds_every_front(fronts, ipython, tmp_path, monkeypatch
     proc = cli("run", "--rm", "busybox", "true", check=False,
                env={"PORTSIDE_LOCK": str(lock_path)})
     assert proc.returncode == 125 and drift in proc.err
-    with pytest.raises(UsageError, match=drift):
+    with pytest.raises(ContainerError, match=drift):
         magic(ipython, "run --rm busybox true")
     code, doc = await rest_run(api, image="busybox", command=["true"])
     assert code == 409 and drift in doc["message"] and doc["type"] == "Conflict"
@@ -75,7 +76,7 @@ async def test_the_lock_binds_every_front(fronts, ipython, tmp_path, monkeypatch
     unpinned = "does not pin other:1"
     assert unpinned in cli("create", "other:1", "true", check=False,
                            env={"PORTSIDE_LOCK": str(lock_path)}).err
-    with pytest.raises(UsageError, match=unpinned):
+    with pytest.raises(ContainerError, match=unpinned):
         magic(ipython, "create other:1 true")
     code, doc = await rest_run(api, image="other:1", command=["true"])
     assert code == 409 and unpinned in doc["message"]
@@ -94,7 +95,7 @@ async def test_names_resolve_alike_in_every_front(fronts, ipython):
     missing = "no such container: nothere"
     proc = cli("logs", "nothere", check=False)
     assert proc.returncode == 125 and proc.err == f"Error: {missing}\n"
-    with pytest.raises(UsageError, match=f"^{missing}$"):
+    with pytest.raises(ContainerError, match=f"^{missing}$"):
         magic(ipython, "logs nothere")
     response = await api("containers", "nothere", "logs")
     assert response.code == 404 and json.loads(response.body)["message"] == missing

@@ -18,6 +18,7 @@ from IPython.utils.capture import capture_output  # noqa: E402
 
 from portside.kernel.client import AgentSession, host_exec_factory  # noqa: E402
 from portside.kernel.display import Listing, parse_text_table  # noqa: E402
+from portside.kernel.magics import ContainerError  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -76,8 +77,39 @@ def test_bad_command_line_is_one_line_usage_error(ip, magics, line, message):
 
 
 def test_engine_error_is_one_line_naming_the_thing(ip, magics):
-    with pytest.raises(UsageError, match="no such image: nothere|No such image: nothere"):
+    with pytest.raises(ContainerError, match="^no such image: nothere$"):
         ip.run_line_magic("container", "tag nothere other:1")
+
+
+def test_engine_error_is_its_own_red_line_and_bad_arguments_a_usage_error(ip, magics):
+    """What the notebook shows: an engine error as one red ``Error: ...`` line (no traceback, no
+    ``UsageError``, which IPython keeps for a bad command line), a bad flag as ``UsageError``."""
+    with capture_output() as cap:
+        result = ip.run_cell("%container tag nothere:1 other:1")
+    assert type(result.error_in_exec) is ContainerError
+    assert cap.stdout == "\x1b[0;31mError: no such image: nothere:1\x1b[0m\n"
+    assert "UsageError" not in cap.stdout + cap.stderr and "Traceback" not in cap.stdout
+    with capture_output() as cap:
+        result = ip.run_cell("%container tag --bogus nothere:1 other:1")
+    assert type(result.error_in_exec) is UsageError
+    assert cap.stderr.startswith("UsageError: ") and "--bogus" in cap.stderr
+    assert cap.stdout == ""
+
+
+def test_go_templates_reach_the_command_unexpanded(ip, magics):
+    """IPython expands ``{expr}`` and ``$name`` in magic lines; ``%container`` takes its line as
+    written, so a Go template means what it means in a terminal."""
+    ip.user_ns["Name"] = "host-variable"
+    with capture_output():
+        ip.run_line_magic("container", "volume create tmpl1")
+    for run in (lambda line: ip.run_line_magic("container", line),
+                lambda line: ip.run_cell("%container " + line).result):
+        listing = run('volume ls --format "{{.Name}}: {{.Driver}}"')
+        assert repr(listing) == "tmpl1: local"
+        listing = run("volume ls --format '{{json .Name}} {Name} $Name'")
+        assert repr(listing) == '"tmpl1" {Name} $Name'
+    with capture_output():
+        ip.run_line_magic("container", "volume rm tmpl1")
 
 
 def test_text_table_parser():
@@ -125,7 +157,7 @@ def test_send_and_recv_between_host_and_container(ip, magics, fake_ctr):
     ip.user_ns.pop("total", None)
     ip.run_line_magic("container", "recv box total")
     assert ip.user_ns["total"] == 4.0
-    with pytest.raises(UsageError, match="not defined"):
+    with pytest.raises(ContainerError, match="not defined"):
         ip.run_line_magic("container", "recv box undefined_thing")
 
 
@@ -162,7 +194,7 @@ def test_agent_death_is_one_line_and_next_cell_restarts(ip, magics, fake_ctr):
     ip.run_cell("%%container exec box\nstate = 1")
     with capture_output():
         result = ip.run_cell("%%container exec box\nimport os\nos._exit(9)")
-    assert isinstance(result.error_in_exec, UsageError)
+    assert isinstance(result.error_in_exec, ContainerError)
     assert "empty namespace" in str(result.error_in_exec)
     with capture_output() as cap:
         result = ip.run_cell("%%container exec box\n'alive'")
