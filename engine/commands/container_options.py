@@ -71,7 +71,7 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("--gpus-optional", action="store_true", help="start without a GPU when none is available")
     a("--device", action="append", default=[], help="add a host device (or a CDI device name)")
     a("--ulimit", action="append", default=[], help="ulimit options (name=soft[:hard])")
-    a("--init", action="store_true", help="run an init inside the container (accepted, no-op)")
+    a("--init", action="store_true", help="run an init (the host's tini) as PID 1: it forwards signals and reaps zombies")
     a("--platform", help="set platform if server is multi-platform capable")
     add_locked_flag(p)
     a("--pull", default="missing", help="pull image before running (missing only)")

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 #: Paths the engine puts in every container as mount points; ``diff`` does not report them.
 _ENGINE_PATHS = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/proc", "/sys",
-                 "/dev/shm", "/dev/pts", "/dev/mqueue", "/sys/fs/cgroup"}
+                 "/dev/shm", "/dev/pts", "/dev/mqueue", "/sys/fs/cgroup",
+                 "/sbin/docker-init"}
 
 #: Container config keys carried into a committed image's config.
 _IMAGE_KEYS = ("User", "ExposedPorts", "Env", "Cmd", "Entrypoint", "Volumes", "WorkingDir",

@@ -926,6 +926,11 @@ class Lifecycle:
         for tmpfs_dest, opts in (hc.get("Tmpfs") or {}).items():
             mounts.append({"destination": tmpfs_dest, "type": "tmpfs", "source": "tmpfs",
                            "options": ["nosuid", "nodev", *([o for o in opts.split(",") if o])]})
+        if hc.get("Init"):
+            from .initproc import find_init, with_init
+
+            args, init_mount = with_init(args, find_init())
+            mounts.append(init_mount)
         devices, dev_rules = _device_mappings(hc.get("Devices") or [])
         ulimits = {}
         for u in hc.get("Ulimits") or []:
