@@ -128,6 +128,14 @@ def _env(items: list[str]) -> dict[str, str]:
     return out
 
 
+class Printed(str):
+    """A command's value that its handler has already printed (``run -d``'s id): usable as a
+    string (``cid = %container run -d ...``) but not shown a second time as the cell's ``Out``."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 class RemoteResult:
     """The value of a container cell's last expression, shown as the cell's ``Out``."""
 
@@ -352,8 +360,10 @@ class ContainerMagics(Magics):
             if result and top in ("run", "start", "exec", "attach"):
                 sys.stderr.write(f"exit status {result}\n")
             return None
-        if isinstance(result, (list, tuple, dict)) or result is None:
-            return None  # already printed (rm, tag, load, ...)
+        if isinstance(result, str):
+            return Printed(result)  # the id ``run -d`` printed: a value, not shown again
+        if isinstance(result, (list, tuple, dict)) or result is None or hasattr(result, "attrs"):
+            return None  # already printed (rm, tag, load, a model's name or id ...)
         return result
 
     def _use_context(self, argv: list[str]) -> None:

@@ -258,3 +258,20 @@ def test_kernelspec_content():
     assert data["display_name"] == "Python 3 (portside)"
     assert data["argv"][0] == "/usr/bin/python3"
     assert "--IPKernelApp.exec_lines=%load_ext portside" in data["argv"]
+
+
+def test_printed_results_are_not_shown_again(ip, magics):
+    """A command that printed its result (a volume's name, an id) returns nothing for IPython to
+    show a second time as ``Out`` (no ``<Volume: v1>``), and a printed id is still a value."""
+    from portside.kernel.magics import Printed
+
+    with capture_output() as cap:
+        result = ip.run_cell("%container volume create quiet1")
+    assert "quiet1" in cap.stdout and "<Volume" not in cap.stdout and cap.outputs == []
+    assert result.result is None
+    value = Printed("0123abcd")
+    assert value == "0123abcd" and isinstance(value, str)
+    # what IPython's display machinery makes of it: nothing to show
+    assert ip.display_formatter.format(value) == ({}, {})
+    with capture_output():
+        ip.run_line_magic("container", "volume rm quiet1")
