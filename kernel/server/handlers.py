@@ -347,6 +347,7 @@ def container_rows(engine: Any, all_: bool = True) -> list[dict[str, Any]]:
 
     summaries = engine.containers.list(all=all_, sparse=True)
     docs = {c.id: c.attrs for c in engine.containers.list(all=True)}
+    names = _image_names(engine)
     rows = []
     for summary in summaries:
         row = ps_row(summary.attrs)
@@ -355,9 +356,37 @@ def container_rows(engine: Any, all_: bool = True) -> list[dict[str, Any]]:
         row["FullID"] = summary.id
         row["StartedAt"] = state.get("StartedAt", "")
         row["FinishedAt"] = state.get("FinishedAt", "")
+        row["ExitCode"] = state.get("ExitCode", 0)
         row["GPUs"] = _gpus(attrs)
+        row["Init"] = bool((attrs.get("HostConfig") or {}).get("Init"))
+        row["StopTimeout"] = (attrs.get("Config") or {}).get("StopTimeout") or 10
+        image_id = str(summary.attrs.get("ImageID") or attrs.get("Image") or "")
+        row["ImageID"] = image_id
+        if image_id and not _names_image(names, row["Image"], image_id):
+            # the name it was made from now means another image (or none): Docker then shows
+            # the image's id, as the name would mislead
+            row["Image"] = image_id.removeprefix("sha256:")[:12]
         rows.append(row)
     return rows
+
+
+def _image_names(engine: Any) -> dict[str, set[str]]:
+    """Image id -> the names (``repo:tag``) that point at it now."""
+    out: dict[str, set[str]] = {}
+    for image in engine.images.list():
+        out.setdefault(image.id, set()).update(image.tags)
+    return out
+
+
+def _names_image(names: dict[str, set[str]], name: str, image_id: str) -> bool:
+    """Whether ``name`` (as a container records it) still means ``image_id``."""
+    bare = image_id.removeprefix("sha256:")
+    if name.removeprefix("sha256:") and bare.startswith(name.removeprefix("sha256:")):
+        return True  # made from an id
+    tags = names.get(image_id, set())
+    last = name.rsplit("/", 1)[-1]
+    full = name if ("@" in name or ":" in last) else f"{name}:latest"
+    return name in tags or full in tags or any(t.endswith("/" + full) for t in tags)
 
 
 def image_rows(engine: Any) -> list[dict[str, Any]]:
@@ -493,22 +522,101 @@ class ContainersHandler(PortsideHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        spec = self.body()
-        image = spec.get("image")
-        if not isinstance(image, str) or not image:
-            raise tornado.web.HTTPError(400, "%s", "image is required")
-        command = spec.get("command")
-        if command is not None and not (isinstance(command, list)
-                                        and all(isinstance(c, str) for c in command)):
-            raise tornado.web.HTTPError(400, "%s", "command must be a list of strings")
-        kwargs: dict[str, Any] = {"detach": True}
-        if spec.get("name"):
-            kwargs["name"] = str(spec["name"])
+        """Body: ``{"image", "name"?, "command"?: [str] | str, "ports"?: [str], "volumes"?:
+        [str], "env"?: [str], "gpus"?: str, "init"?: bool}``, each list item in ``docker
+        run``'s own syntax (``-p 8080:80``, ``-v data:/data``, ``-e K=V``, ``--gpus all``):
+        they go through the command line's parser, so the panel's form means what the CLI
+        means."""
+        argv = run_argv(self.body())
 
         def run() -> Any:
-            return self.engine.containers.run(image, command or None, **kwargs)
+            from portside.engine import cli
+            from portside.engine.commands.container_options import build_create
+
+            config, host_config, name = build_create(cli.parse(argv))
+            return self.engine.containers.run_from(config, host_config, name=name, detach=True)
         container = await self.call(run)
         self.reply(container.attrs, 201)
+
+
+def run_argv(spec: dict[str, Any]) -> list[str]:
+    """``portside run -d ...``'s argument list for a run request's body (see
+    :meth:`ContainersHandler.post`); a malformed field is a 400."""
+    import shlex
+
+    def strings(key: str) -> list[str]:
+        value = spec.get(key) or []
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise tornado.web.HTTPError(400, "%s", f"{key} must be a list of strings")
+        return [v.strip() for v in value if v.strip()]
+
+    image = spec.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise tornado.web.HTTPError(400, "%s", "image is required")
+    command = spec.get("command")
+    if isinstance(command, str):
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, "%s", f"command: {exc}") from None
+    elif command is not None and not (isinstance(command, list)
+                                      and all(isinstance(c, str) for c in command)):
+        raise tornado.web.HTTPError(400, "%s", "command must be a list of strings")
+    argv = ["run", "-d"]
+    name = spec.get("name")
+    if name:
+        argv += ["--name", str(name)]
+    for flag, key in (("-p", "ports"), ("-v", "volumes"), ("-e", "env")):
+        for value in strings(key):
+            argv += [flag, value]
+    gpus = spec.get("gpus")
+    if gpus:
+        argv += ["--gpus", str(gpus)]
+    if spec.get("init"):
+        argv.append("--init")
+    return [*argv, "--", image.strip(), *(command or [])]
+
+
+class ContainerTerminalHandler(PortsideHandler):
+    """``POST /containers/{name}/terminal``: a JupyterLab terminal whose process is
+    ``portside exec -it NAME`` with the container's shell (bash when it has one, else sh).
+
+    The terminal runs that command itself, not a login shell that types it: no profile resets
+    ``PATH``, nothing is echoed, and closing the shell closes the terminal. Answers the
+    terminal's model ``{"name": ...}`` (open it with ``terminal:open``).
+    """
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        manager = self.settings.get("terminal_manager")
+        if manager is None:
+            raise tornado.web.HTTPError(409, "%s", "this Jupyter server has terminals disabled")
+
+        def check() -> str:
+            container = self.engine.containers.get(name)
+            if container.status != "running":
+                from portside.engine.errors import IncorrectState
+
+                raise IncorrectState(f"container {container.name} is not running")
+            return container.name
+        ctr = await self.call(check)
+        shell = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
+        argv = [*portside_command(), "exec", "-it", ctr, "sh", "-c", shell]
+        # on the server's loop: the manager starts reading the terminal's pty there
+        model = manager.create(shell_command=argv)
+        self.reply(model, 201)
+
+
+def portside_command() -> list[str]:
+    """How this server runs the ``portside`` CLI: the script beside its interpreter, else
+    ``python -m portside.engine.cli``."""
+    import os
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "portside")
+    if os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "portside.engine.cli"]
 
 
 class ContainersPruneHandler(PortsideHandler):
@@ -776,6 +884,7 @@ ROUTES: list[tuple[str, type[PortsideHandler]]] = [
     (rf"containers/{_NAME}", ContainerHandler),
     (rf"containers/{_NAME}/(?P<action>start|stop|restart|kill)", ContainerActionHandler),
     (rf"containers/{_NAME}/logs", ContainerLogsHandler),
+    (rf"containers/{_NAME}/terminal", ContainerTerminalHandler),
     (rf"containers/{_NAME}/archive", ContainerArchiveHandler),
     (r"volumes", VolumesHandler),
     (r"volumes/prune", VolumesPruneHandler),

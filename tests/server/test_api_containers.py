@@ -114,3 +114,51 @@ async def test_container_archive_follows_links_only_when_asked(api, cli, busybox
         assert (await api("containers", "arch", "archive")).code == 400
     finally:
         cli("rm", "-f", "arch", check=False)
+
+
+async def test_run_form_fields_mean_the_cli_flags(api, cli, busybox_image):
+    """The panel's run form: ports, volumes, env, --init and a command typed as one line, each
+    in ``docker run``'s own syntax through the CLI's parser."""
+    spec = {"image": busybox_image, "name": "formed", "ports": ["127.0.0.1::80"],
+            "volumes": ["formvol:/data"], "env": ["GREETING=hello there"], "init": True,
+            "command": "sh -c 'echo \"$GREETING\" > /data/said; exec sleep 60'"}
+    try:
+        response = await api("containers", method="POST", body=json.dumps(spec))
+        assert response.code == 201, response.body
+        doc = body(response)
+        assert doc["HostConfig"]["Init"] is True
+        assert doc["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                                  "HostPort": ""}]}
+        assert "GREETING=hello there" in doc["Config"]["Env"]
+        row = next(r for r in body(await api("containers")) if r["Names"] == "formed")
+        assert row["Init"] is True and "127.0.0.1:" in row["Ports"] and "->80/tcp" in row["Ports"]
+        deadline = time.monotonic() + 10
+        while cli("exec", "formed", "cat", "/data/said", check=False).out != "hello there\n":
+            assert time.monotonic() < deadline, "the command did not run with its env and volume"
+            await asyncio.sleep(0.1)
+        bad = await api("containers", method="POST",
+                        body=json.dumps({"image": busybox_image, "ports": ["notaport"]}))
+        assert bad.code == 400 and "\n" not in body(bad)["message"]
+        bad = await api("containers", method="POST",
+                        body=json.dumps({"image": busybox_image, "env": "K=V"}))
+        assert bad.code == 400 and body(bad)["message"] == "env must be a list of strings"
+    finally:
+        cli("rm", "-f", "formed", check=False)
+        cli("volume", "rm", "formvol", check=False)
+
+
+async def test_rows_show_the_image_id_once_its_name_moves(api, cli, busybox_image):
+    """Docker shows a container's image by id once the name it was made from is removed (or
+    means another image); the panel's rows say the same."""
+    cli("tag", busybox_image, "moving:1")
+    cli("create", "--name", "orphaned", "moving:1", "true")
+    try:
+        row = next(r for r in body(await api("containers")) if r["Names"] == "orphaned")
+        assert row["Image"] == "moving:1"
+        image_id = cli("images", "-q", "--no-trunc", busybox_image).out.strip()
+        cli("rmi", "moving:1")
+        row = next(r for r in body(await api("containers")) if r["Names"] == "orphaned")
+        assert row["Image"] == image_id.removeprefix("sha256:")[:12]
+        assert row["ImageID"] == image_id
+    finally:
+        cli("rm", "-f", "orphaned", check=False)
