@@ -91,6 +91,9 @@ def image_rows(images: Iterable[Any]) -> list[dict[str, Any]]:
             else:
                 pairs = [("<none>", "<none>")]
         created = oci.parse_time(attrs["Created"])
+        # a build given SOURCE_DATE_EPOCH (a notebook's portside.lock) has that creation time:
+        # say so, or "2 weeks ago" reads as a stale image
+        pinned = "io.portside.build.source-date-epoch" in (image.labels or {})
         for repo, tag in pairs:
             digest = "<none>"
             for d in attrs["RepoDigests"]:
@@ -98,7 +101,8 @@ def image_rows(images: Iterable[Any]) -> list[dict[str, Any]]:
                     digest = d.split("@", 1)[1]
             rows.append({
                 "ID": image.short_id, "FullID": image.id, "Repository": repo, "Tag": tag,
-                "Digest": digest, "CreatedSince": since(created),
+                "Digest": digest,
+                "CreatedSince": since(created) + (" (pinned)" if pinned else ""),
                 "CreatedAt": oci.rfc3339(created), "Size": attrs["Size"],
                 "Containers": "N/A", "SharedSize": "N/A", "UniqueSize": "N/A",
                 "VirtualSize": attrs["Size"], "Labels": image.labels,

@@ -1,4 +1,4 @@
-"""The "Python 3 (portside)" kernelspec: an ipykernel with ``%load_ext portside`` already run.
+"""The "Python 3 (portside)" kernelspec: an ipykernel with portside's magics already registered.
 
 A kernelspec is a folder holding ``kernel.json``: the command Jupyter runs to start a kernel
 (``{connection_file}`` is filled in by Jupyter), its display name and language. The template in

@@ -345,8 +345,17 @@ class ContainerMagics(Magics):
 
             ctx.progress = _LazyWidget(BuildProgress)  # type: ignore[attr-defined]
         self._before_command(top, command, args)
+        if command in ("stop", "restart") and getattr(args, "containers", None):
+            # a stop may take its whole timeout: say so while the cell waits
+            wait = f"{args.time} s" if getattr(args, "time", None) is not None else \
+                "its stop timeout (10 s unless set)"
+            sys.stdout.write(f"{'Stopping' if command == 'stop' else 'Restarting'} "
+                             f"{', '.join(args.containers)}: its stop signal, then SIGKILL "
+                             f"after {wait}...\n")
+            sys.stdout.flush()
         result = args._handler(ctx, args)
-        if isinstance(out, io.StringIO):
+        if data:  # (not "out is a StringIO": under %%capture sys.stdout is one too)
+            assert isinstance(out, io.StringIO)
             text = out.getvalue()
             rich = not (getattr(args, "quiet", False) or getattr(args, "format", None))
             if isinstance(result, (list, tuple)):
@@ -478,7 +487,11 @@ class ContainerMagics(Magics):
         try:
             image_id = args._handler(ctx, args)
         except Exception as exc:
-            widget.failed(str(exc))
+            widget.failed()
+            from portside.engine.errors import EngineError
+
+            if isinstance(exc, EngineError) and args.file == "-":
+                raise ContainerError(build_failure(exc, widget, cell), exc) from None
             raise
         if not quiet:
             print_summary(widget.result or image_id)
@@ -506,18 +519,28 @@ class ContainerMagics(Magics):
             return None
         from portside.engine import lock as lockmod
 
-        lock = lockmod.load()
-        if lock is None:
-            import time
+        import time
 
+        lock = lockmod.load()
+        recorded = lock is None or lock.source_date_epoch is None
+        if lock is None:
             lock = lockmod.LockFile(lockmod.find_lock(), source_date_epoch=int(time.time()))
             lock.save()
         elif lock.source_date_epoch is None:
-            import time
-
             lock.source_date_epoch = int(time.time())
             lock.save()
-        return lock.source_date_epoch
+        sde = lock.source_date_epoch
+        assert sde is not None
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sde))
+        where = os.path.basename(str(lock.path))
+        if recorded:
+            print(f"Recorded SOURCE_DATE_EPOCH={sde} ({when}) in {where}: this notebook's builds "
+                  "get that creation time, so a rebuild is bit-for-bit the same image "
+                  "(--no-source-date-epoch for the build's own time)")
+        else:
+            print(f"Creation time pinned to {when} by SOURCE_DATE_EPOCH in {where} "
+                  "(--no-source-date-epoch for the build's own time)")
+        return sde
 
     def _before_command(self, top: str | None, command: str | None, args: Any) -> None:
         """Notebook additions to CLI commands: the images this session used (what ``lock``
@@ -702,6 +725,33 @@ class ContainerMagics(Magics):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+
+def build_failure(exc: Exception, widget: Any, cell: str) -> str:
+    """A ``%%container build`` error in the cell's own terms: Dockerfile line N is the editor's
+    line N + 1 (the ``%%container build`` line comes first), and a failed step is named with
+    its instruction, its place in the build and its line.
+
+    >>> from portside.engine.errors import DockerfileError
+    >>> build_failure(DockerfileError("unknown instruction: FORM", 1), None, "FORM x\n")
+    'cell line 2: unknown instruction: FORM'
+    """
+    from portside.engine.errors import DockerfileError
+
+    if isinstance(exc, DockerfileError) and exc.start_line is not None:
+        lines = f"{exc.start_line + 1}" + (f"-{exc.end_line + 1}" if exc.end_line and
+                                           exc.end_line != exc.start_line else "")
+        return f"cell line {lines}: {exc.detail}"
+    step = getattr(widget, "failed_step", None)
+    if step is None:
+        return str(exc)
+    label, text = widget.step_text(step)
+    where = ""
+    for number, line in enumerate(cell.splitlines(), start=2):
+        if text and line.strip() == text.strip():
+            where = f", cell line {number}"
+            break
+    return f"step [{label}] {text}{where} failed: {exc}"
 
 
 def stream_process(proc: Any) -> int:

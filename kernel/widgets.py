@@ -55,7 +55,10 @@ class BuildProgress:
         self.result: BuildDone | None = None
         self._stages: dict[str, int] = {}   # stage -> its number of instructions
         self._text: dict[int, str] = {}     # step id -> instruction
+        self._label: dict[int, str] = {}    # step id -> "[stage n/m]"
         self._done: set[int] = set()
+        #: the first step that ended with an error (its id)
+        self.failed_step: int | None = None
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -69,6 +72,7 @@ class BuildProgress:
             self.steps.max = max(sum(self._stages.values()), 1)
             self.steps.description = f"Step {event.n}/{event.m}"
             self._text[event.id] = event.text
+            self._label[event.id] = label
             self.current.value = f"[{label}] {event.text}"
             self._log(f"#{event.id} [{label}] {event.text}")
         elif isinstance(event, StepCached):
@@ -81,6 +85,8 @@ class BuildProgress:
             self._log(f"#{event.id} {event.line}")
         elif isinstance(event, StepDone):
             self._finished(event.id)
+            if event.error is not None and self.failed_step is None:
+                self.failed_step = event.id
             self._log(f"#{event.id} DONE {event.seconds:.1f}s" if event.error is None
                       else f"#{event.id} ERROR: {event.error}")
         elif isinstance(event, Warning):
@@ -89,9 +95,9 @@ class BuildProgress:
             self.result = event
             self.steps.value = self.steps.max
             self.steps.bar_style = "success"
-            tags = list(event.tags)
-            self.current.value = f"Built {event.image_id}" + (f" as {', '.join(tags)}"
-                                                                 if tags else "")
+            # the id and tags are printed once, under the widget (summary_line)
+            self.current.value = (f"done in {event.seconds:.1f}s, {self.cache_hits} of "
+                                  f"{len(self._done)} steps cached")
 
     def _finished(self, step_id: int) -> None:
         if step_id not in self._done:
@@ -102,14 +108,24 @@ class BuildProgress:
         self.lines.append(line)
         self.log.append_stdout(line + "\n")
 
-    def failed(self, message: str) -> None:
-        """Mark the build as failed and open the log so the failing step is visible."""
+    def step_text(self, step_id: int) -> tuple[str, str]:
+        """``(label, instruction)`` of a step announced so far (``("", "")`` when unknown)."""
+        return self._label.get(step_id, ""), self._text.get(step_id, "")
+
+    def failed(self) -> None:
+        """Mark the build as failed (the error itself is shown once, below the widget) and open
+        the log when it has lines to show."""
         self.steps.bar_style = "danger"
-        self.current.value = f"failed: {message}"
-        try:
-            self.accordion.selected_index = 0
-        except Exception:
-            pass
+        if self.failed_step is not None:
+            label, text = self.step_text(self.failed_step)
+            self.current.value = f"failed at step [{label}] {text}"
+        else:
+            self.current.value = "failed"
+        if self.lines:
+            try:
+                self.accordion.selected_index = 0
+            except Exception:
+                pass
 
 
 class PullProgress:
