@@ -350,6 +350,9 @@ class Agent(object):
                 return self._error_reply(exc, None)
         if msg.get("env"):
             os.environ.update(msg["env"])
+        # blank lines ahead of the code: its line numbers are the editor's (the cell's magic
+        # line comes first there)
+        code = "\n" * int(msg.get("line_offset") or 0) + code
         import linecache
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         try:
@@ -402,7 +405,12 @@ class Agent(object):
 
     def _send_error(self, exc: BaseException) -> None:
         self.capture.drain()  # output printed before the exception comes first
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != AGENT_FILE]
+        frames = list(traceback.extract_tb(exc.__traceback__))
+        # the user's frames start at the cell's own: the agent's and the compiler's (ast.py
+        # for a SyntaxError) before it are machinery
+        first = next((i for i, f in enumerate(frames) if f.filename.startswith("<cell-")),
+                     len(frames))
+        frames = [f for f in frames[first:] if f.filename != AGENT_FILE]
         lines = []
         if frames:
             lines.append("Traceback (most recent call last):\n")

@@ -350,13 +350,18 @@ class AgentSession:
 
     # ------------------------------------------------------------------ operations
     def execute(self, code: str, sink: OutputSink | None = None, *, cwd: str | None = None,
-                env: dict[str, str] | None = None) -> dict:
-        """Run one cell; output goes to ``sink``; returns the reply (``status``: ok/error)."""
+                env: dict[str, str] | None = None, first_line: int = 1) -> dict:
+        """Run one cell; output goes to ``sink``; returns the reply (``status``: ok/error).
+
+        ``first_line`` is the editor's number of the code's first line (2 under a
+        ``%%container exec`` line), so tracebacks name the lines the user sees."""
         fields: dict[str, Any] = {"code": code}
         if cwd:
             fields["cwd"] = cwd
         if env:
             fields["env"] = env
+        if first_line > 1:
+            fields["line_offset"] = first_line - 1
         return self.request("execute", sink, **fields)
 
     def complete(self, code: str, cursor: int | None = None) -> dict:

@@ -110,6 +110,8 @@ def _exec_parser() -> _ArgParser:
     p.add_argument("-u", "--user", help="user[:group] to run as")
     p.add_argument("-w", "--workdir", help="working directory for the cell")
     p.add_argument("-e", "--env", action="append", default=[], help="set K=V in the environment")
+    # an attached cell's lines, sent without a %%container line above them
+    p.add_argument("--routed", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -414,7 +416,8 @@ class ContainerMagics(Magics):
             else:
                 _publish(msg)
 
-        reply = sess.execute(cell, sink, cwd=args.workdir, env=env or None)
+        reply = sess.execute(cell, sink, cwd=args.workdir, env=env or None,
+                             first_line=1 if args.routed else 2)
         if "error" not in outputs:
             self._record(args.container, "python", cell, args.workdir, env)
         if reply.get("restarted") and self.show_restart_note:
@@ -667,7 +670,9 @@ class ContainerMagics(Magics):
         def flush() -> None:
             code = "".join(block)
             if code.strip():
-                out.append(f"get_ipython().run_cell_magic('container', {head!r}, {code!r})\n")
+                # the block's own lines keep their numbers: no magic line above them
+                out.append(f"get_ipython().run_cell_magic('container', {head + ' --routed'!r}, "
+                           f"{code!r})\n")
             block.clear()
 
         for line in lines:

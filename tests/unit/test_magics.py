@@ -150,6 +150,21 @@ def test_exec_cell_error_shows_container_traceback(ip, magics, fake_ctr):
     assert "magics.py" not in text and "client.py" not in text
 
 
+def test_container_tracebacks_name_the_editors_lines(ip, magics, fake_ctr):
+    """Under ``%%container exec`` the cell's first code line is the editor's line 2; a
+    traceback says 2, not 1. A SyntaxError shows the user's line, no frame of ``ast.py``."""
+    with capture_output() as cap:
+        ip.run_cell("%%container exec box\nx = 1\nraise ValueError('here')")
+    text = cap.stdout + cap.stderr
+    assert 'line 3' in text and "raise ValueError('here')" in text, text
+    with capture_output() as cap:
+        result = ip.run_cell("%%container exec box\nok = 1\ndef broken(:\n    pass")
+    text = cap.stdout + cap.stderr
+    assert result.error_in_exec.ename == "SyntaxError"
+    assert "line 3" in text and "def broken(:" in text, text
+    assert "ast.py" not in text and "Traceback" not in text, text
+
+
 def test_send_and_recv_between_host_and_container(ip, magics, fake_ctr):
     ip.user_ns["weights"] = [0.5, 1.5]
     ip.run_line_magic("container", "send box weights")
