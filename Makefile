@@ -15,7 +15,7 @@ APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-regis
 	slurmctld slurmd slurm-client munge uidmap slirp4netns passt docker.io libseccomp2 tini
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv compile lint test test-unit lab labext jupyter-links wheel clean bench bench-venv
+.PHONY: help deps venv compile lint test test-unit lab labext lab-panel jupyter-links wheel clean bench bench-venv
 
 help:
 	@echo "make test   set up and run the whole test suite (as root)"
@@ -52,13 +52,43 @@ jupyter-links:
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/portside.json
 	$(PY) -m portside.kernel.kernelspec install --sys-prefix >/dev/null
 
-# Rebuild the side panel from labextension/ (needs Node.js >= 20.19). Without it, the prebuilt
-# panel committed in kernel/labextension/ is used, as a pip install would.
+# The side panel. kernel/labextension/ holds the committed build (what the wheel ships) and, in
+# sources.sha256, the stamp of the labextension/ sources it was built from.
+#   make labext     rebuild the committed panel from labextension/ (needs Node.js >= 20.19) and
+#                   record its stamp: what a change to the panel's sources is committed with.
+#   make lab-panel  (part of `make lab`) nothing when the sources match the committed build;
+#                   else build them into build/labextension/ (ignored, so the git tree stays
+#                   clean) and point the venv's Jupyter at that. npm ci runs only when
+#                   node_modules/ is missing or older than package-lock.json.
+NODE_OK = node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null
+NPM_CI = if [ ! -f labextension/node_modules/.package-lock.json ] || \
+	  [ labextension/package-lock.json -nt labextension/node_modules/.package-lock.json ]; then \
+	  (cd labextension && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error); fi
+PANEL_BUILD := build/labextension
+PANEL_SRC := build/labextension-src
+
 labext: venv
-	@if node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null; then \
-	  cd labextension && npm ci --no-audit --no-fund && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build; \
+	@$(NODE_OK) || { echo "make labext needs Node.js >= 20.19"; exit 1; }
+	@$(NPM_CI)
+	cd labextension && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run --silent build
+	python3 labextension/stamp.py --write
+
+lab-panel: venv
+	@if python3 labextension/stamp.py --check; then \
+	  ln -sfn $(CURDIR)/kernel/labextension $(VENV)/share/jupyter/labextensions/portside; \
+	elif $(NODE_OK); then \
+	  echo "labextension/ changed since the committed panel: building it into $(PANEL_BUILD)/"; \
+	  $(NPM_CI) && \
+	  rm -rf $(PANEL_SRC) $(PANEL_BUILD) && mkdir -p $(PANEL_SRC) && \
+	  cp -r labextension/package.json labextension/tsconfig.json labextension/src \
+	    labextension/style $(PANEL_SRC)/ && \
+	  ln -s $(CURDIR)/labextension/node_modules $(PANEL_SRC)/node_modules && \
+	  sed -i 's#"outputDir": *"[^"]*"#"outputDir": "../labextension"#' $(PANEL_SRC)/package.json && \
+	  (cd $(PANEL_SRC) && PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run --silent build) && \
+	  ln -sfn $(CURDIR)/$(PANEL_BUILD) $(VENV)/share/jupyter/labextensions/portside; \
 	else \
-	  echo "Node.js >= 20.19 not found: using the prebuilt side panel in kernel/labextension/"; \
+	  echo "labextension/ changed, but Node.js >= 20.19 is missing: using the committed panel"; \
+	  ln -sfn $(CURDIR)/kernel/labextension $(VENV)/share/jupyter/labextensions/portside; \
 	fi
 
 venv: $(VENV)/.installed
@@ -83,7 +113,7 @@ wheel: venv
 	$(PY) -m pip wheel --no-deps -w dist .
 
 LAB_PORT ?= 8888
-lab: deps venv labext
+lab: deps venv jupyter-links lab-panel
 	$(VENV)/bin/portside images -q --filter reference=portside/debian:bookworm | grep -q . || \
 	  $(VENV)/bin/portside image bootstrap debian:bookworm --include python3 -t portside/debian:bookworm
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) \
