@@ -12,6 +12,7 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, InputDialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { requestAPI, segment, streamAPI } from './handler';
@@ -28,6 +29,10 @@ import {
 const REFRESH_DEBOUNCE_MS = 150;
 /** Wait this long before reopening a broken event stream. */
 const RECONNECT_MS = 1000;
+/** A status line (not an error) goes away after this long. */
+const MESSAGE_MS = 6000;
+/** Relative times ("Up 5 seconds") are redrawn this often. */
+const TICK_MS = 1000;
 
 /** `4261888` -> `4.26 MB` (decimal units, as Docker prints sizes). */
 export function humanSize(bytes: number | null | undefined): string {
@@ -42,6 +47,69 @@ export function humanSize(bytes: number | null | undefined): string {
     i++;
   }
   return `${i === 0 ? size : size.toPrecision(3)} ${units[i]}`;
+}
+
+/**
+ * Docker's words for a duration (Go's `units.HumanDuration`): `Less than a second`,
+ * `5 seconds`, `About a minute`, `3 minutes`, `About an hour`, `2 hours`, `3 days`...
+ */
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 1) {
+    return 'Less than a second';
+  }
+  if (s === 1) {
+    return '1 second';
+  }
+  if (s < 60) {
+    return `${s} seconds`;
+  }
+  const m = Math.floor(s / 60);
+  if (m === 1) {
+    return 'About a minute';
+  }
+  if (m < 60) {
+    return `${m} minutes`;
+  }
+  const h = Math.round(s / 3600);
+  if (h === 1) {
+    return 'About an hour';
+  }
+  if (h < 48) {
+    return `${h} hours`;
+  }
+  if (h < 24 * 7 * 2) {
+    return `${Math.floor(h / 24)} days`;
+  }
+  if (h < 24 * 30 * 2) {
+    return `${Math.floor(h / 24 / 7)} weeks`;
+  }
+  if (h < 24 * 365 * 2) {
+    return `${Math.floor(h / 24 / 30)} months`;
+  }
+  return `${Math.floor(h / 24 / 365)} years`;
+}
+
+/** A container's status as `ps` words it, computed now (so it moves on by itself). */
+export function liveStatus(row: IContainerRow, now: number = Date.now()): string {
+  const started = Date.parse(row.StartedAt);
+  const finished = Date.parse(row.FinishedAt);
+  if (row.State === 'running' && started > 0) {
+    return `Up ${humanDuration(now - started)}`;
+  }
+  if (row.State === 'paused' && started > 0) {
+    return `Up ${humanDuration(now - started)} (Paused)`;
+  }
+  if (row.State === 'exited' && finished > 0) {
+    return `Exited (${row.ExitCode ?? 0}) ${humanDuration(now - finished)} ago`;
+  }
+  return row.Status;
+}
+
+/** `images`' CREATED words for `iso`, now: `5 seconds ago`, `3 days ago`. */
+export function createdSince(iso: string, now: number = Date.now()): string {
+  const t = Date.parse(iso);
+  return isNaN(t) ? '' : `${humanDuration(now - t)} ago`;
 }
 
 /** How long ago `iso` was, short: `42s`, `5m`, `3h`, `2d`. */
@@ -115,17 +183,96 @@ function Section(props: {
   );
 }
 
-function Action(props: { label: string; onClick: () => void; danger?: boolean }): JSX.Element {
+function Action(props: {
+  label: string;
+  onClick: () => void;
+  danger?: boolean;
+  title?: string;
+  disabled?: boolean;
+}): JSX.Element {
   return (
     <button
       className={`ps-button${props.danger ? ' ps-danger' : ''}`}
-      title={props.label}
+      title={props.title ?? props.label}
       data-action={props.label.toLowerCase()}
+      disabled={props.disabled}
       onClick={props.onClick}
     >
       {props.label}
     </button>
   );
+}
+
+/** What the run form returns. */
+interface IRunSpec {
+  name: string;
+  command: string;
+  ports: string[];
+  volumes: string[];
+  env: string[];
+  gpus: string;
+  init: boolean;
+}
+
+/** The run form: one dialog body with every field (`getValue` reads them). */
+class RunForm extends Widget {
+  constructor(image: string, defaultCommand: string) {
+    super({ node: document.createElement('form') });
+    this.addClass('ps-run-form');
+    const field = (key: string, label: string, placeholder: string, hint: string, value = '') =>
+      `<label title="${hint}"><span>${label}</span>` +
+      `<input class="jp-mod-styled" name="${key}" placeholder="${placeholder}" value="${value}"></label>`;
+    const area = (key: string, label: string, placeholder: string, hint: string) =>
+      `<label title="${hint}"><span>${label}</span>` +
+      `<textarea class="jp-mod-styled" rows="2" name="${key}" placeholder="${placeholder}"></textarea></label>`;
+    this.node.innerHTML =
+      field('name', 'Name', 'optional', 'The container\'s name (--name)') +
+      field('command', 'Command', 'the image\'s own command', 'What to run (split like a shell line); empty runs the image\'s CMD', defaultCommand) +
+      area('ports', 'Ports', '8080:80, 127.0.0.1::8888', '-p values, one per line or comma: [ip:][host:]container[/proto]') +
+      area('volumes', 'Volumes', 'data:/data, /srv/in:/in:ro', '-v values, one per line or comma: name-or-path:/path[:ro]') +
+      area('env', 'Environment', 'KEY=value', '-e values, one per line') +
+      field('gpus', 'GPUs', 'none', '--gpus: all, 2, device=0,1 (empty for none)') +
+      `<label class="ps-check" title="--init: a small init as PID 1 forwards signals (stop is immediate) and reaps zombies">` +
+      `<input type="checkbox" name="init" ${defaultCommand ? 'checked' : ''}> Run an init as PID 1 (--init)</label>` +
+      `<p class="ps-hint">Image: ${image}</p>`;
+    this.node.addEventListener('submit', e => e.preventDefault());
+  }
+
+  getValue(): IRunSpec {
+    const form = this.node as HTMLFormElement;
+    const value = (key: string) => ((form.elements.namedItem(key) as HTMLInputElement | null)?.value ?? '').trim();
+    const list = (key: string, sep: RegExp) => value(key).split(sep).map(v => v.trim()).filter(v => v);
+    return {
+      name: value('name'),
+      command: value('command'),
+      ports: list('ports', /[\n,]+/),
+      volumes: list('volumes', /[\n,]+/),
+      env: list('env', /\n+/),
+      gpus: value('gpus'),
+      init: (form.elements.namedItem('init') as HTMLInputElement).checked
+    };
+  }
+}
+
+/** A checkbox dialog body for prune's `-a`; `getValue` says whether it is ticked. */
+class PruneForm extends Widget {
+  constructor(text: string, allLabel: string) {
+    super();
+    this.addClass('ps-prune-form');
+    const p = document.createElement('p');
+    p.textContent = text;
+    const label = document.createElement('label');
+    label.className = 'ps-check';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.name = 'all';
+    label.append(box, ` ${allLabel}`);
+    this.node.append(p, label);
+  }
+
+  getValue(): boolean {
+    return (this.node.querySelector('input[name="all"]') as HTMLInputElement).checked;
+  }
 }
 
 /** The panel's content. */
@@ -139,7 +286,18 @@ export function PortsideView(props: IViewProps): JSX.Element {
   const [logs, setLogs] = React.useState<ILogsView | null>(null);
   const [context, setContext] = React.useState('');
   const [contexts, setContexts] = React.useState<string[]>([]);
+  const [busy, setBusy] = React.useState<Record<string, string>>({});
   const [, setTick] = React.useState(0);
+  const messageTimer = React.useRef<number | undefined>(undefined);
+
+  // a status line says what just happened, then goes away
+  const say = React.useCallback((text: string, sticky = false) => {
+    setMessage(text);
+    window.clearTimeout(messageTimer.current);
+    if (!sticky) {
+      messageTimer.current = window.setTimeout(() => setMessage(''), MESSAGE_MS);
+    }
+  }, []);
 
   const loadContexts = React.useCallback(async () => {
     try {
@@ -147,7 +305,7 @@ export function PortsideView(props: IViewProps): JSX.Element {
       setContexts(doc.contexts.map(c => c.Name));
       setContext(doc.name);
     } catch (error) {
-      setMessage(`context: ${(error as Error).message}`);
+      say(`context: ${(error as Error).message}`);
     }
   }, []);
 
@@ -162,7 +320,7 @@ export function PortsideView(props: IViewProps): JSX.Element {
         body: JSON.stringify({ name })
       });
       setContexts(doc.contexts.map(c => c.Name));
-      setMessage(`context: ${doc.name}`);
+      say(`context: ${doc.name}`);
       setContext(doc.name); // the event stream below follows the new engine
     });
 
@@ -174,7 +332,7 @@ export function PortsideView(props: IViewProps): JSX.Element {
         // a collection the engine does not offer yet (404) is shown empty
         set([]);
         if ((error as { code?: number }).code !== 404) {
-          setMessage(`${path}: ${(error as Error).message}`);
+          say(`${path}: ${(error as Error).message}`);
         }
       }
     };
@@ -219,8 +377,8 @@ export function PortsideView(props: IViewProps): JSX.Element {
       }
     };
     void follow();
-    // uptimes move on even when nothing happens
-    const ticker = window.setInterval(() => setTick(t => t + 1), 10000);
+    // relative times move on even when nothing happens
+    const ticker = window.setInterval(() => setTick(t => t + 1), TICK_MS);
     return () => {
       abort.abort();
       window.clearInterval(ticker);
@@ -230,27 +388,62 @@ export function PortsideView(props: IViewProps): JSX.Element {
     };
   }, [refresh, context]);
 
-  React.useEffect(() => () => logs?.abort.abort(), [logs]);
+  React.useEffect(() => () => logs?.abort.abort(), [logs?.abort]);
+
+  // the logs of a container that is gone are closed with it
+  React.useEffect(() => {
+    if (logs && !containers.some(c => c.Names === logs.name)) {
+      logs.abort.abort();
+      setLogs(null);
+    }
+  }, [containers, logs]);
 
   const matches = (...texts: string[]): boolean =>
     !filter || texts.some(t => t.toLowerCase().includes(filter.toLowerCase()));
 
   // ---------------------------------------------------------------- actions
-  const containerAction = (name: string, action: string) =>
+  const doing: Record<string, string> = {
+    start: 'Starting',
+    stop: 'Stopping',
+    restart: 'Restarting',
+    remove: 'Removing'
+  };
+  const done: Record<string, string> = { start: 'started', stop: 'stopped', restart: 'restarted', remove: 'removed' };
+
+  /** Run one action on a container with its buttons disabled and its progress shown. */
+  const withBusy = (name: string, action: string, fn: () => Promise<unknown>) =>
     attempt(`Cannot ${action} ${name}`, async () => {
-      setMessage(`${action} ${name}…`);
-      await requestAPI(`containers/${segment(name)}/${action}`, { method: 'POST' });
-      setMessage(`${action}: ${name}`);
-      await refresh();
+      setBusy(b => ({ ...b, [name]: action }));
+      const t0 = Date.now();
+      say(`${doing[action] ?? action} ${name}…`, true);
+      try {
+        await fn();
+        say(`${name} ${done[action] ?? action} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        await refresh();
+      } catch (error) {
+        say('');
+        throw error;
+      } finally {
+        setBusy(b => {
+          const rest = { ...b };
+          delete rest[name];
+          return rest;
+        });
+      }
     });
 
+  const containerAction = (row: IContainerRow, action: string) =>
+    withBusy(row.Names, action, () => requestAPI(`containers/${segment(row.Names)}/${action}`, { method: 'POST' }));
+
   const removeContainer = async (row: IContainerRow) => {
-    if (await confirm('Remove container', `Remove container ${row.Names}? Its writable layer is deleted.`, 'Remove')) {
-      await attempt(`Cannot remove ${row.Names}`, async () => {
-        const force = row.State === 'running' ? '?force=1' : '';
-        await requestAPI(`containers/${segment(row.Names)}${force}`, { method: 'DELETE' });
-        await refresh();
-      });
+    const running = row.State === 'running' || row.State === 'paused';
+    const body = running
+      ? `${row.Names} is running: it will be killed (SIGKILL, no clean stop), then removed with its writable layer.`
+      : `Remove container ${row.Names}? Its writable layer is deleted.`;
+    if (await confirm(running ? 'Kill and remove container' : 'Remove container', body, running ? 'Kill and remove' : 'Remove')) {
+      await withBusy(row.Names, 'remove', () =>
+        requestAPI(`containers/${segment(row.Names)}${running ? '?force=1' : ''}`, { method: 'DELETE' })
+      );
     }
   };
 
@@ -273,35 +466,46 @@ export function PortsideView(props: IViewProps): JSX.Element {
     });
   };
 
+  // the server starts a terminal whose process is `portside exec -it NAME <shell>`
   const openTerminal = (name: string) =>
     attempt(`Cannot open a terminal in ${name}`, async () => {
-      const session = await props.app.serviceManager.terminals.startNew();
-      await props.app.commands.execute('terminal:open', { name: session.name });
-      // the connection queues input until its socket is open
-      const selector = context && context !== 'default' ? ` -c ${context}` : '';
-      session.send({ type: 'stdin', content: [`portside${selector} exec -it ${name} sh\r`] });
-      window.setTimeout(() => session.dispose(), 3000);
+      const model = await requestAPI<{ name: string }>(`containers/${segment(name)}/terminal`, { method: 'POST' });
+      await props.app.commands.execute('terminal:open', { name: model.name });
     });
 
   const runImage = (image: string) =>
     attempt(`Cannot run ${image}`, async () => {
-      const name = await InputDialog.getText({ title: `Run ${image}`, label: 'Container name (optional)', placeholder: 'name' });
-      if (!name.button.accept) {
+      // an image whose own command is a bare shell or interpreter exits at once when run
+      // detached (no terminal): offer a command that keeps it up
+      const doc = await requestAPI<{ Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null } }>(`images/${segment(image)}`);
+      const cmd = doc.Config?.Cmd ?? [];
+      const shells = ['sh', 'bash', '/bin/sh', '/bin/bash', 'python3', 'python'];
+      const idle = !doc.Config?.Entrypoint?.length && (cmd.length === 0 || (cmd.length === 1 && shells.includes(cmd[0])));
+      const form = new RunForm(image, idle ? 'sleep infinity' : '');
+      const result = await showDialog({
+        title: `Run ${image}`,
+        body: form,
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run' })]
+      });
+      if (!result.button.accept || !result.value) {
         return;
       }
-      const cmd = await InputDialog.getText({ title: `Run ${image}`, label: 'Command (optional)', placeholder: 'sleep infinity' });
-      if (!cmd.button.accept) {
-        return;
-      }
-      const command = (cmd.value ?? '').trim();
-      await requestAPI('containers', {
+      const spec = result.value as IRunSpec;
+      say(`Starting a container of ${image}…`, true);
+      const made = await requestAPI<{ Name?: string }>('containers', {
         method: 'POST',
         body: JSON.stringify({
           image,
-          name: (name.value ?? '').trim() || undefined,
-          command: command ? command.split(/\s+/) : undefined
+          name: spec.name || undefined,
+          command: spec.command || undefined,
+          ports: spec.ports,
+          volumes: spec.volumes,
+          env: spec.env,
+          gpus: spec.gpus || undefined,
+          init: spec.init
         })
       });
+      say(`Started ${(made.Name ?? '').replace(/^\//, '')} from ${image}`);
       await refresh();
     });
 
@@ -342,25 +546,40 @@ export function PortsideView(props: IViewProps): JSX.Element {
     }
   };
 
+  // the same defaults as the CLI (and Docker): images prune removes dangling images and
+  // volume prune anonymous volumes; `-a` (everything unused) only when ticked
   const prune = async (what: 'containers' | 'images' | 'volumes') => {
-    const text = {
-      containers: 'Remove all stopped containers?',
-      images: 'Remove all images no container uses?',
-      volumes: 'Remove all volumes no container uses?'
-    }[what];
-    if (!(await confirm(`Prune ${what}`, text, 'Prune'))) {
-      return;
+    let all = false;
+    if (what === 'containers') {
+      if (!(await confirm('Prune containers', 'Remove all stopped containers?', 'Prune'))) {
+        return;
+      }
+    } else {
+      const form =
+        what === 'images'
+          ? new PruneForm('Remove dangling images (untagged, used by no container)?', 'Also every image no container uses (prune -a)')
+          : new PruneForm('Remove anonymous volumes no container uses? Named volumes are kept.', 'Also named volumes no container uses (prune -a)');
+      const result = await showDialog({
+        title: `Prune ${what}`,
+        body: form,
+        buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Prune' })]
+      });
+      if (!result.button.accept) {
+        return;
+      }
+      all = Boolean(result.value);
     }
     await attempt(`Cannot prune ${what}`, async () => {
-      let steps = 0;
-      const query = what === 'containers' ? '' : '?all=1';
-      await streamAPI<IOperationLine>(`${what}/prune${query}`, line => {
-        if (line.status === 'progress') {
-          steps++;
-          setMessage(`pruning ${what}… ${steps}`);
-        } else if (line.status === 'done') {
-          const reclaimed = line.result?.SpaceReclaimed ?? 0;
-          setMessage(`pruned ${what}: ${humanSize(reclaimed)} reclaimed`);
+      say(`Pruning ${what}…`, true);
+      await streamAPI<IOperationLine>(`${what}/prune${all ? '?all=1' : ''}`, line => {
+        if (line.status === 'done') {
+          const result = line.result ?? {};
+          const removed =
+            what === 'images'
+              ? (result.ImagesDeleted ?? []).filter((d: Record<string, string>) => d.Deleted).length
+              : (what === 'volumes' ? result.VolumesDeleted : result.ContainersDeleted)?.length ?? 0;
+          const noun = removed === 1 ? what.slice(0, -1) : what;
+          say(`Pruned ${removed} ${noun}, ${humanSize(result.SpaceReclaimed ?? 0)} reclaimed`);
         } else if (line.status === 'error') {
           throw new Error(line.message);
         }
@@ -413,37 +632,57 @@ export function PortsideView(props: IViewProps): JSX.Element {
       {message && <div className="ps-message">{message}</div>}
 
       <Section title="Containers" count={containers.length} onPrune={() => void prune('containers')}>
-        {shownContainers.map(c => (
-          <div className="ps-item" key={c.FullID || c.ID} data-container={c.Names} data-state={c.State}>
-            <div className="ps-item-main">
-              <span className={`ps-state ps-state-${c.State}`} title={c.State} />
-              <span className="ps-name">{c.Names}</span>
-              <span className="ps-status">{c.Status}</span>
+        {shownContainers.map(c => {
+          const doingNow = busy[c.Names];
+          const status = doingNow ? `${doing[doingNow] ?? doingNow}…` : liveStatus(c);
+          const grace = `${c.StopTimeout ?? 10} s`;
+          return (
+            <div className="ps-item" key={c.FullID || c.ID} data-container={c.Names} data-state={c.State} data-busy={doingNow ?? ''}>
+              <div className="ps-item-main">
+                <span className={`ps-state ps-state-${c.State}`} title={c.State} />
+                <span className="ps-name" title={c.Names}>
+                  {c.Names}
+                </span>
+                <span className="ps-status" title={`${c.State}, created ${c.CreatedAt}`}>
+                  {status}
+                </span>
+              </div>
+              <div className="ps-item-meta">
+                <span className="ps-mono" title={`Container ID ${c.FullID}`}>{c.ID}</span>
+                <span className="ps-image" title={`Image ${c.Image}${c.ImageID ? ` (${c.ImageID})` : ''}`}>
+                  {c.Image}
+                </span>
+                {c.Ports && <span title="Published ports (host -> container)">{c.Ports}</span>}
+                {c.Networks && <span title="Networks">net: {c.Networks}</span>}
+                {c.GPUs && <span title="GPUs">GPUs: {c.GPUs}</span>}
+              </div>
+              <div className="ps-item-actions" data-actions-for={c.Names}>
+                {c.State === 'running' ? (
+                  <Action label="Stop" title={`Stop: its stop signal, then SIGKILL after ${grace}`} disabled={!!doingNow} onClick={() => void containerAction(c, 'stop')} />
+                ) : (
+                  <Action label="Start" title="Start it again" disabled={!!doingNow} onClick={() => void containerAction(c, 'start')} />
+                )}
+                <Action label="Restart" title={`Restart: stop (up to ${grace}), then start`} disabled={!!doingNow} onClick={() => void containerAction(c, 'restart')} />
+                <Action label="Logs" title="Follow its output" onClick={() => showLogs(c.Names)} />
+                {c.State === 'running' && (
+                  <Action label="Terminal" title="Open a shell inside the container in a terminal" disabled={!!doingNow} onClick={() => void openTerminal(c.Names)} />
+                )}
+                <Action
+                  label="Remove"
+                  title={c.State === 'running' ? 'Kill and remove it' : 'Remove it'}
+                  danger
+                  disabled={!!doingNow}
+                  onClick={() => void removeContainer(c)}
+                />
+              </div>
             </div>
-            <div className="ps-item-meta">
-              <span title="Image">{c.Image}</span>
-              {c.State === 'running' && <span title="Uptime">up {uptime(c.StartedAt)}</span>}
-              {c.Ports && <span title="Ports">{c.Ports}</span>}
-              {c.GPUs && <span title="GPUs">GPUs: {c.GPUs}</span>}
-            </div>
-            <div className="ps-item-actions" data-actions-for={c.Names}>
-              {c.State === 'running' ? (
-                <Action label="Stop" onClick={() => void containerAction(c.Names, 'stop')} />
-              ) : (
-                <Action label="Start" onClick={() => void containerAction(c.Names, 'start')} />
-              )}
-              <Action label="Restart" onClick={() => void containerAction(c.Names, 'restart')} />
-              <Action label="Logs" onClick={() => showLogs(c.Names)} />
-              {c.State === 'running' && <Action label="Terminal" onClick={() => void openTerminal(c.Names)} />}
-              <Action label="Remove" danger onClick={() => void removeContainer(c)} />
-            </div>
-          </div>
-        ))}
+          );
+        })}
         {logs && (
           <div className="ps-logs" data-logs-for={logs.name}>
             <header>
-              Logs: {logs.name}
-              <button className="ps-button" title="Close logs" onClick={() => setLogs(null)}>
+              Logs: {logs.name} <span className="ps-hint">(following)</span>
+              <button className="ps-button" title="Close logs" data-action="close-logs" onClick={() => setLogs(null)}>
                 ✕
               </button>
             </header>
@@ -456,16 +695,24 @@ export function PortsideView(props: IViewProps): JSX.Element {
         {shownImages.map(i => (
           <div className="ps-item" key={`${i.FullID}/${i.Repository}/${i.Tag}`} data-image={imageName(i)}>
             <div className="ps-item-main">
-              <span className="ps-name">{imageName(i)}</span>
+              <span className="ps-name" title={imageName(i)}>
+                {imageName(i)}
+              </span>
               <span className="ps-status">{i.Size}</span>
             </div>
             <div className="ps-item-meta">
-              <span className="ps-mono" title="Image ID">{i.ID}</span>
-              <span title={i.CreatedAt}>created {i.CreatedSince}</span>
+              <span className="ps-mono" title={`Image ID ${i.FullID}`}>{i.ID}</span>
+              <span
+                className="ps-created"
+                title={i.Pinned ? `${i.CreatedAt}: pinned by SOURCE_DATE_EPOCH (portside.lock) so that rebuilds are identical` : i.CreatedAt}
+              >
+                created {createdSince(i.CreatedAt)}
+                {i.Pinned ? ' (pinned)' : ''}
+              </span>
             </div>
             <div className="ps-item-actions">
-              <Action label="Run" onClick={() => void runImage(imageName(i))} />
-              <Action label="Tag" onClick={() => void tagImage(imageName(i))} />
+              <Action label="Run" title="Run a container of it (name, command, ports, volumes, env, GPUs)" onClick={() => void runImage(imageName(i))} />
+              <Action label="Tag" title="Give it another name" onClick={() => void tagImage(imageName(i))} />
               <Action label="Remove" danger onClick={() => void removeImage(imageName(i))} />
             </div>
           </div>
@@ -476,7 +723,9 @@ export function PortsideView(props: IViewProps): JSX.Element {
         {shownVolumes.map(v => (
           <div className="ps-item" key={v.Name} data-volume={v.Name}>
             <div className="ps-item-main">
-              <span className="ps-name">{v.Name}</span>
+              <span className="ps-name" title={v.Name}>
+                {v.Name}
+              </span>
               <span className="ps-status">{humanSize(v.SizeBytes)}</span>
             </div>
             <div className="ps-item-meta">

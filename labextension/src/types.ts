@@ -19,7 +19,12 @@ export interface IContainerRow {
   RunningFor: string;
   StartedAt: string;
   FinishedAt: string;
+  ExitCode: number;
   GPUs: string;
+  Networks: string;
+  Init: boolean;
+  StopTimeout: number;
+  ImageID: string;
 }
 
 /** One row of `GET images` (`portside images --format json` plus `SizeBytes`). */
@@ -32,6 +37,8 @@ export interface IImageRow {
   SizeBytes: number;
   CreatedAt: string;
   CreatedSince: string;
+  /** the creation time is SOURCE_DATE_EPOCH's (a notebook's portside.lock) */
+  Pinned: boolean;
 }
 
 /** One row of `GET volumes` (`portside volume ls --format json` plus extras). */

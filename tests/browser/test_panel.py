@@ -248,3 +248,192 @@ def test_remove_asks_first_then_removes(lab, page):
     wait_for(lambda: "example/box" not in cli("images"), 10, "image removed")
     wait_for(lambda: "example/box:1" not in panel_values(page, "data-image"), 2.0,
              "removed image leaves the panel")
+
+
+# ------------------------------------------------------------------ issue #18: the panel as a
+# demanding user finds it (each test below failed on the panel before it)
+def item(name: str) -> str:
+    return f'#portside-panel [data-container="{name}"]'
+
+
+def button(name: str, action: str) -> str:
+    return f'#portside-panel [data-actions-for="{name}"] button[data-action="{action}"]'
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#portside-panel").screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def test_status_times_move_on_by_themselves(lab, page):
+    _, _, cli, _ = lab
+    cli("run", "-d", "--init", "--name", "ticking", "busybox:latest", "sleep", "300")
+    try:
+        status = page.locator(f"{item('ticking')} .ps-status")
+        status.wait_for(timeout=5_000)
+        first = status.inner_text()
+        assert first.startswith("Up "), first
+        # no event happens; the words still move on (and there is no second, stale "up 5s")
+        wait_for(lambda: status.inner_text() not in (first, ""), 4, "the status to move on")
+        assert "up " not in page.locator(item("ticking")).inner_text()
+    finally:
+        cli("rm", "-f", "ticking", check=False)
+
+
+def test_ids_ports_networks_and_full_names_are_shown(lab, page):
+    _, _, cli, _ = lab
+    long_name = "a-container-with-a-rather-long-name-that-the-panel-must-cut"
+    cid = cli("run", "-d", "--init", "--name", long_name, "-p", "127.0.0.1::80",
+              "busybox:latest", "sleep", "300").strip()
+    try:
+        row = page.locator(item(long_name))
+        row.wait_for(timeout=5_000)
+        assert row.locator(".ps-name").get_attribute("title") == long_name
+        assert row.locator(".ps-mono").inner_text() == cid[:12]
+        meta = row.locator(".ps-item-meta").inner_text()
+        assert "->80/tcp" in meta and "net: bridge" in meta
+        # every action on one line: the Remove button does not wrap to a line of its own
+        tops = page.eval_on_selector_all(f'[data-actions-for="{long_name}"] button',
+                                         "bs => bs.map(b => b.getBoundingClientRect().top)")
+        assert len(tops) == 5 and len(set(tops)) == 1, tops
+        assert row.locator('button[data-action="stop"]').get_attribute("title").startswith(
+            "Stop: its stop signal, then SIGKILL after")
+        shot(page, "portside-panel-container")
+    finally:
+        cli("rm", "-f", long_name, check=False)
+
+
+def test_volume_prune_keeps_named_volumes_and_counts(lab, page):
+    _, _, cli, root = lab
+    cli("create", "--name", "withanon", "-v", "/scratch", "busybox:latest", "true")
+    cli("rm", "withanon")                       # its anonymous volume stays behind, unused
+    before = {r["Name"] for r in cli.rows("volume", "ls")}
+    anonymous = before - {"data1"}
+    assert len(anonymous) == 1
+    page.locator('#portside-panel [data-section="volumes"] .ps-prune').click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=5_000)
+    assert "Named volumes are kept" in dialog.inner_text()
+    dialog.locator("button.jp-mod-accept").click()
+    message = page.locator("#portside-panel .ps-message")
+    wait_for(lambda: message.count() and message.inner_text().startswith("Pruned 1 volume,"),
+             10, "the prune's count")
+    assert "reclaimed" in message.inner_text()
+    assert {r["Name"] for r in cli.rows("volume", "ls")} == before - anonymous
+    # the status line does not stay forever
+    wait_for(lambda: page.locator("#portside-panel .ps-message").count() == 0, 10,
+             "the status line to go")
+
+
+def test_image_prune_removes_only_dangling_images_by_default(lab, page):
+    _, _, cli, _ = lab
+    images = {f"{r['Repository']}:{r['Tag']}" for r in cli.rows("images")}
+    page.locator('#portside-panel [data-section="images"] .ps-prune').click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=5_000)
+    assert "dangling" in dialog.inner_text()
+    assert not dialog.locator('input[name="all"]').is_checked()
+    dialog.locator("button.jp-mod-accept").click()
+    message = page.locator("#portside-panel .ps-message")
+    wait_for(lambda: message.count() and message.inner_text().startswith("Pruned 0 images"),
+             10, "the prune's count")
+    assert {f"{r['Repository']}:{r['Tag']}" for r in cli.rows("images")} == images
+
+
+def test_terminal_opens_a_shell_inside_the_container(lab, page):
+    _, _, cli, _ = lab
+    cid = cli("run", "-d", "--init", "--name", "shellbox", "busybox:latest", "sleep",
+              "300").strip()
+    try:
+        page.locator(button("shellbox", "terminal")).click()
+        terminal = page.locator(".jp-Terminal").last
+        terminal.wait_for(timeout=15_000)
+        rows = terminal.locator(".xterm-rows")
+        wait_for(lambda: "#" in rows.inner_text(), 15, "the container's shell prompt")
+        terminal.click()
+        page.keyboard.type("echo in-$((6*7))-$(hostname)\n")
+        wait_for(lambda: f"in-42-{cid[:12]}" in rows.inner_text(), 10,
+                 "the command ran inside the container")
+        assert "command not found" not in rows.inner_text()
+        shot(page, "portside-panel-terminal")
+        page.keyboard.type("exit\n")
+    finally:
+        page.evaluate("window.jupyterapp.commands.execute('terminal:shutdown-all')"
+                      ".catch(() => 0)")
+        page.evaluate("window.jupyterapp.shell.activateById('portside-panel')")
+        cli("rm", "-f", "shellbox", check=False)
+
+
+def test_logs_follow_and_close_when_the_container_goes(lab, page):
+    _, _, cli, _ = lab
+    cli("run", "-d", "--name", "talker", "busybox:latest", "sh", "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
+    try:
+        page.locator(button("talker", "logs")).click()
+        logs = page.locator('#portside-panel [data-logs-for="talker"] pre')
+        logs.wait_for(timeout=5_000)
+        wait_for(lambda: "tick 3" in logs.inner_text(), 10, "the first lines")
+        seen = logs.inner_text()
+        wait_for(lambda: len(logs.inner_text()) > len(seen) and "tick 12" in logs.inner_text(),
+                 10, "new lines to follow")
+    finally:
+        cli("rm", "-f", "talker", check=False)
+    wait_for(lambda: page.locator('#portside-panel [data-logs-for="talker"]').count() == 0, 3,
+             "the logs of a removed container to close")
+
+
+def test_run_form_asks_once_with_every_field(lab, page):
+    _, _, cli, _ = lab
+    try:
+        page.locator('#portside-panel [data-image="busybox:latest"] button[data-action="run"]'
+                     ).click()
+        form = page.locator(".jp-Dialog .ps-run-form")
+        form.wait_for(timeout=5_000)
+        # busybox's own command is `sh`, which exits at once when run detached
+        assert form.locator('input[name="command"]').input_value() == "sleep infinity"
+        assert form.locator('input[name="init"]').is_checked()
+        form.locator('input[name="name"]').fill("formrun")
+        form.locator('textarea[name="ports"]').fill("127.0.0.1::80")
+        form.locator('textarea[name="volumes"]').fill("formdata:/data")
+        form.locator('textarea[name="env"]').fill("MODE=panel")
+        page.locator(".jp-Dialog").screenshot(path=str(ARTIFACTS / "portside-run-form.png"))
+        page.locator(".jp-Dialog button.jp-mod-accept").click()
+        page.locator(f'{item("formrun")}[data-state="running"]').wait_for(timeout=10_000)
+        doc = json.loads(cli("inspect", "formrun"))[0]
+        assert doc["HostConfig"]["Init"] is True and "MODE=panel" in doc["Config"]["Env"]
+        assert doc["Config"]["Cmd"] == ["sleep", "infinity"]
+        assert "80/tcp" in doc["HostConfig"]["PortBindings"]
+        assert any(m.get("Name") == "formdata" for m in doc["Mounts"])
+        # removing a running container says it is killed
+        page.locator(button("formrun", "remove")).click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.wait_for(timeout=5_000)
+        assert "it will be killed" in dialog.inner_text()
+        dialog.locator("button.jp-mod-accept").click()
+        wait_for(lambda: "formrun" not in panel_values(page, "data-container"), 10,
+                 "the container to go")
+    finally:
+        cli("rm", "-f", "formrun", check=False)
+        cli("volume", "rm", "formdata", check=False)
+
+
+def test_stop_shows_progress_and_disables_the_buttons(lab, page):
+    _, _, cli, _ = lab
+    # no --init: sleep as PID 1 ignores SIGTERM, so the stop waits out its 3 s
+    cli("run", "-d", "--stop-timeout", "3", "--name", "stubborn", "busybox:latest", "sleep",
+        "300")
+    try:
+        page.locator(button("stubborn", "stop")).click()
+        busy = page.locator(f'{item("stubborn")}[data-busy="stop"]')
+        busy.wait_for(timeout=2_000)
+        assert busy.locator(".ps-status").inner_text() == "Stopping…"
+        states = page.eval_on_selector_all(f'[data-actions-for="stubborn"] button',
+                                           "bs => bs.map(b => [b.dataset.action, b.disabled])")
+        assert dict(states) == {"stop": True, "restart": True, "logs": False,
+                                "terminal": True, "remove": True}
+        assert "Stopping stubborn" in page.locator("#portside-panel .ps-message").inner_text()
+        page.locator(f'{item("stubborn")}[data-state="exited"][data-busy=""]').wait_for(
+            timeout=10_000)
+        assert "stubborn stopped in" in page.locator("#portside-panel .ps-message").inner_text()
+    finally:
+        cli("rm", "-f", "stubborn", check=False)
