@@ -21,7 +21,8 @@ from portside.kernel.server.handlers import API_PREFIX, PortsideHandler
 pytestmark = pytest.mark.unit
 
 #: Fields the API adds to the CLI's ``--format json`` rows.
-EXTRA = {"SizeBytes", "FullID", "StartedAt", "FinishedAt", "GPUs", "UsedBy"}
+EXTRA = {"SizeBytes", "FullID", "StartedAt", "FinishedAt", "GPUs", "UsedBy", "Pinned", "ExitCode",
+         "Init", "StopTimeout", "ImageID"}
 
 
 def body(response) -> object:
