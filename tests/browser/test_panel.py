@@ -269,7 +269,7 @@ def test_status_times_move_on_by_themselves(lab, page):
     _, _, cli, _ = lab
     cli("run", "-d", "--init", "--name", "ticking", "busybox:latest", "sleep", "300")
     try:
-        status = page.locator(f"{item('ticking')} .ps-status")
+        status = page.locator(f"{item('ticking')}[data-state='running'] .ps-status")
         status.wait_for(timeout=5_000)
         first = status.inner_text()
         assert first.startswith("Up "), first
@@ -286,7 +286,7 @@ def test_ids_ports_networks_and_full_names_are_shown(lab, page):
     cid = cli("run", "-d", "--init", "--name", long_name, "-p", "127.0.0.1::80",
               "busybox:latest", "sleep", "300").strip()
     try:
-        row = page.locator(item(long_name))
+        row = page.locator(f'{item(long_name)}[data-state="running"]')
         row.wait_for(timeout=5_000)
         assert row.locator(".ps-name").get_attribute("title") == long_name
         assert row.locator(".ps-mono").inner_text() == cid[:12]
