@@ -134,14 +134,15 @@
   display: flex;
   flex-wrap: nowrap;
   gap: 2px;
-  padding-left: 12px;
-  overflow: hidden;
+  padding-left: 4px;
 }
 
 .ps-item-actions .ps-button {
-  flex: none;
+  flex: 0 1 auto;
+  min-width: 0;
   margin: 1px 0;
-  padding: 1px 4px;
+  padding: 1px 3px;
+  white-space: nowrap;
 }
 
 .ps-button:disabled {
