@@ -32,9 +32,9 @@ Commands that only make sense in a notebook are handled here:
     A commit records the cells run in the container (``io.portside.recipe``), and ``dockerfile``
     prints a Dockerfile that redoes them from the base image (:mod:`portside.engine.recipe`).
 
-The line is taken as written: IPython's ``{expr}``/``$name`` expansion is off for these magics
-(``no_var_expand``), so Go templates (``--format "{{.Names}}"``) reach the command intact, as in a
-shell between single quotes.
+IPython's ``{expr}`` expansion is off for these magics (``no_var_expand``), so Go templates
+(``--format "{{.Names}}"``) reach the command intact; ``$name`` and ``${name}`` still insert a
+variable of the notebook (``%container images -q $base``), and ``$$`` is a ``$``.
 
 A bad command line is an IPython ``UsageError`` (one line, IPython's own word for it); an engine
 error (no such image, a failed start, a refused lock) is a :class:`ContainerError`, shown as one
@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import shlex
 import sys
 import threading
@@ -256,6 +257,7 @@ class ContainerMagics(Magics):
         addition: ``%%container exec NAME`` (cell in a container), ``attach``/``detach``,
         ``send``/``recv`` of variables, and ``%%container build`` with the cell as Dockerfile.
         """
+        line = self._expand(line)
         try:
             argv = shlex.split(line)
         except ValueError as exc:
@@ -296,6 +298,20 @@ class ContainerMagics(Magics):
             if isinstance(exc, EngineError):
                 raise ContainerError(str(exc), exc) from None
             raise
+
+    _DOLLAR = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)")
+
+    def _expand(self, line: str) -> str:
+        """``$name``/``${name}`` -> the notebook variable's value (left as written when there
+        is none, as IPython does); ``$$`` -> ``$``. ``{...}`` is never touched."""
+        ns = self.ip.user_ns
+
+        def one(m: re.Match) -> str:
+            name = m.group(1) or m.group(2)
+            if name is None:
+                return "$"
+            return str(ns[name]) if name in ns else m.group(0)
+        return self._DOLLAR.sub(one, line)
 
     # ------------------------------------------------------------------ the CLI table
     def _cli(self, argv: list[str]) -> Any:
@@ -467,9 +483,10 @@ class ContainerMagics(Magics):
             args.file = "-"  # the cell
         # the lock's recorded SOURCE_DATE_EPOCH is for portside's builder (a Slurm context
         # builds with it too); a Docker Engine gets one only when the cell asks (and refuses it)
+        quiet = args.quiet or args.progress == "quiet"
         if (args.source_date_epoch is None and not args.no_source_date_epoch
                 and self._context_kind() != "docker"):
-            sde = self._source_date_epoch()
+            sde = self._source_date_epoch(say=not quiet)
             if sde is not None:
                 args.source_date_epoch = str(sde)
         # provenance: the builder moves this label into the manifest's annotations
@@ -479,7 +496,6 @@ class ContainerMagics(Magics):
                               + (f"#cell={cell_id}" if cell_id else ""))
         self.used_images.extend(args.tag)
         widget = BuildProgress(title=f"Building {', '.join(args.tag) or 'image'}")
-        quiet = args.quiet or args.progress == "quiet"
         if not quiet:
             from IPython.display import display
 
@@ -514,7 +530,7 @@ class ContainerMagics(Magics):
         path = os.environ.get("JPY_SESSION_NAME") or self.ip.user_ns.get("__session__") or ""
         return os.path.basename(str(path))
 
-    def _source_date_epoch(self) -> int | None:
+    def _source_date_epoch(self, say: bool = True) -> int | None:
         """The build's SOURCE_DATE_EPOCH when the command line gives none: the lock's (recorded
         there on the first build, so every later build of this notebook uses the same one), or
         None when the environment sets one (the engine reads it)."""
@@ -536,7 +552,9 @@ class ContainerMagics(Magics):
         assert sde is not None
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sde))
         where = os.path.basename(str(lock.path))
-        if recorded:
+        if not say:
+            pass
+        elif recorded:
             print(f"Recorded SOURCE_DATE_EPOCH={sde} ({when}) in {where}: this notebook's builds "
                   "get that creation time, so a rebuild is bit-for-bit the same image "
                   "(--no-source-date-epoch for the build's own time)")
