@@ -603,7 +603,9 @@ class ContainerTerminalHandler(PortsideHandler):
             return container.name
         ctr = await self.call(check)
         shell = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
-        argv = [*portside_command(), "exec", "-it", ctr, "sh", "-c", shell]
+        # the panel's context, which PUT /context may have made differ from the user's own
+        selector = ["--context", self.context] if self.context != "default" else []
+        argv = [*portside_command(), *selector, "exec", "-it", ctr, "sh", "-c", shell]
         # on the server's loop: the manager starts reading the terminal's pty there
         model = manager.create(shell_command=argv)
         self.reply(model, 201)
