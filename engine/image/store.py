@@ -476,14 +476,14 @@ class ImageStore:
                 raise InvalidArgument(f"image id prefix is ambiguous: {text}")
             if rows:
                 return rows[0]["id"]
-        raise NotFound(f"no such image: {text}")
+        raise NotFound(f"No such image: {text}")
 
     def get(self, name: str) -> ImageRecord:
         image_id = self.resolve_id(name)
         with self.db.transaction() as conn:
             rec = self._load(conn, image_id)
         if rec is None:
-            raise NotFound(f"no such image: {name}")
+            raise NotFound(f"No such image: {name}")
         return rec
 
     def list(self) -> list[ImageRecord]:
@@ -509,7 +509,7 @@ class ImageStore:
         with self.db.transaction() as conn:
             row = conn.execute("SELECT image_id FROM refs WHERE name = ?", (str(ref),)).fetchone()
             if row is None:
-                raise NotFound(f"no such image: {name}")
+                raise NotFound(f"No such image: {name}")
             conn.execute("DELETE FROM refs WHERE name = ?", (str(ref),))
             events.emit(conn, "image", "untag", row["image_id"], name=ref.familiar())
             left = conn.execute("SELECT COUNT(*) AS n FROM refs WHERE image_id = ?",
@@ -523,7 +523,7 @@ class ImageStore:
         with self.db.transaction() as conn:
             rec = self._load(conn, image_id)
             if rec is None:
-                raise NotFound(f"no such image: {image_id}")
+                raise NotFound(f"No such image: {image_id}")
             conn.execute("DELETE FROM refs WHERE image_id = ?", (image_id,))
             conn.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
             conn.execute("DELETE FROM images WHERE id = ?", (image_id,))

@@ -77,7 +77,7 @@ def test_bad_command_line_is_one_line_usage_error(ip, magics, line, message):
 
 
 def test_engine_error_is_one_line_naming_the_thing(ip, magics):
-    with pytest.raises(ContainerError, match="^no such image: nothere$"):
+    with pytest.raises(ContainerError, match="^No such image: nothere$"):
         ip.run_line_magic("container", "tag nothere other:1")
 
 
@@ -87,7 +87,7 @@ def test_engine_error_is_its_own_red_line_and_bad_arguments_a_usage_error(ip, ma
     with capture_output() as cap:
         result = ip.run_cell("%container tag nothere:1 other:1")
     assert type(result.error_in_exec) is ContainerError
-    assert cap.stdout == "\x1b[0;31mError: no such image: nothere:1\x1b[0m\n"
+    assert cap.stdout == "\x1b[0;31mError: No such image: nothere:1\x1b[0m\n"
     assert "UsageError" not in cap.stdout + cap.stderr and "Traceback" not in cap.stdout
     with capture_output() as cap:
         result = ip.run_cell("%container tag --bogus nothere:1 other:1")
