@@ -93,7 +93,9 @@ def image_rows(images: Iterable[Any]) -> list[dict[str, Any]]:
         created = oci.parse_time(attrs["Created"])
         # a build given SOURCE_DATE_EPOCH (a notebook's portside.lock) has that creation time:
         # say so, or "2 weeks ago" reads as a stale image
-        pinned = "io.portside.build.source-date-epoch" in (image.labels or {})
+        # (recorded in the manifest's annotations with the rest of a build's provenance)
+        annotations = (attrs.get("Descriptor") or {}).get("annotations") or {}
+        pinned = "io.portside.build.source-date-epoch" in annotations
         for repo, tag in pairs:
             digest = "<none>"
             for d in attrs["RepoDigests"]:

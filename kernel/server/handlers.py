@@ -395,8 +395,9 @@ def image_rows(engine: Any) -> list[dict[str, Any]]:
 
     rows = rows_of(engine.images.list())
     for row in rows:
-        # a build given SOURCE_DATE_EPOCH (a notebook's portside.lock) has that creation time
-        row["Pinned"] = "io.portside.build.source-date-epoch" in (row.get("Labels") or {})
+        # a build given SOURCE_DATE_EPOCH (a notebook's portside.lock) has that creation time;
+        # the listing marks it as the CLI shows it
+        row["Pinned"] = row["CreatedSince"].endswith(" (pinned)")
         row["SizeBytes"] = row["Size"]
         row["Size"] = _human(row["Size"])
         row["VirtualSize"] = _human(row["VirtualSize"])
