@@ -4,7 +4,7 @@ Every failure the engine reports is an :class:`EngineError`; callers (CLI, magic
 catch that one class and show ``str(exc)``, a single line that names the thing at fault::
 
     EngineError                 exit 125, HTTP 500
-    ├── NotFound                "no such container: exp1"                    HTTP 404
+    ├── NotFound                "No such container: exp1"                    HTTP 404
     ├── AlreadyExists           "image tag already exists: exp:1"            HTTP 409
     ├── InvalidArgument         "invalid reference format: Exp:1"            HTTP 400
     │   ├── DockerfileError     "Dockerfile:3: COPY requires at least two arguments"

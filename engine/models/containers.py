@@ -753,7 +753,7 @@ class ContainerCollection(Collection):
                 if fresh is not None:
                     fresh = lc.settle(fresh)  # the starter died: finish its job
                 if fresh is None:
-                    raise NotFound(f"no such container: {rec.name}")  # it was --rm
+                    raise NotFound(f"No such container: {rec.name}")  # it was --rm
                 return lc.refresh(fresh)
         from ..runtime import freeze
 

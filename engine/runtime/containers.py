@@ -247,7 +247,7 @@ class ContainerStore:
         if text.startswith("/"):
             text = text[1:]
         if not text:
-            raise NotFound("no such container: (empty name)")
+            raise NotFound("No such container: (empty name)")
         rows = self.db.query("SELECT * FROM containers WHERE id = ?", (text,))
         if not rows:
             rows = self.db.query("SELECT * FROM containers WHERE name = ?", (text,))
@@ -256,7 +256,7 @@ class ContainerStore:
             if len(rows) > 1:
                 raise InvalidArgument(f"multiple containers found with provided prefix: {text}")
         if not rows:
-            raise NotFound(f"no such container: {ref}")
+            raise NotFound(f"No such container: {ref}")
         return self._record(rows[0])
 
     def get_by_id(self, container_id: str) -> ContainerRecord | None:
@@ -334,7 +334,7 @@ class ContainerStore:
                 if expect is not None and conn.execute(
                         "SELECT 1 FROM containers WHERE id = ?", (rec.id,)).fetchone():
                     return False
-                raise NotFound(f"no such container: {rec.name}")
+                raise NotFound(f"No such container: {rec.name}")
             if event:
                 events.emit(conn, "container", event, rec.id, name=rec.name, **attributes)
         return True

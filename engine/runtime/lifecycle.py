@@ -798,7 +798,7 @@ class Lifecycle:
         if fresh is not None:
             fresh = self.settle(fresh)
         if fresh is None:
-            raise NotFound(f"no such container: {rec.name}")
+            raise NotFound(f"No such container: {rec.name}")
         return self.refresh(fresh)
 
     def settle(self, rec: ContainerRecord) -> ContainerRecord | None:

@@ -90,7 +90,7 @@ def classify_error(message: str, container_id: str = "") -> Exception:
         if "permission denied" in low or "exec format error" in low or "is a directory" in low:
             return CannotInvoke(message)
     if "does not exist" in low or "container not found" in low:
-        return NotFound(f"no such container: {container_id}" if container_id else message)
+        return NotFound(f"No such container: {container_id}" if container_id else message)
     return RuntimeFailure(message or "OCI runtime failed")
 
 

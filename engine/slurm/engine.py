@@ -604,7 +604,7 @@ class SlurmContainerCollection(Collection):
         document with ``Slurm`` added. (``size``: not known here; no ``SizeRw``.)"""
         rec, job = self._live(name)
         if rec.get("_removed"):
-            raise NotFound(f"no such container: {name}")
+            raise NotFound(f"No such container: {name}")
         node_attrs = None
         if job is not None and job.running:
             node_attrs = self._confirm(rec, job)

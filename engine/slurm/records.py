@@ -93,12 +93,12 @@ class RecordStore:
         """The record with that name, id or unique id prefix.
 
         Raises:
-            NotFound: none matches (``no such container: exp``).
+            NotFound: none matches (``No such container: exp``).
             InvalidArgument: an id prefix matches several.
         """
         ref = ref.lstrip("/")
         if not ref:
-            raise NotFound("no such container: (empty name)")
+            raise NotFound("No such container: (empty name)")
         records = self.list()
         for rec in records:
             if rec["Name"] == ref or rec["Id"] == ref:
@@ -108,7 +108,7 @@ class RecordStore:
             return matches[0]
         if len(matches) > 1:
             raise InvalidArgument(f"multiple containers match the id prefix {ref}")
-        raise NotFound(f"no such container: {ref}")
+        raise NotFound(f"No such container: {ref}")
 
     # ------------------------------------------------------------------ writing
     def save(self, rec: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def test_models_and_verbs(remote, portside_root):
 
 
 def test_errors_come_back_as_the_engines_own(remote):
-    with pytest.raises(NotFound, match="no such container: nope"):
+    with pytest.raises(NotFound, match="No such container: nope"):
         remote.containers.get("nope")
     remote.images.bootstrap("busybox", tag="busybox:latest")
     with pytest.raises(ContainerExit) as info:

@@ -92,7 +92,7 @@ async def test_names_resolve_alike_in_every_front(fronts, ipython):
     response = await api("containers", prefix)
     assert response.code == 200 and json.loads(response.body)["Id"] == cid
     # and an unknown one is the same NotFound everywhere
-    missing = "no such container: nothere"
+    missing = "No such container: nothere"
     proc = cli("logs", "nothere", check=False)
     assert proc.returncode == 125 and proc.err == f"Error: {missing}\n"
     with pytest.raises(ContainerError, match=f"^{missing}$"):

@@ -186,7 +186,7 @@ def test_records_claim_resolve_delete(tmp_path: Path) -> None:
     store.log_copy(a["Id"]).write_text("{}")
     store.delete(a)
     assert not store.job_output("7").exists() and not store.log_copy(a["Id"]).exists()
-    with pytest.raises(NotFound, match="no such container: exp"):
+    with pytest.raises(NotFound, match="No such container: exp"):
         store.resolve("exp")
 
 
