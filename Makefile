@@ -12,7 +12,8 @@ export PORTSIDE_TEST_CACHE ?= /var/cache/portside-test
 
 APT_PACKAGES := runc busybox-static debootstrap skopeo umoci podman docker-registry nftables \
 	iproute2 zstd apache2-utils golang-github-containers-common python3-venv chromium \
-	slurmctld slurmd slurm-client munge uidmap slirp4netns passt docker.io libseccomp2 tini
+	slurmctld slurmd slurm-client munge uidmap slirp4netns passt docker.io libseccomp2 tini \
+	crun fuse-overlayfs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps venv compile lint test test-unit lab labext lab-panel jupyter-links wheel clean bench bench-venv

@@ -73,6 +73,7 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("--ulimit", action="append", default=[], help="ulimit options (name=soft[:hard])")
     a("--init", action="store_true", help="run an init (the host's tini) as PID 1: it forwards signals and reaps zombies")
     a("--platform", help="set platform if server is multi-platform capable")
+    a("--runtime", help="OCI runtime to use for this container (runc or crun)")
     add_locked_flag(p)
     a("--pull", default="missing", help="pull image before running (missing only)")
     a("-a", "--attach", action="append", default=[], help="attach to STDIN, STDOUT or STDERR")
@@ -281,6 +282,8 @@ def build_create(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
                                           "Request": args.gpus}]
     if args.platform:
         host_config["Platform"] = args.platform  # checked by the engine against its host
+    if args.runtime:
+        host_config["Runtime"] = args.runtime  # checked by the engine (runtime/runtimes.py)
     if args.rm and host_config["RestartPolicy"]["Name"] != "no":
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     return config, host_config, args.name

@@ -275,7 +275,7 @@ class Container(Model):
             from ..errors import IncorrectState
 
             raise IncorrectState(f"container {rec.name} is not running")
-        pids = self.lc.runtime.ps(rec.id)
+        pids = self.lc.runtime_of(rec).ps(rec.id)
         return process_table(pids)
 
     def stats(self) -> dict[str, Any]:
@@ -1101,7 +1101,7 @@ def docker_py_kwargs(image: str, command: str | Sequence[str] | None,
         "cap_add", "cap_drop", "read_only", "shm_size", "mem_limit", "nano_cpus", "pids_limit",
         "restart_policy", "stop_signal", "gpus", "devices", "volumes_from", "mounts",
         "stop_timeout", "extra_hosts", "dns", "ulimits", "group_add", "memswap_limit",
-        "cpu_shares"}
+        "cpu_shares", "runtime"}
     if unknown:
         raise InvalidArgument(f"unsupported container option(s): {', '.join(sorted(unknown))}")
     cmd = shlex.split(command) if isinstance(command, str) else (list(command) if command else None)
@@ -1149,6 +1149,8 @@ def docker_py_kwargs(image: str, command: str | Sequence[str] | None,
     }
     if kw.get("gpus"):
         host_config["Gpus"] = kw["gpus"]
+    if kw.get("runtime"):
+        host_config["Runtime"] = kw["runtime"]
     return config, host_config, kw.get("name")
 
 
@@ -1297,17 +1299,19 @@ def _check(engine, repair: bool) -> tuple[list[str], list[str]]:
                 garbage.append(f"container {rec.short_id}: rootfs still mounted")
                 if repair:
                     lc.finalize(rec)
-    try:
-        # build-… containers belong to builds (see store.leftovers for a dead build's)
-        leftovers = [c for c in lc.runtime.list()
-                     if c.get("id") not in known and not c.get("id", "").startswith("build-")]
-    except Exception:  # noqa: BLE001 - no runtime state yet
-        leftovers = []
-    for c in leftovers:
+    leftovers = []
+    for runtime in lc.runtimes_in_use():
+        try:
+            # build-… containers belong to builds (see store.leftovers for a dead build's)
+            leftovers += [(runtime, c) for c in runtime.list() if c.get("id") not in known
+                          and not c.get("id", "").startswith("build-")]
+        except Exception:  # noqa: BLE001 - no runtime state yet
+            pass
+    for runtime, c in leftovers:
         garbage.append(f"runtime container {c['id'][:12]} has no record")
         if repair:
             try:
-                lc.runtime.delete(c["id"], force=True)
+                runtime.delete(c["id"], force=True)
             except Exception:  # noqa: BLE001
                 pass
             cg = Cgroup(cgroup_path_for(c["id"]))

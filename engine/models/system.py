@@ -241,7 +241,7 @@ class System:
                                "InsecureRegistries": eng.config.insecure_registries},
             "CDISpecDirs": eng.config.cdi_spec_dirs,
         }
-        info.update(runtime_summary(eng.config))
+        info.update(runtime_summary(eng.config, eng.lifecycle.default_runtime))
         info["GPUs"] = _host_gpus()
         from ..rootless.info import fields
 

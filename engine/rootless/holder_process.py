@@ -1,14 +1,17 @@
 """The namespace holder process itself (see :mod:`.userns` for what it is for).
 
-It runs as ``python3 -S -I -c BOOT portside-ns NAME GO_FD READY_FD MAP FLAGS [KEEP_FD]`` and
-imports only
-modules built into the interpreter (and ctypes for ``unshare``, which Python 3.11's ``os`` lacks):
+It runs as ``python3 -S -I -c BOOT portside-ns NAME GO_FD READY_FD MAP FLAGS [KEEP_FD]
+[hide:PATH...]`` and imports only modules built into the interpreter (and ctypes for
+``unshare`` and ``mount``, which Python 3.11's ``os`` lacks):
 
 1. with ``MAP`` = 1, ``unshare(CLONE_NEWUSER)``, then say ``map`` on ``READY_FD`` and wait for the
    caller to write the id maps (newuidmap/newgidmap) and say ``go`` on ``GO_FD``;
 2. ``unshare(FLAGS)``: the namespaces to hold (a mount namespace for the user namespace's holder,
    made inside it so that it belongs to it);
-3. fork: the child says ``ok PID`` and becomes a sleeper (``sleep infinity``, renamed
+3. in that new mount namespace, an empty read-only tmpfs over each ``hide:PATH`` (the cgroup v2
+   hierarchy of a hybrid host, which crun refuses to run beside; see
+   :mod:`portside.engine.runtime.runtimes`): the host's mount table is not touched;
+4. fork: the child says ``ok PID`` and becomes a sleeper (``sleep infinity``, renamed
    ``portside-ns-NAME``) that holds the namespaces for as long as it lives; this process exits,
    so the holder is reparented to init and never a zombie of a long-lived caller.
 
@@ -24,6 +27,7 @@ import sys
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 #: The first word of the holder's command line (leak checks and ``ps`` find it by it).
 MARKER = "portside-ns"
 
@@ -56,7 +60,8 @@ def _close_inherited(keep):
 def _main(argv):
     name, go_fd, ready_fd, map_first, flags = argv[1], int(argv[2]), int(argv[3]), argv[4], \
         int(argv[5])
-    keep = int(argv[6]) if len(argv) > 6 else -1
+    keep = next((int(a) for a in argv[6:] if a.isdigit()), -1)
+    hide = [a[5:] for a in argv[6:] if a.startswith("hide:")]
     import ctypes
 
     _close_inherited((go_fd, ready_fd, keep))
@@ -81,6 +86,12 @@ def _main(argv):
         if err:
             _say(ready_fd, f"error namespaces {err}")
             return 1
+    if flags & CLONE_NEWNS:
+        for path in hide:
+            # best effort: a namespace where the path stays visible only loses crun (the
+            # engine then falls back to runc, see runtime/runtimes.py)
+            libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV |
+                       MS_NOEXEC, b"size=4k,mode=555")
     pid = posix.fork()
     if pid:
         return 0

@@ -279,10 +279,12 @@ def join(doc: dict[str, Any], name: str = "userns") -> bool:
 
 
 def _spawn(name: str, map_first: bool, flags: int,
-           mapped: Callable[[int], None] | None, keep: int = -1) -> int:
+           mapped: Callable[[int], None] | None, keep: int = -1,
+           hide: tuple[str, ...] = ()) -> int:
     """Start a holder process (see :mod:`.holder_process`); returns the sleeper's pid.
     ``mapped(pid)`` writes the id maps of the fresh user namespace of ``pid``; ``keep``, a
-    descriptor the sleeper inherits and holds open for as long as it lives."""
+    descriptor the sleeper inherits and holds open for as long as it lives; ``hide``, paths
+    covered by an empty tmpfs in the new mount namespace."""
     import sys
 
     go_r, go_w = os.pipe()
@@ -291,7 +293,8 @@ def _spawn(name: str, map_first: bool, flags: int,
     boot = ("import sys; sys.path.insert(0, %r); import holder_process; "
             "sys.exit(holder_process._main(sys.argv))") % here
     argv = [sys.executable, "-S", "-I", "-c", boot, name, str(go_r), str(ready_w),
-            "1" if map_first else "0", str(flags)] + ([str(keep)] if keep >= 0 else [])
+            "1" if map_first else "0", str(flags)] + ([str(keep)] if keep >= 0 else []) + \
+        [f"hide:{path}" for path in hide]
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         os.set_inheritable(go_r, True)
@@ -399,6 +402,20 @@ def _write_maps(pid: int, plan: dict[str, Any]) -> None:
         f.write("0 %d 1\n" % plan["gid_map"][0][1])
 
 
+def hidden_paths(controllers_file: str = "/sys/fs/cgroup/unified/cgroup.controllers"
+                 ) -> tuple[str, ...]:
+    """What the user's mount namespace covers with an empty tmpfs: the cgroup v2 hierarchy of a
+    hybrid host when it holds a controller. crun refuses to run beside one ("cgroups in hybrid
+    mode not supported"), even for a container that has no cgroup, as a rootless container
+    without delegation has none; runc and the engine read nothing there without a cgroup."""
+    try:
+        with open(controllers_file, "rb") as f:
+            busy = bool(f.read().strip())
+    except OSError:
+        return ()
+    return (os.path.dirname(controllers_file),) if busy else ()
+
+
 def _survivor(doc: dict[str, Any], name: str) -> int:
     """A live process of ours still inside the dead holder's namespaces (a container's monitor),
     or 0."""
@@ -469,7 +486,8 @@ def ensure(name: str = "userns") -> tuple[dict[str, Any], bool]:
         flags = 0
         for kind in HOLDERS[name][1:]:
             flags |= _NS_FLAGS[kind]
-        pid = _spawn(name, True, flags, lambda child: _write_maps(child, plan))
+        pid = _spawn(name, True, flags, lambda child: _write_maps(child, plan),
+                     hide=hidden_paths())
         doc = {"pid": pid, "ns": _ns_inodes(pid, HOLDERS[name]), **plan}
         _write(pid_file, doc)
         return doc, True

@@ -125,7 +125,7 @@ def frozen(lc: Lifecycle, rec: ContainerRecord) -> bool | None:
     except (EngineError, OSError):
         pass
     try:
-        state = lc.runtime.state(rec.id)
+        state = lc.runtime_of(rec).state(rec.id)
     except EngineError:
         return None
     status = (state or {}).get("status")
@@ -137,7 +137,7 @@ def _settle(lc: Lifecycle, rec: ContainerRecord, doc: dict[str, Any]) -> None:
     if doc.get("op") not in TEMPORARY or not frozen(lc, rec):
         return
     with contextlib.suppress(EngineError):
-        lc.runtime.resume(rec.id)
+        lc.runtime_of(rec).resume(rec.id)
     if frozen(lc, rec):
         # The runtime refused (a cgroup v1 freezer stuck in FREEZING reads as not paused to
         # runc): thaw the cgroup itself.
@@ -211,12 +211,12 @@ def frozen_for(lc: Lifecycle, rec: ContainerRecord, op: str) -> Iterator[None]:
             yield
             trace.release()
             return
-        lc.runtime.pause(rec.id)
+        lc.runtime_of(rec).pause(rec.id)
         try:
             trace.step("frozen")
             yield
         finally:
-            lc.runtime.resume(rec.id)
+            lc.runtime_of(rec).resume(rec.id)
         trace.step("thawed")
         trace.release()
 

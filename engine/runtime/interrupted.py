@@ -110,7 +110,7 @@ def settle(lc: Lifecycle, rec: ContainerRecord) -> ContainerRecord | None:
     state = None
     if lc._runtime_knows(rec):
         with contextlib.suppress(EngineError):
-            state = lc.runtime.state(rec.id)
+            state = lc.runtime_of(rec).state(rec.id)
     status = (state or {}).get("status")
     monitor = find_monitor(rec.id)
     if monitor and process_alive(monitor, rec.id):
@@ -122,7 +122,7 @@ def settle(lc: Lifecycle, rec: ContainerRecord) -> ContainerRecord | None:
     # No monitor: nothing will ever report on this run. Stop what may still run, release it all.
     if status is not None:
         with contextlib.suppress(EngineError):
-            lc.runtime.delete(rec.id, force=True)
+            lc.runtime_of(rec).delete(rec.id, force=True)
     exit_doc = _read_exit(paths.exit_file)
     release(lc, rec)
     if rec.host_config.get("AutoRemove"):

@@ -155,7 +155,8 @@ class Lifecycle:
         self._volume_manager_of = volume_manager
         self._network_manager = network_manager
         self.store = ContainerStore(db, self.root)
-        self._runtime: OCIRuntime | None = None
+        self._runtimes: dict[str, OCIRuntime] = {}
+        self._default_runtime: str | None = None
         self._mounter = None
         self._watch_fds: dict[str, int] = {}
         # The monitors this object started for a watching caller: they report the exit on a pipe.
@@ -180,18 +181,51 @@ class Lifecycle:
 
     @property
     def runtime(self) -> OCIRuntime:
-        if self._runtime is None:
-            from .containers import run_dir_for
-            from .oci import OCIRuntime
+        """The runtime a new container gets by default (see :mod:`.runtimes`)."""
+        return self.runtime_named(self.default_runtime)
 
-            state_root = run_dir_for(self.root) / "runtime"
-            preferred = self.config.runtime
-            if preferred is None and shutil.which("runc"):
-                # Skip detect()'s `--version` probe for the common case: it costs a process.
-                self._runtime = OCIRuntime("runc", shutil.which("runc") or "runc", state_root)
-            else:
-                self._runtime = OCIRuntime.detect(preferred, state_root=state_root)
-        return self._runtime
+    @property
+    def default_runtime(self) -> str:
+        """The name of the runtime a new container gets without ``--runtime``."""
+        if self._default_runtime is None:
+            from portside.engine.rootless import active, has_cgroups
+
+            from .runtimes import default_name
+
+            rootless = active()
+            self._default_runtime = default_name(
+                self.config.runtime, rootless=rootless, cgroups=not rootless or has_cgroups())
+        return self._default_runtime
+
+    def runtime_named(self, name: str) -> OCIRuntime:
+        """The runtime ``name`` (runc, crun or a path to one) with its state folder here."""
+        rt = self._runtimes.get(name)
+        if rt is None:
+            from portside.engine.rootless import active, has_cgroups
+
+            from .containers import run_dir_for
+            from .runtimes import resolve
+
+            rootless = active()
+            rt = self._runtimes[name] = resolve(name, run_dir_for(self.root), rootless=rootless,
+                                                cgroups=not rootless or has_cgroups())
+        return rt
+
+    def runtimes_in_use(self) -> list[OCIRuntime]:
+        """Every installed runtime that has a state folder here (``system check`` looks
+        through each for containers without a record)."""
+        from .containers import run_dir_for
+        from .runtimes import KNOWN, STATE_FOLDERS, installed
+
+        run_dir = run_dir_for(self.root)
+        return [self.runtime_named(name) for name in KNOWN
+                if installed(name) and (run_dir / STATE_FOLDERS[name]).is_dir()]
+
+    def runtime_of(self, rec: ContainerRecord) -> OCIRuntime:
+        """The runtime that created ``rec`` (``HostConfig.Runtime``; a container made before
+        the choice was recorded ran with the configured runtime, else runc)."""
+        return self.runtime_named(rec.host_config.get("Runtime") or self.config.runtime
+                                  or "runc")
 
     @property
     def mounter(self):
@@ -206,8 +240,14 @@ class Lifecycle:
 
     def _runtime_knows(self, rec: ContainerRecord) -> bool:
         from .containers import run_dir_for
+        from .runtimes import STATE_FOLDERS, kind
 
-        return (run_dir_for(self.root) / "runtime" / rec.id).exists()
+        try:
+            folder = STATE_FOLDERS[kind(rec.host_config.get("Runtime") or self.config.runtime
+                                        or "runc")]
+        except EngineError:
+            folder = "runtime"
+        return (run_dir_for(self.root) / folder / rec.id).exists()
 
     # ---- refresh ---------------------------------------------------------------------------
 
@@ -249,7 +289,7 @@ class Lifecycle:
             # The monitor died without recording an exit (SIGKILLed): ask the runtime.
             rt_state = None
             try:
-                rt_state = self.runtime.state(rec.id) if self._runtime_knows(rec) else None
+                rt_state = self.runtime_of(rec).state(rec.id) if self._runtime_knows(rec) else None
             except EngineError:
                 rt_state = None
             rt_status = (rt_state or {}).get("status")
@@ -283,7 +323,7 @@ class Lifecycle:
         network. Idempotent: every step checks first."""
         if self._runtime_knows(rec):
             with contextlib.suppress(EngineError):
-                self.runtime.delete(rec.id, force=True)
+                self.runtime_of(rec).delete(rec.id, force=True)
         from .cgroups import Cgroup, cgroup_path_for
 
         cg = Cgroup(cgroup_path_for(rec.id))
@@ -516,6 +556,10 @@ class Lifecycle:
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         host_config = normalize_host_config(host_config)
+        # the runtime is chosen now and kept: every later verb goes to the one that created it
+        from .runtimes import check
+
+        host_config["Runtime"] = check(host_config.get("Runtime") or self.default_runtime)
         from portside.engine.rootless import active
 
         if active():  # what a user cannot have is refused now, in one line
@@ -841,8 +885,10 @@ class Lifecycle:
             watching = watched and policy == "no"
             if watching:
                 self._watch(rec.id, watch_lock)
+            runtime = self.runtime_of(rec)
             rec.monitor_pid = launch.go(
-                runtime_path=self.runtime.path, runtime_root=self.runtime.state_root,
+                runtime_path=runtime.path, runtime_root=runtime.state_root,
+                runtime_options=runtime.options,
                 bundle=paths.bundle, state_dir=paths.state_dir,
                 log_path=paths.log, tty=bool(rec.config.get("Tty")),
                 stdin_open=bool(rec.config.get("OpenStdin")),
@@ -1031,7 +1077,7 @@ class Lifecycle:
         import signal
 
         try:
-            self.runtime.kill(rec.id, num, all=all_)
+            self.runtime_of(rec).kill(rec.id, num, all=all_)
         except (NotFound, RuntimeFailure):
             # Not in the runtime any more (it just exited): signal the pid we know, if it lives.
             pid = rec.state.get("Pid") or 0
@@ -1041,7 +1087,7 @@ class Lifecycle:
         if status_of(rec) == Status.PAUSED and num in (signal.SIGKILL, signal.SIGTERM):
             # A frozen process cannot act on a signal: thaw it so the signal lands.
             with contextlib.suppress(EngineError):
-                self.runtime.resume(rec.id)
+                self.runtime_of(rec).resume(rec.id)
             rec.state.update(Status="running", Paused=False)
 
     def stop(self, ref: str | ContainerRecord, timeout: int | None = None, *,
@@ -1176,7 +1222,7 @@ class Lifecycle:
             if not has_cgroups():  # the freezer is a cgroup
                 raise InvalidArgument(no_cgroup("pause"))
             with freeze.traced(self, rec, "pause") as trace:
-                self.runtime.pause(rec.id)
+                self.runtime_of(rec).pause(rec.id)
                 trace.step("frozen")
                 rec.state.update(Status="paused", Paused=True)
                 self.store.save(rec, "pause")
@@ -1190,7 +1236,7 @@ class Lifecycle:
             if not status_of(rec).can_unpause():
                 raise IncorrectState(f"container {rec.name} is not paused")
             with freeze.traced(self, rec, "unpause") as trace:
-                self.runtime.resume(rec.id)
+                self.runtime_of(rec).resume(rec.id)
                 trace.step("thawed")
                 rec.state.update(Status="running", Paused=False)
                 self.store.save(rec, "unpause")
@@ -1313,8 +1359,8 @@ class Lifecycle:
             from .fastexec import spawn
 
             return spawn(fast, detach=detach, stdio=(stdin, stdout, stderr))
-        proc = self.runtime.exec(rec.id, process, detach=detach, tty=tty,
-                                 stdio=(stdin, stdout, stderr))
+        proc = self.runtime_of(rec).exec(rec.id, process, detach=detach, tty=tty,
+                                         stdio=(stdin, stdout, stderr))
         if not detach:
             _docker_exit_codes(proc, self.paths(rec).rootfs, process)
         return proc
@@ -1327,9 +1373,10 @@ class Lifecycle:
         from . import fastexec
 
         paths = self.paths(rec)
+        runtime = self.runtime_of(rec)  # prepare() refuses any but runc's containers
         try:
-            return fastexec.prepare(rec.id, paths.bundle, self.runtime.state_root / rec.id,
-                                    paths.rootfs, process, self.runtime.name)
+            return fastexec.prepare(rec.id, paths.bundle, runtime.state_root / rec.id,
+                                    paths.rootfs, process, runtime.name)
         except fastexec.Unsupported:
             return None
 

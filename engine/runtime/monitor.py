@@ -154,7 +154,7 @@ class MonitorLaunch:
     def go(self, *, runtime_path, runtime_root, bundle, state_dir, log_path, tty: bool,
            stdin_open: bool, attach_socket, exit_file, on_exit=None, watch_lock=None,
            cgroup_path=None, forget_by_removal: bool = False, net_helper=None,
-           timeout: float = 60.0) -> int:
+           runtime_options=(), timeout: float = 60.0) -> int:
         """Hand the monitor its configuration and return its pid once the container started.
 
         ``forget_by_removal``: once the container stopped, the monitor removes its runtime state
@@ -175,6 +175,7 @@ class MonitorLaunch:
             raise RuntimeFailure(f"attach socket path too long: {attach_socket}")
         config = {
             "runtime": str(runtime_path), "root": str(runtime_root), "id": self.container_id,
+            "options": [str(o) for o in runtime_options],
             "bundle": str(bundle), "state_dir": str(state_dir), "log": str(log_path),
             "tty": bool(tty), "stdin": bool(stdin_open), "attach": str(attach_socket),
             "exit_file": str(exit_file), "on_exit": [str(a) for a in on_exit or []],
@@ -303,12 +304,13 @@ def launch_monitor(container_id: str, state_dir) -> MonitorLaunch:
 def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle, state_dir,
                   log_path, tty: bool, stdin_open: bool, attach_socket, exit_file,
                   on_exit=None, watch_lock=None, cgroup_path=None, net_helper=None,
-                  timeout: float = 60.0) -> int:
+                  runtime_options=(), timeout: float = 60.0) -> int:
     """Start the monitor of one container and return its pid once the container has started.
 
     Args:
         runtime_path: the runc/crun binary.
         runtime_root: the runtime's ``--root``.
+        runtime_options: global options before ``--root`` on every runtime call.
         container_id: the runtime id of the container.
         bundle: the OCI bundle (``config.json`` + rootfs); ``process.terminal`` must match ``tty``.
         state_dir: a directory for the monitor's files (pid file, console socket, runtime log).
@@ -339,7 +341,8 @@ def spawn_monitor(*, runtime_path: str, runtime_root, container_id: str, bundle,
                          state_dir=state_dir, log_path=log_path, tty=tty, stdin_open=stdin_open,
                          attach_socket=attach_socket, exit_file=exit_file, on_exit=on_exit,
                          watch_lock=watch_lock, cgroup_path=cgroup_path,
-                         net_helper=net_helper, timeout=timeout)
+                         net_helper=net_helper, runtime_options=runtime_options,
+                         timeout=timeout)
     finally:
         launch.close()
 

@@ -101,16 +101,21 @@ class OCIRuntime:
         name: ``"runc"`` or ``"crun"``.
         path: absolute path of the binary.
         state_root: the runtime's ``--root`` (created when missing).
+        options: global options given on every call, before ``--root`` (crun's
+            ``--cgroup-manager=disabled``; see :mod:`.runtimes`).
     """
 
-    def __init__(self, name: str, path: str, state_root: Path) -> None:
+    def __init__(self, name: str, path: str, state_root: Path,
+                 options: tuple[str, ...] = ()) -> None:
         self.name = name
         self.path = path
         self.state_root = Path(state_root)
+        self.options = tuple(options)
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def __repr__(self) -> str:
-        return f"OCIRuntime({self.name!r}, {self.path!r}, root={str(self.state_root)!r})"
+        return (f"OCIRuntime({self.name!r}, {self.path!r}, root={str(self.state_root)!r}"
+                + (f", options={self.options!r})" if self.options else ")"))
 
     @classmethod
     def detect(cls, preferred: str | None = None,
@@ -142,7 +147,7 @@ class OCIRuntime:
 
     def command(self, *args: str) -> list[str]:
         """The argv of a runtime call with the global options (``--root``) in front."""
-        return [self.path, "--root", str(self.state_root), *args]
+        return [self.path, *self.options, "--root", str(self.state_root), *args]
 
     def _call(self, *args: str, container_id: str = "", timeout: float = 60) -> str:
         import subprocess

@@ -54,7 +54,7 @@ def update(lc: Lifecycle, ref: str | ContainerRecord, change: dict[str, Any]
         args = runtime_update_args(merged, change)
         if args and status_of(rec) in (Status.RUNNING, Status.PAUSED):
             try:
-                lc.runtime.update(rec.id, args)
+                lc.runtime_of(rec).update(rec.id, args)
             except EngineError as exc:
                 raise RuntimeFailure(f"Cannot update container {rec.id}: {exc}") from None
         rec.host_config = merged
