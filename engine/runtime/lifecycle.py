@@ -875,6 +875,10 @@ class Lifecycle:
             faults.point("start-mounted")
             spec = self.build_spec(rec)
             faults.point("start-network")
+            runtime = self.runtime_of(rec)
+            from .seccomp_cache import prepare
+
+            seccomp_cache = prepare(spec, runtime)  # crun: its compiled filter, kept
             from .spec import write_spec
 
             write_spec(paths.bundle, spec)
@@ -885,10 +889,9 @@ class Lifecycle:
             watching = watched and policy == "no"
             if watching:
                 self._watch(rec.id, watch_lock)
-            runtime = self.runtime_of(rec)
             rec.monitor_pid = launch.go(
                 runtime_path=runtime.path, runtime_root=runtime.state_root,
-                runtime_options=runtime.options,
+                runtime_options=runtime.options, seccomp_cache=seccomp_cache,
                 bundle=paths.bundle, state_dir=paths.state_dir,
                 log_path=paths.log, tty=bool(rec.config.get("Tty")),
                 stdin_open=bool(rec.config.get("OpenStdin")),

@@ -154,12 +154,14 @@ class MonitorLaunch:
     def go(self, *, runtime_path, runtime_root, bundle, state_dir, log_path, tty: bool,
            stdin_open: bool, attach_socket, exit_file, on_exit=None, watch_lock=None,
            cgroup_path=None, forget_by_removal: bool = False, net_helper=None,
-           runtime_options=(), timeout: float = 60.0) -> int:
+           runtime_options=(), seccomp_cache=None, timeout: float = 60.0) -> int:
         """Hand the monitor its configuration and return its pid once the container started.
 
         ``forget_by_removal``: once the container stopped, the monitor removes its runtime state
         folder instead of running the runtime's ``delete`` (only right without a cgroup and
         without hooks, which ``delete`` would act on: rootless without delegation).
+        ``seccomp_cache``: where to keep the seccomp program crun compiled for this start
+        (see :mod:`.seccomp_cache`), or None.
 
         The arguments are :func:`spawn_monitor`'s. The handle stays open (see :meth:`wait_exit`)
         until :meth:`close`.
@@ -176,6 +178,7 @@ class MonitorLaunch:
         config = {
             "runtime": str(runtime_path), "root": str(runtime_root), "id": self.container_id,
             "options": [str(o) for o in runtime_options],
+            "seccomp_cache": str(seccomp_cache) if seccomp_cache else None,
             "bundle": str(bundle), "state_dir": str(state_dir), "log": str(log_path),
             "tty": bool(tty), "stdin": bool(stdin_open), "attach": str(attach_socket),
             "exit_file": str(exit_file), "on_exit": [str(a) for a in on_exit or []],

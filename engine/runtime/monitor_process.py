@@ -446,6 +446,18 @@ class _Monitor:
                 pass
         self.run(self.runtime("delete", "--force", c["id"]))
 
+    def keep_seccomp(self, dest):
+        """Link the seccomp program crun compiled for this start into its cache (see
+        ``portside.engine.runtime.seccomp_cache``): the next start of the same profile hands
+        it back instead of compiling it again. Nothing happens when that fails."""
+        c = self.cfg
+        tmp = "%s.%d" % (dest, posix.getpid())
+        try:
+            posix.link(c["root"] + "/" + c["id"] + "/seccomp.bpf", tmp)
+            posix.rename(tmp, dest)
+        except OSError:
+            _unlink(tmp)
+
     def write_exit(self, code, error="", oom=False):
         path = self.cfg["exit_file"]
         tmp = path + ".tmp"
@@ -575,6 +587,8 @@ class _Monitor:
         with open(pid_file) as f:
             init_pid = int(f.read().strip())
         self.notify({"ok": True, "pid": posix.getpid(), "init_pid": init_pid})
+        if c.get("seccomp_cache"):
+            self.keep_seccomp(c["seccomp_cache"])
 
         # ---- copy loop ----
         exit_deadline = None
