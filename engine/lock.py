@@ -42,13 +42,13 @@ pulled image still says how it was built. The ``LABEL_*`` names below are those 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
 from .errors import Conflict, InvalidArgument, NotFound
+from .hashing import sha256 as _sha256
 from .records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
@@ -354,7 +354,7 @@ def _required_lock(lock: LockFile | None) -> LockFile:
 # ------------------------------------------------------------------------------------ pinning
 def dockerfile_digest(text: str) -> str:
     """The digest the lock records for a Dockerfile's text."""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return "sha256:" + _sha256(text.encode()).hexdigest()
 
 
 def pin(store: Any, lock: LockFile, name: str, *, follow_base: bool = True) -> LockedImage:

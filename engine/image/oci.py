@@ -11,9 +11,10 @@ The image id, as Docker shows it, is the digest of the config.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
+
+from ..hashing import sha256 as _sha256
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def canonical_json(doc: Any) -> bytes:
 
 
 def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + _sha256(data).hexdigest()
 
 
 def descriptor(media_type: str, digest: str, size: int, **extra: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ _HOME = {
     "validate_digest": "content",
     "Database": "db",
     "Snapshots": "snapshots", "chain_ids": "snapshots",
-    "Mounter": "mount", "LinuxMounter": "mount", "FakeMounter": "mount", "MountCall": "mount",
+    "Mounter": "mounter", "LinuxMounter": "mount", "FakeMounter": "mount", "MountCall": "mount",
     "mount_points": "mount",
 }
 __all__ = [*_HOME, "LEFTOVER_FOLDERS", "anything_left"]

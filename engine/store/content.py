@@ -36,7 +36,6 @@ Example::
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -53,6 +52,7 @@ from portside.engine.errors import (
     InvalidArgument,
     NotFound,
 )
+from portside.engine.hashing import sha256 as _sha256
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def validate_digest(digest: str) -> str:
 
 def digest_of(data: bytes) -> str:
     """Return the ``sha256:<hex>`` digest of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + _sha256(data).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -153,7 +153,7 @@ class Writer:
         self._dir = directory
         self._lock_fd: int | None = lock_fd
         self._named = named
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self._done = False
         data_path = directory / "data"
         # Rebuild the hash state from the partial data (resume); O_APPEND so a short earlier
@@ -401,7 +401,7 @@ class ContentStore:
         Raises:
             NotFound: no such blob.
         """
-        h = hashlib.sha256()
+        h = _sha256()
         with self.open(digest) as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
@@ -452,4 +452,4 @@ class ContentStore:
     def _ref_dirname(ref: str) -> str:
         if _SAFE_REF_RE.fullmatch(ref):
             return ref
-        return "ref-" + hashlib.sha256(ref.encode()).hexdigest()[:40]
+        return "ref-" + _sha256(ref.encode()).hexdigest()[:40]

@@ -7,7 +7,7 @@ the upper directory first; deleting a lower file leaves a *whiteout* (a characte
 same name) in the layer above, which hides it. ``work`` is overlayfs's private scratch directory; it
 must be empty and on the same filesystem as ``upper``. Without ``upper`` the overlay is read-only.
 
-Mounting needs ``CAP_SYS_ADMIN``, so the engine talks to the :class:`Mounter` protocol and
+Mounting needs ``CAP_SYS_ADMIN``, so the engine talks to the :class:`~.mounter.Mounter` protocol and
 unit tests pass a :class:`FakeMounter` that only records calls. :class:`LinuxMounter` is the real
 thing, straight on the syscalls through ``ctypes``:
 
@@ -28,12 +28,25 @@ import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
 
 from portside.engine.errors import InvalidArgument, NotFound, RuntimeFailure
 from portside.engine.records import field, record
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .mounter import Mounter
+
 __all__ = ["Mounter", "LinuxMounter", "FakeMounter", "MountCall", "mount_points"]
+
+
+def __getattr__(name: str):
+    if name == "Mounter":  # the protocol lives in .mounter (it needs typing at run time)
+        from .mounter import Mounter
+
+        return Mounter
+    raise AttributeError(name)
 
 # <linux/mount.h>
 MS_RDONLY = 0x1
@@ -68,50 +81,6 @@ SYS_MOUNT_SETATTR = 442
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # fsconfig(2) copies at most 256 bytes of a string value.
 _FSCONFIG_MAX = 255
-
-
-@runtime_checkable
-class Mounter(Protocol):
-    """What the engine needs from the kernel to assemble file trees. Paths are absolute."""
-
-    def mount_overlay(self, lower: Sequence[Path], upper: Path | None, work: Path | None,
-                      target: Path, *, readonly: bool = False, volatile: bool = False) -> None:
-        """Mount an overlay of ``lower`` (topmost first) and ``upper`` at ``target``.
-
-        With ``upper`` and ``work`` ``None`` the overlay is read-only (a single lower becomes a
-        read-only bind mount). ``readonly`` makes a writable overlay read-only as well.
-        ``volatile``: the upper directory is never synced (Linux 5.10's ``volatile`` option;
-        ignored where the kernel lacks it) -- for a tree that is thrown away or copied into a
-        layer right after, never mounted again: fsync inside it is free and unmounting does not
-        flush it.
-
-        Raises:
-            InvalidArgument: no lower, or ``upper`` without ``work`` (or the reverse).
-            RuntimeFailure: the kernel refused (the message carries its reason).
-        """
-        ...
-
-    def bind(self, source: Path, target: Path, *, readonly: bool = False,
-             recursive: bool = True) -> None:
-        """Bind-mount ``source`` (a directory or a file) onto ``target``, which must exist.
-
-        Raises:
-            RuntimeFailure: the kernel refused.
-        """
-        ...
-
-    def unmount(self, target: Path, *, lazy: bool = False) -> None:
-        """Unmount ``target`` (``lazy``: detach now, finish when no longer busy).
-
-        Raises:
-            NotFound: nothing is mounted at ``target``.
-            RuntimeFailure: the kernel refused (for instance busy).
-        """
-        ...
-
-    def is_mounted(self, target: Path) -> bool:
-        """Whether ``target`` is a mount point in this process's mount namespace."""
-        ...
 
 
 def _check_overlay_args(lower: Sequence[Path], upper: Path | None, work: Path | None) -> None:

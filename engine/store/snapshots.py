@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import stat
@@ -43,6 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from portside.engine.errors import Conflict, CorruptStore, InvalidArgument, NotFound
+from portside.engine.hashing import sha256 as _sha256
 from portside.engine.store.content import validate_digest
 from portside.engine.store.db import Database
 
@@ -88,7 +88,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         if not out:
             out.append(diff_id)
         else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+            out.append("sha256:" + _sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
 
 
