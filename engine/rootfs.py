@@ -184,6 +184,16 @@ def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def home_directory(rootfs: Path | str, uid: int) -> str:
+    """The home folder ``/etc/passwd`` of the tree gives ``uid``, ``/`` without one: the
+    ``HOME`` a process gets when its environment has none (runc's rule, which crun lacks for a
+    uid without a passwd entry; portside sets it so both runtimes give the same)."""
+    for row in _table(rootfs, "/etc/passwd"):
+        if len(row) > 5 and row[2] == str(uid) and row[5]:
+            return row[5]
+    return "/"
+
+
 def resolve_user(rootfs: Path | str, user: str) -> tuple[int, int, list[int]]:
     """Docker's ``-u`` and a Dockerfile's ``USER``: ``name|uid[:group|gid]`` resolved against
     the tree's ``/etc/passwd`` and ``/etc/group`` (read inside it, see :func:`read_file`).

@@ -987,6 +987,10 @@ class Lifecycle:
         env = list(cfg.get("Env") or [])
         if not any(e.startswith("HOSTNAME=") for e in env):
             env.append(f"HOSTNAME={cfg.get('Hostname', '')}")
+        if not any(e.startswith("HOME=") for e in env):
+            from portside.engine.rootfs import home_directory
+
+            env.append(f"HOME={home_directory(paths.rootfs, uid)}")  # as runc, for every runtime
         container_cfg = ContainerConfig(
             process=ProcessConfig(args=args, env=env, cwd=workdir, uid=uid, gid=gid,
                                   additional_gids=groups, terminal=bool(cfg.get("Tty")),
@@ -1330,6 +1334,12 @@ class Lifecycle:
             uid, gid, groups = resolve_user(self.paths(rec).rootfs, user)
             groups = _added_groups(self.paths(rec).rootfs, rec.host_config, groups)
             proc["user"] = {"uid": uid, "gid": gid, **({"additionalGids": groups} if groups else {})}
+            if not any(e.startswith("HOME=") for e in [*(rec.config.get("Env") or []), *env]):
+                # the start set the container user's HOME; another user gets their own
+                from portside.engine.rootfs import home_directory
+
+                proc["env"] = [e for e in proc["env"] if not e.startswith("HOME=")] + \
+                    [f"HOME={home_directory(self.paths(rec).rootfs, uid)}"]
         proc.pop("rlimits", None) if not proc.get("rlimits") else None
         return proc
 
