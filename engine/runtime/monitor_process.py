@@ -410,10 +410,14 @@ class _Monitor:
     def fail(self, message):
         low = message.lower()
         code = 125
-        if "exec:" in low and ("not found" in low or "no such file" in low):
+        # runc's `exec: "x": ...`; crun's "executable file `x` not found in $PATH", "open
+        # executable: ..." and "exec container process `x`: ..."
+        cannot_exec = ("exec:" in low or low.startswith("executable file `")
+                       or "open executable" in low or "exec container process" in low)
+        if cannot_exec and ("not found" in low or "no such file" in low):
             code = 127  # Docker's "command not found"
-        elif "exec:" in low and ("permission denied" in low or "exec format" in low
-                                 or "is a directory" in low):
+        elif cannot_exec and ("permission denied" in low or "exec format" in low
+                              or "is a directory" in low):
             code = 126  # Docker's "cannot invoke" (as oci.classify_error, which it cannot import)
         self.write_exit(code, error=message)
         self.run(self.runtime("delete", "--force", self.cfg["id"]))

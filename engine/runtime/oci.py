@@ -76,15 +76,24 @@ def clean_message(text: str) -> str:
     return message
 
 
+def _cannot_exec(low: str) -> bool:
+    """Whether a (lower-cased) runtime message says the container's command could not be run:
+    runc's ``exec: "x": ...``, crun's ``executable file `x` not found in $PATH``, ``open
+    executable: ...`` and ``exec container process `x`: ...``."""
+    return ("exec:" in low or low.startswith("executable file `") or "open executable" in low
+            or "exec container process" in low)
+
+
 def classify_error(message: str, container_id: str = "") -> Exception:
     """Map a runtime error message onto the engine's error tree.
 
-    ``exec: "x": executable file not found`` → :class:`CommandNotFound` (127),
-    ``exec: "x": permission denied`` → :class:`CannotInvoke` (126), ``container does not exist`` →
+    ``exec: "x": executable file not found`` (crun: ``executable file `x` not found in $PATH``)
+    → :class:`CommandNotFound` (127), ``exec: "x": permission denied`` (crun: ``open executable:
+    Permission denied``) → :class:`CannotInvoke` (126), ``container does not exist`` →
     :class:`NotFound`, anything else → :class:`RuntimeFailure`.
     """
     low = message.lower()
-    if 'exec: "' in low or "exec:" in low:
+    if _cannot_exec(low):
         if "not found" in low or "no such file or directory" in low:
             return CommandNotFound(message)
         if "permission denied" in low or "exec format error" in low or "is a directory" in low:

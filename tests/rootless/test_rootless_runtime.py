@@ -102,6 +102,8 @@ def test_exit_codes_signals_and_exec_under_both(rl, busybox):
                     "/proc/self/status").out
         assert "Uid:\t1000" in status and "CapEff:\t0000000000000000" in status
         assert rl("exec", name, "sh", "-c", "exit 5", check=False).returncode == 5
+        assert rl("exec", name, "no-such-command", check=False).returncode == 127
+        assert rl("exec", name, "/etc", check=False).returncode == 126
         assert rl("exec", "-u", "1000", name, "sh", "-c", "echo $HOME").out == "/\n"
         assert "sh" in rl("top", name).out
         rl("stop", "-t", "10", name)
