@@ -7,8 +7,9 @@ ran) and installs portside for them as the rootless tests do (a venv of Debian's
 checkout's wheel, ``tests/rootless/harness.py``). Everything measured then runs **as that user**:
 
 * ``portside run --rm --network none busybox true`` (the CLI: a new process that joins the user
-  namespace) and ``podman run --rm --network none busybox true`` (podman 4.3 rootless: its own
-  pause process, runc, native overlay), alternating, medians;
+  namespace; crun, the rootless default, and ``--runtime runc``) and ``podman run --rm --network
+  none busybox true`` (podman 4.3 rootless: its own pause process, runc, native overlay),
+  alternating, medians;
 * the same on each one's default network (portside: the container's own slirp4netns, see
   ``portside.engine.network.usermode``; podman 4.3: slirp4netns too), in the same rounds: what
   the default network adds is its median minus ``--network none``'s; and on a user network
@@ -101,6 +102,8 @@ def inner(rounds: int, debian: str) -> None:
     contenders = {
         "portside": [portside, "run", "--rm", "--network", "none", "busybox", "true"],
         "podman": [*podman, "run", "--rm", "--network", "none", "busybox", "true"],
+        "portside with runc": [portside, "run", "--rm", "--runtime", "runc", "--network", "none",
+                               "busybox", "true"],
         "portside default network": [portside, "run", "--rm", "busybox", "true"],
         "podman default network": [*podman, "run", "--rm", "busybox", "true"],
         "portside user network": [portside, "run", "--rm", "--network", "benchnet", "busybox",
@@ -156,6 +159,8 @@ def inner(rounds: int, debian: str) -> None:
     print(f"  portside CLI  {run['portside']:7.1f} ms")
     print(f"  podman        {run['podman']:7.1f} ms")
     print(f"  portside / podman = {run['portside'] / run['podman']:.2f} (target <= 0.5)")
+    print(f"  portside CLI with --runtime runc {run['portside with runc']:7.1f} ms (the default is "
+          f"crun: {run['portside with runc'] - run['portside']:+.1f} ms)")
     print("run --rm busybox true on the default network (slirp4netns), same rounds:")
     for name in ("portside", "podman"):
         net = run[f"{name} default network"]
