@@ -141,7 +141,9 @@ class Docker:
 
 class Podman:
     name = "podman"
-    #: this host lacks CAP_SYS_RESOURCE; podman's default rlimits would be refused by runc
+    #: this host lacks CAP_SYS_RESOURCE; podman's default rlimits would be refused by runc.
+    #: podman runs with runc, as portside's root mode does: with crun installed podman picks
+    #: it, and crun refuses this host's hybrid cgroup layout.
     RUN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
     def __init__(self, workdir: Path) -> None:
@@ -150,7 +152,7 @@ class Podman:
         self.tables_before = nft_tables()
         self.args = ["podman", "--root", str(self.dir / "root"), "--runroot", str(self.runroot),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "none",
-                     "--storage-driver", "overlay"]
+                     "--storage-driver", "overlay", "--runtime", "runc"]
 
     def __call__(self, *args: str, **kw) -> subprocess.CompletedProcess:
         return run(self.args + list(args), **kw)
