@@ -87,6 +87,11 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 _USER_OVERLAY_OPAQUE_XATTR = "user.overlay.opaque"
+#: fuse-overlayfs' upper dir (rootless where the kernel refuses overlayfs, see store/fuse.py)
+#: marks an opaque directory with this xattr and the two entries below; a deletion it cannot
+#: record as a 0:0 device becomes a ``.wh.NAME`` file
+FUSE_OPAQUE_XATTR = "user.fuseoverlayfs.opaque"
+FUSE_OPAQUE_ENTRIES = frozenset({OPAQUE_MARKER, WHITEOUT_PREFIX + ".opq"})
 
 _BUF = 1 << 20
 # Large copies keep the per-byte cost in C; 1 MiB is where further growth stops paying off.
@@ -902,6 +907,35 @@ def _opaque(path: str | int) -> bool:
     return False
 
 
+def upper_opaque(dfd: int) -> bool:
+    """Whether a directory (fd) of an upper dir is opaque: overlayfs' xattr (trusted or user),
+    or fuse-overlayfs' xattr or ``.wh..wh..opq`` entry."""
+    if _opaque(dfd):
+        return True
+    try:
+        if os.getxattr(dfd, FUSE_OPAQUE_XATTR) == b"y":
+            return True
+    except OSError:
+        pass
+    try:
+        os.stat(OPAQUE_MARKER, dir_fd=dfd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
+def upper_deletion(name: str, st: os.stat_result) -> str | None:
+    """The name an upper dir's entry ``name`` deletes from the layers below (overlayfs and
+    fuse-overlayfs: a 0:0 character device of that name; fuse-overlayfs where the kernel refuses
+    the device: a ``.wh.NAME`` file), or None for an entry that is a file of the container.
+    fuse-overlayfs' opaque entries (:data:`FUSE_OPAQUE_ENTRIES`) are left to the caller."""
+    if _is_whiteout(st):
+        return name
+    if name.startswith(WHITEOUT_PREFIX) and stat.S_ISREG(st.st_mode):
+        return name[len(WHITEOUT_PREFIX):]
+    return None
+
+
 # Where the numeric fields of a ustar header sit: mode uid gid size mtime chksum devmajor devminor.
 _NUM_SLICES = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (148, 156), (329, 337), (337, 345))
 
@@ -1083,19 +1117,23 @@ class _Writer:
 
     def walk(self, dfd: int, parts: tuple[str, ...]) -> None:
         prefix = "/".join(parts) + "/" if parts else ""
-        if self.overlay_upper and _opaque(dfd):
+        if self.overlay_upper and upper_opaque(dfd):
             self._marker(prefix + OPAQUE_MARKER)
         rows = []
         with os.scandir(dfd) as it:
             for entry in it:
-                cparts = parts + (entry.name,)
-                if not self._selected(cparts):
+                name = entry.name
+                if self.overlay_upper and name in FUSE_OPAQUE_ENTRIES:
+                    continue  # fuse-overlayfs' opaque bookkeeping: the marker above says it
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                gone = upper_deletion(name, st) if self.overlay_upper else None
+                whiteout = gone is not None
+                name = gone if gone is not None else name
+                if not self._selected(parts + (name,)):
                     continue
-                st = os.stat(entry.name, dir_fd=dfd, follow_symlinks=False)
-                whiteout = self.overlay_upper and _is_whiteout(st)
-                tar_name = (WHITEOUT_PREFIX + entry.name) if whiteout else entry.name
+                tar_name = (WHITEOUT_PREFIX + name) if whiteout else name
                 # Whiteouts first (the spec asks for them before their siblings), then by bytes.
-                rows.append((not whiteout, os.fsencode(tar_name), entry.name, st, whiteout))
+                rows.append((not whiteout, os.fsencode(tar_name), name, st, whiteout))
         rows.sort(key=lambda r: (r[0], r[1]))
         for _, _, name, st, whiteout in rows:
             path = prefix + name

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
 import time
 from pathlib import Path
@@ -49,27 +48,28 @@ _IMAGE_KEYS = ("User", "ExposedPorts", "Env", "Cmd", "Entrypoint", "Volumes", "W
                "Labels", "StopSignal", "OnBuild", "Healthcheck")
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 def diff(lc: Lifecycle, rec: ContainerRecord) -> list[tuple[str, str]]:
     """Docker's ``diff``: ``[(kind, path)]`` with kind ``A``, ``C`` or ``D``, sorted by path."""
     upper = lc.paths(rec).upper
     lowers = lc.lowers(rec)  # the init layer too: a removed /etc/mtab is a deletion, as Docker says
     skip = set(_ENGINE_PATHS) | {m.get("Destination", "") for m in rec.mounts}
     out: list[tuple[str, str]] = []
+    from portside.engine.image.layer import FUSE_OPAQUE_ENTRIES, upper_deletion
+
     for dirpath, dirnames, filenames in os.walk(upper):
         rel_dir = "/" + os.path.relpath(dirpath, upper).lstrip(".").lstrip("/")
         for name in sorted(dirnames + filenames):
+            if name in FUSE_OPAQUE_ENTRIES:
+                continue  # fuse-overlayfs' marks of an opaque directory (rootless, store/fuse.py)
             full = os.path.join(dirpath, name)
-            path = (rel_dir.rstrip("/") + "/" + name)
             try:
                 st = os.lstat(full)
             except FileNotFoundError:
                 continue
+            gone = upper_deletion(name, st)
+            path = (rel_dir.rstrip("/") + "/" + (gone or name))
             in_lower = any(os.path.lexists(str(low) + path) for low in lowers)
-            if _is_whiteout(st):
+            if gone is not None:
                 out.append(("D", path))
             elif in_lower:
                 out.append(("C", path))
