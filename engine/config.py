@@ -20,6 +20,14 @@ variable                       config key                       meaning
                                                                 or ``pasta``: the helper of
                                                                 a rootless container's
                                                                 default network
+``PORTSIDE_ROOTLESS_STORAGE``  ``rootless-storage``             ``auto`` (default: the
+                                                                kernel's overlayfs, else
+                                                                fuse-overlayfs where the
+                                                                kernel refuses it),
+                                                                ``overlay`` or
+                                                                ``fuse-overlayfs``: how a
+                                                                rootless container's files
+                                                                are assembled
 ``PORTSIDE_FAST_EXEC``         ``fast-exec``                    ``0``/``false``: ``exec``
                                                                 always through the OCI
                                                                 runtime (default: without it
@@ -118,7 +126,7 @@ class Config:
                  registry_mirrors: list[str] | None = None,
                  insecure_registries: list[str] | None = None,
                  default_subnet: str | None = None, resume_window: float | None = None,
-                 rootless_network: str | None = None,
+                 rootless_network: str | None = None, rootless_storage: str | None = None,
                  fast_exec: bool = True, extra: dict | None = None) -> None:
         self.root = default_root() if root is None else root
         self.runtime = runtime
@@ -129,6 +137,7 @@ class Config:
         self.default_subnet = default_subnet
         self.resume_window = resume_window  # None: store.leftovers.DEFAULT_RESUME_WINDOW
         self.rootless_network = rootless_network
+        self.rootless_storage = rootless_storage  # None: auto (see rootless/storage.py)
         self.fast_exec = fast_exec
         self.extra = extra or {}
 
@@ -182,6 +191,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     cfg.default_subnet = merged.pop("default-subnet", None)
     cfg.resume_window = _seconds(merged.pop("resume-window", None), "resume-window")
     cfg.rootless_network = merged.pop("rootless-network", None)
+    cfg.rootless_storage = merged.pop("rootless-storage", None)
     cfg.fast_exec = _flag(merged.pop("fast-exec", True), "fast-exec")
     cfg.extra = merged
     if environ.get("PORTSIDE_ROOT"):
@@ -200,6 +210,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         cfg.resume_window = _seconds(environ["PORTSIDE_RESUME_WINDOW"], "PORTSIDE_RESUME_WINDOW")
     if environ.get("PORTSIDE_ROOTLESS_NETWORK"):
         cfg.rootless_network = environ["PORTSIDE_ROOTLESS_NETWORK"]
+    if environ.get("PORTSIDE_ROOTLESS_STORAGE"):
+        cfg.rootless_storage = environ["PORTSIDE_ROOTLESS_STORAGE"]
     if environ.get("PORTSIDE_FAST_EXEC"):
         cfg.fast_exec = _flag(environ["PORTSIDE_FAST_EXEC"], "PORTSIDE_FAST_EXEC")
     return cfg

@@ -61,9 +61,9 @@ _TAIL_LINES = 20
 
 
 def _mounter():
-    from portside.engine.store.mount import LinuxMounter
+    from portside.engine.store.fuse import overlay_mounter
 
-    return LinuxMounter()
+    return overlay_mounter()  # rootless: fuse-overlayfs where the kernel refuses (config key)
 
 
 def clean_stale(tmp_root: Path) -> list[Path]:
@@ -193,10 +193,8 @@ class ReadOnlyView:
         lowers = ws.lowers
         if not lowers:
             return ws.merged  # scratch: an empty directory
-        from portside.engine.store.mount import LinuxMounter
-
         try:
-            LinuxMounter().mount_overlay(lowers, None, None, ws.merged, readonly=True)
+            _mounter().mount_overlay(lowers, None, None, ws.merged, readonly=True)
             ws._mounted = True
         except BaseException:
             ws.release()

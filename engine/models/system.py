@@ -245,7 +245,8 @@ class System:
         info["GPUs"] = _host_gpus()
         from ..rootless.info import fields
 
-        info.update(fields(eng.config.rootless_network))
+        info.update(fields(eng.config.rootless_network, eng.config.rootless_storage,
+                           eng.lifecycle.tmp_dir))
         for name, fn in _INFO.items():
             info.update(fn(eng))
         return info

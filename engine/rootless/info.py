@@ -3,13 +3,20 @@ the CLI's ``info`` prints them)."""
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def fields(rootless_network: str | None = None) -> dict:
+
+def fields(rootless_network: str | None = None, rootless_storage: str | None = None,
+           scratch: Path | None = None) -> dict:
     """The ``info`` fields of rootless mode: ``Rootless`` (False for root), and rootless,
     ``SecurityOptions``, ``IDMappings`` (``UIDMap``/``GIDMap`` as ``[{"ContainerID", "HostID",
     "Size"}]`` and the ``Mapping`` kind), ``NamespaceHolder`` (its pid, 0 when none runs),
     ``StorageMode``, ``NetworkMode`` and ``Cgroups``. ``rootless_network``: the configured
-    default network driver (None: slirp4netns)."""
+    default network driver (None: slirp4netns); ``rootless_storage``: the ``rootless-storage`` key
+    and ``scratch`` a folder of the store where ``auto`` tries the kernel's overlay
+    (:func:`.storage.storage_mode`); ``Driver`` says ``fuse-overlayfs`` where that runs."""
     from . import active, has_cgroups, host_ids, mapping
 
     if not active():
@@ -18,6 +25,10 @@ def fields(rootless_network: str | None = None) -> dict:
 
     doc = userns.status() or {}
     uid, gid = host_ids()
+
+    from .storage import storage_mode
+
+    driver, storage = storage_mode(rootless_storage, scratch)
 
     def ranges(table: list[list[int]]) -> list[dict]:
         return [{"ContainerID": a, "HostID": b, "Size": c} for a, b, c in table]
@@ -29,7 +40,8 @@ def fields(rootless_network: str | None = None) -> dict:
                        "GIDMap": ranges(doc.get("gid_map") or [[0, gid, 1]]),
                        "Mapping": mapping() or doc.get("mapping", "")},
         "NamespaceHolder": doc.get("pid", 0),
-        "StorageMode": "overlay, userxattr (in the user namespace)",
+        "Driver": driver,
+        "StorageMode": storage,
         "NetworkMode": _network_mode(rootless_network),
         "Cgroups": "delegated" if has_cgroups() else "none (no delegated cgroup v2)",
     }

@@ -7,6 +7,9 @@
   which anybody may create, and opaque directories carry ``user.overlay.opaque`` instead of
   ``trusted.overlay.opaque``, which only the host's root may write. ``metacopy`` is refused with
   it; ``volatile`` is allowed (:mod:`portside.engine.store.mount`).
+* Where the kernel refuses a user's overlay (before 5.11, or a policy), fuse-overlayfs serves it
+  from the same snapshots (:mod:`portside.engine.store.fuse`; the ``rootless-storage`` key
+  chooses: ``auto``, ``overlay``, ``fuse-overlayfs``).
 * The store records which of the two conventions its snapshots follow (:func:`check_store_mode`),
   so a store written by root is never mounted rootless or the reverse: the opaque markers would
   be ignored and deleted directories would come back.
@@ -73,3 +76,28 @@ def rootless_overlay_failure(exc: OSError) -> RuntimeFailure:
         return RuntimeFailure(f"this kernel ({release}) cannot mount overlayfs without root "
                               f"(Linux 5.11 or later can): rootless portside needs a newer kernel")
     return RuntimeFailure(f"mount overlay (rootless, userxattr): {exc.strerror}")
+
+
+#: What ``info`` says of the kernel's overlay in the user namespace.
+KERNEL_MODE = "overlay, userxattr (in the user namespace)"
+
+
+def storage_mode(configured: str | None, scratch: Path | None) -> tuple[str, str]:
+    """``(driver, description)`` for ``info``: which overlay rootless containers get, by the
+    ``rootless-storage`` key (``configured``); with ``auto`` a tiny overlay of the kernel's is
+    mounted in ``scratch`` (a folder of the store) to see whether the kernel allows it."""
+    from portside.engine.store.fuse import check_choice, probe_kernel_overlay, unusable_reason
+
+    choice = check_choice(configured)
+    if choice == "overlay":
+        return "overlay", KERNEL_MODE
+    unusable = unusable_reason()
+    if choice == "fuse-overlayfs":
+        return "fuse-overlayfs", ("fuse-overlayfs (rootless-storage = fuse-overlayfs)" +
+                                  (f"; unusable: {unusable}" if unusable else ""))
+    refused = probe_kernel_overlay(scratch) if scratch is not None else None
+    if refused is None:
+        return "overlay", KERNEL_MODE
+    if unusable is None:
+        return "fuse-overlayfs", f"fuse-overlayfs (the kernel refuses a user's overlay: {refused})"
+    return "overlay", f"none: {refused}; and {unusable}"

@@ -230,9 +230,10 @@ class Lifecycle:
     @property
     def mounter(self):
         if self._mounter is None:
-            from portside.engine.store.mount import LinuxMounter
+            from portside.engine.store.fuse import overlay_mounter
 
-            self._mounter = LinuxMounter()
+            # the kernel's overlayfs; rootless, fuse-overlayfs where the kernel refuses it
+            self._mounter = overlay_mounter(self.config.rootless_storage)
         return self._mounter
 
     def paths(self, rec: ContainerRecord) -> ContainerPaths:

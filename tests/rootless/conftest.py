@@ -1,7 +1,8 @@
 """Fixtures of the rootless suite (see :mod:`harness` for how users and their venv are made).
 
-* ``rootless_host`` (session) — the test users, their venv, /dev/net/tun opened; all undone after
-  the session (users removed with their processes and files, the device's mode restored).
+* ``rootless_host`` (session) — the test users, their venv, /dev/net/tun and /dev/fuse opened;
+  all undone after the session (users removed with their processes and files, the devices'
+  modes restored).
 * ``rl`` — a :class:`RootlessCLI` for ``portside-rl1`` on a fresh state root in their home;
   after the test it runs ``portside system reset --force`` as the user and checks that nothing
   of portside is left running for them (no monitor, no container, no namespace holder).
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from .harness import USERS, TestUser, UserVenv, make_user, open_tun, remove_user, restore_tun
+from .harness import (FUSE, USERS, TestUser, UserVenv, make_user, open_device, open_tun,
+                      remove_user, restore_device, restore_tun)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
@@ -29,9 +31,11 @@ class RootlessHost:
         self.venv = None
         self.users: dict[str, TestUser] = {}
         self.tun_mode = None
+        self.fuse_mode = None
 
     def setup(self) -> None:
         self.tun_mode = open_tun()
+        self.fuse_mode = open_device(FUSE)
         self.venv = UserVenv()
         for name, subordinate in USERS.items():
             make_user(name, subordinate)
@@ -43,6 +47,7 @@ class RootlessHost:
         if self.venv is not None:
             self.venv.remove()
         restore_tun(self.tun_mode)
+        restore_device(FUSE, self.fuse_mode)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ would. What that needs, made here:
   versions, taken from the test venv itself), and each session makes a fresh venv that sees
   them through a ``.pth`` file and gets the project installed **from a wheel** built from this
   checkout (the clone itself may be unreadable to the user: no editable install).
-* **/dev/net/tun** usable by users, as on a standard Debian host (this VM ships it 0600); its
-  mode is restored after the session.
+* **/dev/net/tun** and **/dev/fuse** usable by users, as on a standard Debian host (this VM
+  ships both 0600); their modes are restored after the session.
 """
 
 from __future__ import annotations
@@ -265,19 +265,30 @@ def make_user(name: str, subordinate: bool) -> None:
 
 
 TUN = Path("/dev/net/tun")
+#: fuse-overlayfs' device (the rootless-storage = fuse-overlayfs tests)
+FUSE = Path("/dev/fuse")
+
+
+def open_device(device: Path) -> int | None:
+    """Make ``device`` usable by every user (Debian's 0666); returns the mode to restore."""
+    try:
+        mode = device.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+    if mode != 0o666:
+        os.chmod(device, 0o666)
+    return mode
+
+
+def restore_device(device: Path, mode: int | None) -> None:
+    if mode is not None and device.exists():
+        os.chmod(device, mode)
 
 
 def open_tun() -> int | None:
     """Make /dev/net/tun usable by every user (Debian's 0666); returns the mode to restore."""
-    try:
-        mode = TUN.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        return None
-    if mode != 0o666:
-        os.chmod(TUN, 0o666)
-    return mode
+    return open_device(TUN)
 
 
 def restore_tun(mode: int | None) -> None:
-    if mode is not None and TUN.exists():
-        os.chmod(TUN, mode)
+    restore_device(TUN, mode)
