@@ -416,8 +416,8 @@ class _Monitor:
                        or "open executable" in low or "exec container process" in low)
         if cannot_exec and ("not found" in low or "no such file" in low):
             code = 127  # Docker's "command not found"
-        elif cannot_exec and ("permission denied" in low or "exec format" in low
-                              or "is a directory" in low):
+        elif cannot_exec and ("permission denied" in low or "operation not permitted" in low
+                              or "exec format" in low or "is a directory" in low):
             code = 126  # Docker's "cannot invoke" (as oci.classify_error, which it cannot import)
         self.write_exit(code, error=message)
         self.run(self.runtime("delete", "--force", self.cfg["id"]))

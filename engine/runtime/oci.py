@@ -89,14 +89,16 @@ def classify_error(message: str, container_id: str = "") -> Exception:
 
     ``exec: "x": executable file not found`` (crun: ``executable file `x` not found in $PATH``)
     → :class:`CommandNotFound` (127), ``exec: "x": permission denied`` (crun: ``open executable:
-    Permission denied``) → :class:`CannotInvoke` (126), ``container does not exist`` →
+    Permission denied``, or ``Operation not permitted`` for a directory) → :class:`CannotInvoke`
+    (126), ``container does not exist`` →
     :class:`NotFound`, anything else → :class:`RuntimeFailure`.
     """
     low = message.lower()
     if _cannot_exec(low):
         if "not found" in low or "no such file or directory" in low:
             return CommandNotFound(message)
-        if "permission denied" in low or "exec format error" in low or "is a directory" in low:
+        if "permission denied" in low or "operation not permitted" in low \
+                or "exec format error" in low or "is a directory" in low:
             return CannotInvoke(message)
     if "does not exist" in low or "container not found" in low:
         return NotFound(f"No such container: {container_id}" if container_id else message)
