@@ -233,6 +233,11 @@ class OCIRuntime:
         Raises:
             NotFound: no such container. RuntimeFailure: the runtime refused (e.g. not running).
         """
+        if all and "--cgroup-manager=disabled" in self.options:
+            # crun without a cgroup (rootless, see runtimes.py) looks for --all's processes in
+            # the cgroup it does not have and signals none (a stop's SIGKILL left the container
+            # running). The container has its own pid namespace: its processes die with init.
+            all = False
         args = ["kill"] + (["--all"] if all else []) + [container_id, str(sig)]
         self._call(*args, container_id=container_id)
 

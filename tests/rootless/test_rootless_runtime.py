@@ -129,6 +129,15 @@ def test_exit_codes_signals_and_exec_under_both(rl, busybox):
         rl("kill", "-s", "KILL", name)
         assert rl("wait", name).out.strip() == "137"
         rl("rm", name)
+        # an init that ignores TERM (PID 1 without a handler): stop's SIGKILL must land
+        rl("run", "-d", "--runtime", runtime, "--name", name, "--net", "none", busybox, "sh",
+           "-c", "sleep 60 & wait")
+        started = time.monotonic()
+        rl("stop", "-t", "0", name)
+        assert rl("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}",
+                  name).out.strip() == "exited 137"
+        assert time.monotonic() - started < 10  # not stop's 30 s wait for a kill that missed
+        rl("rm", name)
     assert rl("ps", "-aq").out == ""
     # the monitors removed each runtime's state of every container (no cgroup, no hooks)
     left = [p for p in rl.user.runtime_dir().glob("*/*/*") if p.parent.name in ("runtime", "crun")

@@ -16,6 +16,7 @@ from portside.engine.errors import InvalidArgument
 from portside.engine.runtime import fastexec
 from portside.engine.runtime.containers import ContainerRecord
 from portside.engine.runtime.lifecycle import Lifecycle
+from portside.engine.runtime.oci import OCIRuntime
 from portside.engine.runtime.runtimes import crun_accepts_host, default_name, kind, options
 from portside.engine.store.db import Database
 
@@ -81,3 +82,17 @@ def test_exec_asks_the_fast_path_with_the_containers_own_runtime(tmp_path, monke
 def test_the_fast_path_refuses_a_crun_container_before_anything_else(tmp_path):
     with pytest.raises(fastexec.Unsupported, match="containers of crun exec through it"):
         fastexec.prepare("c1", tmp_path, tmp_path, tmp_path, {"args": ["true"]}, "crun")
+
+
+def test_kill_all_of_crun_without_a_cgroup_signals_the_init(tmp_path, monkeypatch):
+    """crun --cgroup-manager=disabled finds no process for --all (it reads the cgroup): the
+    SIGKILL goes to the init, whose pid namespace dies with it; runc and crun with a cgroup keep
+    --all."""
+    calls = []
+    monkeypatch.setattr(OCIRuntime, "_call", lambda self, *args, **kw: calls.append(args))
+    OCIRuntime("crun", "/usr/bin/crun", tmp_path, options=("--cgroup-manager=disabled",)).kill(
+        "c1", "KILL", all=True)
+    OCIRuntime("crun", "/usr/bin/crun", tmp_path).kill("c1", "KILL", all=True)
+    OCIRuntime("runc", "/usr/sbin/runc", tmp_path).kill("c1", "KILL", all=True)
+    assert calls == [("kill", "c1", "KILL"), ("kill", "--all", "c1", "KILL"),
+                     ("kill", "--all", "c1", "KILL")]
