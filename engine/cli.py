@@ -271,39 +271,30 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     does when the last connection closes; the write-ahead log is synced instead when the
     command wrote anything (:meth:`Database.sync_log`), and stays for the next command.
     """
+    from .lean import guarded
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: _main(argv, exiting))
+
+
+def _main(argv: list[str], exiting: bool) -> int:
+    if argv and argv[0] in ("-v", "--version"):
+        argv = ["version", "--format", "portside version {{.Client.Version}}"]
     try:
-        if argv and argv[0] in ("-v", "--version"):
-            argv = ["version", "--format", "portside version {{.Client.Version}}"]
         args = parse(argv)
-        engine = _engine(args)
-        # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
-        ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
-                      stdout_binary=getattr(sys.stdout, "buffer", None),
-                      interactive=bool(sys.stdout and sys.stdout.isatty()))
-        try:
-            result = args._handler(ctx, args)
-        finally:
-            engine.close(keep_database=exiting)
-        sys.stdout.flush()
-        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except _HelpShown as shown:
         return shown.status
-    except EngineError as exc:
-        sys.stdout.flush()
-        sys.stderr.write(f"Error: {exc}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:  # a bug of ours: one line, the traceback only on request
-        if os.environ.get("PORTSIDE_DEBUG"):
-            raise
-        sys.stdout.flush()
-        sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} "
-                         f"(set PORTSIDE_DEBUG=1 for the traceback)\n")
-        return 125
+    engine = _engine(args)
+    # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
+    ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
+                  stdout_binary=getattr(sys.stdout, "buffer", None),
+                  interactive=bool(sys.stdout and sys.stdout.isatty()))
+    try:
+        result = args._handler(ctx, args)
+    finally:
+        engine.close(keep_database=exiting)
+    sys.stdout.flush()
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def _engine(args: argparse.Namespace) -> EngineAPI:

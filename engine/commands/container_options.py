@@ -16,6 +16,7 @@ import argparse
 import os
 
 from ..cli import add_locked_flag
+from ..envvars import env_value, read_env_file
 from ..errors import InvalidArgument
 
 __all__ = ["create_arguments", "build_create", "parse_restart", "parse_publish", "parse_device",
@@ -84,29 +85,8 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
 
 
-def _read_env_file(path: str) -> list[str]:
-    try:
-        text = open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise InvalidArgument(f"open {path}: {exc.strerror}") from exc
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        out.append(line)
-    return out
-
-
-def _env_value(item: str) -> str | None:
-    """``VAR=value`` as is; a bare ``VAR`` takes the caller's value (dropped when unset)."""
-    if "=" in item:
-        if item.startswith("="):
-            raise InvalidArgument(f"invalid environment variable: {item}")
-        return item
-    if item in os.environ:
-        return f"{item}={os.environ[item]}"
-    return None
+# the names this module's callers knew them by
+_read_env_file, _env_value = read_env_file, env_value
 
 
 def parse_cpus(text: str) -> int:

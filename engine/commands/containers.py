@@ -19,7 +19,8 @@ from ..cli import (Context, arguments, binary_stream, command, for_each, inspect
                    parse_filters, print_table)
 from ..errors import ContainerExit, InvalidArgument, NotFound
 from . import images as _images
-from .container_options import _env_value, _read_env_file, build_create, create_arguments
+from ..envvars import exec_environment
+from .container_options import build_create, create_arguments
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS",
@@ -371,10 +372,7 @@ def _exec_args(p):
 def exec_(ctx: Context, args):
     if not args.command:
         raise InvalidArgument("exec requires at least 2 arguments")
-    env = []
-    for path in args.env_file:
-        env += [v for v in (_env_value(x) for x in _read_env_file(path)) if v]
-    env += [v for v in (_env_value(x) for x in args.env) if v]
+    env = exec_environment(args.env_file, args.env)
     container = ctx.engine.containers.get(args.container)
     out, err = _stdio(ctx)
     ctx.out.flush()
