@@ -2,9 +2,9 @@
 
 A rebuild with nothing changed is answered from the build memo (:mod:`.builder.memo`) before the
 command line's parser and the engine are imported (in the ``default`` context only: the memo is
-the embedded engine's); the common forms of ``exec`` take a lean path with no argument parser
-(:mod:`.lean`); every other command line, a build the memo cannot answer and an ``exec`` line
-the lean path does not read go to :func:`portside.engine.cli.main`.
+the embedded engine's); the common forms of ``exec`` and ``run`` take a lean path with no
+argument parser (:mod:`.lean`); every other command line, a build the memo cannot answer and an
+``exec``/``run`` line the lean path does not read go to :func:`portside.engine.cli.main`.
 
 The program ends with ``os._exit`` once its output is flushed: nothing is left to do by then,
 and a normal interpreter exit would spend ~30 ms tearing down modules and checkpointing the
@@ -23,12 +23,12 @@ import sys
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     """Run one command line. ``exiting``: the process ends right after (:func:`run`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "exec" in argv[:5]:
+    if "exec" in argv[:5] or "run" in argv[:5]:
         from . import lean
 
-        line = lean.parse_exec(argv) if lean.enabled() else None
-        if line is not None and lean.streams_usable(line["interactive"]):
-            return lean.run_exec(line, exiting=exiting)
+        parsed = lean.parse(argv) if lean.enabled() else None
+        if parsed is not None and lean.streams_usable(parsed[1]["interactive"]):
+            return lean.run(*parsed, exiting=exiting)
     if "build" in argv[:4] and _default_context(argv):
         from .builder.memo import replay
 

@@ -13,7 +13,6 @@ that cannot be invoked or found, otherwise the container's own status.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ from .records import field, record
 
 TYPE_CHECKING = False  # annotations only: no typing import at run time (see portside.engine)
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Callable, TextIO
 
     from .models.interface import EngineAPI
@@ -32,16 +32,33 @@ class UsageError(InvalidArgument):
     """A bad command line (unknown flag, missing argument)."""
 
 
-class _Parser(argparse.ArgumentParser):
+def _Parser(**kw: Any) -> argparse.ArgumentParser:
     """argparse that raises instead of printing and exiting, so magics can show one line."""
+    return _parser_class()(**kw)
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
 
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        if message:
-            raise UsageError(message.strip())
-        raise _HelpShown(status)
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """The class of :func:`_Parser`, made on the first parser: ``argparse`` is imported then,
+    not with this module (the program's lean paths, :mod:`.lean`, call handlers without one)."""
+    global _parser_type
+    if _parser_type is None:
+        import argparse
+
+        class Parser(argparse.ArgumentParser):
+            def error(self, message: str) -> None:  # type: ignore[override]
+                raise UsageError(f"{self.prog}: {message}")
+
+            def exit(self, status: int = 0,  # type: ignore[override]
+                     message: str | None = None) -> None:
+                if message:
+                    raise UsageError(message.strip())
+                raise _HelpShown(status)
+
+        _parser_type = Parser
+    return _parser_type
+
+
+_parser_type: Any = None
 
 
 class _HelpShown(Exception):
@@ -207,7 +224,7 @@ def build_parser(prog: str = "portside", modules: tuple[str, ...] | None = None,
     parser.add_argument("-c", "--context", help="the context (engine) to use for this command "
                                                 "(default: $PORTSIDE_CONTEXT, else the one set "
                                                 "with 'context use')")
-    sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=_parser_class())
     groups: dict[str, Any] = {}
     group_help = {"image": "Manage images", "container": "Manage containers",
                   "volume": "Manage volumes", "network": "Manage networks",
@@ -224,7 +241,7 @@ def build_parser(prog: str = "portside", modules: tuple[str, ...] | None = None,
                 gp = sub.add_parser(cmd.group, help=group_help.get(cmd.group, ""),
                                     allow_abbrev=False)
                 groups[cmd.group] = gp.add_subparsers(dest="_subcommand", metavar="COMMAND",
-                                                      parser_class=_Parser)
+                                                      parser_class=_parser_class())
             p = groups[cmd.group].add_parser(cmd.name, help=cmd.help, aliases=list(cmd.aliases),
                                              allow_abbrev=False,
                                              prog=f"{prog} {cmd.group} {cmd.name}")
@@ -284,20 +301,28 @@ def _main(argv: list[str], exiting: bool) -> int:
         args = parse(argv)
     except _HelpShown as shown:
         return shown.status
+    return run_handler(args._handler, args, exiting=exiting)
+
+
+def run_handler(handler: Callable[[Context, Any], Any], args: Any, *, exiting: bool) -> int:
+    """Call a command's handler with the program's context (the selected context's engine, the
+    process's standard streams); returns the exit status. The full command line calls it with
+    what the parser read, the program's lean paths (:mod:`.lean`) with what they read by hand
+    (``args``: any object with the parser's attributes)."""
     engine = _engine(args)
     # a closed descriptor (`portside run ... <&-`) leaves sys.stdin/stdout None
     ctx = Context(engine=engine, stdin=getattr(sys.stdin, "buffer", None),
                   stdout_binary=getattr(sys.stdout, "buffer", None),
                   interactive=bool(sys.stdout and sys.stdout.isatty()))
     try:
-        result = args._handler(ctx, args)
+        result = handler(ctx, args)
     finally:
         engine.close(keep_database=exiting)
     sys.stdout.flush()
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
-def _engine(args: argparse.Namespace) -> EngineAPI:
+def _engine(args: Any) -> EngineAPI:
     """The engine of the context the command line selects (``-c``, ``PORTSIDE_CONTEXT``, the
     one chosen with ``context use``, ``default``: see :func:`.api.from_env`)."""
     from .api import from_env

@@ -1,29 +1,28 @@
-"""The ``portside`` program's lean path for ``exec``: no argument parser, no command table.
+"""The ``portside`` program's lean path for ``exec`` and ``run``: no argument parser.
 
-``portside exec CTR CMD`` is the command people time against ``docker exec``, and most of what
-the full command line costs before the container is even looked up is its own start: importing
-``argparse`` and the command modules, and building the parser of ``exec`` (~15-20 ms of a ~65 ms
-exec). This module reads the common forms of an ``exec`` command line by hand, with nothing but
-``os`` and ``sys``, then makes the very same calls as the command table's handler
-(:func:`portside.engine.commands.containers.exec_`): the engine from :func:`.api.from_env`, the
-container from ``engine.containers.get``, and ``container.exec_attached`` with the caller's
-streams. The outcome goes through :func:`guarded`, which the full command line
-(:func:`portside.engine.cli.main`) uses too, so errors read and exit the same.
+``portside exec CTR CMD`` and ``portside run --rm IMG CMD`` are the commands people time against
+Docker, and a good part of what the full command line costs before the engine is even asked is
+its own start: importing ``argparse`` and building the parser (~10 ms for ``exec``, ~10-15 ms
+for ``run`` with its ~60 flags). This module reads the common forms of those two command lines
+by hand, with nothing but ``os`` and ``sys``, fills in every other field with the parser's
+defaults, and calls the very same handler of the command table through the same
+:func:`.cli.run_handler` the full command line uses: nothing but the reading of the line
+differs. The outcome goes through :func:`guarded`, shared with :func:`.cli.main` too.
 
 What it takes (anything else, and every malformed line, goes to the full command line, which
-then answers exactly as it always did: :func:`parse_exec` returns None)::
+then answers as it always did: :func:`parse` returns None)::
 
-    [--root DIR | --root=DIR] [-c NAME | --context NAME | --context=NAME]
-    exec | container exec
-    [-d|--detach] [-i|--interactive] [-t|--tty] [--privileged]   (and clusters such as -it)
-    [-e|--env VAR[=VALUE]] [--env-file FILE] [-w|--workdir DIR] [-u|--user USER]
-    [--detach-keys KEYS]        (each also as --long=VALUE)
-    CONTAINER COMMAND [ARG...]
+    [--root DIR] [-c NAME | --context NAME]          (also as --long=VALUE)
+    exec | container exec   [EXEC FLAGS] CONTAINER COMMAND [ARG...]
+    run  | container run    [RUN FLAGS]  IMAGE [COMMAND [ARG...]]
 
-Everything after the container is the command, as with the full parser's ``REMAINDER``. A
-value that starts with ``-``, an option glued to its value (``-uroot``), ``--``, help and
-anything unknown fall back. ``PORTSIDE_LEAN=0`` turns the lean path off (the tests compare the
-two).
+with the flags in :data:`EXEC` and :data:`RUN` (clusters of flags without a value such as
+``-it``; a flag's value as the next word or ``--long=VALUE``). Everything after the container
+or image is the command, as with the full parser's ``REMAINDER``. A value that starts with
+``-``, an option glued to its value (``-uroot``), ``--``, help, any flag not in the tables (or
+whose value the parser converts, such as ``--cpu-shares``) falls back. ``PORTSIDE_LEAN=0`` turns
+the lean path off (the tests compare the two; tests/unit/test_lean.py checks the tables'
+defaults against the parser's).
 """
 
 from __future__ import annotations
@@ -35,15 +34,72 @@ TYPE_CHECKING = False  # annotations only (see portside.engine)
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-#: ``exec``'s flags that take no value (long name -> the field it sets).
-_EXEC_FLAGS = {"-d": "detach", "--detach": "detach", "-i": "interactive",
-               "--interactive": "interactive", "-t": "tty", "--tty": "tty",
-               "--privileged": "privileged"}
-#: ``exec``'s flags that take one value; a list field collects each use (``action="append"``).
-_EXEC_VALUED = {"-e": "env", "--env": "env", "--env-file": "env_file", "-w": "workdir",
-                "--workdir": "workdir", "-u": "user", "--user": "user",
-                "--detach-keys": "detach_keys"}
-_LISTS = ("env", "env_file")
+
+class Grammar:
+    """The flags of one command the lean path reads: ``flags`` take no value (``store_true``),
+    ``valued`` take one (``lists`` among their fields collect every use), ``defaults`` are the
+    parser's for every field of the command (those of flags not read here too), ``positional``
+    names the word before the command (``container``, ``image``), ``handler`` the command
+    table's handler as ``module:function``."""
+
+    def __init__(self, *, flags: dict[str, str], valued: dict[str, str], lists: set[str],
+                 defaults: dict[str, Any], positional: str, command_optional: bool,
+                 handler: str) -> None:
+        self.flags, self.valued, self.lists = flags, valued, lists
+        self.defaults, self.positional = defaults, positional
+        self.command_optional, self.handler = command_optional, handler
+
+
+#: ``exec``: the flags of :func:`portside.engine.commands.containers._exec_args`, all of them.
+EXEC = Grammar(
+    flags={"-d": "detach", "--detach": "detach", "-i": "interactive",
+           "--interactive": "interactive", "-t": "tty", "--tty": "tty",
+           "--privileged": "privileged"},
+    valued={"-e": "env", "--env": "env", "--env-file": "env_file", "-w": "workdir",
+            "--workdir": "workdir", "-u": "user", "--user": "user",
+            "--detach-keys": "detach_keys"},
+    lists={"env", "env_file"},
+    defaults={"detach": False, "interactive": False, "tty": False, "env": [], "env_file": [],
+              "workdir": "", "user": "", "privileged": False, "detach_keys": None},
+    positional="container", command_optional=False,
+    handler="portside.engine.commands.containers:exec_")
+
+#: ``run``: the common flags of :func:`portside.engine.commands.container_options.
+#: create_arguments` whose values the parser keeps as text.
+RUN = Grammar(
+    flags={"-d": "detach", "--detach": "detach", "-i": "interactive",
+           "--interactive": "interactive", "-t": "tty", "--tty": "tty", "--rm": "rm",
+           "--privileged": "privileged", "--read-only": "read_only", "--init": "init",
+           "-P": "publish_all", "--publish-all": "publish_all"},
+    valued={"--name": "name", "-e": "env", "--env": "env", "--env-file": "env_file",
+            "-w": "workdir", "--workdir": "workdir", "-u": "user", "--user": "user",
+            "-h": "hostname", "--hostname": "hostname", "--network": "network",
+            "--net": "network", "-v": "volume", "--volume": "volume", "--mount": "mount",
+            "--tmpfs": "tmpfs", "-l": "label", "--label": "label", "-p": "publish",
+            "--publish": "publish", "--entrypoint": "entrypoint", "--cap-add": "cap_add",
+            "--cap-drop": "cap_drop", "--security-opt": "security_opt", "--ulimit": "ulimit",
+            "--group-add": "group_add", "-m": "memory", "--memory": "memory",
+            "--shm-size": "shm_size", "--restart": "restart", "--stop-signal": "stop_signal",
+            "--add-host": "add_host", "--dns": "dns", "--device": "device", "--gpus": "gpus",
+            "--detach-keys": "detach_keys", "--sig-proxy": "sig_proxy", "--pull": "pull"},
+    lists={"env", "env_file", "volume", "mount", "tmpfs", "label", "publish", "cap_add",
+           "cap_drop", "security_opt", "ulimit", "group_add", "add_host", "dns", "device"},
+    defaults={"detach": False, "name": None, "interactive": False, "tty": False, "rm": False,
+              "hostname": None, "domainname": "", "env": [], "env_file": [], "workdir": None,
+              "user": None, "group_add": [], "entrypoint": None, "volume": [], "mount": [],
+              "volumes_from": [], "tmpfs": [], "shm_size": None, "memory": None,
+              "memory_swap": None, "cpus": None, "cpu_shares": 0, "pids_limit": None,
+              "cap_add": [], "cap_drop": [], "privileged": False, "read_only": False,
+              "security_opt": [], "stop_signal": None, "stop_timeout": None, "label": [],
+              "label_file": [], "restart": "no", "network": "default", "publish": [],
+              "publish_all": False, "expose": [], "add_host": [], "dns": [], "gpus": None,
+              "gpus_optional": False, "device": [], "ulimit": [], "init": False,
+              "platform": None, "locked": False, "pull": "missing", "attach": [],
+              "detach_keys": "ctrl-p,ctrl-q", "sig_proxy": "true"},
+    positional="image", command_optional=True,
+    handler="portside.engine.commands.containers:run")
+
+GRAMMARS = {"exec": EXEC, "run": RUN}
 #: Global options before the command word that take a value.
 _GLOBAL_VALUED = {"--root": "root", "-c": "context", "--context": "context"}
 
@@ -53,21 +109,18 @@ def enabled() -> bool:
     return os.environ.get("PORTSIDE_LEAN", "1") != "0"
 
 
-def parse_exec(argv: list[str]) -> dict[str, Any] | None:
-    """An ``exec`` command line's fields (the full parser's names: ``container``, ``command``,
-    ``detach``, ``interactive``, ``tty``, ``env``, ``env_file``, ``workdir``, ``user``, plus
-    ``root`` and ``context``), or None for any line this does not read exactly as the full
-    parser would (the full command line then takes it)."""
-    out: dict[str, Any] = {"root": None, "context": None, "detach": False, "interactive": False,
-                           "tty": False, "privileged": False, "env": [], "env_file": [],
-                           "workdir": "", "user": "", "detach_keys": None}
+def parse(argv: list[str]) -> tuple[Grammar, dict[str, Any]] | None:
+    """The command's grammar and the fields of an ``exec`` or ``run`` command line (the full
+    parser's names, with its defaults for every flag not given, plus ``root``, ``context`` and
+    ``_command``), or None for any line this does not read exactly as the full parser would
+    (the full command line then takes it)."""
     if "--" in argv:
         return None  # argparse drops a "--" in places; not worth mirroring
+    out: dict[str, Any] = {"version": False, "root": None, "context": None}
     i, n = 0, len(argv)
     # global options, then the command word(s)
     while i < n and argv[i].startswith("-"):
-        word = argv[i]
-        name, eq, value = word.partition("=")
+        name, eq, value = argv[i].partition("=")
         if name not in _GLOBAL_VALUED or name == "-c" and eq:
             return None
         if not eq:
@@ -76,39 +129,44 @@ def parse_exec(argv: list[str]) -> dict[str, Any] | None:
             value, i = argv[i + 1], i + 1
         out[_GLOBAL_VALUED[name]] = value
         i += 1
-    if argv[i:i + 1] == ["exec"]:
+    if i < n and argv[i] in GRAMMARS:
+        verb = out["_command"] = argv[i]
         i += 1
-    elif argv[i:i + 2] == ["container", "exec"]:
+    elif argv[i:i + 1] == ["container"] and i + 1 < n and argv[i + 1] in GRAMMARS:
+        out["_command"], out["_subcommand"] = "container", argv[i + 1]
+        verb = argv[i + 1]
         i += 2
     else:
         return None
-    # exec's options, up to the container
+    g = GRAMMARS[verb]
+    for key, value in g.defaults.items():
+        out[key] = list(value) if isinstance(value, list) else value
+    # the command's options, up to the container or image
     while i < n and argv[i].startswith("-"):
         word = argv[i]
-        if word in _EXEC_FLAGS:
-            out[_EXEC_FLAGS[word]] = True
-        elif word in _EXEC_VALUED or word.startswith("--") and \
-                word.partition("=")[0] in _EXEC_VALUED:
-            name, eq, value = word.partition("=")
+        name, eq, value = word.partition("=")
+        if word in g.flags:
+            out[g.flags[word]] = True
+        elif word in g.valued or name.startswith("--") and name in g.valued:
             if not eq:
                 if i + 1 >= n or argv[i + 1].startswith("-"):
                     return None
                 value, i = argv[i + 1], i + 1
-            field = _EXEC_VALUED[name]
-            if field in _LISTS:
+            field = g.valued[name]
+            if field in g.lists:
                 out[field].append(value)
             else:
                 out[field] = value
-        elif len(word) > 2 and word[1] != "-" and all(f"-{c}" in _EXEC_FLAGS for c in word[1:]):
+        elif len(word) > 2 and word[1] != "-" and all(f"-{c}" in g.flags for c in word[1:]):
             for c in word[1:]:  # a cluster of flags: -it, -dit
-                out[_EXEC_FLAGS[f"-{c}"]] = True
+                out[g.flags[f"-{c}"]] = True
         else:
-            return None  # --, -h/--help, unknown flags, -uroot: the full parser's business
+            return None  # -h/--help, unknown flags, -uroot: the full parser's business
         i += 1
-    if i + 1 >= n:
-        return None  # no container or no command: the full parser's message
-    out["container"], out["command"] = argv[i], argv[i + 1:]
-    return out
+    if i >= n or i + 1 >= n and not g.command_optional:
+        return None  # no container/image or no command: the full parser's message
+    out[g.positional], out["command"] = argv[i], argv[i + 1:]
+    return g, out
 
 
 def guarded(body: Callable[[], int]) -> int:
@@ -139,36 +197,24 @@ def guarded(body: Callable[[], int]) -> int:
 
 
 def streams_usable(interactive: bool) -> bool:
-    """Whether the standard streams are the ordinary ones the lean path hands over (a closed
-    descriptor leaves one None: the full command line handles that)."""
+    """Whether the standard streams are the ordinary ones (a closed descriptor leaves one None:
+    the full command line handles that)."""
     return all(getattr(s, "buffer", None) is not None
                for s in (sys.stdout, sys.stderr, *((sys.stdin,) if interactive else ())))
 
 
-def run_exec(line: dict[str, Any], *, exiting: bool = False) -> int:
-    """Run a parsed ``exec`` line (:func:`parse_exec`) as the command table's handler does;
-    returns the exit status."""
+def run(grammar: Grammar, fields: dict[str, Any], *, exiting: bool = False) -> int:
+    """Run a line :func:`parse` read: the command table's handler through
+    :func:`.cli.run_handler`, as the full command line runs it; returns the exit status."""
 
     def body() -> int:
-        from .api import from_env
-        from .envvars import exec_environment
+        import importlib
+        from types import SimpleNamespace
 
-        engine = from_env(root=line["root"], context=line["context"], program=True)
-        try:
-            if not line["command"]:  # pragma: no cover - parse_exec never gives one
-                from .errors import InvalidArgument
+        from .cli import run_handler
 
-                raise InvalidArgument("exec requires at least 2 arguments")
-            env = exec_environment(line["env_file"], line["env"])
-            container = engine.containers.get(line["container"])
-            sys.stdout.flush()
-            code = container.exec_attached(
-                line["command"], sys.stdin.buffer if line["interactive"] else None,
-                sys.stdout.buffer, sys.stderr.buffer, tty=line["tty"], environment=env,
-                workdir=line["workdir"], user=line["user"], detach=line["detach"])
-        finally:
-            engine.close(keep_database=exiting)
-        sys.stdout.flush()
-        return code if isinstance(code, int) and not isinstance(code, bool) else 0
+        module, _, name = grammar.handler.partition(":")
+        handler = getattr(importlib.import_module(module), name)
+        return run_handler(handler, SimpleNamespace(**fields), exiting=exiting)
 
     return guarded(body)

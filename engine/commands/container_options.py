@@ -12,12 +12,18 @@ first positional and the command is ``argparse.REMAINDER``, so ``run -it busybox
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ..cli import add_locked_flag
 from ..envvars import env_value, read_env_file
 from ..errors import InvalidArgument
+
+TYPE_CHECKING = False  # annotations only (argparse itself comes with the first parser: cli._Parser)
+if TYPE_CHECKING:
+    import argparse
+
+#: argparse's ``nargs`` for "every word left" (``argparse.REMAINDER``, without importing it)
+REMAINDER = "..."
 
 __all__ = ["create_arguments", "build_create", "parse_restart", "parse_publish", "parse_device",
            "parse_cpus", "parse_swap"]
@@ -82,7 +88,7 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
     a("--sig-proxy", default="true",
       help="proxy received signals to the process (--sig-proxy=false: none)")
     a("image", help="IMAGE")
-    a("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
+    a("command", nargs=REMAINDER, help="COMMAND [ARG...]")
 
 
 # the names this module's callers knew them by

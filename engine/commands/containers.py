@@ -9,7 +9,6 @@ and one translation into Docker's ``Config``/``HostConfig`` documents, both in
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -20,7 +19,7 @@ from ..cli import (Context, arguments, binary_stream, command, for_each, inspect
 from ..errors import ContainerExit, InvalidArgument, NotFound
 from . import images as _images
 from ..envvars import exec_environment
-from .container_options import build_create, create_arguments
+from .container_options import REMAINDER, build_create, create_arguments
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS",
@@ -313,7 +312,7 @@ def logs(ctx: Context, args):
 
 def _top_args(p):
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="ps options (ignored)")
+    p.add_argument("ps_args", nargs=REMAINDER, help="ps options (ignored)")
 
 
 @command("top", "Display the running processes of a container", group="container", top_level=True)
@@ -364,7 +363,7 @@ def _exec_args(p):
     p.add_argument("--privileged", action="store_true", help="(accepted, no extra privileges)")
     p.add_argument("--detach-keys", help="override the key sequence for detaching")
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
+    p.add_argument("command", nargs=REMAINDER, help="COMMAND [ARG...]")
 
 
 @command("exec", "Execute a command in a running container", group="container", top_level=True)
