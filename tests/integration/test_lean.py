@@ -145,22 +145,22 @@ def test_interrupt(box):
     for path in ("lean", "full"):
         pid_file = f"/tmp/started-{path}"
         env = box.env(**({"PORTSIDE_LEAN": "0"} if path == "full" else {}))
-        proc = subprocess.Popen([PORTSIDE, "exec", NAME, "sh", "-c",
-                                 f"echo $$ > {pid_file}; exec sleep 30"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
-        try:
-            deadline = time.monotonic() + 20
-            while box("exec", NAME, "test", "-s", pid_file, check=False).returncode != 0:
-                assert time.monotonic() < deadline, "the command did not start"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            box("exec", NAME, "sh", "-c", f"kill $(cat {pid_file})", check=False)
+        with subprocess.Popen([PORTSIDE, "exec", NAME, "sh", "-c",
+                               f"echo $$ > {pid_file}; exec sleep 30"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env) as proc:
+            try:
+                deadline = time.monotonic() + 20
+                while box("exec", NAME, "test", "-s", pid_file, check=False).returncode != 0:
+                    assert time.monotonic() < deadline, "the command did not start"
+                    time.sleep(0.05)
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+                box("exec", NAME, "sh", "-c", f"kill $(cat {pid_file})", check=False)
         results.append((proc.returncode, out, err))
     assert results[0] == results[1]
     assert results[0][0] == 130
@@ -226,23 +226,24 @@ def test_run_proxies_signals(box):
     for path, proxy in (("lean", "true"), ("full", "true"), ("lean", "false")):
         env = box.env(**({"PORTSIDE_LEAN": "0"} if path == "full" else {}))
         name = f"lean-sig-{path}-{proxy}"
-        proc = subprocess.Popen(
-            [PORTSIDE, "run", "--rm", "--name", name, f"--sig-proxy={proxy}", "--network", "none",
-             "busybox", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; touch /ready; "
-                                    "while true; do sleep 0.05; done"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        try:
-            deadline = time.monotonic() + 30
-            while box("exec", name, "test", "-e", "/ready", check=False).returncode != 0:
-                assert time.monotonic() < deadline, "the container did not start"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            box("rm", "-f", name, check=False)
+        with subprocess.Popen(
+                [PORTSIDE, "run", "--rm", "--name", name, f"--sig-proxy={proxy}", "--network",
+                 "none", "busybox", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; "
+                                                "touch /ready; while true; do sleep 0.05; done"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=env) as proc:
+            try:
+                deadline = time.monotonic() + 30
+                while box("exec", name, "test", "-e", "/ready", check=False).returncode != 0:
+                    assert time.monotonic() < deadline, "the container did not start"
+                    time.sleep(0.05)
+                proc.send_signal(signal.SIGTERM)
+                out, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+                box("rm", "-f", name, check=False)
         results.append((proc.returncode, out, err))
     assert results[0] == results[1] == (7, b"got TERM\n", b"")
     assert results[2][0] != 7 and b"got TERM" not in results[2][1]
