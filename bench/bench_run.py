@@ -1,6 +1,8 @@
 """Container start and exec latency: portside (engine API in a warm process, and the CLI) vs
 ``docker run --rm`` and ``podman run --rm``, and ``exec CTR true`` on all three (portside's
-exec also with its fast path off, ``PORTSIDE_FAST_EXEC=0``: through ``runc exec``).
+exec also with its fast path off, ``PORTSIDE_FAST_EXEC=0``: through ``runc exec``). The CLI is
+also timed with its lean path off (``PORTSIDE_LEAN=0``: the full argument parser, see
+engine/lean.py), so the same run shows what that path saves.
 
 Usage: ``.venv/bin/python bench/bench_run.py [--rounds N] [--network none|bridge]``
 
@@ -43,9 +45,13 @@ def main() -> None:
                                   network_mode="none" if net == "none" else "default")
             return time.perf_counter() - start
 
+        full_cli = dict(ps.env, PORTSIDE_LEAN="0")
         contenders = {
             "portside-api": api_run,
             "portside": lambda: timed(lambda: ps("run", "--rm", *net_args, "busybox", "true")),
+            # the same CLI through the full argument parser
+            "portside-full": lambda: timed(lambda: run([PORTSIDE, "run", "--rm", *net_args,
+                                                        "busybox", "true"], env=full_cli)),
         }
         docker = podman = None
         try:
@@ -90,6 +96,8 @@ def main() -> None:
                 # the same CLI with the fast path off: `runc exec` does the joining
                 "portside-runc": lambda: timed(lambda: run([PORTSIDE, "exec", "benchexec", "true"],
                                                            env=through_runc)),
+                "portside-full": lambda: timed(lambda: run([PORTSIDE, "exec", "benchexec", "true"],
+                                                           env=full_cli)),
             }
             if docker:
                 docker("run", "-d", "--name", "benchexec", "--network", "none", "busybox",
