@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
         from . import lean
 
         parsed = lean.parse(argv) if lean.enabled() else None
-        if parsed is not None and lean.streams_usable(parsed[1]["interactive"]):
+        if parsed is not None:
             return lean.run(*parsed, exiting=exiting)
     if "build" in argv[:4] and _default_context(argv):
         from .builder.memo import replay

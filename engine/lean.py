@@ -196,13 +196,6 @@ def guarded(body: Callable[[], int]) -> int:
         return 125
 
 
-def streams_usable(interactive: bool) -> bool:
-    """Whether the standard streams are the ordinary ones (a closed descriptor leaves one None:
-    the full command line handles that)."""
-    return all(getattr(s, "buffer", None) is not None
-               for s in (sys.stdout, sys.stderr, *((sys.stdin,) if interactive else ())))
-
-
 def run(grammar: Grammar, fields: dict[str, Any], *, exiting: bool = False) -> int:
     """Run a line :func:`parse` read: the command table's handler through
     :func:`.cli.run_handler`, as the full command line runs it; returns the exit status."""

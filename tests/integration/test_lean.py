@@ -247,3 +247,15 @@ def test_run_proxies_signals(box):
         results.append((proc.returncode, out, err))
     assert results[0] == results[1] == (7, b"got TERM\n", b"")
     assert results[2][0] != 7 and b"got TERM" not in results[2][1]
+
+
+def test_closed_standard_streams(box):
+    """A closed descriptor (``<&-``, ``>&-``) is handled alike on both paths (the handler and
+    its context are the same; only the reading of the line differs)."""
+    for line in (f"exec -i {NAME} echo hi <&-", f"exec {NAME} echo hi >&-",
+                 "run --rm --network none busybox echo hi >&-"):
+        lean, full = (subprocess.run(["sh", "-c", f"{PORTSIDE} {line}"], capture_output=True,
+                                     stdin=subprocess.DEVNULL, env=box.env(**extra), timeout=60)
+                      for extra in ({}, {"PORTSIDE_LEAN": "0"}))
+        assert (lean.returncode, lean.stdout, lean.stderr) == \
+            (full.returncode, full.stdout, full.stderr), line

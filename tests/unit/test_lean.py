@@ -160,16 +160,6 @@ def test_the_program_sends_exec_and_run_lines_to_the_lean_path_others_to_the_com
                     ("full", ["ps", "-a"]), ("full", ["exec", "ctr", "true"])]
 
 
-def test_a_closed_standard_stream_is_left_to_the_full_command_line(monkeypatch):
-    assert lean.streams_usable(interactive=True) == all(
-        getattr(s, "buffer", None) is not None for s in (sys.stdin, sys.stdout, sys.stderr))
-    monkeypatch.setattr(sys, "stdin", None)
-    assert lean.streams_usable(interactive=False) is (
-        getattr(sys.stdout, "buffer", None) is not None
-        and getattr(sys.stderr, "buffer", None) is not None)
-    assert not lean.streams_usable(interactive=True)
-
-
 def test_guarded_ends_like_the_command_line(monkeypatch, capsys):
     def raises(exc):
         def body():
