@@ -150,6 +150,8 @@ class Podman:
         self.dir = workdir / "podman"
         self.runroot = Path(tempfile.mkdtemp(prefix="pbench-", dir="/tmp"))
         self.tables_before = nft_tables()
+        # runc: podman picks crun where it is installed, and crun refuses this host's hybrid
+        # cgroups (the interop tests force runc the same way)
         self.args = ["podman", "--root", str(self.dir / "root"), "--runroot", str(self.runroot),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "none",
                      "--storage-driver", "overlay", "--runtime", "runc"]
