@@ -21,7 +21,7 @@ with the flags in :data:`EXEC` and :data:`RUN` (clusters of flags without a valu
 or image is the command, as with the full parser's ``REMAINDER``. A value that starts with
 ``-``, an option glued to its value (``-uroot``), ``--``, help, any flag not in the tables (or
 whose value the parser converts, such as ``--cpu-shares``) falls back. ``PORTSIDE_LEAN=0`` turns
-the lean path off (the tests compare the two; tests/unit/test_lean.py checks the tables'
+the lean path off (the tests compare the two; tests/unit/test_lean_parse.py checks the tables'
 defaults against the parser's).
 """
 
