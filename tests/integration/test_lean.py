@@ -121,7 +121,7 @@ def test_detached(box):
 
 def test_engine_errors(box, tmp_path):
     lean = _same(*_both(box, "exec", "nosuch", "true"))
-    assert (lean.returncode, lean.err) == (125, "Error: no such container: nosuch\n")
+    assert (lean.returncode, lean.err) == (125, "Error: No such container: nosuch\n")
     lean = _same(*_both(box, "exec", "lean-stopped", "true"))
     assert lean.returncode == 125 and lean.err.startswith("Error: ") and "not running" in lean.err
     lean = _same(*_both(box, "exec", "--env-file", str(tmp_path / "missing"), NAME, "true"))

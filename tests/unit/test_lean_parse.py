@@ -167,8 +167,8 @@ def test_guarded_ends_like_the_command_line(monkeypatch, capsys):
         return body
 
     assert lean.guarded(lambda: 3) == 3
-    assert lean.guarded(raises(NotFound("no such container: x"))) == 125
-    assert capsys.readouterr().err == "Error: no such container: x\n"
+    assert lean.guarded(raises(NotFound("No such container: x"))) == 125
+    assert capsys.readouterr().err == "Error: No such container: x\n"
     assert lean.guarded(raises(KeyboardInterrupt())) == 130
     assert lean.guarded(raises(BrokenPipeError())) == 0
     monkeypatch.delenv("PORTSIDE_DEBUG", raising=False)
@@ -178,7 +178,7 @@ def test_guarded_ends_like_the_command_line(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv, error", [
-    (["exec", "nosuch", "true"], "Error: no such container: nosuch\n"),
+    (["exec", "nosuch", "true"], "Error: No such container: nosuch\n"),
     (["run", "--rm", "--pull", "never", "--network", "none", "nosuch/image:1", "true"],
      "Error: No such image: nosuch/image:1\n"),
 ])
