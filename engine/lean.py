@@ -180,8 +180,7 @@ def guarded(body: Callable[[], int]) -> int:
     try:
         return body()
     except EngineError as exc:
-        sys.stdout.flush()
-        sys.stderr.write(f"Error: {exc}\n")
+        _error_line(f"Error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -190,10 +189,19 @@ def guarded(body: Callable[[], int]) -> int:
     except Exception as exc:  # a bug of ours: one line, the traceback only on request
         if os.environ.get("PORTSIDE_DEBUG"):
             raise
-        sys.stdout.flush()
-        sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} "
-                         f"(set PORTSIDE_DEBUG=1 for the traceback)\n")
+        _error_line(f"Error: internal error: {type(exc).__name__}: {exc} "
+                    f"(set PORTSIDE_DEBUG=1 for the traceback)\n")
         return 125
+
+
+def _error_line(text: str) -> None:
+    """Write the outcome's line on standard error after what standard output holds (either may
+    be closed: ``portside … >&-`` leaves ``sys.stdout`` None, and that must not end in a
+    traceback)."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    if sys.stderr is not None:
+        sys.stderr.write(text)
 
 
 def run(grammar: Grammar, fields: dict[str, Any], *, exiting: bool = False) -> int:
