@@ -81,7 +81,8 @@ RUN = Grammar(
             "--group-add": "group_add", "-m": "memory", "--memory": "memory",
             "--shm-size": "shm_size", "--restart": "restart", "--stop-signal": "stop_signal",
             "--add-host": "add_host", "--dns": "dns", "--device": "device", "--gpus": "gpus",
-            "--detach-keys": "detach_keys", "--sig-proxy": "sig_proxy", "--pull": "pull"},
+            "--detach-keys": "detach_keys", "--sig-proxy": "sig_proxy", "--pull": "pull",
+            "--runtime": "runtime"},
     lists={"env", "env_file", "volume", "mount", "tmpfs", "label", "publish", "cap_add",
            "cap_drop", "security_opt", "ulimit", "group_add", "add_host", "dns", "device"},
     defaults={"detach": False, "name": None, "interactive": False, "tty": False, "rm": False,
@@ -94,7 +95,7 @@ RUN = Grammar(
               "label_file": [], "restart": "no", "network": "default", "publish": [],
               "publish_all": False, "expose": [], "add_host": [], "dns": [], "gpus": None,
               "gpus_optional": False, "device": [], "ulimit": [], "init": False,
-              "platform": None, "locked": False, "pull": "missing", "attach": [],
+              "platform": None, "runtime": None, "locked": False, "pull": "missing", "attach": [],
               "detach_keys": "ctrl-p,ctrl-q", "sig_proxy": "true"},
     positional="image", command_optional=True,
     handler="portside.engine.commands.containers:run")

@@ -40,7 +40,8 @@ RUN_ONLY = [["--rm"], ["--name", "n"], ["--name=n"], ["--network", "none"], ["--
             ["--gpus", "all"], ["--sig-proxy=false"], ["--pull", "never"], ["--init"],
             ["--read-only"], ["--tmpfs", "/t"], ["--cpu-shares", "2"], ["-c", "2"],
             ["--stop-timeout", "3"], ["--memory-swap", "-1"], ["--label-file", "/l"],
-            ["--locked"], ["-a", "stdout"], ["--rm=1"], ["-hhost"], ["-dh", "x"]]
+            ["--locked"], ["-a", "stdout"], ["--rm=1"], ["-hhost"], ["-dh", "x"],
+            ["--runtime", "runc"]]
 TAILS = [[], ["x"], ["x", "true"], ["x", "ls", "-l"], ["x", "-it", "sh"], ["x", "--", "true"],
          ["x", "sh", "-c", "echo -- $A"], ["x", "--help"], ["x", "-e", "X"], ["", "true"]]
 
