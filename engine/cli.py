@@ -331,6 +331,12 @@ def _engine(args: Any) -> EngineAPI:
         # managing contexts needs no engine, and must work when the selected one is broken
         # (or, rootless, before the user's namespace is set up)
         return no_engine()
+    if (getattr(args, "_command", None), getattr(args, "_subcommand", None)) == ("slurm", "ship"):
+        # a Slurm client's helper: Slurm's commands must come from the user on the host, so
+        # it never joins a rootless user's namespace (see SlurmEngine.local)
+        from .api import local_engine
+
+        return local_engine(args.root, program=False)
     return from_env(root=args.root, context=args.context, program=True)
 
 

@@ -68,6 +68,8 @@ class Job:
     node: str = ""
     elapsed: str = ""
     gres: str = ""
+    #: when it started (``squeue``'s ``%S``, the node's local time), or when Slurm expects it to
+    start: str = ""
 
     @property
     def active(self) -> bool:
@@ -88,21 +90,41 @@ class Job:
         return self.pending and self.reason not in UNSEEN_REASONS
 
 
-_SQUEUE_FORMAT = "%i|%T|%r|%N|%M|%b|%j"
+    @property
+    def started(self) -> float | None:
+        """When a job that runs (or ran) started, as a unix time; None while it waits."""
+        if self.state == "PENDING":
+            return None
+        return slurm_time(self.start)
+
+
+_SQUEUE_FORMAT = "%i|%T|%r|%N|%M|%b|%S|%j"
 
 
 def parse_squeue(text: str) -> dict[str, Job]:
-    """``squeue -h -o '%i|%T|%r|%N|%M|%b|%j'`` output → jobs by id (the name last, as it may
-    hold the separator)."""
+    """``squeue -h -o '%i|%T|%r|%N|%M|%b|%S|%j'`` output → jobs by id (the name last, as it
+    may hold the separator)."""
     jobs: dict[str, Job] = {}
     for line in text.splitlines():
-        parts = line.split("|", 6)
-        if len(parts) != 7:
+        parts = line.split("|", 7)
+        if len(parts) != 8:
             continue
-        jid, state, reason, node, elapsed, gres, name = (p.strip() for p in parts)
+        jid, state, reason, node, elapsed, gres, start, name = (p.strip() for p in parts)
         jobs[jid] = Job(jid, name, state, "" if reason == "None" and state != "PENDING"
-                        else reason, node, elapsed, "" if gres in ("N/A", "(null)") else gres)
+                        else reason, node, elapsed, "" if gres in ("N/A", "(null)") else gres,
+                        "" if start in ("N/A", "Unknown", "None") else start)
     return jobs
+
+
+def slurm_time(text: str) -> float | None:
+    """Slurm's timestamps (``2026-12-03T15:04:05``, the local time of the machine that prints
+    them) as unix times; None for what is not one (``N/A``, ``Unknown``)."""
+    import time
+
+    try:
+        return time.mktime(time.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_scontrol(text: str) -> dict[str, str]:

@@ -37,7 +37,7 @@ import sys
 import time
 
 from ..errors import (Conflict, EngineError, IncorrectState, InvalidArgument, NotFound,
-                      SchedulerError)
+                      SchedulerError, Unsupported)
 from ..models import composed
 from ..models.resource import Collection, Model
 from .cluster import (HOPELESS_REASONS, REASON_TEXT, Job, Slurm, exit_code_of, gpu_count,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, Callable, Iterator, Literal, Mapping, Sequence, overload
 
     from ..models.interface import EngineAPI, ExecStream
+    from .system import SlurmSystem
 
 #: How long ``start`` waits for Slurm's first decision about a new job (the controller looks at
 #: a batch job in its next scheduling pass, which comes within about a second).
@@ -88,7 +89,7 @@ class _Unavailable:
         self._hint = hint
 
     def __getattr__(self, name: str) -> Any:
-        raise InvalidArgument(f"{self._what} are per node in a Slurm context: {self._hint}")
+        raise Unsupported(f"{self._what} are per node in a Slurm context: {self._hint}")
 
 
 class SlurmEngine:
@@ -113,13 +114,22 @@ class SlurmEngine:
         self._local = local
         self._own_local = local is None
         self._containers: SlurmContainerCollection | None = None
+        self._system: SlurmSystem | None = None
 
     @property
     def local(self) -> Any:
-        if self._local is None:
-            from ..api import Engine
+        """The local engine (where images are built and pulled), made on first use.
 
-            self._local = Engine()
+        Never one that joins a rootless user's namespace in this process, even in the
+        ``portside`` program: Slurm's commands, run from here, send the caller's uid, which
+        slurmctld checks against munge's credential (the user's uid on the host), so in the
+        namespace, where the user is 0, every ``sbatch`` and ``srun`` would be refused (and
+        ``squeue -u`` would ask for root's jobs). Rootless, the images come through an engine
+        process that joined it instead (:func:`portside.engine.api.local_engine`)."""
+        if self._local is None:
+            from ..api import local_engine
+
+            self._local = local_engine(program=False)
         return self._local
 
     @property
@@ -140,8 +150,16 @@ class SlurmEngine:
 
     volumes = property(lambda self: _Unavailable("volumes"))
     networks = property(lambda self: _Unavailable("networks"))
-    system = property(lambda self: _Unavailable(
-        "info, df, events and check", "ask a node's portside (srun portside system …)"))
+
+    @property
+    def system(self) -> SlurmSystem:
+        """``version``, ``info`` and ``events`` of the context (:mod:`.system`); what concerns
+        one store is refused in one line."""
+        if self._system is None:
+            from .system import SlurmSystem
+
+            self._system = SlurmSystem(self)
+        return self._system
 
     def close(self, **kwargs: Any) -> None:
         """Release the local engine when this object made it (one handed in stays open)."""
@@ -495,7 +513,8 @@ class SlurmContainerCollection(Collection):
         slurm.update({"JobId": rec.get("Job") or "", "Node": rec.get("Node") or "",
                       "Gres": f"gpu:{rec['Gpus']}" if rec.get("Gpus") else ""})
         if job is not None:
-            slurm.update({"State": job.state, "Reason": job.reason, "Elapsed": job.elapsed})
+            slurm.update({"State": job.state, "Reason": job.reason, "Elapsed": job.elapsed,
+                          "StartTime": _rfc3339(job.started) if job.started else ""})
         if node_attrs is None and rec.get("Attrs"):
             # the node's document as the keeper last reported it, with today's state
             node_attrs = dict(rec["Attrs"], State=dict(rec["State"]), Name="/" + rec["Name"])
@@ -532,8 +551,9 @@ class SlurmContainerCollection(Collection):
         if not jid:
             return rec
         if job is not None:
-            rec.setdefault("Slurm", {}).update(State=job.state, Reason=job.reason,
-                                               Elapsed=job.elapsed)
+            rec.setdefault("Slurm", {}).update(
+                State=job.state, Reason=job.reason, Elapsed=job.elapsed,
+                StartTime=_rfc3339(job.started) if job.started else "")
             if job.node:
                 rec["Node"] = job.node
         if job is not None and job.pending:
@@ -715,7 +735,11 @@ class SlurmContainerCollection(Collection):
         try:
             container.start()
         except BaseException:
-            self._forget(container.id)
+            # as ``docker run -d`` and this context's CLI (composed.run_from): a container
+            # whose start failed stays (created, or exited with the node's reason), unless
+            # it was to be removed anyway
+            if remove and detach:
+                self._forget(container.id)
             raise
         if detach:
             return container
@@ -861,7 +885,15 @@ class SlurmContainerCollection(Collection):
         rec.update(Job=job, Node="", State=new_state(), Slurm={"State": "PENDING"})
         rec.pop("Attrs", None)
         self.store.save(rec)
-        placed = self._decision(rec)
+        try:
+            placed = self._decision(rec)
+        except BaseException:
+            # interrupted while Slurm decides: the job must not start the container later,
+            # behind the caller's back (it stays created, as a refused start leaves it)
+            self.slurm.cancel(job)
+            rec.update(Job="", Slurm={"State": "CANCELLED"})
+            self.store.save(rec)
+            raise
         if placed is not None and placed.pending and placed.reason in HOPELESS_REASONS:
             self.slurm.cancel(job)
             rec.update(Job="", Slurm={"State": "CANCELLED", "Reason": placed.reason})

@@ -517,8 +517,11 @@ def test_a_job_slurm_cannot_run_is_one_line_with_slurms_reason(hpc, options, gpu
         eng.containers.run("busybox", TERMINABLE, detach=True, name="nope", **kwargs)
     message = str(info.value)
     assert reason.lower() in message.lower() and "\n" not in message
+    assert message.startswith(("Slurm refused the job: ", "Slurm cannot start container nope"))
     assert info.value.exit_code == 125
-    assert eng.containers.list(all=True) == []
+    # as with `docker run -d` whose start fails (and the CLI's run), the container stays
+    assert [(c.name, c.status) for c in eng.containers.list(all=True)] == [("nope", "created")]
+    eng.containers.get("nope").remove()
     assert not any(v["name"] == "nope" and v["state"] in ("PENDING", "RUNNING")
                    for v in hpc.cluster.jobs().values())
 
@@ -530,6 +533,9 @@ def test_a_command_the_node_cannot_run_fails_the_start(hpc):
     with pytest.raises(EngineError) as info:
         eng.containers.run("busybox", ["/no/such/program"], detach=True, name="broken")
     assert info.value.exit_code == 127 and "/no/such/program" in str(info.value)
+    broken = eng.containers.get("broken")  # it stays, with the node's reason
+    assert broken.status == "exited" and broken.attrs["State"]["ExitCode"] == 127
+    assert "/no/such/program" in broken.attrs["State"]["Error"]
     wait_for(lambda: not any(v["name"] == "broken" and v["state"] in ("RUNNING", "COMPLETING")
                              for v in hpc.cluster.jobs().values()), 20, "the job to end")
     assert hpc.on_node("node1") == hpc.on_node("node2") == []

@@ -122,13 +122,21 @@ def test_run_ps_rm_through_a_slurm_context(user, cluster):
     assert not (user.tmp / "data" / "portside" / "contexts" / "hpc").exists()
 
 
-def test_a_partition_slurm_does_not_have_is_one_line(user, cluster):
+@pytest.mark.parametrize("options, flags, reason", [
+    ("partition=nope,time=10:00", [], "Slurm refused the job: Invalid partition name specified"),
+    ("partition=gpu,time=10:00", ["--gpus", "3"],
+     "Slurm refused the job: Requested node configuration is not available"),
+    ("partition=tiny,time=2:00:00", [], "pending (PartitionConfig): it asks for more than the "
+                                        "partition allows"),
+], ids=["no-such-partition", "gpus-unavailable", "time-limit"])
+def test_a_job_slurm_cannot_run_is_one_line(user, cluster, options, flags, reason):
     user("context", "create", "hpc", "--slurm",
-         f"partition=nope,time=10:00,root={user.nodes}/%n,conf={cluster.conf}")
-    proc = user("-c", "hpc", "run", "-d", "--name", "lost", "busybox", "true", check=False)
+         f"{options},root={user.nodes}/%n,conf={cluster.conf}")
+    proc = user("-c", "hpc", "run", "-d", "--name", "lost", *flags, "busybox", "true",
+                check=False)
     assert proc.returncode == 125 and proc.stdout == ""
     assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1
-    assert "Invalid partition name specified" in proc.stderr, proc.stderr
+    assert reason in proc.stderr, proc.stderr
     # as with `docker run -d` whose start fails, the container stays created; no job runs
     listed = user("-c", "hpc", "ps", "-a", "--format", "{{.Names}} {{.State}}").stdout
     assert listed == "lost created\n"

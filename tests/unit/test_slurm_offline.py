@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -67,17 +68,20 @@ def test_expand_root_fills_node_and_user(monkeypatch) -> None:
 
 # ------------------------------------------------------------------------------- Slurm's output
 def test_squeue_lines_become_jobs() -> None:
-    text = ("12|RUNNING|None|node1|0:05|gres:gpu:1|exp\n"
-            "13|PENDING|Resources||0:00|gres:gpu:1|third\n"
-            "14|PENDING|None||0:00|N/A|a|name|with|bars\n"
+    text = ("12|RUNNING|None|node1|0:05|gres:gpu:1|2026-12-03T15:04:05|exp\n"
+            "13|PENDING|Resources||0:00|gres:gpu:1|N/A|third\n"
+            "14|PENDING|None||0:00|N/A|N/A|a|name|with|bars\n"
             "garbage\n")
     jobs = parse_squeue(text)
-    assert jobs["12"] == Job("12", "exp", "RUNNING", "", "node1", "0:05", "gres:gpu:1")
+    assert jobs["12"] == Job("12", "exp", "RUNNING", "", "node1", "0:05", "gres:gpu:1",
+                             "2026-12-03T15:04:05")
+    assert jobs["12"].started == time.mktime((2026, 12, 3, 15, 4, 5, 0, 0, -1))
+    assert jobs["13"].start == "" and jobs["13"].started is None
     assert jobs["12"].running and jobs["12"].active and not jobs["12"].pending
     assert jobs["13"].considered and jobs["13"].reason == "Resources"
     assert not jobs["14"].considered and jobs["14"].name == "a|name|with|bars"
     assert jobs["14"].gres == "" and set(jobs) == {"12", "13", "14"}
-    ended = parse_squeue("15|CANCELLED|None|node2|0:01|N/A|x\n")["15"]
+    ended = parse_squeue("15|CANCELLED|None|node2|0:01|N/A|2026-12-03T15:04:05|x\n")["15"]
     assert not ended.active and not ended.running
 
 
@@ -202,3 +206,43 @@ def test_node_errors_come_back_as_their_class() -> None:
 
     with pytest.raises(EngineError, match="strange"):
         raise_answer({"error": {"type": "os.system", "message": "strange"}})
+
+
+# ------------------------------------------------------------------------------- system, events
+def test_events_are_what_changed_between_two_looks() -> None:
+    from portside.engine.slurm.system import _changes
+
+    def ctr(name: str, status: str, job: str = "7", code: int = 0) -> dict:
+        return {"name": name, "image": "busybox", "status": status, "exitCode": code, "job": job}
+
+    before = {"a": ctr("a", "running"), "b": ctr("b", "created", "8"), "c": ctr("c", "running"),
+              "d": ctr("d", "exited", "")}
+    after = {"a": ctr("a", "exited", code=143), "b": ctr("b", "running", "8"),
+             "d": ctr("renamed", "created", "9"), "e": ctr("e", "running", "10")}
+    seen = [(e["Actor"]["ID"], e["Action"], e["Actor"]["Attributes"].get("exitCode"))
+            for e in _changes(before, after, 1700000000.5)]
+    assert seen == [("a", "die", "143"), ("b", "start", None), ("d", "rename", None),
+                    ("d", "update", None), ("e", "create", None), ("e", "start", None),
+                    ("c", "destroy", None)]
+    event = next(_changes({}, {"e": ctr("e", "created", "10")}, 1700000000.5))
+    assert event["Type"] == "container" and event["time"] == 1700000000
+    assert event["timeNano"] == 1700000000500000000
+    assert event["Actor"]["Attributes"] == {"name": "e", "image": "busybox",
+                                            "io.portside.slurm.job": "10"}
+    assert list(_changes(after, after, 1.0)) == []
+
+
+def test_what_concerns_one_store_is_refused_naming_the_context(tmp_path: Path) -> None:
+    from portside.engine.errors import Unsupported
+    from portside.engine.slurm.engine import SlurmEngine
+
+    engine = SlurmEngine(parse_options("partition=gpu"), tmp_path, local=object(), name="hpc")
+    for call in (engine.system.df, engine.system.check, engine.system.reset,
+                 engine.system.migrate, lambda: engine.system.unshare(["true"]),
+                 lambda: engine.volumes.list(), lambda: engine.networks.create("x")):
+        with pytest.raises(Unsupported) as info:
+            call()
+        assert "\n" not in str(info.value) and info.value.exit_code == 125
+    with pytest.raises(Unsupported, match='system df: context "hpc" is a Slurm cluster, where '
+                                          "each node has its own store"):
+        engine.system.df()
