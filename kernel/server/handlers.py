@@ -341,8 +341,20 @@ def _gpus(attrs: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _slurm(attrs: dict[str, Any]) -> dict[str, str] | None:
+    """A Slurm context's container: its job, node, GPUs (Slurm's ``gres``), the job's state,
+    reason, elapsed time and start (``StartTime``, for a clock that runs on between
+    listings), as the engine's inspect document has them; None for other engines."""
+    slurm = attrs.get("Slurm")
+    if not slurm:
+        return None
+    return {key: str(slurm.get(key) or "") for key in ("JobId", "Node", "Gres", "State",
+                                                        "Reason", "Elapsed", "StartTime")}
+
+
 def container_rows(engine: Any, all_: bool = True) -> list[dict[str, Any]]:
-    """``ps -a --format json`` rows plus ``FullID``, ``StartedAt``, ``FinishedAt``, ``GPUs``."""
+    """``ps -a --format json`` rows plus ``FullID``, ``StartedAt``, ``FinishedAt``, ``GPUs``
+    and, in a Slurm context, ``Slurm`` (see :func:`_slurm`)."""
     from portside.engine.listing import ps_row
 
     summaries = engine.containers.list(all=all_, sparse=True)
@@ -366,6 +378,9 @@ def container_rows(engine: Any, all_: bool = True) -> list[dict[str, Any]]:
             # the name it was made from now means another image (or none): Docker then shows
             # the image's id, as the name would mislead
             row["Image"] = image_id.removeprefix("sha256:")[:12]
+        slurm = _slurm(attrs)
+        if slurm is not None:
+            row["Slurm"] = slurm
         rows.append(row)
     return rows
 
@@ -449,13 +464,16 @@ class InfoHandler(PortsideHandler):
             from portside.engine.contexts import endpoint_of, kind_of
 
             name = self.context
+            kind = kind_of(name)
             # another engine's folders are its host's, not this server's
             root = (self.engine.system.info().get("DockerRootDir", "")
-                    if kind_of(name) == "portside" else None)
-            return {"version": self.engine.system.version(), "context": name, "root": root,
-                    "endpoint": endpoint_of(name),
-                    "collections": {name: True for name in
-                                    ("images", "containers", "volumes", "networks")}}
+                    if kind == "portside" else None)
+            collections = {name: True for name in
+                           ("images", "containers", "volumes", "networks")}
+            if kind == "slurm":  # each node has its own (named in run, made there)
+                collections.update(volumes=False, networks=False)
+            return {"version": self.engine.system.version(), "context": name, "kind": kind,
+                    "root": root, "endpoint": endpoint_of(name), "collections": collections}
         self.reply(await self.call(info))
 
 

@@ -16,6 +16,7 @@ import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { requestAPI, segment, streamAPI } from './handler';
+import { SlurmJob } from './slurm';
 import {
   IContainerRow,
   IContexts,
@@ -329,9 +330,10 @@ export function PortsideView(props: IViewProps): JSX.Element {
       try {
         set(await requestAPI<T[]>(path));
       } catch (error) {
-        // a collection the engine does not offer yet (404) is shown empty
+        // a collection the engine does not offer (404; 501: a Slurm context's volumes) is
+        // shown empty
         set([]);
-        if ((error as { code?: number }).code !== 404) {
+        if (![404, 501].includes((error as { code?: number }).code ?? 0)) {
           say(`${path}: ${(error as Error).message}`);
         }
       }
@@ -654,8 +656,9 @@ export function PortsideView(props: IViewProps): JSX.Element {
                 </span>
                 {c.Ports && <span title="Published ports (host -> container)">{c.Ports}</span>}
                 {c.Networks && <span title="Networks">net: {c.Networks}</span>}
-                {c.GPUs && <span title="GPUs">GPUs: {c.GPUs}</span>}
+                {c.GPUs && !c.Slurm && <span title="GPUs">GPUs: {c.GPUs}</span>}
               </div>
+              {c.Slurm && <SlurmJob job={c.Slurm} gpus={c.GPUs} />}
               <div className="ps-item-actions" data-actions-for={c.Names}>
                 {c.State === 'running' ? (
                   <Action label="Stop" title={`Stop: its stop signal, then SIGKILL after ${grace}`} disabled={!!doingNow} onClick={() => void containerAction(c, 'stop')} />

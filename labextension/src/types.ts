@@ -25,6 +25,19 @@ export interface IContainerRow {
   Init: boolean;
   StopTimeout: number;
   ImageID: string;
+  /** In a Slurm context: the container's job. */
+  Slurm?: ISlurmJob;
+}
+
+/** A container's Slurm job (the engine's inspect document's `Slurm` section). */
+export interface ISlurmJob {
+  JobId: string;
+  Node: string;
+  Gres: string;
+  State: string;
+  Reason: string;
+  Elapsed: string;
+  StartTime: string;
 }
 
 /** One row of `GET images` (`portside images --format json` plus `SizeBytes`). */
