@@ -11,6 +11,9 @@ Measured, same machine, same run:
   of that second, so each measured call is preceded by a random pause of 0-1 s; back to back,
   every call would start just after a pass and wait a whole second;
 * a trivial ``%%container exec`` cell (``x = 1``) through the agent over ``srun -u``: p50, p99;
+  once with the agent session alone, once through the ``%%container exec`` magic in an IPython
+  shell whose kernel context is the Slurm context (``%container context use``), the path a
+  notebook's cell takes;
 * 5 MB printed by a cell, streamed back.
 
 Needs root, Slurm's Debian packages and the cached Debian archive the tests make
@@ -42,9 +45,6 @@ def ms(samples: list[float]) -> str:
 def main() -> None:
     from slurm_cluster import SlurmCluster, wait_for
 
-    from portside.engine.api import Engine
-    from portside.engine.slurm.engine import SlurmEngine
-    from portside.engine.slurm.options import parse_options
     from portside.kernel.client import AgentSession, Collector, container_exec_factory
 
     ap = argparse.ArgumentParser()
@@ -55,15 +55,22 @@ def main() -> None:
         sys.exit(f"no Debian archive in {CACHE}: run the integration tests once (debian_tar)")
     work = Path(tempfile.mkdtemp(prefix="bench-slurm-"))
     cluster = SlurmCluster().start()
-    local = Engine(root=work / "client")
-    eng = None
+    # a context as a user makes one: its records in the data folder, images in PORTSIDE_ROOT
+    os.environ.update(XDG_CONFIG_HOME=str(work / "config"), XDG_DATA_HOME=str(work / "data"),
+                      PORTSIDE_ROOT=str(work / "client"),
+                      PORTSIDE_TEST_SLURM=cluster.env["PORTSIDE_TEST_SLURM"])
+    os.environ.pop("PORTSIDE_CONTEXT", None)
+    from portside.engine.api import from_env
+    from portside.engine.contexts import ContextStore
+
+    ContextStore().create("bench", slurm=f"partition=tiny,time=10:00,root={work}/nodes/%n,"
+                                         f"conf={cluster.conf}")
+    eng = from_env(context="bench")
+    local = eng.local
     try:
         local.images.bootstrap("busybox", tag="busybox:latest")
         with open(archives[-1], "rb") as f:
             local.images.load(f)
-        env = dict(cluster.env, PORTSIDE_CDI_SPEC_DIRS=str(cluster.cdi_dir))
-        eng = SlurmEngine(parse_options(f"partition=tiny,time=10:00,root={work}/nodes/%n"),
-                          work / "ctx", local=local, env=env)
         cmd = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
         # the first run ships the image to node1 (the tiny partition is node1 alone)
         t0 = time.perf_counter()
@@ -109,6 +116,7 @@ def main() -> None:
         s = sorted(samples)
         print(f"cell x = 1 over srun:  p50 {s[len(s) // 2] * 1000:.3f} ms   "
               f"p99 {s[int(len(s) * 0.99)] * 1000:.3f} ms   (n={len(s)})")
+        print(f"the same through %%container exec: {magic_cells(2000)}")
         big = []
         for _ in range(3):
             out = Collector()
@@ -120,12 +128,33 @@ def main() -> None:
         sess.close()
         ctr.remove(force=True)
     finally:
-        if eng is not None:
-            for c in eng.containers.list(all=True):
-                c.remove(force=True)
+        for c in eng.containers.list(all=True):
+            c.remove(force=True)
+        eng.close()
         local.close()
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def magic_cells(rounds: int) -> str:
+    """``x = 1`` through the ``%%container exec`` magic of an IPython shell on the context
+    (container ``cells``): p50 and p99."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "portside")
+    ip.run_line_magic("container", "context use bench")
+    for _ in range(100):
+        ip.run_cell_magic("container", "exec cells", "x = 1")
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        ip.run_cell_magic("container", "exec cells", "x = 1")
+        samples.append(time.perf_counter() - t0)
+    ip.run_line_magic("unload_ext", "portside")
+    s = sorted(samples)
+    return (f"p50 {s[len(s) // 2] * 1000:.3f} ms   p99 {s[int(len(s) * 0.99)] * 1000:.3f} ms   "
+            f"(n={len(s)})")
 
 
 if __name__ == "__main__":
