@@ -119,9 +119,12 @@ def host_exec_factory(python: str | None = None, **popen_kwargs: Any) -> ExecFac
 
 def container_exec_factory(engine: EngineAPI, container: str, *, user: str | None = None,
                            workdir: str | None = None, env: dict[str, str] | None = None,
-                           python: str = "python3") -> ExecFactory:
+                           python: str = "python3",
+                           on_container: Callable[[Any], None] | None = None) -> ExecFactory:
     """A factory running the agent inside ``container`` through the model API's
-    ``exec_run(..., stdin=True, socket=True)``.
+    ``exec_run(..., stdin=True, socket=True)``. ``on_container(model)``: told the container
+    each time an agent starts in it (what the name means then), so a caller need not look it
+    up again for every cell (a scheduler's engine asks the cluster for that).
 
     Raises:
         portside.engine.errors.NotFound / IncorrectState: from the engine, when the container
@@ -134,6 +137,8 @@ def container_exec_factory(engine: EngineAPI, container: str, *, user: str | Non
         _code, stream = ctr.exec_run(argv, stdin=True, socket=True, user=user or "",
                                      workdir=workdir, environment=env or None)
         assert not isinstance(stream, bytes)  # socket=True: the streams
+        if on_container is not None:
+            on_container(ctr)
         return stream
 
     return factory

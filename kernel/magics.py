@@ -205,6 +205,8 @@ class ContainerMagics(Magics):
         self._engine_key: tuple[str, str] | None = None
         #: agent sessions by context, then by (container, user)
         self._sessions: dict[str, dict[tuple[str, str | None], AgentSession]] = {}
+        #: the id of the container each session's agent runs in (learnt as it starts)
+        self._container_ids: dict[str, dict[tuple[str, str | None], str]] = {}
         self.attached: tuple[str, str | None] | None = None
         self._matcher: Any = None
         #: cells run in each container (by container id), for the recipe a commit records
@@ -413,8 +415,13 @@ class ContainerMagics(Magics):
         key = (container, user)
         sess = self.sessions.get(key)
         if sess is None:
+            ids = self._container_ids.setdefault(self.context_name, {})
+
+            def started(ctr: Any) -> None:
+                ids[key] = ctr.id
+
             factory = container_exec_factory(self.engine, container, user=user,
-                                             python=self.agent_python)
+                                             python=self.agent_python, on_container=started)
             sess = self.sessions[key] = AgentSession(factory, label=container)
         return sess
 
@@ -435,7 +442,11 @@ class ContainerMagics(Magics):
         reply = sess.execute(cell, sink, cwd=args.workdir, env=env or None,
                              first_line=1 if args.routed else 2)
         if "error" not in outputs:
-            self._record(args.container, "python", cell, args.workdir, env)
+            # the container the agent runs in, as its session learnt it (no look-up per cell:
+            # in a Slurm context that is a squeue and an srun, ~70 ms)
+            ident = self._container_ids.get(self.context_name, {}).get(
+                (args.container, args.user))
+            self._record(args.container, "python", cell, args.workdir, env, ident=ident)
         if reply.get("restarted") and self.show_restart_note:
             sys.stderr.write(f"note: the agent in {args.container} was restarted; earlier "
                              "variables are gone\n")
@@ -584,13 +595,14 @@ class ContainerMagics(Magics):
                            if self.engine.images.exists(n)] or sorted(known)
 
     def _record(self, container: str, kind: str, code: str, workdir: str | None,
-                env: dict[str, str]) -> None:
+                env: dict[str, str], *, ident: str | None = None) -> None:
         from portside.engine.recipe import RecipeCell
 
-        try:
-            ident = self.engine.containers.get(container).id
-        except Exception:  # the container went away; nothing to commit later
-            return
+        if ident is None:
+            try:
+                ident = self.engine.containers.get(container).id
+            except Exception:  # the container went away; nothing to commit later
+                return
         self.recipes.setdefault(ident, []).append(
             RecipeCell(self.cell_id(), kind, code, workdir or None, tuple(sorted(env.items()))))
 

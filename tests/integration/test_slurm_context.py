@@ -123,11 +123,13 @@ def test_run_ps_rm_through_a_slurm_context(user, cluster):
 
 
 @pytest.mark.parametrize("options, flags, reason", [
-    ("partition=nope,time=10:00", [], "Slurm refused the job: Invalid partition name specified"),
+    ("partition=nope,time=10:00", [],
+     ("Error: Slurm refused the job: ", "Invalid partition name specified")),
     ("partition=gpu,time=10:00", ["--gpus", "3"],
-     "Slurm refused the job: Requested node configuration is not available"),
-    ("partition=tiny,time=2:00:00", [], "pending (PartitionConfig): it asks for more than the "
-                                        "partition allows"),
+     ("Error: Slurm refused the job: ", "Requested node configuration is not available")),
+    ("partition=tiny,time=2:00:00", [],
+     ("Error: Slurm cannot start container lost: job ",
+      " pending (PartitionConfig): it asks for more than the partition allows")),
 ], ids=["no-such-partition", "gpus-unavailable", "time-limit"])
 def test_a_job_slurm_cannot_run_is_one_line(user, cluster, options, flags, reason):
     user("context", "create", "hpc", "--slurm",
@@ -136,7 +138,7 @@ def test_a_job_slurm_cannot_run_is_one_line(user, cluster, options, flags, reaso
                 check=False)
     assert proc.returncode == 125 and proc.stdout == ""
     assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1
-    assert reason in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(reason[0]) and reason[1] in proc.stderr, proc.stderr
     # as with `docker run -d` whose start fails, the container stays created; no job runs
     listed = user("-c", "hpc", "ps", "-a", "--format", "{{.Names}} {{.State}}").stdout
     assert listed == "lost created\n"
