@@ -6,7 +6,8 @@ builds where the notebook runs and ``run -d`` ships the result to the node Slurm
 ``%%container exec`` cells run inside the container on that node, over ``srun -u``: their state
 is kept across cells, 5 MB of output streams back, an interrupt ends a cell and keeps the
 namespace, and a trivial cell through the magic (the kernel's own path) stays within 2 ms at the
-median. ``%container -c NAME`` sends one command elsewhere. Nothing is left on the cluster, on
+median. ``%container -c NAME`` sends one command elsewhere (to the cluster from a kernel on the
+default context, and back). Nothing is left on the cluster, on
 the nodes or in the context afterwards.
 """
 
@@ -70,7 +71,8 @@ def notebook():
         v4.new_code_cell(_TIMING),
         v4.new_code_cell("names, rows = '{{.Names}}', '{{.Names}}:{{.State}}'\n"
                          "%container -c default ps -a --format $names\n"
-                         "print('---')\n%container ps --format $rows"),
+                         "print('---')\n%container context use default\n"
+                         "%container -c hpc ps --format $rows\n%container context use hpc"),
         v4.new_code_cell("%container rm -f nbs\nleft = %container ps -a -q\nprint(list(left))"),
     ]
     return v4.new_notebook(cells=cells)
@@ -169,7 +171,9 @@ def test_a_notebook_in_a_slurm_context(cluster, debian_tar, tmp_path, monkeypatc
     assert p50 <= TRIVIAL_CELL_P50_MS
     default_names, _, hpc_rows = text(cells[9]).partition("---\n")
     assert default_names.strip() == ""  # -c default: this machine's engine has no nbs
-    assert hpc_rows.strip() == "nbs:running"
+    # from a kernel on the default context, -c hpc asks the cluster
+    assert hpc_rows.splitlines() == ['This kernel\'s context is now "default"', "nbs:running",
+                                     'This kernel\'s context is now "hpc"'], hpc_rows
     assert text(cells[10]).strip().endswith("[]")
 
     wait_for(lambda: not cluster.active_jobs(), 30, "the job to end")
