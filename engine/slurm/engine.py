@@ -564,6 +564,8 @@ class SlurmContainerCollection(Collection):
             # start hand-shake, or _confirm): until then the image may still be on its way
             if rec.get("Attrs"):
                 state.update(Status="running", Running=True)
+            elif state.get("Status") == "exited" and state.get("Error"):
+                pass  # its start failed and the node said why: the job is ending
             else:
                 state.update(Status="created", Running=False)
         elif state.get("Status") in ("created", "running") or state.get("Running"):
