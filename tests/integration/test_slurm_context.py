@@ -146,3 +146,45 @@ def test_a_job_slurm_cannot_run_is_one_line(user, cluster, options, flags, reaso
                    for v in cluster.jobs().values())
     assert user("-c", "hpc", "rm", "lost").stdout == "lost\n"
     assert user("-c", "hpc", "ps", "-a", "-q").stdout == ""
+
+
+@pytest.mark.parametrize("proxy", [True, False], ids=["sig-proxy", "sig-proxy=false"])
+def test_a_foreground_run_given_sigterm(user, cluster, proxy):
+    """A batch script, ``timeout`` or a terminal's close ends a foreground
+    ``portside -c hpc run`` by signalling that process, not the container on its node. With
+    ``--sig-proxy`` (the default) the CLI passes SIGTERM on: the container's trap answers, the
+    run exits with its status, ``--rm`` leaves nothing and the job ends. With
+    ``--sig-proxy=false`` the CLI dies of it, as Docker's does, and the container runs on."""
+    import signal
+    import threading
+
+    user("context", "create", "hpc", "--slurm",
+         f"partition=gpu,time=10:00,root={user.nodes}/%n,conf={cluster.conf}")
+    script = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
+    proc = subprocess.Popen(
+        [PORTSIDE, "-c", "hpc", "run", "--rm", f"--sig-proxy={str(proxy).lower()}",
+         "--name", "fg", "busybox", "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        cwd=user.tmp, env=user.env)
+    timer = threading.Timer(60, proc.kill)  # a run that never says ready fails, not hangs
+    timer.start()
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proxy:
+        assert (proc.returncode, out, err) == (7, "got TERM\n", "")
+        assert user("-c", "hpc", "ps", "-a", "-q").stdout == ""  # --rm
+    else:
+        assert (proc.returncode, out) == (-signal.SIGTERM, "")
+        assert user("-c", "hpc", "ps", "--format", "{{.Names}} {{.State}}").stdout == (
+            "fg running\n")
+        # logs still has the container's output: it never saw the signal
+        assert user("-c", "hpc", "logs", "fg").stdout == "ready\n"
+        assert user("-c", "hpc", "rm", "-f", "fg").stdout == "fg\n"
+    wait_for(lambda: not cluster.active_jobs(), 30, "the job to end")
