@@ -1117,7 +1117,7 @@ class SlurmContainerCollection(Collection):
         if until is not None:
             args += ["--until", str(until)]
         # following, the step ends with the job: srun's own words about that are not the
-        # container's stderr (-Q -Q)
+        # container's stderr (-Q -Q), nor are slurmstepd's (see _step_notices)
         proc = self.engine.slurm.popen(job.id, job.node, self.engine.node_argv(
             *self._root_args(), *args, rec["Id"]), silent=follow, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.engine.node_env())
@@ -1137,6 +1137,10 @@ class SlurmContainerCollection(Collection):
                             sel.unregister(key.fileobj)
                             open_ -= 1
                             continue
+                        if follow and key.data == "stderr":
+                            data = _step_notices(data)
+                            if not data:
+                                continue
                         yield key.data, data
             finally:
                 sel.close()
@@ -1147,6 +1151,21 @@ class SlurmContainerCollection(Collection):
                 proc.wait()
 
         return entries()
+
+
+def _step_notices(data: bytes) -> bytes:
+    """``data`` (a following step's stderr) less the lines slurmstepd writes into a step as it
+    ends it: a job whose keeper exits non-zero (the container's status) has FAILED, and Slurm
+    tells its remaining steps so (``slurmstepd-node1: error: *** STEP 7.1 ON node1 FAILED
+    (non-zero exit code or other failure mode) ***``), as it does on a cancel or a time limit.
+    Each is one write of one whole line, so it is whole in one read; a line of the
+    container's own that merely looks alike would have to start with ``slurmstepd``."""
+    import re
+
+    if b"slurmstepd" not in data:
+        return data
+    return re.sub(rb"(?m)^slurmstepd(?:-[^:\s]+)?: error: \*\*\* (?:STEP|JOB) \S+ ON \S+ "
+                  rb"[^\n]*\*\*\*\n?", b"", data)
 
 
 def _active(rec: dict[str, Any]) -> bool:

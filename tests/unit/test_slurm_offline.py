@@ -246,3 +246,20 @@ def test_what_concerns_one_store_is_refused_naming_the_context(tmp_path: Path) -
     with pytest.raises(Unsupported, match='system df: context "hpc" is a Slurm cluster, where '
                                           "each node has its own store"):
         engine.system.df()
+
+
+@pytest.mark.parametrize("data, kept", [
+    (b"slurmstepd-node1: error: *** STEP 7.1 ON node1 FAILED (non-zero exit code or other "
+     b"failure mode) ***\n", b""),
+    (b"err\nslurmstepd: error: *** JOB 7 ON node1 CANCELLED AT 2026-12-03T17:00:00 DUE TO "
+     b"TIME LIMIT ***\n", b"err\n"),
+    (b"err\n", b"err\n"),
+    (b"a slurmstepd: error: *** STEP 7.1 ON node1 FAILED ***\n",  # not at a line's start
+     b"a slurmstepd: error: *** STEP 7.1 ON node1 FAILED ***\n"),
+])
+def test_a_following_steps_stderr_loses_slurmstepds_notices(data: bytes, kept: bytes) -> None:
+    """A job whose keeper exits non-zero has FAILED: slurmstepd says so into the step that
+    follows the container's output, which is not the container's stderr."""
+    from portside.engine.slurm.engine import _step_notices
+
+    assert _step_notices(data) == kept
