@@ -187,7 +187,8 @@ class SlurmSystem:
     def check(self, *, repair: bool = False) -> dict[str, list[str]]:
         raise self._unsupported("system check")
 
-    def prune(self, *, all: bool = False, volumes: bool = False) -> dict[str, Any]:
+    def prune(self, *, all: bool = False, volumes: bool = False,
+              filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
         raise self._unsupported("system prune")
 
     def reset(self) -> dict[str, Any]:

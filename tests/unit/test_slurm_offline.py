@@ -239,6 +239,7 @@ def test_what_concerns_one_store_is_refused_naming_the_context(tmp_path: Path) -
     engine = SlurmEngine(parse_options("partition=gpu"), tmp_path, local=object(), name="hpc")
     for call in (engine.system.df, engine.system.check, engine.system.reset,
                  engine.system.migrate, lambda: engine.system.unshare(["true"]),
+                 lambda: engine.system.prune(all=True, filters={"until": ["1h"]}),
                  lambda: engine.volumes.list(), lambda: engine.networks.create("x")):
         with pytest.raises(Unsupported) as info:
             call()
