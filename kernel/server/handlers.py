@@ -605,6 +605,10 @@ class ContainerTerminalHandler(PortsideHandler):
     The terminal runs that command itself, not a login shell that types it: no profile resets
     ``PATH``, nothing is echoed, and closing the shell closes the terminal. Answers the
     terminal's model ``{"name": ...}`` (open it with ``terminal:open``).
+
+    A Slurm context gives no terminal inside a container (its steps are plain pipes): there
+    the process is ``portside exec -i NAME`` with the shell made interactive (``-i``: prompts,
+    no job control), and the terminal's own line discipline echoes and edits what is typed.
     """
 
     @tornado.web.authenticated
@@ -621,10 +625,15 @@ class ContainerTerminalHandler(PortsideHandler):
                 raise IncorrectState(f"container {container.name} is not running")
             return container.name
         ctr = await self.call(check)
-        shell = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
+        from portside.engine.contexts import kind_of
+
+        piped = kind_of(self.context) == "slurm"
+        flags, interactive = ("-i", " -i") if piped else ("-it", "")
+        shell = (f"command -v bash >/dev/null 2>&1 && exec bash{interactive} "
+                 f"|| exec sh{interactive}")
         # the panel's context, which PUT /context may have made differ from the user's own
         selector = ["--context", self.context] if self.context != "default" else []
-        argv = [*portside_command(), *selector, "exec", "-it", ctr, "sh", "-c", shell]
+        argv = [*portside_command(), *selector, "exec", flags, ctr, "sh", "-c", shell]
         # on the server's loop: the manager starts reading the terminal's pty there
         model = manager.create(shell_command=argv)
         self.reply(model, 201)

@@ -6,8 +6,9 @@ user's Slurm context ``hpc`` (``partition=tiny``: node1 and its two GPUs). A con
 from a terminal then shows up with its job: job id, node, the GPUs Slurm allocated and the time
 the job has run; one that waits for GPUs says why (``pending (Resources)``), and starts by itself
 in the panel once the panel's Stop button has freed them (the context's events are its
-containers, watched). ``/info`` answers for the cluster (Slurm's version, no volumes). A
-screenshot of the panel on the Slurm context lands in ``test-artifacts/``.
+containers, watched). The Terminal button opens a shell inside a container on its node.
+``/info`` answers for the cluster (Slurm's version, no volumes). A screenshot of the panel on
+the Slurm context lands in ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -180,6 +181,27 @@ def test_the_panel_shows_a_slurm_contexts_jobs(slurm_lab):
     assert "GPUs: " in text, text
     assert re.search(r"elapsed \d+:\d\d", text), text
 
+    # Terminal: a shell inside the container on its node (no terminal there: exec -i, the
+    # shell interactive); what is typed writes a file only the container has
+    cid = lab.portside("-c", "hpc", "inspect", "first", "--format", "{{.Id}}").strip()
+    page.locator('#portside-panel [data-actions-for="first"] button[data-action="terminal"]') \
+        .click()
+    terminal = page.locator(".jp-Terminal .xterm").last
+    terminal.wait_for(timeout=15_000)
+    terminal.click()
+    try:
+        deadline = time.monotonic() + 30
+        while lab.portside("-c", "hpc", "exec", "first", "cat", "/tmp/proof",
+                           check=False) != f"in-42-{cid[:12]}\n":
+            assert time.monotonic() < deadline, "the terminal's shell is not in the container"
+            page.keyboard.type("echo in-$((6*7))-$(hostname) > /tmp/proof\n")
+            time.sleep(1)
+        page.keyboard.type("exit\n")
+    finally:
+        page.evaluate("window.jupyterapp.commands.execute('terminal:shutdown-all')"
+                      ".catch(() => 0)")
+        page.evaluate("window.jupyterapp.shell.activateById('portside-panel')")
+
     # node1 has two GPUs, one taken: a job asking for two waits, and the panel says why
     lab.portside("-c", "hpc", "run", "-d", "--name", "second", "--gpus", "2", "busybox", "sh",
                  "-c", TERMINABLE)
@@ -207,10 +229,20 @@ def test_the_panel_shows_a_slurm_contexts_jobs(slurm_lab):
 
     page.locator('#portside-panel [data-actions-for="second"] button[data-action="remove"]') \
         .click()
-    page.locator(".jp-Dialog button.jp-mod-accept").click()
-    wait_for(lambda: "second" not in lab.portside("-c", "hpc", "ps", "-a", "--format",
-                                                  "{{.Names}}").split(), 30,
-             "second removed with its job")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=5_000)
+    assert "will be killed" in dialog.inner_text()  # it runs: Kill and remove
+    dialog.locator("button.jp-mod-accept").click()
+    dialog.wait_for(state="detached", timeout=5_000)
+    try:
+        # the job ends before the record goes: up to the engine's END_TIMEOUT (30 s) when
+        # Slurm is slow to end it
+        wait_for(lambda: "second" not in lab.portside("-c", "hpc", "ps", "-a", "--format",
+                                                      "{{.Names}}").split(), 45,
+                 "second removed with its job")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the panel said: "
+                             f"{page.locator('#portside-panel').inner_text()!r}") from None
     wait_for(lambda: "second" not in panel_values(page, "data-container"), 10,
              "second leaves the panel")
     lab.portside("-c", "hpc", "rm", "-f", "first")
