@@ -1079,7 +1079,7 @@ class SlurmContainerCollection(Collection):
             if job is not None and job.running and job.node:
                 self._call(rec, job, "rename", {"name": name})
             rec["Name"] = name
-            self.store.save(rec)
+            self.store.save(rec, locked=True)
         return self.inspect(rec, job)
 
     def _logs(self, ref: str, *, timestamps: bool, tail: int | str | None,

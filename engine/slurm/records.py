@@ -14,7 +14,8 @@ status it knew, until ``rm``)::
 A record: ``Id``, ``Name``, ``Created``, ``Config``, ``HostConfig`` (Docker's documents, as the
 fronts built them), ``Image`` (the image id), ``Job``/``Node``/``Gpus`` (Slurm's side), ``State``
 (Docker's ``State`` as last seen) and ``Slurm`` (the job's last ``squeue`` line). Writes are
-atomic (a temporary file renamed into place) and names are claimed under one lock.
+atomic (a temporary file renamed into place); names are claimed, records rewritten and removed
+under one lock, so that a rewrite never brings back a record removed meanwhile.
 """
 
 from __future__ import annotations
@@ -111,12 +112,28 @@ class RecordStore:
         raise NotFound(f"No such container: {ref}")
 
     # ------------------------------------------------------------------ writing
-    def save(self, rec: dict[str, Any]) -> None:
+    def save(self, rec: dict[str, Any], *, locked: bool = False) -> None:
+        """Write a record anew (``locked``: the caller holds :meth:`lock`). A record removed
+        meanwhile stays removed: a listing that read it before an ``rm`` in another thread or
+        process, and reconciled it with ``squeue`` after, must not bring it back."""
+        if not locked:
+            with self.lock():
+                self._write(rec, new=False)
+        else:
+            self._write(rec, new=False)
+
+    def _write(self, rec: dict[str, Any], *, new: bool) -> None:
+        import threading
+
         self._ensure()
         path = self.containers / f"{rec['Id']}.json"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # one temporary name per thread: the server's threads save records side by side
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
         with open(tmp, "w") as f:
             json.dump(rec, f)
+        if not new and not path.exists():
+            tmp.unlink()
+            return
         os.replace(tmp, path)
 
     def claim(self, rec: dict[str, Any]) -> None:
@@ -131,7 +148,7 @@ class RecordStore:
                     raise AlreadyExists(
                         f'the container name "/{rec["Name"]}" is already in use by container '
                         f'"{other["Id"]}"; remove (or rename) that container to reuse that name')
-            self.save(rec)
+            self._write(rec, new=True)
 
     def delete(self, rec: dict[str, Any]) -> None:
         with self.lock():

@@ -264,3 +264,21 @@ def test_a_following_steps_stderr_loses_slurmstepds_notices(data: bytes, kept: b
     from portside.engine.slurm.engine import _step_notices
 
     assert _step_notices(data) == kept
+
+
+def test_a_record_removed_meanwhile_is_not_brought_back(tmp_path: Path) -> None:
+    """A listing reads a record, ``rm`` removes it, then the listing saves what it reconciled
+    with ``squeue``: the record stays removed (the panel showed a removed container as exited
+    for ever, and ``ps -a`` too)."""
+    store = RecordStore(tmp_path)
+    rec = {"Id": "a" * 64, "Name": "second", "Created": 1, "State": {"Status": "running"}}
+    store.claim(rec)
+    seen = store.get(rec["Id"])
+    assert seen is not None
+    store.delete(rec)
+    seen["State"] = {"Status": "exited", "ExitCode": 137}
+    store.save(seen)
+    assert store.list() == [] and os.listdir(tmp_path / "containers") == []
+    store.claim(rec)
+    store.save(dict(rec, State={"Status": "exited"}))
+    assert store.get(rec["Id"])["State"] == {"Status": "exited"}
