@@ -6,13 +6,14 @@ user's Slurm context ``hpc`` (``partition=tiny``: node1 and its two GPUs). A con
 from a terminal then shows up with its job: job id, node, the GPUs Slurm allocated and the time
 the job has run; one that waits for GPUs says why (``pending (Resources)``), and starts by itself
 in the panel once the panel's Stop button has freed them (the context's events are its
-containers, watched). The Terminal button opens a shell inside a container on its node.
-``/info`` answers for the cluster (Slurm's version, no volumes). A screenshot of the panel on
-the Slurm context lands in ``test-artifacts/``.
+containers, watched). The Terminal button's request opens a shell inside a container on its
+node. ``/info`` answers for the cluster (Slurm's version, no volumes). A screenshot of the
+panel on the Slurm context lands in ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -64,6 +66,7 @@ class Lab:
         for key in ("PORTSIDE_CONTEXT", "SLURM_CONF"):
             self.env.pop(key, None)
         self.token, self.port = secrets.token_hex(16), free_port()
+        self.auth = {"Authorization": f"token {self.token}"}
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -79,6 +82,60 @@ class Lab:
                                      headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read())
+
+    def terminal_types(self, name: str, line: str) -> None:
+        """What the panel's Terminal button does (``POST containers/NAME/terminal``), then
+        ``line`` typed into that terminal over its websocket; returns once the terminal's
+        process has ended (the line should end it). The terminal is shut down in any case."""
+        import asyncio
+        import threading
+
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        req = urllib.request.Request(f"{self.url}/portside/api/containers/{name}/terminal",
+                                     data=b"{}", method="POST",
+                                     headers={**self.auth, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            terminal = json.loads(resp.read())["name"]
+
+        async def talk() -> None:
+            ws = await websocket_connect(HTTPRequest(
+                f"ws://127.0.0.1:{self.port}/terminals/websocket/{terminal}",
+                headers=self.auth))
+            try:
+                ws.write_message(json.dumps(["stdin", line]))
+                while await ws.read_message() is not None:  # until the process ends
+                    pass
+            finally:
+                ws.close()
+
+        failed: list[BaseException] = []
+
+        def run() -> None:  # a loop of its own: playwright's runs in this thread
+            try:
+                asyncio.run(asyncio.wait_for(talk(), 60))
+            except BaseException as exc:  # noqa: BLE001 (raised below, in the test's thread)
+                failed.append(exc)
+        try:
+            thread = threading.Thread(target=run)
+            thread.start()
+            thread.join()
+            if failed:
+                raise failed[0]
+        finally:
+            self.close_terminals()
+
+    def close_terminals(self) -> None:
+        """Shut down every terminal the server runs (their processes with them)."""
+        req = urllib.request.Request(f"{self.url}/api/terminals", headers=self.auth)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            names = [t["name"] for t in json.loads(resp.read())]
+        for name in names:
+            with contextlib.suppress(urllib.error.HTTPError):  # ended meanwhile
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{self.url}/api/terminals/{name}", method="DELETE", headers=self.auth),
+                    timeout=30).close()
 
     def start(self) -> None:
         log = open(self.base / "lab.log", "wb")
@@ -107,6 +164,8 @@ class Lab:
 
     def stop(self) -> None:
         if self.proc is not None:
+            with contextlib.suppress(OSError):  # a terminal's shell would outlive the server
+                self.close_terminals()
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
@@ -181,26 +240,14 @@ def test_the_panel_shows_a_slurm_contexts_jobs(slurm_lab):
     assert "GPUs: " in text, text
     assert re.search(r"elapsed \d+:\d\d", text), text
 
-    # Terminal: a shell inside the container on its node (no terminal there: exec -i, the
-    # shell interactive); what is typed writes a file only the container has
+    # Terminal: the panel's button asks the server for a terminal whose process is a shell
+    # inside the container on its node (no terminal there: exec -i, the shell interactive);
+    # typed into over the terminal's websocket as JupyterLab's xterm does, it writes a file
+    # only the container has
     cid = lab.portside("-c", "hpc", "inspect", "first", "--format", "{{.Id}}").strip()
-    page.locator('#portside-panel [data-actions-for="first"] button[data-action="terminal"]') \
-        .click()
-    terminal = page.locator(".jp-Terminal .xterm").last
-    terminal.wait_for(timeout=15_000)
-    terminal.click()
-    try:
-        deadline = time.monotonic() + 30
-        while lab.portside("-c", "hpc", "exec", "first", "cat", "/tmp/proof",
-                           check=False) != f"in-42-{cid[:12]}\n":
-            assert time.monotonic() < deadline, "the terminal's shell is not in the container"
-            page.keyboard.type("echo in-$((6*7))-$(hostname) > /tmp/proof\n")
-            time.sleep(1)
-        page.keyboard.type("exit\n")
-    finally:
-        page.evaluate("window.jupyterapp.commands.execute('terminal:shutdown-all')"
-                      ".catch(() => 0)")
-        page.evaluate("window.jupyterapp.shell.activateById('portside-panel')")
+    lab.terminal_types("first", "echo in-$((6*7))-$(hostname) > /tmp/proof; exit\r")
+    assert lab.portside("-c", "hpc", "exec", "first", "cat", "/tmp/proof") == \
+        f"in-42-{cid[:12]}\n"
 
     # node1 has two GPUs, one taken: a job asking for two waits, and the panel says why
     lab.portside("-c", "hpc", "run", "-d", "--name", "second", "--gpus", "2", "busybox", "sh",
