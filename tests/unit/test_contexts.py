@@ -281,8 +281,7 @@ def test_removing_a_slurm_context_with_containers_needs_force(home, data_home):
     store = contexts.ContextStore()
     store.create("hpc", slurm="partition=gpu")
     records = RecordStore(contexts.state_dir("hpc"))
-    with records.lock():
-        records.save({"Id": "a" * 64, "Name": "exp", "Created": 1.0})
+    records.claim({"Id": "a" * 64, "Name": "exp", "Created": 1.0})
     with pytest.raises(Conflict, match=r'context "hpc" still has containers \(exp\): remove '
                                        r"them first \(portside -c hpc rm -f …\)"):
         store.remove("hpc")
