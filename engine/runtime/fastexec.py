@@ -182,7 +182,9 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
     if user.get("umask") is not None:
         raise Unsupported("process.user.umask")
     if not any(e.startswith("HOME=") for e in env):
-        env = list(env) + ["HOME=" + _home_of(rootfs, uid)]
+        from portside.engine.rootfs import home_directory
+
+        env = list(env) + ["HOME=" + home_directory(rootfs, uid)]
     cgroups = [p for _, p in sorted((state.get("cgroup_paths") or {}).items())]
     if not all(os.access(os.path.join(p, "cgroup.procs"), os.W_OK) for p in cgroups):
         raise Unsupported("a cgroup runc did not make (runc exec skips it)")
@@ -229,29 +231,6 @@ def _cap_mask(names: Sequence[str] | None) -> int:
         if name in CAPABILITIES:  # runc ignores (with a warning) the names it does not know
             mask |= 1 << CAPABILITIES[name]
     return mask
-
-
-def _home_of(rootfs: Path, uid: int) -> str:
-    """The home of ``uid`` in the container's ``/etc/passwd`` ("/" when it has none), which
-    runc puts in ``HOME`` when the process's environment has no ``HOME``."""
-    from portside.engine.rootfs import openat2_in_root
-
-    try:
-        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return "/"
-    try:
-        fd = openat2_in_root(root, "/etc/passwd", os.O_RDONLY)
-    except OSError:
-        return "/"
-    finally:
-        os.close(root)
-    with os.fdopen(fd, "rb") as f:
-        for line in f.read().decode("utf-8", "replace").splitlines():
-            parts = line.split(":")
-            if len(parts) >= 6 and parts[2].strip() == str(uid):
-                return parts[5] or "/"
-    return "/"
 
 
 # ----------------------------------------------------------------------------------- seccomp
