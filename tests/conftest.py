@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,16 @@ def cli(portside_root: Path, tmp_path: Path) -> CLI:
 def busybox_image(cli: CLI) -> str:
     cli("image", "bootstrap", "busybox", "-t", "busybox:latest", "-q")
     return "busybox:latest"
+
+
+@pytest.fixture
+def ctr(cli: CLI, busybox_image: str) -> Iterator[CLI]:
+    """The CLI with busybox:latest in its store; after the test, every container of the store
+    is force-removed."""
+    yield cli
+    ids = cli("ps", "-aq", "--no-trunc", check=False).out.split()
+    if ids:
+        cli("rm", "-f", *ids, check=False)
 
 
 @pytest.fixture

@@ -23,15 +23,6 @@ pytestmark = [
 LOOP = "trap 'echo bye; exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done"
 
 
-@pytest.fixture
-def ctr(cli, busybox_image):
-    """Runs the test, then force-removes every container of the store."""
-    yield cli
-    ids = cli("ps", "-aq", "--no-trunc", check=False).out.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
-
-
 def _wait_for(pred, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

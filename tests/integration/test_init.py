@@ -19,14 +19,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def ctr(cli, busybox_image):
-    yield cli
-    ids = cli("ps", "-aq", "--no-trunc", check=False).out.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
-
-
 def test_init_is_pid_1_and_stop_returns_at_once(ctr):
     assert shutil.which("tini-static") or shutil.which("tini"), "Debian's tini is installed"
     ctr("run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "infinity")

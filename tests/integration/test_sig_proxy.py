@@ -26,14 +26,6 @@ TICKS = TRAPS.replace("echo ready; while true; do sleep 0.1; done",
                       "while true; do echo tick; sleep 0.2; done")
 
 
-@pytest.fixture
-def ctr(cli, busybox_image):
-    yield cli
-    ids = cli("ps", "-aq", "--no-trunc", check=False).out.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
-
-
 class Foreground:
     """A ``portside`` command in the foreground, its output read line by line."""
 

@@ -19,15 +19,6 @@ pytestmark = [
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def ctr(cli, busybox_image):
-    """Runs the test, then force-removes every container of the store."""
-    yield cli
-    ids = cli("ps", "-aq", "--no-trunc", check=False).out.split()
-    if ids:
-        cli("rm", "-f", *ids, check=False)
-
-
 def _host_config(cli, name):
     return json.loads(cli("inspect", name).out)[0]["HostConfig"]
 
