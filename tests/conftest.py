@@ -97,6 +97,22 @@ class CLI:
         return proc
 
 
+def cell_outputs(cell) -> list[dict]:
+    """The outputs nbclient left in an executed notebook cell."""
+    return list(cell.get("outputs", []))
+
+
+def cell_text(cell) -> str:
+    """What an executed cell showed as text: its streams and its results' text/plain."""
+    out = []
+    for o in cell_outputs(cell):
+        if o.get("output_type") == "stream":
+            out.append(o.get("text", ""))
+        elif "data" in o:
+            out.append(str(o["data"].get("text/plain", "")))
+    return "".join(out)
+
+
 @pytest.fixture
 def cli(portside_root: Path, tmp_path: Path) -> CLI:
     return CLI(portside_root, tmp_path)

@@ -18,6 +18,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 from dockerd_fixture import DEBIAN  # noqa: E402
+from conftest import cell_outputs as outputs, cell_text as text  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,20 +58,6 @@ def notebook(context: str, site: str):
                          "left = %container ps -a -q\nprint(list(left))"),
     ]
     return v4.new_notebook(cells=cells)
-
-
-def outputs(cell) -> list[dict]:
-    return list(cell.get("outputs", []))
-
-
-def text(cell) -> str:
-    out = []
-    for o in outputs(cell):
-        if o.get("output_type") == "stream":
-            out.append(o.get("text", ""))
-        elif "data" in o:
-            out.append(str(o["data"].get("text/plain", "")))
-    return "".join(out)
 
 
 def test_a_notebook_on_a_docker_context(docker_ctx, tmp_path, monkeypatch):

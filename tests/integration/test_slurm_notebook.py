@@ -27,7 +27,7 @@ nbclient = pytest.importorskip("nbclient")
 from slurm_cluster import SlurmCluster, wait_for  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import PORTSIDE  # noqa: E402
+from conftest import PORTSIDE, cell_outputs as outputs, cell_text as text  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,20 +77,6 @@ def notebook():
                          "left = %container ps -a -q\nprint(list(left))"),
     ]
     return v4.new_notebook(cells=cells)
-
-
-def outputs(cell) -> list[dict]:
-    return list(cell.get("outputs", []))
-
-
-def text(cell) -> str:
-    out = []
-    for o in outputs(cell):
-        if o.get("output_type") == "stream":
-            out.append(o.get("text", ""))
-        elif "data" in o:
-            out.append(str(o["data"].get("text/plain", "")))
-    return "".join(out)
 
 
 @pytest.fixture(scope="module")
