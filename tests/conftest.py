@@ -240,6 +240,35 @@ def host_snapshot() -> dict[str, set[str]]:
             "processes": _processes()}
 
 
+def _shared_network() -> dict[str, object]:
+    """What the engine's default bridge network adds to the host once and keeps for later
+    containers (as Docker keeps docker0): the ``portside0`` bridge, the ``inet portside``
+    nftables table, and IPv4 forwarding switched on."""
+    table = subprocess.run(["nft", "list", "table", "inet", "portside"], capture_output=True)
+    return {"bridge": os.path.exists("/sys/class/net/portside0"),
+            "table": table.returncode == 0,
+            "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_network_removed():
+    """The suite leaves the host as it found it: the shared bridge network the tests' containers
+    made is taken down once the last test is over (each test's own links, netns and rules are
+    checked by host_unchanged)."""
+    if not IS_ROOT or not shutil.which("nft"):
+        yield
+        return
+    before = _shared_network()
+    yield
+    if not before["table"]:
+        subprocess.run(["nft", "delete", "table", "inet", "portside"], capture_output=True)
+    if not before["bridge"]:
+        subprocess.run(["ip", "link", "del", "portside0"], capture_output=True)
+    Path("/proc/sys/net/ipv4/ip_forward").write_text(str(before["ip_forward"]))
+    after = _shared_network()
+    assert after == before, f"the shared network was not taken down: {before} -> {after}"
+
+
 @pytest.fixture(autouse=True)
 def host_unchanged(request):
     """Every integration/interop test leaves mounts, netns, links, cgroups and processes as
