@@ -37,14 +37,13 @@ a runtime other than runc, or runc state it does not recognise.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, Sequence
+    import subprocess
+    from pathlib import Path
+    from typing import Any, Callable, NoReturn, Sequence
 
 #: Capability numbers (linux/capability.h), by the names OCI specs use.
 CAPABILITIES = {name: i for i, name in enumerate((
@@ -87,6 +86,7 @@ class Prepared:
 
     container_id: str
     pid: int  # the container's init (host pid)
+    start: int  # its start time (clock ticks after boot: /proc/PID/stat's 22nd field)
     joined: set[str]  # OCI namespace kinds to join
     cgroups: list[str]  # the init's cgroup folders, one per hierarchy
     args: list[str]
@@ -131,6 +131,8 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
     Raises:
         Unsupported: a case left to ``runc exec`` (see the module's docstring).
     """
+    import json
+
     if runtime_name != "runc":
         raise Unsupported(f"containers of {runtime_name} exec through it")
     if os.geteuid() != 0 or not _initial_user_namespace():
@@ -155,7 +157,8 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
             or cfg.get("process_label") or cfg.get("uid_mappings") or cfg.get("gid_mappings"):
         raise Unsupported("a runc configuration the fast path does not reproduce")
     pid = int(state.get("init_process_pid") or 0)
-    if pid <= 0 or _start_time(pid) != int(state.get("init_process_start") or -1):
+    start = int(state.get("init_process_start") or -1)
+    if pid <= 0 or _start_time(pid) != start:
         raise Unsupported("the container's init is not the one runc started")
     kinds = [ns.get("type") for ns in cfg.get("namespaces") or []]
     names = {"NEWUSER": "user", "NEWIPC": "ipc", "NEWUTS": "uts", "NEWNET": "network",
@@ -189,7 +192,7 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
     if not all(os.access(os.path.join(p, "cgroup.procs"), os.W_OK) for p in cgroups):
         raise Unsupported("a cgroup runc did not make (runc exec skips it)")
     return Prepared(
-        container_id=container_id, pid=pid, joined=joined, cgroups=cgroups,
+        container_id=container_id, pid=pid, start=start, joined=joined, cgroups=cgroups,
         args=[str(a) for a in process.get("args") or []],
         env=env, cwd=process.get("cwd") or "", uid=uid, gid=gid,
         groups=[int(g) for g in user.get("additionalGids") or []],
@@ -206,6 +209,98 @@ def prepare(container_id: str, bundle: Path, state_dir: Path, rootfs: Path,
         bpf=bpf, keyring=not cfg.get("no_new_keyring"))
 
 
+# ----------------------------------------------------------------------------------- cache
+#
+# What the CLI's quick ``exec`` (engine/quickexec.py) needs of a container, kept next to it by
+# the first ``exec`` through the engine: the Prepared of the container's own process, less its
+# command, with the files it was worked out from and their identity (inode, size, modification
+# time). marshal: the standard library's fastest reader, with no import at all.
+
+_CACHE_VERSION = 1
+#: the cache's name in the container's folder
+CACHE_NAME = "exec.cache"
+
+
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def save_base(cache_path: str, prep: Prepared, spec_env: list[str],
+              sources: Sequence[str]) -> None:
+    """Keep ``prep`` (made from the container's own process, whose environment was
+    ``spec_env`` before :func:`prepare` added ``HOME``) for :func:`load_base`, valid while each
+    of ``sources`` is the file it is now."""
+    import marshal
+
+    fields = {k: getattr(prep, k) for k in Prepared.__annotations__ if k != "args"}
+    home = prep.env[len(spec_env)] if len(prep.env) > len(spec_env) else None
+    doc = {"version": _CACHE_VERSION, "sources": [(p, _file_key(p)) for p in sources],
+           "fields": fields, "spec_env": list(spec_env), "home": home}
+    tmp = f"{cache_path}.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            marshal.dump(doc, f)
+        os.replace(tmp, cache_path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def base_current(cache_path: str) -> bool:
+    """Whether :func:`load_base` would answer from ``cache_path``."""
+    return _read_base(cache_path) is not None
+
+
+def _read_base(cache_path: str) -> dict[str, Any] | None:
+    import marshal
+
+    try:
+        with open(cache_path, "rb") as f:
+            doc = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if type(doc) is not dict or doc.get("version") != _CACHE_VERSION:
+        return None
+    for path, key in doc["sources"]:  # a file that was missing must still be missing
+        if _file_key(path) != (tuple(key) if key is not None else None):
+            return None
+    return doc
+
+
+def load_base(cache_path: str, args: list[str], env: Sequence[str] = (),
+              workdir: str = "") -> Prepared | None:
+    """The Prepared of ``exec`` of ``args`` with ``env`` entries and ``workdir`` (no other
+    option), from the container's cache: what :func:`prepare` makes of
+    ``Lifecycle.exec_process``'s process for the same command line. None when the cache is
+    missing or any file it was made from changed, or the container's init is not the one it
+    names."""
+    doc = _read_base(cache_path)
+    if doc is None:
+        return None
+    fields = dict(doc["fields"])
+    if _start_time(fields["pid"]) != fields["start"]:
+        return None
+    merged = list(doc["spec_env"])
+    for entry in env:  # exec_process's merge: a name given again replaces the container's
+        key = entry.split("=", 1)[0]
+        merged = [b for b in merged if b.split("=", 1)[0] != key] + [entry]
+    if any("=" not in e or e.startswith("=") or "\0" in e for e in merged):
+        return None  # prepare() declines these: the engine says why
+    if doc["home"] is not None and not any(e.startswith("HOME=") for e in merged):
+        merged.append(doc["home"])
+    fields["env"] = merged
+    if workdir:
+        fields["cwd"] = workdir
+    return Prepared(args=[str(a) for a in args], **fields)
+
+
 def _initial_user_namespace() -> bool:
     """Whether this process is in the host's user namespace (rootless mode runs the engine in
     one of its own, where runc's state describes the container differently)."""
@@ -217,12 +312,18 @@ def _initial_user_namespace() -> bool:
 
 
 def _start_time(pid: int) -> int:
+    """The start time of process ``pid`` while it runs; -2 when it is gone or has died (a
+    zombie: runc then calls the container stopped and refuses to exec, and its namespaces
+    are being taken down)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return -2
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return -2
+    return int(fields[19])
 
 
 def _cap_mask(names: Sequence[str] | None) -> int:
@@ -265,70 +366,288 @@ def cached_filter(bundle: Path, seccomp: dict[str, Any], spec_st: os.stat_result
 # ----------------------------------------------------------------------------------- spawn
 
 
-class ExecProcess(subprocess.Popen):
-    """The process the fast path started; a death by signal N reads as 128+N, the status
-    ``runc exec`` gives in that case."""
+def _exec_process_class() -> type:
+    import subprocess
 
-    def _handle_exitstatus(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super()._handle_exitstatus(*args, **kwargs)  # type: ignore[misc]
-        if self.returncode is not None and self.returncode < 0:
-            self.returncode = 128 - self.returncode
+    class ExecProcess(subprocess.Popen):
+        """The process the fast path started through ``Popen`` (a caller that wants pipes, or
+        has threads); a death by signal N reads as 128+N, the status ``runc exec`` gives."""
+
+        def _handle_exitstatus(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            super()._handle_exitstatus(*args, **kwargs)  # type: ignore[misc]
+            if self.returncode is not None and self.returncode < 0:
+                self.returncode = 128 - self.returncode
+
+    ExecProcess.__module__ = __name__
+    ExecProcess.__qualname__ = "ExecProcess"
+    return ExecProcess
+
+
+def __getattr__(name: str) -> Any:
+    # ExecProcess subclasses Popen: made on first use, so that a caller that never needs it
+    # (the CLI's quick exec, which starts the process with clone3) does not import subprocess
+    if name == "ExecProcess":
+        return _exec_process()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _exec_process() -> type:
+    cls = globals().get("ExecProcess")
+    if cls is None:
+        cls = globals()["ExecProcess"] = _exec_process_class()
+    return cls
 
 
 def spawn(prep: Prepared, *, detach: bool = False,
-          stdio: Sequence[Any] = (None, None, None)) -> subprocess.Popen[bytes] | _Detached:
-    """Start the prepared process; returns it as a ``Popen`` whose status is the command's.
+          stdio: Sequence[Any] = (None, None, None)) -> Any:
+    """Start the prepared process; returns it as a ``Popen``-like object (``pid``, ``wait()``,
+    ``poll()``, ``returncode``; ``stdin``/``stdout``/``stderr`` for pipes) whose status is the
+    command's.
+
+    ``stdio`` entries are what ``Popen`` takes. When each is a descriptor, ``None`` or
+    ``subprocess.DEVNULL`` and this process runs one thread (the CLI), the process is made with
+    ``clone3`` straight into the container's cgroup (:func:`_spawn_direct`); otherwise (pipes
+    to read, or a caller with threads, where only ``fork`` is safe) through ``Popen``.
 
     With ``detach`` the returned object has finished (status 0) once the command was started
     (or 126/127/255 when it could not be); the command itself runs on, parented by init once
     this process exits, as after ``runc exec -d``.
     """
+    if _direct_stdio(stdio) and _one_thread():
+        try:
+            return _spawn_direct(prep, detach=detach, stdio=stdio)
+        except _NoClone3:
+            pass
+    return _spawn_popen(prep, detach=detach, stdio=stdio)
+
+
+_DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
+
+
+def _direct_stdio(stdio: Sequence[Any]) -> bool:
+    return all(s is None or type(s) is int and (s >= 0 or s == _DEVNULL) for s in stdio)
+
+
+def _one_thread() -> bool:
+    """Whether this process runs a single thread: ``clone3`` copies the calling thread only,
+    and whatever lock another thread held (the C library's allocator) would stay held in the
+    child; only ``fork``, which takes those locks around the copy, is safe then."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+class _NoClone3(Exception):
+    """The kernel has no ``clone3`` (before 5.3) or no ``CLONE_INTO_CGROUP`` (before 5.7)."""
+
+
+class _Joined:
+    """The descriptors a new process joins the container through, opened in the parent."""
+
+    def __init__(self, prep: Prepared, cgroup_file: str) -> None:
+        self.fds: list[int] = []
+        self.ns: list[tuple[int, int]] = []
+        self.cgroups: list[int] = []
+        for kind, proc_name, flag in _JOIN_ORDER:
+            if kind in prep.joined:
+                self.ns.append((self._open(f"/proc/{prep.pid}/ns/{proc_name}"), flag))
+        self.pid_ns = self._open(f"/proc/{prep.pid}/ns/pid")
+        self.own_pid_ns = self._open("/proc/thread-self/ns/pid_for_children")
+        self.cgroup_dir = -1
+        for path in prep.cgroups:
+            if cgroup_file == "tasks" and os.path.exists(os.path.join(path, "cgroup.controllers")):
+                # the unified hierarchy: clone3 places the process (see _spawn_direct)
+                self.cgroup_dir = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
+            else:
+                self.cgroups.append(self._open(os.path.join(path, cgroup_file), os.O_WRONLY))
+
+    def _open(self, path: str, flags: int = os.O_RDONLY) -> int:
+        fd = os.open(path, flags | os.O_CLOEXEC)
+        self.fds.append(fd)
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+def _enter_pid_namespace(libc: Any, joined: _Joined) -> None:
+    import ctypes
+
+    if libc.setns(joined.pid_ns, _CLONE_NEWPID) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns into the container's pid namespace: {os.strerror(err)}")
+
+
+def _leave_pid_namespace(libc: Any, joined: _Joined) -> None:
+    import ctypes
+
+    if libc.setns(joined.own_pid_ns, _CLONE_NEWPID) != 0:  # pragma: no cover - cannot fail
+        raise OSError(ctypes.get_errno(), "setns back to our pid namespace")
+
+
+def _spawn_popen(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
+    """The process through ``Popen`` (``fork``): the child writes itself into every cgroup of
+    the container's init (``cgroup.procs`` of each hierarchy)."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    fds: list[int] = []
+    joined = None
+    status_r = -1
     try:
-        ns_fds = []
-        for kind, proc_name, flag in _JOIN_ORDER:
-            if kind in prep.joined:
-                fd = os.open(f"/proc/{prep.pid}/ns/{proc_name}", os.O_RDONLY | os.O_CLOEXEC)
-                fds.append(fd)
-                ns_fds.append((fd, flag))
-        pid_ns = os.open(f"/proc/{prep.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        fds.append(pid_ns)
-        own_pid_ns = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
-        fds.append(own_pid_ns)
-        cg_fds = []
-        for path in prep.cgroups:
-            fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            fds.append(fd)
-            cg_fds.append(fd)
+        joined = _Joined(prep, "cgroup.procs")
         # The init must still be the one runc started now that its namespaces are held open.
-        if _start_time(prep.pid) == -2:
+        if _start_time(prep.pid) != prep.start:
             raise Unsupported("the container's init is gone")
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        fds.append(status_w)
-        child = _Child(prep, libc, ns_fds, cg_fds, status_w if detach else -1)
-        if libc.setns(pid_ns, _CLONE_NEWPID) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into the container's pid namespace: {os.strerror(err)}")
+        joined.fds.append(status_w)
+        child = _Child(prep, libc, joined.ns, joined.cgroups, status_w if detach else -1)
+        _enter_pid_namespace(libc, joined)
         try:
-            proc = ExecProcess(["/"], executable="/", preexec_fn=child.run, close_fds=True,
-                               env={}, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            proc = _exec_process()(
+                ["/"], executable="/", preexec_fn=child.run, close_fds=True, env={},
+                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
         finally:
-            if libc.setns(own_pid_ns, _CLONE_NEWPID) != 0:  # pragma: no cover - cannot fail
-                raise OSError(ctypes.get_errno(), "setns back to our pid namespace")
+            _leave_pid_namespace(libc, joined)
     except BaseException:
-        if "status_r" in locals():
+        if status_r >= 0:
             os.close(status_r)
         raise
     finally:
-        for fd in fds:
-            os.close(fd)
+        if joined is not None:
+            joined.close()
     if detach:
         return _Detached(proc, status_r, prep.args)
     os.close(status_r)
     return proc
+
+
+_CLONE_INTO_CGROUP = 0x200000000
+_SYS_CLONE3 = 435  # the same number on every architecture
+
+
+class DirectProcess:
+    """A process :func:`_spawn_direct` started: this process's child, waited for with
+    ``waitpid``; a death by signal N reads as 128+N, as ``runc exec``'s status."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, args: list[str]) -> None:
+        self.pid, self.args = pid, args
+        self.returncode: int | None = None
+
+    def _status(self, status: int) -> int:
+        code = os.waitstatus_to_exitcode(status)
+        self.returncode = 128 - code if code < 0 else code
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is not None:
+            raise ValueError("DirectProcess.wait takes no timeout")
+        while self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:  # somebody else reaped it: runc exec's "unknown" status
+                self.returncode = 255
+                break
+            if pid == self.pid:
+                self._status(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 255
+                return self.returncode
+            if pid == self.pid:
+                self._status(status)
+        return self.returncode
+
+
+def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
+    """The process made with ``clone3(CLONE_INTO_CGROUP)``: born in the container's cgroup of
+    the unified hierarchy, and moved into each v1 hierarchy's by writing to its ``tasks``.
+
+    Why: a process that moves itself through ``cgroup.procs`` takes the kernel's global
+    threadgroup lock for writing, which waits for an RCU grace period -- 6 to 15 ms on this
+    project's machine, a good part of a whole ``exec``. Born in the cgroup it takes nothing;
+    moving its one thread through ``tasks`` (v1) skips that lock, and for a process of one
+    thread (every child of ``clone3`` is) it is the same move. runc's ``setns`` process ends up
+    in the same cgroups (the equality tests read ``/proc/self/cgroup``).
+
+    The child runs Python without the interpreter's after-fork bookkeeping, which is why only a
+    caller of one thread comes here (:func:`spawn`): the child then finds every lock as its
+    parent left it, free, and runs only :class:`_Child`'s code, which imports nothing, then
+    ``execve`` or ``_exit``.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    # PyDLL: the call keeps the GIL, so the child comes back into Python holding it
+    raw = ctypes.PyDLL(None, use_errno=True)
+    raw.syscall.restype = ctypes.c_long
+    joined = None
+    status_r = -1
+    opened: list[int] = []
+    try:
+        joined = _Joined(prep, "tasks")
+        if _start_time(prep.pid) != prep.start:
+            raise Unsupported("the container's init is gone")
+        fds = []
+        for i, s in enumerate(stdio):
+            if s == _DEVNULL:
+                fd = os.open("/dev/null", (os.O_RDONLY if i == 0 else os.O_WRONLY) | os.O_CLOEXEC)
+                opened.append(fd)
+                fds.append(fd)
+            else:
+                fds.append(i if s is None else s)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        joined.fds.append(status_w)
+        child = _Child(prep, libc, joined.ns, joined.cgroups, status_w if detach else -1,
+                       stdio=fds)
+        args = _CloneArgs(ctypes)(
+            flags=_CLONE_INTO_CGROUP if joined.cgroup_dir >= 0 else 0,
+            exit_signal=17,  # SIGCHLD
+            cgroup=max(joined.cgroup_dir, 0))
+        _enter_pid_namespace(libc, joined)
+        pid = raw.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
+                          ctypes.c_size_t(ctypes.sizeof(args)))
+        if pid == 0:
+            child.run()  # never returns: execve or _exit
+        err = ctypes.get_errno()
+        _leave_pid_namespace(libc, joined)
+        if pid < 0:
+            if err in (38, 22, 95):  # ENOSYS, EINVAL (no CLONE_INTO_CGROUP), EOPNOTSUPP
+                raise _NoClone3(os.strerror(err))
+            raise OSError(err, f"clone3: {os.strerror(err)}")
+    except BaseException:
+        if status_r >= 0:
+            os.close(status_r)
+        raise
+    finally:
+        if joined is not None:
+            joined.close()
+        for fd in opened:
+            os.close(fd)
+    proc = DirectProcess(pid, prep.args)
+    if detach:
+        return _Detached(proc, status_r, prep.args)
+    os.close(status_r)
+    return proc
+
+
+def _CloneArgs(ctypes: Any) -> Any:
+    """``struct clone_args`` up to ``cgroup`` (CLONE_ARGS_SIZE_VER2, 88 bytes)."""
+    class CloneArgs(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint64) for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+            "tls", "set_tid", "set_tid_size", "cgroup")]
+
+    return CloneArgs
 
 
 class _Detached:
@@ -337,7 +656,7 @@ class _Detached:
     on; a thread of this process reaps it when it ends (a long-lived caller, a notebook's
     kernel, would otherwise keep a zombie), and init does once this process exits."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], status_r: int, args: list[str]) -> None:
+    def __init__(self, proc: Any, status_r: int, args: list[str]) -> None:
         import threading
 
         with os.fdopen(status_r, "rb") as f:
@@ -364,17 +683,19 @@ class _Child:
     ``/proc/self/setgroups``, ``/dev/null``'s status and the command's path."""
 
     def __init__(self, prep: Prepared, libc: Any, ns_fds: list[tuple[int, int]],
-                 cg_fds: list[int], status_w: int) -> None:
+                 cg_fds: list[int], status_w: int, stdio: Sequence[int] | None = None) -> None:
         import ctypes
         import resource
 
         self.p, self.libc, self.ns_fds, self.cg_fds = prep, libc, ns_fds, cg_fds
         self.status_w = status_w
+        self.stdio = stdio  # the descriptors to make 0, 1 and 2 (clone3's child: Popen's does)
         self.sys_keyctl = _SYS_KEYCTL[os.uname().machine]
         self.ctypes, self.resource = ctypes, resource
         self.setrlimit = resource.setrlimit
         try:
-            self.last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+                self.last_cap = int(f.read())
         except (OSError, ValueError):
             self.last_cap = 40
         if prep.bpf:
@@ -431,6 +752,12 @@ class _Child:
 
     def _run(self) -> None:
         p, libc = self.p, self.libc
+        if self.stdio is not None:
+            # a source among 0-2 that is not its own target is copied out of the way first
+            sources = [fd if fd == i or fd > 2 else os.dup(fd) for i, fd in enumerate(self.stdio)]
+            for target, fd in enumerate(sources):
+                if fd != target:
+                    os.dup2(fd, target)  # inheritable, as Popen's child makes them
         # Descriptors the command must not see (runc's CloseExecFrom), listed while /proc is
         # still the host's: closing a million numbers one by one would cost ~10 ms.
         keep = {self.status_w, *self.cg_fds, *(fd for fd, _ in self.ns_fds)}
