@@ -3,7 +3,8 @@
 A rebuild with nothing changed is answered from the build memo (:mod:`.builder.memo`) before the
 command line's parser and the engine are imported (in the ``default`` context only: the memo is
 the embedded engine's); the common forms of ``exec`` and ``run`` take a lean path with no
-argument parser (:mod:`.lean`); every other command line, a build the memo cannot answer and an
+argument parser (:mod:`.lean`), and such an ``exec`` runs without the engine where it can
+(:mod:`.quickexec`); every other command line, a build the memo cannot answer and an
 ``exec``/``run`` line the lean path does not read go to :func:`portside.engine.cli.main`.
 
 The program ends with ``os._exit`` once its output is flushed: nothing is left to do by then,
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
 
         parsed = lean.parse(argv) if lean.enabled() else None
         if parsed is not None:
+            if parsed[0] is lean.EXEC:
+                from . import quickexec
+
+                code = quickexec.run(parsed[1])
+                if code is not None:
+                    return code
             return lean.run(*parsed, exiting=exiting)
     if "build" in argv[:4] and _default_context(argv):
         from .builder.memo import replay

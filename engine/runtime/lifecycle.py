@@ -1372,6 +1372,7 @@ class Lifecycle:
         if fast is not None:
             from .fastexec import spawn
 
+            self._keep_exec_cache(rec)
             return spawn(fast, detach=detach, stdio=(stdin, stdout, stderr))
         proc = self.runtime_of(rec).exec(rec.id, process, detach=detach, tty=tty,
                                          stdio=(stdin, stdout, stderr))
@@ -1393,6 +1394,29 @@ class Lifecycle:
                                     paths.rootfs, process, runtime.name)
         except fastexec.Unsupported:
             return None
+
+    def _keep_exec_cache(self, rec: ContainerRecord) -> None:
+        """Keep, next to the container, what the CLI's quick ``exec`` reads (engine/quickexec.py):
+        the fast path's preparation of the container's own process (``fastexec.save_base``),
+        made again only when a file it comes from changed (a restart, an ``update``)."""
+        from . import fastexec
+
+        paths = self.paths(rec)
+        cache = str(paths.dir / fastexec.CACHE_NAME)
+        if fastexec.base_current(cache):
+            return
+        runtime = self.runtime_of(rec)
+        state_dir = runtime.state_root / rec.id
+        process = self.exec_process(rec, ["true"])
+        try:
+            prep = fastexec.prepare(rec.id, paths.bundle, state_dir, paths.rootfs, process,
+                                    runtime.name)
+        except fastexec.Unsupported:
+            return
+        sources = [str(paths.bundle / "config.json"), str(state_dir / "state.json")]
+        if len(prep.env) > len(process.get("env") or []):
+            sources.append(str(paths.rootfs / "etc" / "passwd"))  # HOME was read from it
+        fastexec.save_base(cache, prep, list(process.get("env") or []), sources)
 
     # ---- on exit -----------------------------------------------------------------------------
 

@@ -303,11 +303,32 @@ def _container_id(box, name: str) -> str:
     return json.loads(box("inspect", name).out)[0]["Id"]
 
 
+KILL_SLEEP_300 = """
+import os
+killed = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if open(f"/proc/{pid}/cmdline", "rb").read() == b"sleep\\x00300\\x00":
+            os.kill(int(pid), 9)
+            killed += 1
+    except OSError:
+        pass
+print(killed)
+"""
+
+
 def test_cli_exec_flags_and_codes_behave_as_through_runc(box):
+    """The same through the quick path (no engine), the engine's fast path and runc exec."""
     name = box.container("default")
-    for fast in ("1", "0"):
-        env = {"PORTSIDE_FAST_EXEC": fast}
-        assert box("exec", name, "sh", "-c", "exit 3", env=env, check=False).returncode == 3
+    _made_cache(box, name)
+    paths = {"quick": QUICK, "engine": {"PORTSIDE_QUICK_EXEC": "0"},
+             "runc": {"PORTSIDE_FAST_EXEC": "0"}}
+    for fast, env in paths.items():
+        three = box("exec", name, "sh", "-c", "exit 3", env=env, check=False)
+        assert three.returncode == 3 and DECLINED not in three.err
+        # a detached command keeps none of the caller's streams: the caller is done at once
+        assert box("exec", "-d", name, "sleep", "300", env=env, timeout=20).out == ""
+        assert box("exec", name, "python3", "-c", KILL_SLEEP_300).out == "1\n", fast
         for cmd, code in ((["nosuchcommand"], 127), (["./nope"], 127), (["/etc/passwd"], 126),
                           (["/bin"], 126), (["sh", "-c", "kill -9 $$"], 137)):
             proc = box("exec", name, *cmd, env=env, check=False)
@@ -365,3 +386,178 @@ def test_terminal_falls_back_to_runc(box):
         if slave >= 0:
             os.close(slave)
     assert out.strip().startswith(b"/dev/pts/"), out
+
+
+# ------------------------------------------------------------------ the CLI's quick exec
+
+QUICK = {"PORTSIDE_QUICK_EXEC": "explain"}  # says on stderr when a line went to the engine
+DECLINED = "portside: exec through the engine:"
+
+
+def _quick(box, name: str, *cmd: str, flags: tuple[str, ...] = (), **kw):
+    """``portside exec`` through the quick path (engine/quickexec.py), which must take it."""
+    proc = box("exec", *flags, name, *cmd, env=QUICK, **kw)
+    assert DECLINED not in proc.err, proc.err
+    return proc
+
+
+def _made_cache(box, name: str) -> None:
+    """The engine's exec keeps the container's cache; until then the quick path declines."""
+    box("exec", name, "true", env={"PORTSIDE_QUICK_EXEC": "0"})
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_quick_cli_exec_process_equals_runc_exec(box, config):
+    """The CLI's quick exec (no engine: clone3 straight into the container's cgroup) starts the
+    process ``runc exec`` starts, for every configuration and the exec options it takes."""
+    name = box.container(config)
+    _made_cache(box, name)
+    variants = {"plain": ()}
+    if config == "default":
+        variants.update({"env": ("-e", "FOO=bar", "-e", "PATH=/usr/bin:/bin", "-e", "HOME=/x"),
+                         "workdir": ("-w", "/tmp"), "env-workdir": ("-e", "A=1", "-w", "/root")})
+    for variant, flags in variants.items():
+        quick = json.loads(_quick(box, name, "python3", "-c", PROBE, flags=flags).out)
+        slow = json.loads(box("exec", *flags, name, "python3", "-c", PROBE,
+                              env={"PORTSIDE_FAST_EXEC": "0"}).out)
+        slow["limits"] = _undo_runc_nofile_race(slow["limits"], quick["limits"])
+        assert quick == slow, (variant, {k: (quick[k], slow.get(k)) for k in quick
+                                         if quick[k] != slow.get(k)})
+    if config == "default":  # the probe saw the container's confinement, not nothing
+        assert quick["Seccomp"] == "2" and quick["syscalls"]["unshare"] == "EPERM"
+        assert quick["CapEff"] == "00000000a80425fb"
+        assert [line for line in quick["cgroup"].splitlines() if "portside/" not in line] == []
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_quick_exec_prepares_what_the_engine_prepares(box, config):
+    """From the container's cache, the quick path makes the very Prepared the engine's fast
+    path makes of ``Lifecycle.exec_process`` for the same command line."""
+    from portside.engine.runtime import fastexec
+
+    name = box.container(config)
+    _made_cache(box, name)
+    engine = _engine(box)
+    try:
+        lc = engine.containers.lifecycle
+        rec = lc.store.resolve(name)
+        cache = str(lc.paths(rec).dir / fastexec.CACHE_NAME)
+        for cmd, env, workdir in ((["true"], [], ""), (["sh", "-c", "x"], ["A=1", "HOME=/h"], "/tmp"),
+                                  (["env"], ["PATH=/bin", "B=2", "A=3"], "/")):
+            quick = fastexec.load_base(cache, cmd, env, workdir)
+            engine_made = lc._fast_exec(rec, lc.exec_process(rec, cmd, env=env, workdir=workdir))
+            assert quick is not None and engine_made is not None
+            assert vars(quick) == vars(engine_made), (cmd, {
+                k: (v, vars(engine_made)[k]) for k, v in vars(quick).items()
+                if v != vars(engine_made)[k]})
+    finally:
+        engine.close()
+
+
+def test_quick_exec_writes_the_engines_event(box):
+    """``exec_create``, with the attributes the engine writes."""
+    name = box.container("default")
+    _made_cache(box, name)
+    engine = _engine(box)
+    try:
+        since = time.time()
+        _quick(box, name, "true")
+        box("exec", name, "true", env={"PORTSIDE_QUICK_EXEC": "0"})
+        found = [e for e in engine.system.events(since=since, until=time.time(),
+                                                  filters={"event": ["exec_create"]})]
+    finally:
+        engine.close()
+    assert len(found) == 2, found
+    quick, full = (e["Actor"]["Attributes"] for e in found)
+    assert quick["name"] == full["name"] == name
+    assert sorted(quick) == sorted(full) == ["execID", "name"]
+    assert len(quick["execID"]) == len(full["execID"]) == 16 and quick["execID"] != full["execID"]
+
+
+def test_quick_exec_declines_what_it_does_not_do_and_the_engine_answers(box, tmp_path):
+    """Each case the quick path leaves to the engine: it says so (``=explain``), and the
+    engine's answer is the one it always gave."""
+    name = "fx-quick-declines"  # its own container: this test stops and restarts it
+    box("run", "-d", "--name", name, "--network", "none", "portside/debian:bookworm",
+        "sleep", "600")
+    try:
+        _declines(box, name)
+    finally:
+        box("rm", "-f", name, check=False)
+
+
+def _declines(box, name: str) -> None:
+    _made_cache(box, name)
+
+    def declined(*args: str, why: str, check: bool = True, env: dict | None = None):
+        proc = box("exec", *args, env={**QUICK, **(env or {})}, check=check)
+        assert any(line.startswith(DECLINED) and why in line
+                   for line in proc.err.splitlines()), proc.err
+        return proc
+
+    assert declined("-u", "nobody", name, "id", "-un", why="--user").out == "nobody\n"
+    assert declined(name, "true", why="the fast path is off",
+                    env={"PORTSIDE_FAST_EXEC": "0"}).returncode == 0
+    missing = declined("nosuchcontainer", "true", why="not found exactly once", check=False)
+    assert missing.returncode == 125 and "No such container: nosuchcontainer" in missing.err
+    # another context: the engine's way to it (an unknown one is the engine's error)
+    other = declined(name, "true", check=False, why="not the default context",
+                     env={"PORTSIDE_CONTEXT": "nosuchcontext"})
+    assert other.returncode == 125 and 'context "nosuchcontext" does not exist' in other.err
+    # a paused container: the engine's refusal
+    box("pause", name)
+    try:
+        paused = declined(name, "true", why="the container is paused", check=False)
+        assert paused.returncode != 0 and "is paused" in paused.err
+    finally:
+        box("unpause", name)
+    assert _quick(box, name, "true").returncode == 0
+    # a restart makes a new init: the cache no longer matches, the engine's exec makes it again
+    box("restart", "-t", "0", name)
+    again = declined(name, "echo", "restarted", why="no current cache")
+    assert again.out == "restarted\n"
+    assert _quick(box, name, "echo", "quick").out == "quick\n"
+    # a stopped container
+    box("stop", "-t", "0", name)
+    try:
+        stopped = declined(name, "true", why="the container is exited", check=False)
+        assert stopped.returncode != 0 and "is not running" in stopped.err
+    finally:
+        box("start", name)
+    declined(name, "true", why="no current cache")  # remade after the start
+    assert _quick(box, name, "true").returncode == 0
+
+
+def test_quick_exec_with_a_config_file_leaves_it_to_the_engine(box, tmp_path):
+    """A config file may change what exec does (root, fast-exec): the engine reads it."""
+    name = box.container("default")
+    _made_cache(box, name)
+    config = tmp_path / "config.toml"
+    config.write_text("fast-exec = false\n")
+    proc = box("exec", name, "true", env={**QUICK, "PORTSIDE_CONFIG": str(config)})
+    assert f"{DECLINED} a config file" in proc.err
+
+
+def test_a_caller_with_threads_gets_the_process_through_fork(box):
+    """clone3 is for callers of one thread; one with threads (a notebook's kernel) gets the
+    process through Popen (fork), and it is the same process."""
+    import threading
+
+    from portside.engine.runtime import fastexec
+
+    name = box.container("default")
+    engine = _engine(box)
+    stop = threading.Event()
+    waiter = threading.Thread(target=stop.wait, daemon=True)
+    waiter.start()
+    try:
+        lc = engine.containers.lifecycle
+        with open(os.devnull, "wb") as null:
+            proc = lc.exec_run(name, ["true"], stdin=subprocess.DEVNULL, stdout=null.fileno(),
+                               stderr=null.fileno())
+            assert proc.wait() == 0
+        assert isinstance(proc, fastexec.ExecProcess), type(proc)
+    finally:
+        stop.set()
+        waiter.join()
+        engine.close()
