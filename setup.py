@@ -10,4 +10,5 @@ packages = ["portside"] + [
     "portside." + name
     for name in find_packages(include=["engine", "engine.*", "kernel", "kernel.*"])
 ]
-setup(packages=packages, package_dir=PACKAGE_DIR)
+# bin/portside rather than a [project.scripts] entry point: see the script's comment
+setup(packages=packages, package_dir=PACKAGE_DIR, scripts=["bin/portside"])
