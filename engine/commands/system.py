@@ -176,8 +176,9 @@ def df(ctx: Context, args):
 
 
 def _events_args(p):
-    p.add_argument("--since", help="show events created since this timestamp (unix seconds)")
-    p.add_argument("--until", help="stream events until this timestamp (unix seconds)")
+    p.add_argument("--since", help="show events created since this time (unix seconds, "
+                                   "RFC 3339, or a duration back from now: 10m)")
+    p.add_argument("--until", help="stream events until this time (as --since)")
     p.add_argument("-f", "--filter", action="append", default=[], help="filter (type=, event=)")
     p.add_argument("--format", help="format output (json or a Go template)")
 
@@ -187,9 +188,11 @@ def _events_args(p):
 def events(ctx: Context, args):
     from ..cli import parse_filters
     from ..gotemplate import render
+    from ..units import parse_timestamp
 
-    events = ctx.engine.system.events(since=float(args.since) if args.since else None,
-                                      until=float(args.until) if args.until else None,
+    # Docker's time arguments: "10m" was an internal error here (float("10m"))
+    events = ctx.engine.system.events(since=parse_timestamp(args.since) if args.since else None,
+                                      until=parse_timestamp(args.until) if args.until else None,
                                       filters=parse_filters(args.filter), follow=True)
     for doc in events:
         if args.format == "json":

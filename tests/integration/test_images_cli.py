@@ -165,6 +165,14 @@ def test_events_record_image_changes(cli, busybox_image):
     out = cli("events", "--since", "0", "--until", str(time.time() + 0.5), "--format",
               "{{.Type}} {{.Action}}").out.splitlines()
     assert "image import" in out and "image tag" in out
+    # Docker's other time forms: a duration back from now, RFC 3339; a bad one is one line
+    recent = cli("events", "--since", "10m", "--until", "0s", "--format",
+                 "{{.Type}} {{.Action}}").out.splitlines()
+    assert "image tag" in recent
+    assert cli("events", "--since", "2000-01-01T00:00:00Z", "--until", "0s", "--format",
+               "{{.Action}}").out.count("tag") >= 1
+    bad = cli("events", "--since", "yesterday", check=False)
+    assert bad.returncode == 125 and bad.err == "Error: invalid time value: yesterday\n"
 
 
 def test_the_program_ends_fast_without_losing_writes_or_output(cli, busybox_image,
