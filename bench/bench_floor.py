@@ -9,7 +9,10 @@ portside's own code, so the README can say how far the targets are reachable at 
   seccomp filter (runc compiles the profile with libseccomp in every container's init);
 * ``runc exec`` of ``true`` in a running container, with and without the filter, and portside's
   own exec path (runtime/fastexec.py: no OCI runtime) from a warm process;
-* a bare interpreter (``python3 -I -S -c pass``) and the installed CLI's ``portside --version``;
+* a bare interpreter (``python3 -I -S -c pass``), the CLI's own (its venv's ``python -c pass``,
+  with ``site``), the installed CLI's ``portside --version`` and its quick ``exec``
+  (engine/quickexec.py); the fast path from a warm process with pipes (``fork``) and with
+  descriptors (``clone3`` into the container's cgroup);
 * ``docker run --rm --network none busybox true`` and ``docker exec CTR true``.
 
 Needs root. Not a test: ``.venv/bin/python bench/bench_floor.py [--rounds N]``.
@@ -107,13 +110,31 @@ def main() -> None:
                 assert code == 0
                 return time.perf_counter() - start
 
+            devnull = os.open(os.devnull, os.O_WRONLY)
+
+            def direct_exec() -> float:
+                # descriptors from a caller of one thread: clone3 into the cgroup (no Popen)
+                start = time.perf_counter()
+                proc = lifecycle.exec_run(running.id, ["true"], stdin=subprocess.DEVNULL,
+                                          stdout=devnull, stderr=devnull)
+                assert proc.wait() == 0 and type(proc).__name__ == "DirectProcess"
+                return time.perf_counter() - start
+
+            cli_python = str(Path(PORTSIDE).parent / "python")
             exec_contenders = {
                 "runc exec (Docker's seccomp profile)": lambda: runc_exec("seccomp"),
                 "runc exec (no seccomp)": lambda: runc_exec("no-seccomp"),
-                "portside's fast path, engine API (warm)": fast_exec,
+                "portside's fast path, engine API (warm, pipes: fork)": fast_exec,
+                "portside's fast path, engine API (warm, descriptors: clone3)": direct_exec,
                 "python3 -I -S -c pass": contenders["python3 -I -S -c pass"],
+                "the CLI's interpreter: python -c pass (its venv, site)": lambda: timed(
+                    lambda: run([cli_python, "-c", "pass"])),
                 "portside --version": contenders["portside --version"],
+                "portside exec CTR true (the CLI's quick path)": lambda: timed(
+                    lambda: ps("exec", "floor-exec", "true")),
             }
+            # the engine's first exec keeps the cache the quick path reads
+            run([PORTSIDE, "exec", "floor-exec", "true"], env=dict(ps.env, PORTSIDE_QUICK_EXEC="0"))
             if available("docker"):
                 docker = Docker(work)
                 docker("load", "-i", str(archive))

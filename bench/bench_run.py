@@ -2,7 +2,8 @@
 ``docker run --rm`` and ``podman run --rm``, and ``exec CTR true`` on all three (portside's
 exec also with its fast path off, ``PORTSIDE_FAST_EXEC=0``: through ``runc exec``). The CLI is
 also timed with its lean path off (``PORTSIDE_LEAN=0``: the full argument parser, see
-engine/lean.py), so the same run shows what that path saves.
+engine/lean.py), and ``exec`` with its quick path off (``PORTSIDE_QUICK_EXEC=0``: the engine's
+exec, see engine/quickexec.py), so the same run shows what each saves.
 
 Usage: ``.venv/bin/python bench/bench_run.py [--rounds N] [--network none|bridge]``
 
@@ -46,6 +47,7 @@ def main() -> None:
             return time.perf_counter() - start
 
         full_cli = dict(ps.env, PORTSIDE_LEAN="0")
+        through_engine = dict(ps.env, PORTSIDE_QUICK_EXEC="0")
         contenders = {
             "portside-api": api_run,
             "portside": lambda: timed(lambda: ps("run", "--rm", *net_args, "busybox", "true")),
@@ -98,7 +100,12 @@ def main() -> None:
                                                            env=through_runc)),
                 "portside-full": lambda: timed(lambda: run([PORTSIDE, "exec", "benchexec", "true"],
                                                            env=full_cli)),
+                # the CLI without its quick path (engine/quickexec.py): the engine's exec
+                "portside-engine": lambda: timed(lambda: run(
+                    [PORTSIDE, "exec", "benchexec", "true"], env=through_engine)),
             }
+            # the engine's first exec keeps the cache the quick path reads
+            run([PORTSIDE, "exec", "benchexec", "true"], env=through_engine)
             if docker:
                 docker("run", "-d", "--name", "benchexec", "--network", "none", "busybox",
                        "sleep", "3600")
