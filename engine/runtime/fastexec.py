@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import os
 
+import _signal  # signal's C module: the signal module itself imports enum (~3 ms)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
@@ -525,6 +527,7 @@ def _spawn_popen(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
 
 
 _CLONE_INTO_CGROUP = 0x200000000
+_ALL_SIGNALS = _signal.valid_signals()  # without the two glibc keeps (32, 33)
 _SYS_CLONE3 = 435  # the same number on every architecture
 
 
@@ -613,13 +616,24 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
             flags=_CLONE_INTO_CGROUP if joined.cgroup_dir >= 0 else 0,
             exit_signal=17,  # SIGCHLD
             cgroup=max(joined.cgroup_dir, 0))
-        _enter_pid_namespace(libc, joined)
-        pid = raw.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
-                          ctypes.c_size_t(ctypes.sizeof(args)))
-        if pid == 0:
-            child.run()  # never returns: execve or _exit
-        err = ctypes.get_errno()
-        _leave_pid_namespace(libc, joined)
+        # Every signal is blocked from before the clone until the parent is back in its own
+        # pid namespace, and in the child until just before execve (it restores the caller's
+        # mask): a signal's Python handler cannot run in the child between clone3's return
+        # and _Child.run (it would raise into the parent's code, in the child), nor leave the
+        # parent in the container's pid namespace.
+        child.sigmask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
+        try:
+            _enter_pid_namespace(libc, joined)
+            try:
+                pid = raw.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
+                                  ctypes.c_size_t(ctypes.sizeof(args)))
+                if pid == 0:
+                    child.run()  # never returns: execve or _exit
+                err = ctypes.get_errno()
+            finally:
+                _leave_pid_namespace(libc, joined)  # the parent only: the child never returns
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, child.sigmask)
         if pid < 0:
             if err in (38, 22, 95):  # ENOSYS, EINVAL (no CLONE_INTO_CGROUP), EOPNOTSUPP
                 raise _NoClone3(os.strerror(err))
@@ -690,6 +704,7 @@ class _Child:
         self.p, self.libc, self.ns_fds, self.cg_fds = prep, libc, ns_fds, cg_fds
         self.status_w = status_w
         self.stdio = stdio  # the descriptors to make 0, 1 and 2 (clone3's child: Popen's does)
+        self.sigmask: set[int] | None = None  # clone3's child: the caller's signal mask
         self.sys_keyctl = _SYS_KEYCTL[os.uname().machine]
         self.ctypes, self.resource = ctypes, resource
         self.setrlimit = resource.setrlimit
@@ -900,6 +915,8 @@ class _Child:
         for signum in _RESETTABLE_SIGNALS:
             self.libc.signal(signum, default)
         try:
+            if self.sigmask is not None:  # clone3's child: the caller's mask back
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, self.sigmask)
             os.execve(found, self.p.args, self.env)
         except OSError as exc:
             self._fail(f"exec {found}", exc.errno)
