@@ -28,6 +28,7 @@ standard error, why a line went to the engine (``portside: exec through the engi
 from __future__ import annotations
 
 import os
+import stat
 
 TYPE_CHECKING = False  # annotations only (see portside.engine)
 if TYPE_CHECKING:
@@ -41,8 +42,12 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 def run(fields: dict[str, Any]) -> int | None:
     """Run the ``exec`` line :func:`.lean.parse` read (its fields); returns the exit status,
     or None when the engine must run it (nothing was done then)."""
+    from .runtime import fastexec
+
     try:
         plan = _plan(fields)
+    except KeyboardInterrupt:  # ^C while the database was locked: as guarded() answers it
+        return 130
     except Exception as exc:  # noqa: BLE001 - what this cannot read, the engine reads and reports
         plan = f"{type(exc).__name__}: {exc}"
     if isinstance(plan, str):
@@ -50,12 +55,16 @@ def run(fields: dict[str, Any]) -> int | None:
         return None
     conn, container_id, name, prep = plan
     try:
+        if fastexec._start_time(prep.pid) != prep.start:  # the init ended since the check
+            _declined("the container's init is gone")
+            return None
         _emit_exec_create(conn, container_id, name)
+    except KeyboardInterrupt:
+        return 130
     except Exception as exc:  # noqa: BLE001 - no event written: the engine's exec does it all
         _declined(f"the event: {exc}")
         return None
     from .lean import guarded
-    from .runtime import fastexec
 
     def start() -> int:
         try:
@@ -86,7 +95,10 @@ class _EngineTakes(BaseException):
 
 def _declined(reason: str) -> None:
     if os.environ.get("PORTSIDE_QUICK_EXEC") == "explain":
-        os.write(2, f"portside: exec through the engine: {reason}\n".encode())
+        try:
+            os.write(2, f"portside: exec through the engine: {reason}\n".encode())
+        except OSError:
+            pass  # standard error closed: the engine's own output is what matters
 
 
 def _plan(fields: dict[str, Any]) -> tuple[Any, str, str, Any] | str:
@@ -103,6 +115,8 @@ def _plan(fields: dict[str, Any]) -> tuple[Any, str, str, Any] | str:
         return "the fast path is off"
     if os.geteuid() != 0 or environ.get("PORTSIDE_USERNS"):
         return "not root"
+    if environ.get("PORTSIDE_RUNTIME"):
+        return "PORTSIDE_RUNTIME is set"
     if not _default_context(fields):
         return "not the default context"
     if environ.get("PORTSIDE_CONFIG") or os.path.exists("/etc/portside/config.toml") or \
@@ -117,6 +131,16 @@ def _plan(fields: dict[str, Any]) -> tuple[Any, str, str, Any] | str:
             os.fstat(fd)
         except OSError:
             return f"descriptor {fd} is closed"
+    for path in fields["env_file"]:  # read once here, and again if the engine takes the line
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return f"--env-file {path} is not a regular file"
+        except OSError:
+            return f"--env-file {path} cannot be read"
+    from .runtime.fastexec import _initial_user_namespace
+
+    if not _initial_user_namespace():
+        return "not root (a user namespace)"
     from .envvars import exec_environment
 
     env = exec_environment(fields["env_file"], fields["env"])
@@ -218,7 +242,8 @@ def _emit_exec_create(conn: Any, container_id: str, name: str) -> None:
         conn.execute("INSERT INTO events (time, type, action, actor, attributes) "
                      "VALUES (?, ?, ?, ?, ?)",
                      (time.time(), "container", "exec_create", container_id, attributes))
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")

@@ -231,16 +231,22 @@ def _file_key(path: str) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def source_keys(paths: Sequence[str]) -> list[tuple[str, tuple[int, int, int] | None]]:
+    """The identity of each file :func:`save_base` is to depend on: taken *before* they are
+    read, so that a file rewritten meanwhile leaves a cache that no longer matches it."""
+    return [(p, _file_key(p)) for p in paths]
+
+
 def save_base(cache_path: str, prep: Prepared, spec_env: list[str],
-              sources: Sequence[str]) -> None:
+              sources: Sequence[tuple[str, tuple[int, int, int] | None]]) -> None:
     """Keep ``prep`` (made from the container's own process, whose environment was
     ``spec_env`` before :func:`prepare` added ``HOME``) for :func:`load_base`, valid while each
-    of ``sources`` is the file it is now."""
+    file of ``sources`` (:func:`source_keys`, taken before ``prep`` was made) is unchanged."""
     import marshal
 
     fields = {k: getattr(prep, k) for k in Prepared.__annotations__ if k != "args"}
     home = prep.env[len(spec_env)] if len(prep.env) > len(spec_env) else None
-    doc = {"version": _CACHE_VERSION, "sources": [(p, _file_key(p)) for p in sources],
+    doc = {"version": _CACHE_VERSION, "sources": list(sources),
            "fields": fields, "spec_env": list(spec_env), "home": home}
     tmp = f"{cache_path}.{os.getpid()}"
     try:
@@ -449,6 +455,15 @@ class _Joined:
 
     def __init__(self, prep: Prepared, cgroup_file: str) -> None:
         self.fds: list[int] = []
+        try:
+            self._open_all(prep, cgroup_file)
+        except BaseException:
+            self.close()
+            if _start_time(prep.pid) != prep.start:  # the init ended meanwhile
+                raise Unsupported("the container's init is gone") from None
+            raise
+
+    def _open_all(self, prep: Prepared, cgroup_file: str) -> None:
         self.ns: list[tuple[int, int]] = []
         self.cgroups: list[int] = []
         for kind, proc_name, flag in _JOIN_ORDER:
@@ -621,6 +636,12 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
         # mask): a signal's Python handler cannot run in the child between clone3's return
         # and _Child.run (it would raise into the parent's code, in the child), nor leave the
         # parent in the container's pid namespace.
+        # The collector is off too: a collection in the child could run the caller's
+        # finalizers (a buffered file's flush would write its data twice).
+        import gc
+
+        collecting = gc.isenabled()
+        gc.disable()
         child.sigmask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
             _enter_pid_namespace(libc, joined)
@@ -628,14 +649,21 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
                 pid = raw.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
                                   ctypes.c_size_t(ctypes.sizeof(args)))
                 if pid == 0:
-                    child.run()  # never returns: execve or _exit
+                    try:
+                        child.run()  # execve or _exit
+                    finally:
+                        os._exit(255)
                 err = ctypes.get_errno()
             finally:
                 _leave_pid_namespace(libc, joined)  # the parent only: the child never returns
         finally:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, child.sigmask)
+            if collecting:
+                gc.enable()
         if pid < 0:
-            if err in (38, 22, 95):  # ENOSYS, EINVAL (no CLONE_INTO_CGROUP), EOPNOTSUPP
+            # ENOSYS, EINVAL (no CLONE_INTO_CGROUP), EOPNOTSUPP, EPERM (a seccomp filter of
+            # the caller's own that denies clone3): fork through Popen instead
+            if err in (38, 22, 95, 1):
                 raise _NoClone3(os.strerror(err))
             raise OSError(err, f"clone3: {os.strerror(err)}")
     except BaseException:
@@ -773,6 +801,8 @@ class _Child:
             for target, fd in enumerate(sources):
                 if fd != target:
                     os.dup2(fd, target)  # inheritable, as Popen's child makes them
+                else:
+                    os.set_inheritable(fd, True)
         # Descriptors the command must not see (runc's CloseExecFrom), listed while /proc is
         # still the host's: closing a million numbers one by one would cost ~10 ms.
         keep = {self.status_w, *self.cg_fds, *(fd for fd, _ in self.ns_fds)}

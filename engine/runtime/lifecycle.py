@@ -1407,15 +1407,16 @@ class Lifecycle:
             return
         runtime = self.runtime_of(rec)
         state_dir = runtime.state_root / rec.id
+        # what the preparation reads (HOME may come from /etc/passwd), identified beforehand
+        sources = fastexec.source_keys([str(paths.bundle / "config.json"),
+                                        str(state_dir / "state.json"),
+                                        str(paths.rootfs / "etc" / "passwd")])
         process = self.exec_process(rec, ["true"])
         try:
             prep = fastexec.prepare(rec.id, paths.bundle, state_dir, paths.rootfs, process,
                                     runtime.name)
         except fastexec.Unsupported:
             return
-        sources = [str(paths.bundle / "config.json"), str(state_dir / "state.json")]
-        if len(prep.env) > len(process.get("env") or []):
-            sources.append(str(paths.rootfs / "etc" / "passwd"))  # HOME was read from it
         fastexec.save_base(cache, prep, list(process.get("env") or []), sources)
 
     # ---- on exit -----------------------------------------------------------------------------

@@ -35,7 +35,8 @@ def test_cache_gives_back_the_prepared_with_the_command_line(tmp_path):
     source.write_text("{}")
     cache = str(tmp_path / "exec.cache")
     # the container's own environment had no HOME: prepare() added it, last
-    fastexec.save_base(cache, _prepared(), ["PATH=/bin", "A=1"], [str(source)])
+    fastexec.save_base(cache, _prepared(), ["PATH=/bin", "A=1"],
+                       fastexec.source_keys([str(source)]))
     got = fastexec.load_base(cache, ["env"], ["A=2", "B=3"], "/tmp")
     assert got is not None
     expected = dict(vars(_prepared()), args=["env"], cwd="/tmp",
@@ -54,7 +55,7 @@ def test_cache_is_dropped_when_a_source_or_the_init_changed(tmp_path):
     missing = tmp_path / "etc-passwd"  # absent when saved: must still be absent
     cache = str(tmp_path / "exec.cache")
     fastexec.save_base(cache, _prepared(env=["PATH=/bin"]), ["PATH=/bin"],
-                       [str(source), str(missing)])
+                       fastexec.source_keys([str(source), str(missing)]))
     assert fastexec.base_current(cache)
     missing.write_text("root:x:0:0::/root:/bin/sh\n")
     assert not fastexec.base_current(cache)
@@ -63,7 +64,8 @@ def test_cache_is_dropped_when_a_source_or_the_init_changed(tmp_path):
     source.write_text('{"changed": true}')
     assert fastexec.load_base(cache, ["true"]) is None
     # a container whose init is another process than the one the cache names
-    fastexec.save_base(cache, _prepared(start=1), ["PATH=/bin"], [str(source)])
+    fastexec.save_base(cache, _prepared(start=1), ["PATH=/bin"],
+                       fastexec.source_keys([str(source)]))
     assert fastexec.base_current(cache) and fastexec.load_base(cache, ["true"]) is None
     (tmp_path / "garbage").write_bytes(b"not marshal")
     assert fastexec.load_base(str(tmp_path / "garbage"), ["true"]) is None
@@ -138,3 +140,36 @@ def test_direct_spawn_only_for_descriptors():
 def test_declines_the_options_it_does_not_do(flags, why):
     fields = {"tty": False, "user": "", "privileged": False, **flags}
     assert quickexec._plan(fields) == why
+
+
+def test_keys_taken_before_the_read_leave_a_rewritten_file_unmatched(tmp_path):
+    """The cache depends on the files as they were before the preparation read them: a file
+    rewritten in between does not match the cache, which is then made again."""
+    source = tmp_path / "state.json"
+    source.write_text("{}")
+    keys = fastexec.source_keys([str(source)])
+    source.write_text('{"rewritten": 1}')  # while the engine prepared
+    cache = str(tmp_path / "exec.cache")
+    fastexec.save_base(cache, _prepared(), ["PATH=/bin"], keys)
+    assert not fastexec.base_current(cache)
+
+
+def test_an_env_file_that_is_not_a_regular_file_goes_to_the_engine(tmp_path, monkeypatch):
+    """It could not be read twice (the quick path, then the engine after a fallback)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("PORTSIDE_USERNS", "PORTSIDE_CONTEXT", "PORTSIDE_CONFIG", "PORTSIDE_RUNTIME",
+                 "PORTSIDE_FAST_EXEC", "PORTSIDE_QUICK_EXEC"):
+        monkeypatch.delenv(name, raising=False)
+    fifo = tmp_path / "env.fifo"
+    os.mkfifo(fifo)
+    fields = {"tty": False, "user": "", "privileged": False, "context": None,
+              "root": str(tmp_path / "store"), "interactive": False, "detach": True,
+              "env_file": [str(fifo)], "env": []}
+    if os.path.exists("/etc/portside/config.toml"):
+        pytest.skip("this host has a portside config file")
+    assert quickexec._plan(fields) == f"--env-file {fifo} is not a regular file"
+    assert quickexec._plan(dict(fields, env_file=[str(tmp_path / "none")])) == \
+        f"--env-file {tmp_path / 'none'} cannot be read"
+    monkeypatch.setenv("PORTSIDE_RUNTIME", "crun")
+    assert quickexec._plan(fields) == "PORTSIDE_RUNTIME is set"
