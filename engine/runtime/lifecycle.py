@@ -1370,10 +1370,15 @@ class Lifecycle:
                         execID=os.urandom(8).hex())  # secrets.token_hex, unimported
         fast = self._fast_exec(rec, dict(process, terminal=tty))
         if fast is not None:
-            from .fastexec import spawn
+            from .fastexec import Unsupported, spawn
 
             self._keep_exec_cache(rec)
-            return spawn(fast, detach=detach, stdio=(stdin, stdout, stderr))
+            try:
+                return spawn(fast, detach=detach, stdio=(stdin, stdout, stderr))
+            except Unsupported:
+                # spawn's only refusal: the init ended after the checks above (a container
+                # killed a moment ago, whose exit its monitor has not recorded yet)
+                raise IncorrectState(f"container {rec.name} is not running") from None
         proc = self.runtime_of(rec).exec(rec.id, process, detach=detach, tty=tty,
                                          stdio=(stdin, stdout, stderr))
         if not detach:

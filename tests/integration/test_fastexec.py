@@ -561,3 +561,31 @@ def test_a_caller_with_threads_gets_the_process_through_fork(box):
         stop.set()
         waiter.join()
         engine.close()
+
+
+def test_an_init_that_ended_after_the_checks_reads_as_not_running(box):
+    """spawn() refuses a process prepared for an init that has ended since (a container killed
+    a moment ago, its exit not yet recorded): the engine's exec says the container is not
+    running, as it says for one whose exit was recorded, not an internal error."""
+    from portside.engine.errors import IncorrectState
+    from portside.engine.runtime import fastexec
+
+    name = "fx-ended"
+    box("run", "-d", "--name", name, "--network", "none", "portside/debian:bookworm",
+        "sleep", "600")
+    engine = _engine(box)
+    try:
+        lc = engine.containers.lifecycle
+        rec = lc.store.resolve(name)
+        stale = lc._fast_exec(rec, lc.exec_process(rec, ["true"]))
+        assert stale is not None
+        box("restart", "-t", "0", name)  # a new init: the one prepared for has ended
+        devnull = (subprocess.DEVNULL,) * 3
+        with pytest.raises(fastexec.Unsupported, match="init is gone"):
+            fastexec.spawn(stale, stdio=devnull)
+        lc._fast_exec = lambda rec, process: stale  # the checks passed just before the end
+        with pytest.raises(IncorrectState, match=f"container {name} is not running"):
+            lc.exec_run(name, ["true"], stdin=devnull[0], stdout=devnull[1], stderr=devnull[2])
+    finally:
+        engine.close()
+        box("rm", "-f", name, check=False)
