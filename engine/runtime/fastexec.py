@@ -295,10 +295,9 @@ def load_base(cache_path: str, args: list[str], env: Sequence[str] = (),
     fields = dict(doc["fields"])
     if _start_time(fields["pid"]) != fields["start"]:
         return None
-    merged = list(doc["spec_env"])
-    for entry in env:  # exec_process's merge: a name given again replaces the container's
-        key = entry.split("=", 1)[0]
-        merged = [b for b in merged if b.split("=", 1)[0] != key] + [entry]
+    from portside.engine.envvars import merge_env
+
+    merged = merge_env(doc["spec_env"], list(env))  # as Lifecycle.exec_process merges them
     if any("=" not in e or e.startswith("=") or "\0" in e for e in merged):
         return None  # prepare() declines these: the engine says why
     if doc["home"] is not None and not any(e.startswith("HOME=") for e in merged):
@@ -451,14 +450,27 @@ class _NoClone3(Exception):
 
 
 class _Joined:
-    """The descriptors a new process joins the container through, opened in the parent."""
+    """What a new process joins the container through, opened in the parent and closed when the
+    ``with`` block ends: the namespaces, the cgroup files (or, for ``clone3``, the unified
+    hierarchy's folder), and the status pipe whose read end tells ``exec -d`` how the start
+    went (the caller's after the block, :meth:`started`; closed with the rest on an error).
+
+    Raises:
+        Unsupported: the container's init has ended (checked once all is held open).
+    """
 
     def __init__(self, prep: Prepared, cgroup_file: str) -> None:
         self.fds: list[int] = []
+        self.status_r = -1
         try:
             self._open_all(prep, cgroup_file)
+            # The init must still be the one runc started now that its namespaces are held.
+            if _start_time(prep.pid) != prep.start:
+                raise Unsupported("the container's init is gone")
+            self.status_r, self.status_w = os.pipe2(os.O_CLOEXEC)
+            self.fds.append(self.status_w)
         except BaseException:
-            self.close()
+            self._close(failed=True)
             if _start_time(prep.pid) != prep.start:  # the init ended meanwhile
                 raise Unsupported("the container's init is gone") from None
             raise
@@ -468,41 +480,58 @@ class _Joined:
         self.cgroups: list[int] = []
         for kind, proc_name, flag in _JOIN_ORDER:
             if kind in prep.joined:
-                self.ns.append((self._open(f"/proc/{prep.pid}/ns/{proc_name}"), flag))
-        self.pid_ns = self._open(f"/proc/{prep.pid}/ns/pid")
-        self.own_pid_ns = self._open("/proc/thread-self/ns/pid_for_children")
+                self.ns.append((self.open(f"/proc/{prep.pid}/ns/{proc_name}"), flag))
+        self.pid_ns = self.open(f"/proc/{prep.pid}/ns/pid")
+        self.own_pid_ns = self.open("/proc/thread-self/ns/pid_for_children")
         self.cgroup_dir = -1
         for path in prep.cgroups:
             if cgroup_file == "tasks" and os.path.exists(os.path.join(path, "cgroup.controllers")):
                 # the unified hierarchy: clone3 places the process (see _spawn_direct)
-                self.cgroup_dir = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
+                self.cgroup_dir = self.open(path, os.O_RDONLY | os.O_DIRECTORY)
             else:
-                self.cgroups.append(self._open(os.path.join(path, cgroup_file), os.O_WRONLY))
+                self.cgroups.append(self.open(os.path.join(path, cgroup_file), os.O_WRONLY))
 
-    def _open(self, path: str, flags: int = os.O_RDONLY) -> int:
+    def open(self, path: str, flags: int = os.O_RDONLY) -> int:
+        """A descriptor closed with the others when the block ends."""
         fd = os.open(path, flags | os.O_CLOEXEC)
         self.fds.append(fd)
         return fd
 
-    def close(self) -> None:
+    def enter_pid_namespace(self, libc: Any) -> None:
+        """Point this thread's ``pid_for_children`` at the container (for the one new process)."""
+        import ctypes
+
+        if libc.setns(self.pid_ns, _CLONE_NEWPID) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into the container's pid namespace: {os.strerror(err)}")
+
+    def leave_pid_namespace(self, libc: Any) -> None:
+        import ctypes
+
+        if libc.setns(self.own_pid_ns, _CLONE_NEWPID) != 0:  # pragma: no cover - cannot fail
+            raise OSError(ctypes.get_errno(), "setns back to our pid namespace")
+
+    def __enter__(self) -> _Joined:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self._close(failed=kind is not None)
+
+    def _close(self, *, failed: bool) -> None:
         for fd in self.fds:
             os.close(fd)
         self.fds = []
+        if failed and self.status_r >= 0:
+            os.close(self.status_r)
+            self.status_r = -1
 
-
-def _enter_pid_namespace(libc: Any, joined: _Joined) -> None:
-    import ctypes
-
-    if libc.setns(joined.pid_ns, _CLONE_NEWPID) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns into the container's pid namespace: {os.strerror(err)}")
-
-
-def _leave_pid_namespace(libc: Any, joined: _Joined) -> None:
-    import ctypes
-
-    if libc.setns(joined.own_pid_ns, _CLONE_NEWPID) != 0:  # pragma: no cover - cannot fail
-        raise OSError(ctypes.get_errno(), "setns back to our pid namespace")
+    def started(self, proc: Any, args: list[str], detach: bool) -> Any:
+        """What :func:`spawn` returns for ``proc`` once the block has closed the parent's write
+        end of the status pipe: ``exec -d``'s :class:`_Detached`, else ``proc``."""
+        if detach:
+            return _Detached(proc, self.status_r, args)
+        os.close(self.status_r)
+        return proc
 
 
 def _spawn_popen(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
@@ -511,34 +540,17 @@ def _spawn_popen(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    joined = None
-    status_r = -1
-    try:
-        joined = _Joined(prep, "cgroup.procs")
-        # The init must still be the one runc started now that its namespaces are held open.
-        if _start_time(prep.pid) != prep.start:
-            raise Unsupported("the container's init is gone")
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        joined.fds.append(status_w)
-        child = _Child(prep, libc, joined.ns, joined.cgroups, status_w if detach else -1)
-        _enter_pid_namespace(libc, joined)
+    with _Joined(prep, "cgroup.procs") as joined:
+        child = _Child(prep, libc, joined.ns, joined.cgroups,
+                       joined.status_w if detach else -1)
+        joined.enter_pid_namespace(libc)
         try:
             proc = _exec_process()(
                 ["/"], executable="/", preexec_fn=child.run, close_fds=True, env={},
                 stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
         finally:
-            _leave_pid_namespace(libc, joined)
-    except BaseException:
-        if status_r >= 0:
-            os.close(status_r)
-        raise
-    finally:
-        if joined is not None:
-            joined.close()
-    if detach:
-        return _Detached(proc, status_r, prep.args)
-    os.close(status_r)
-    return proc
+            joined.leave_pid_namespace(libc)
+    return joined.started(proc, prep.args, detach)
 
 
 _CLONE_INTO_CGROUP = 0x200000000
@@ -608,25 +620,11 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
     # PyDLL: the call keeps the GIL, so the child comes back into Python holding it
     raw = ctypes.PyDLL(None, use_errno=True)
     raw.syscall.restype = ctypes.c_long
-    joined = None
-    status_r = -1
-    opened: list[int] = []
-    try:
-        joined = _Joined(prep, "tasks")
-        if _start_time(prep.pid) != prep.start:
-            raise Unsupported("the container's init is gone")
-        fds = []
-        for i, s in enumerate(stdio):
-            if s == _DEVNULL:
-                fd = os.open("/dev/null", (os.O_RDONLY if i == 0 else os.O_WRONLY) | os.O_CLOEXEC)
-                opened.append(fd)
-                fds.append(fd)
-            else:
-                fds.append(i if s is None else s)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        joined.fds.append(status_w)
-        child = _Child(prep, libc, joined.ns, joined.cgroups, status_w if detach else -1,
-                       stdio=fds)
+    with _Joined(prep, "tasks") as joined:
+        fds = [joined.open("/dev/null", os.O_RDONLY if i == 0 else os.O_WRONLY)
+               if s == _DEVNULL else (i if s is None else s) for i, s in enumerate(stdio)]
+        child = _Child(prep, libc, joined.ns, joined.cgroups,
+                       joined.status_w if detach else -1, stdio=fds)
         args = _CloneArgs(ctypes)(
             flags=_CLONE_INTO_CGROUP if joined.cgroup_dir >= 0 else 0,
             exit_signal=17,  # SIGCHLD
@@ -644,7 +642,7 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
         gc.disable()
         child.sigmask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
-            _enter_pid_namespace(libc, joined)
+            joined.enter_pid_namespace(libc)
             try:
                 pid = raw.syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
                                   ctypes.c_size_t(ctypes.sizeof(args)))
@@ -655,7 +653,7 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
                         os._exit(255)
                 err = ctypes.get_errno()
             finally:
-                _leave_pid_namespace(libc, joined)  # the parent only: the child never returns
+                joined.leave_pid_namespace(libc)  # the parent only: the child never returns
         finally:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, child.sigmask)
             if collecting:
@@ -666,20 +664,7 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
             if err in (38, 22, 95, 1):
                 raise _NoClone3(os.strerror(err))
             raise OSError(err, f"clone3: {os.strerror(err)}")
-    except BaseException:
-        if status_r >= 0:
-            os.close(status_r)
-        raise
-    finally:
-        if joined is not None:
-            joined.close()
-        for fd in opened:
-            os.close(fd)
-    proc = DirectProcess(pid, prep.args)
-    if detach:
-        return _Detached(proc, status_r, prep.args)
-    os.close(status_r)
-    return proc
+    return joined.started(DirectProcess(pid, prep.args), prep.args, detach)
 
 
 def _CloneArgs(ctypes: Any) -> Any:
