@@ -54,3 +54,13 @@ def exec_environment(env_files: list[str], env: list[str]) -> list[str]:
         out += [v for v in (env_value(x) for x in read_env_file(path)) if v]
     out += [v for v in (env_value(x) for x in env) if v]
     return out
+
+
+def merge_env(base: list[str], entries: list[str] | tuple[str, ...]) -> list[str]:
+    """``base`` (a container's environment) with each of ``entries`` (``NAME=value``) in
+    order: a name given again leaves its old place and goes last, as ``exec -e`` does."""
+    out = list(base)
+    for entry in entries:
+        key = entry.split("=", 1)[0]
+        out = [b for b in out if b.split("=", 1)[0] != key] + [entry]
+    return out

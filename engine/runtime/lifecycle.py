@@ -1320,10 +1320,9 @@ class Lifecycle:
         proc = dict(spec["process"])
         proc["args"] = list(cmd)
         proc["terminal"] = tty
-        base_env = [e for e in proc.get("env", [])]
-        for e in env:
-            key = e.split("=", 1)[0]
-            base_env = [b for b in base_env if b.split("=", 1)[0] != key] + [e]
+        from portside.engine.envvars import merge_env
+
+        base_env = merge_env(proc.get("env", []), list(env))
         if tty and not any(e.startswith("TERM=") for e in base_env):
             base_env.append("TERM=xterm")
         proc["env"] = base_env
