@@ -119,8 +119,7 @@ def _plan(fields: dict[str, Any]) -> tuple[Any, str, str, Any] | str:
         return "PORTSIDE_RUNTIME is set"
     if not _default_context(fields):
         return "not the default context"
-    if environ.get("PORTSIDE_CONFIG") or os.path.exists("/etc/portside/config.toml") or \
-            os.path.exists(os.path.join(_config_home(), "portside", "config.toml")):
+    if any(os.path.exists(path) for path in _config_files()):
         return "a config file"
     root = fields["root"] or environ.get("PORTSIDE_ROOT") or "/var/lib/portside"
     if "%" in root:
@@ -175,11 +174,26 @@ def _default_context(fields: dict[str, Any]) -> bool:
     if found:
         return found == "default"
     try:
-        with open(os.path.join(_config_home(), "portside", "contexts", "current"), "rb") as f:
+        with open(_current_context_file(), "rb") as f:
             name = f.read().strip()
     except FileNotFoundError:
         return True
     return name in (b"", b"default")
+
+
+# The next two are .config.config_files() and .contexts.ContextStore's "current" file, without
+# the pathlib those modules import (~3 ms); tests/unit/test_quickexec.py holds them equal.
+
+
+def _config_files() -> list[str]:
+    explicit = os.environ.get("PORTSIDE_CONFIG")
+    if explicit:
+        return [explicit]
+    return ["/etc/portside/config.toml", os.path.join(_config_home(), "portside", "config.toml")]
+
+
+def _current_context_file() -> str:
+    return os.path.join(_config_home(), "portside", "contexts", "current")
 
 
 def _config_home() -> str:

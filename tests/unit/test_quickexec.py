@@ -173,3 +173,17 @@ def test_an_env_file_that_is_not_a_regular_file_goes_to_the_engine(tmp_path, mon
         f"--env-file {tmp_path / 'none'} cannot be read"
     monkeypatch.setenv("PORTSIDE_RUNTIME", "crun")
     assert quickexec._plan(fields) == "PORTSIDE_RUNTIME is set"
+
+
+@pytest.mark.parametrize("env", [{}, {"XDG_CONFIG_HOME": "/x/cfg"},
+                                 {"PORTSIDE_CONFIG": "/x/portside.toml"}])
+def test_the_files_it_checks_are_the_engines(env, monkeypatch):
+    """The config files and the current context's file: where the engine reads them."""
+    from portside.engine import config, contexts
+
+    for name in ("XDG_CONFIG_HOME", "PORTSIDE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert quickexec._config_files() == [str(p) for p in config.config_files()]
+    assert quickexec._current_context_file() == str(contexts.ContextStore().base / "current")
