@@ -97,6 +97,18 @@ class CLI:
         return proc
 
 
+def portside_notebook_client(nb, work: Path):
+    """nbclient for a notebook on the "Python 3 (portside)" kernel, run in ``work``: a cell
+    tagged ``interrupt`` is interrupted after 8 s (the tests expect it to run until then), any
+    other cell may take 300 s."""
+    import nbclient
+
+    return nbclient.NotebookClient(
+        nb, kernel_name="portside", resources={"metadata": {"path": str(work)}},
+        timeout_func=lambda cell: 8 if "interrupt" in cell.metadata.get("tags", []) else 300,
+        interrupt_on_timeout=True)
+
+
 def cell_outputs(cell) -> list[dict]:
     """The outputs nbclient left in an executed notebook cell."""
     return list(cell.get("outputs", []))

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 from dockerd_fixture import DEBIAN  # noqa: E402
-from conftest import cell_outputs as outputs, cell_text as text  # noqa: E402
+from conftest import (cell_outputs as outputs, cell_text as text,  # noqa: E402
+                      portside_notebook_client)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,10 +72,7 @@ def test_a_notebook_on_a_docker_context(docker_ctx, tmp_path, monkeypatch):
     work = tmp_path / "nb"
     work.mkdir()
     nb = notebook(docker_ctx.name, host_site_packages())
-    client = nbclient.NotebookClient(
-        nb, kernel_name="portside", resources={"metadata": {"path": str(work)}},
-        timeout_func=lambda cell: 8 if "interrupt" in cell.metadata.get("tags", []) else 300,
-        interrupt_on_timeout=True)
+    client = portside_notebook_client(nb, work)
     started = time.monotonic()
     try:
         client.execute()

@@ -139,6 +139,27 @@ def test_engine_errors(box, tmp_path):
         box("unpause", NAME)
 
 
+def _signalled(box, args: list[str], env: dict[str, str], *, ready: list[str], sig: int,
+               cleanup: list[str]) -> tuple[int, bytes, bytes]:
+    """``portside ARGS`` run until ``box(*ready)`` succeeds, then sent ``sig``: its status and
+    output. ``box(*cleanup)`` afterwards, whatever happened."""
+    with subprocess.Popen([PORTSIDE, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while box(*ready, check=False).returncode != 0:
+                assert time.monotonic() < deadline, f"not ready: {ready}"
+                time.sleep(0.05)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            box(*cleanup, check=False)
+    return proc.returncode, out, err
+
+
 def test_interrupt(box):
     """^C ends the client with 130 on both paths (the command inside runs on, as in Docker).
     The command is given other stdout/stderr than the client's pipes, which it would otherwise
@@ -147,23 +168,10 @@ def test_interrupt(box):
     for path in ("lean", "full"):
         pid_file = f"/tmp/started-{path}"
         env = box.env(**({"PORTSIDE_LEAN": "0"} if path == "full" else {}))
-        with subprocess.Popen([PORTSIDE, "exec", NAME, "sh", "-c",
-                               f"echo $$ > {pid_file}; exec sleep 30 >/dev/null 2>&1"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env) as proc:
-            try:
-                deadline = time.monotonic() + 20
-                while box("exec", NAME, "test", "-s", pid_file, check=False).returncode != 0:
-                    assert time.monotonic() < deadline, "the command did not start"
-                    time.sleep(0.05)
-                proc.send_signal(signal.SIGINT)
-                out, err = proc.communicate(timeout=30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.communicate()
-                box("exec", NAME, "sh", "-c", f"kill $(cat {pid_file})", check=False)
-        results.append((proc.returncode, out, err))
+        results.append(_signalled(
+            box, ["exec", NAME, "sh", "-c", f"echo $$ > {pid_file}; exec sleep 30 >/dev/null 2>&1"],
+            env, ready=["exec", NAME, "test", "-s", pid_file], sig=signal.SIGINT,
+            cleanup=["exec", NAME, "sh", "-c", f"kill $(cat {pid_file})"]))
     assert results[0] == results[1]
     assert results[0][0] == 130
 
@@ -228,25 +236,12 @@ def test_run_proxies_signals(box):
     for path, proxy in (("lean", "true"), ("full", "true"), ("lean", "false")):
         env = box.env(**({"PORTSIDE_LEAN": "0"} if path == "full" else {}))
         name = f"lean-sig-{path}-{proxy}"
-        with subprocess.Popen(
-                [PORTSIDE, "run", "--rm", "--name", name, f"--sig-proxy={proxy}", "--network",
-                 "none", "busybox", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; "
-                                                "touch /ready; while true; do sleep 0.05; done"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env) as proc:
-            try:
-                deadline = time.monotonic() + 30
-                while box("exec", name, "test", "-e", "/ready", check=False).returncode != 0:
-                    assert time.monotonic() < deadline, "the container did not start"
-                    time.sleep(0.05)
-                proc.send_signal(signal.SIGTERM)
-                out, err = proc.communicate(timeout=30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.communicate()
-                box("rm", "-f", name, check=False)
-        results.append((proc.returncode, out, err))
+        results.append(_signalled(
+            box, ["run", "--rm", "--name", name, f"--sig-proxy={proxy}", "--network", "none",
+                  "busybox", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; "
+                                         "touch /ready; while true; do sleep 0.05; done"],
+            env, ready=["exec", name, "test", "-e", "/ready"], sig=signal.SIGTERM,
+            cleanup=["rm", "-f", name]))
     assert results[0] == results[1] == (7, b"got TERM\n", b"")
     assert results[2][0] != 7 and b"got TERM" not in results[2][1]
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 from slurm_cluster import SlurmCluster, wait_for  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import PORTSIDE, cell_outputs as outputs, cell_text as text  # noqa: E402
+from conftest import (PORTSIDE, cell_outputs as outputs, cell_text as text,  # noqa: E402
+                      portside_notebook_client)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -121,10 +121,7 @@ def test_a_notebook_in_a_slurm_context(cluster, debian_tar, tmp_path, monkeypatc
     work = tmp_path / "nb"
     work.mkdir()
     nb = notebook()
-    nbc = nbclient.NotebookClient(
-        nb, kernel_name="portside", resources={"metadata": {"path": str(work)}},
-        timeout_func=lambda cell: 8 if "interrupt" in cell.metadata.get("tags", []) else 300,
-        interrupt_on_timeout=True)
+    nbc = portside_notebook_client(nb, work)
     started = time.monotonic()
     try:
         nbc.execute()
