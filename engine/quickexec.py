@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 _TRUE = ("1", "true", "yes", "on")
 _CONNECTIONS: list[Any] = []
+#: config.default_root() for root outside a user namespace (held equal by a unit test)
+_ROOTS_STORE = "/var/lib/portside"
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -68,10 +70,11 @@ def run(fields: dict[str, Any]) -> int | None:
 
     def start() -> int:
         try:
+            null = fastexec.DEVNULL
             if fields["detach"]:  # as the engine's: nothing of this process's streams
-                stdio: tuple[int, ...] = (-3, -3, -3)
+                stdio: tuple[int, ...] = (null, null, null)
             else:
-                stdio = (0 if fields["interactive"] else -3, 1, 2)
+                stdio = (0 if fields["interactive"] else null, 1, 2)
             proc = fastexec.spawn(prep, detach=fields["detach"], stdio=stdio)
         except fastexec.Unsupported as exc:
             # the init ended since: the engine says the container is not running
@@ -121,7 +124,7 @@ def _plan(fields: dict[str, Any]) -> tuple[Any, str, str, Any] | str:
         return "not the default context"
     if any(os.path.exists(path) for path in _config_files()):
         return "a config file"
-    root = fields["root"] or environ.get("PORTSIDE_ROOT") or "/var/lib/portside"
+    root = fields["root"] or environ.get("PORTSIDE_ROOT") or _ROOTS_STORE
     if "%" in root:
         return "a store path with %"
     streams = () if fields["detach"] else (0, 1, 2) if fields["interactive"] else (1, 2)

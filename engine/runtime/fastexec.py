@@ -428,11 +428,11 @@ def spawn(prep: Prepared, *, detach: bool = False,
     return _spawn_popen(prep, detach=detach, stdio=stdio)
 
 
-_DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
+DEVNULL = -3  # subprocess.DEVNULL, without importing subprocess
 
 
 def _direct_stdio(stdio: Sequence[Any]) -> bool:
-    return all(s is None or type(s) is int and (s >= 0 or s == _DEVNULL) for s in stdio)
+    return all(s is None or type(s) is int and (s >= 0 or s == DEVNULL) for s in stdio)
 
 
 def _one_thread() -> bool:
@@ -622,7 +622,7 @@ def _spawn_direct(prep: Prepared, *, detach: bool, stdio: Sequence[Any]) -> Any:
     raw.syscall.restype = ctypes.c_long
     with _Joined(prep, "tasks") as joined:
         fds = [joined.open("/dev/null", os.O_RDONLY if i == 0 else os.O_WRONLY)
-               if s == _DEVNULL else (i if s is None else s) for i, s in enumerate(stdio)]
+               if s == DEVNULL else (i if s is None else s) for i, s in enumerate(stdio)]
         child = _Child(prep, libc, joined.ns, joined.cgroups,
                        joined.status_w if detach else -1, stdio=fds)
         args = _CloneArgs(ctypes)(

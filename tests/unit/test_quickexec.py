@@ -132,7 +132,7 @@ def test_direct_spawn_only_for_descriptors():
     assert not fastexec._direct_stdio((None, subprocess.STDOUT, None))
     with open(os.devnull) as null:  # a file object: Popen's business
         assert not fastexec._direct_stdio((null, None, None))
-    assert subprocess.DEVNULL == fastexec._DEVNULL
+    assert subprocess.DEVNULL == fastexec.DEVNULL
 
 
 @pytest.mark.parametrize("flags, why", [({"tty": True}, "--tty"), ({"user": "nobody"}, "--user"),
@@ -187,3 +187,11 @@ def test_the_files_it_checks_are_the_engines(env, monkeypatch):
         monkeypatch.setenv(name, value)
     assert quickexec._config_files() == [str(p) for p in config.config_files()]
     assert quickexec._current_context_file() == str(contexts.ContextStore().base / "current")
+
+
+def test_roots_store_is_the_engines(monkeypatch):
+    from portside.engine import config
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.delenv("PORTSIDE_USERNS", raising=False)
+    assert str(config.default_root()) == quickexec._ROOTS_STORE
