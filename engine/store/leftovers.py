@@ -152,9 +152,13 @@ class HeldDir:
         while True:
             path = parent / f"{prefix}.{os.urandom(8).hex()}"
             os.mkdir(path, 0o700)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             # A reaper may test the new folder between mkdir and flock: it then removes it
-            # (empty, unlocked) and we must start again with another name.
+            # (empty, unlocked) and we must start again with another name -- also when it is
+            # gone before we could even open it (seen with nine imports at once).
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 st = os.stat(path, follow_symlinks=False)

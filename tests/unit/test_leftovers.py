@@ -306,3 +306,27 @@ def test_a_failed_operation_collects_what_it_wrote_at_once(engine: Engine) -> No
     with store.lease(keep=True) as held:
         held.append(digest)
     assert engine.db.query("SELECT * FROM leases") == []
+
+
+def test_held_dir_starts_again_when_a_reaper_took_its_new_folder_before_it_was_opened(
+        tmp_path, monkeypatch):
+    """Another command's reaper may find the new folder empty and unlocked right after mkdir
+    and remove it, before this process even opened it: it makes another one, as it does when
+    the folder went between open and flock."""
+    real_open = os.open
+    reaped: list[str] = []
+
+    def open_after_a_reaper(path, flags, *args, **kwargs):
+        if not reaped and str(path).startswith(str(tmp_path)) and flags & os.O_DIRECTORY:
+            reaped.append(str(path))
+            os.rmdir(path)  # what the reaper's _remove_tree did to the empty folder
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_after_a_reaper)
+    held = HeldDir(tmp_path, "ingest")
+    try:
+        assert reaped and str(held.path) != reaped[0]
+        assert held.path.is_dir() and not os.path.exists(reaped[0])
+    finally:
+        held.close()
+    assert list(tmp_path.iterdir()) == []
